@@ -1,0 +1,1 @@
+//! torsion-protocols: sans-IO codecs and protocols built on the reactor.

@@ -1,0 +1,1 @@
+//! torsion-reactor: the single-threaded event loop (see `reactor.rs`).

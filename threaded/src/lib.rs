@@ -1,0 +1,1 @@
+//! torsion-threaded: a port of Python's `socketserver`.
