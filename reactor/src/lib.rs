@@ -1,1 +1,89 @@
-//! torsion-reactor: the single-threaded event loop (see `reactor.rs`).
+//! torsion-reactor: a Twisted-style event reactor — one thread, a hand-written loop over
+//! `mio::Poll`, `Protocol` objects built by `Factory`s, transports that buffer and flush.
+//!
+//! # The model
+//!
+//! - A [`Reactor`] owns every socket, protocol and factory. [`Reactor::run`] loops; each
+//!   pass polls once and routes readiness events (see the `reactor` module docs for the
+//!   eight phases of a pass).
+//! - A [`Factory`] builds one [`Protocol`] per accepted connection. The protocol's
+//!   callbacks (`connection_made`, `data_received`, `eof_received`, `connection_lost`,
+//!   `pause_writing`, `resume_writing`) receive a [`Transport`]: the connection's own
+//!   capabilities, and through [`Transport::ctx`] a [`Ctx`] for the rest of the reactor.
+//! - Nothing a callback does runs other user code synchronously: writes are buffered and
+//!   flushed after the callback, operations on other connections are queued and applied
+//!   after it, and `connection_lost` comes in the reap phase, exactly once.
+//! - Objects are named by IDs ([`ConnId`], [`ListenerId`]: slab slot + generation), never
+//!   by references, so an event or command for a reaped connection is dropped.
+//!
+//! # Examples
+//!
+//! An echo server (`no_run`: it serves until stopped):
+//!
+//! ```no_run
+//! use torsion_reactor::{Protocol, Reactor, Transport};
+//!
+//! struct Echo;
+//! impl Protocol for Echo {
+//!     fn data_received(&mut self, t: &mut Transport<'_>, data: &[u8]) {
+//!         let _ = t.write(data);
+//!     }
+//! }
+//!
+//! let mut reactor = Reactor::new()?;
+//! let port = reactor.listen_tcp("127.0.0.1:8000", || Echo)?;
+//! println!("echo on {}", port.addr);
+//! reactor.stop_on_signals()?; // Ctrl-C: graceful shutdown
+//! reactor.run()?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! Protocol logic is tested without sockets through [`testing`]:
+//!
+//! ```
+//! use torsion_reactor::testing::StringTransport;
+//! use torsion_reactor::{Protocol, Transport};
+//!
+//! struct Echo;
+//! impl Protocol for Echo {
+//!     fn data_received(&mut self, t: &mut Transport<'_>, data: &[u8]) {
+//!         let _ = t.write(data);
+//!     }
+//! }
+//!
+//! let mut tr = StringTransport::new();
+//! let mut echo = Echo;
+//! echo.data_received(&mut tr.transport(), b"hi");
+//! assert_eq!(tr.value(), b"hi");
+//! ```
+#![deny(missing_docs)]
+// Libraries log through `log`; only binaries and examples print.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+#![doc(test(attr(deny(warnings))))]
+
+mod address;
+mod clock;
+mod conn;
+mod ctx;
+mod error;
+mod id;
+mod outbuf;
+mod protocol;
+mod reactor;
+mod signals;
+mod stats;
+mod tcp;
+pub mod testing;
+mod transport;
+
+pub use address::Address;
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use conn::{OverflowPolicy, TransportOptions};
+pub use ctx::Ctx;
+pub use error::{Error, Reason, WriteError};
+pub use id::{ConnId, ListenerId};
+pub use protocol::{ClientFactory, Factory, Protocol};
+pub use reactor::{ListeningPort, Reactor, ReactorOptions};
+pub use stats::Stats;
+pub use tcp::{IntoSocketAddr, ListenOptions};
+pub use transport::Transport;

@@ -1,0 +1,336 @@
+//! Per-connection IO state: the socket, output buffer, flags and limits, and the read,
+//! flush and close operations on them. Returns outcomes; never calls user code.
+//!
+//! Tested through `tests/tcp.rs` (real sockets) and `testing.rs` (the in-memory stream).
+
+use std::io::{self, IoSlice, Read, Write};
+use std::net::Shutdown;
+use std::time::Duration;
+
+use crate::address::Address;
+use crate::outbuf::{OutBuf, MAX_SLICES};
+
+/// What happens when a write would take a connection's output buffer past its hard cap.
+///
+/// # Examples
+///
+/// ```
+/// use torsion_reactor::{OverflowPolicy, TransportOptions};
+/// let opts = TransportOptions { overflow: OverflowPolicy::Refuse, ..Default::default() };
+/// assert_eq!(opts.max_buffer, 4 * 1024 * 1024);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum OverflowPolicy {
+    /// The write is refused with `WriteError::Overflow` and the connection is aborted;
+    /// `connection_lost` gets `Reason::Overflow`. The default: a peer that never reads
+    /// costs at most the cap.
+    #[default]
+    Abort,
+    /// The write is refused with `WriteError::Overflow`; the connection stays open and
+    /// the protocol decides (drop the message, retry after `resume_writing`, close).
+    Refuse,
+}
+
+/// Per-connection limits, set per listener or per outgoing connection.
+///
+/// Defaults follow asyncio: 64 KiB high / 16 KiB low water marks, plus a 4 MiB hard cap.
+///
+/// # Examples
+///
+/// ```
+/// use torsion_reactor::TransportOptions;
+/// let opts = TransportOptions { high_water: 256 * 1024, low_water: 64 * 1024, ..Default::default() };
+/// assert!(opts.low_water < opts.high_water);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TransportOptions {
+    /// Reads per connection per loop pass before the connection yields to the others.
+    pub read_budget: u32,
+    /// Buffered bytes above which `pause_writing` is called.
+    pub high_water: usize,
+    /// Buffered bytes at or below which `resume_writing` is called.
+    pub low_water: usize,
+    /// Hard cap on buffered bytes; see [`OverflowPolicy`].
+    pub max_buffer: usize,
+    /// What a write past `max_buffer` does.
+    pub overflow: OverflowPolicy,
+    /// Set `TCP_NODELAY` on new connections (default `true`: the reactor already
+    /// coalesces the writes of one pass, Nagle would only add latency).
+    pub nodelay: bool,
+}
+
+impl Default for TransportOptions {
+    fn default() -> Self {
+        TransportOptions {
+            read_budget: 16,
+            high_water: 64 * 1024,
+            low_water: 16 * 1024,
+            max_buffer: 4 * 1024 * 1024,
+            overflow: OverflowPolicy::Abort,
+            nodelay: true,
+        }
+    }
+}
+
+/// Compact copy of [`TransportOptions`] kept in every connection.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Limits {
+    pub(crate) read_budget: u16,
+    pub(crate) abort_on_overflow: bool,
+    pub(crate) high: u32,
+    pub(crate) low: u32,
+    pub(crate) cap: u32,
+}
+
+impl Limits {
+    pub(crate) fn new(o: &TransportOptions) -> Limits {
+        let clamp = |v: usize| v.min(u32::MAX as usize) as u32;
+        let high = clamp(o.high_water);
+        Limits {
+            read_budget: o.read_budget.clamp(1, u32::from(u16::MAX)) as u16,
+            abort_on_overflow: o.overflow == OverflowPolicy::Abort,
+            high,
+            low: clamp(o.low_water).min(high),
+            cap: clamp(o.max_buffer).max(high),
+        }
+    }
+}
+
+/// The byte stream under a connection (Unix streams join when the reactor grows them).
+#[derive(Debug)]
+pub(crate) enum Stream {
+    Tcp(mio::net::TcpStream),
+    /// The in-memory stream of the testing kit: nothing is ever flushed.
+    Memory,
+}
+
+impl Stream {
+    pub(crate) fn source(&mut self) -> Option<&mut dyn mio::event::Source> {
+        match self {
+            Stream::Tcp(s) => Some(s),
+            Stream::Memory => None,
+        }
+    }
+}
+
+/// Connection flags, one bit each.
+pub(crate) mod flag {
+    /// Still connecting (outgoing); not yet handed to a protocol.
+    pub(crate) const CONNECTING: u16 = 1 << 0;
+    /// Last known readable: a read may return data without a new event.
+    pub(crate) const READABLE: u16 = 1 << 1;
+    /// Last known writable: a write may succeed without waiting for an event.
+    pub(crate) const WRITABLE: u16 = 1 << 2;
+    /// The protocol paused reading.
+    pub(crate) const READ_PAUSED: u16 = 1 << 3;
+    /// The peer's FIN has been seen (by a zero read or a read-closed event).
+    pub(crate) const READ_CLOSED_HINT: u16 = 1 << 4;
+    /// EOF was read; no more reading.
+    pub(crate) const EOF: u16 = 1 << 5;
+    /// `lose_connection`: flush, then close.
+    pub(crate) const CLOSING: u16 = 1 << 6;
+    /// `lose_write_connection`: flush, then shut down the write side.
+    pub(crate) const SHUT_WRITE_PENDING: u16 = 1 << 7;
+    /// Our write side is shut down.
+    pub(crate) const WRITE_SHUT: u16 = 1 << 8;
+    /// The protocol was told `pause_writing` and not yet `resume_writing`.
+    pub(crate) const WRITING_PAUSED: u16 = 1 << 9;
+    /// Queued on the ready-again list.
+    pub(crate) const READY_QUEUED: u16 = 1 << 10;
+    /// Queued on the dirty (needs flush) list.
+    pub(crate) const DIRTY_QUEUED: u16 = 1 << 11;
+    /// Ending: queued for reaping; no more callbacks but `connection_lost`.
+    pub(crate) const DEAD: u16 = 1 << 12;
+    /// The peer closed, and the close that follows is reported as `PeerClosed`.
+    pub(crate) const PEER_CLOSED: u16 = 1 << 13;
+}
+
+/// Outcome of one read.
+pub(crate) enum ReadOutcome {
+    /// `n` bytes are in the read buffer.
+    Data(usize),
+    /// The peer sent FIN.
+    Eof,
+    /// Nothing more right now.
+    WouldBlock,
+    /// The connection failed.
+    Failed(io::Error),
+}
+
+/// Outcome of a flush.
+pub(crate) enum FlushOutcome {
+    /// The buffer is empty.
+    Drained,
+    /// The socket is full; the rest waits for a writable event.
+    Blocked,
+    /// The connection failed.
+    Failed(io::Error),
+}
+
+/// A connection's IO state. Its protocol lives beside it in the reactor's slab entry.
+#[derive(Debug)]
+pub(crate) struct ConnIo {
+    pub(crate) stream: Stream,
+    pub(crate) out: OutBuf,
+    pub(crate) gen: u32,
+    pub(crate) flags: u16,
+    pub(crate) limits: Limits,
+}
+
+impl ConnIo {
+    pub(crate) fn new(stream: Stream, gen: u32, limits: Limits) -> ConnIo {
+        ConnIo { stream, out: OutBuf::default(), gen, flags: 0, limits }
+    }
+
+    #[inline]
+    pub(crate) fn has(&self, f: u16) -> bool {
+        self.flags & f != 0
+    }
+
+    #[inline]
+    pub(crate) fn set(&mut self, f: u16) {
+        self.flags |= f;
+    }
+
+    #[inline]
+    pub(crate) fn clear(&mut self, f: u16) {
+        self.flags &= !f;
+    }
+
+    /// No more writes accepted: closing, half-closed, or dead.
+    pub(crate) fn write_closed(&self) -> bool {
+        self.has(flag::CLOSING | flag::SHUT_WRITE_PENDING | flag::WRITE_SHUT | flag::DEAD)
+    }
+
+    /// Whether a read should be attempted now.
+    pub(crate) fn wants_read(&self) -> bool {
+        self.has(flag::READABLE)
+            && !self.has(flag::READ_PAUSED | flag::EOF | flag::DEAD | flag::CONNECTING)
+    }
+
+    /// One read into `buf`; `Interrupted` is retried by the caller's next pass, never here.
+    pub(crate) fn read(&mut self, buf: &mut [u8]) -> ReadOutcome {
+        let r = match &mut self.stream {
+            Stream::Tcp(s) => s.read(buf),
+            Stream::Memory => return ReadOutcome::WouldBlock,
+        };
+        match r {
+            Ok(0) => ReadOutcome::Eof,
+            Ok(n) => ReadOutcome::Data(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                self.clear(flag::READABLE);
+                ReadOutcome::WouldBlock
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => ReadOutcome::Data(0),
+            Err(e) => ReadOutcome::Failed(e),
+        }
+    }
+
+    /// Writes buffered output until the buffer is empty or the socket is full; then applies
+    /// a pending half-close. One `write` for one chunk, `writev` for several.
+    pub(crate) fn flush(&mut self) -> (FlushOutcome, usize) {
+        let mut written = 0;
+        while !self.out.is_empty() {
+            let r = if self.out.chunk_count() == 1 {
+                write_stream(&mut self.stream, self.out.first())
+            } else {
+                let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+                let n = self.out.slices(&mut slices);
+                writev_stream(&mut self.stream, &slices[..n])
+            };
+            match r {
+                Ok(0) => {
+                    return (
+                        FlushOutcome::Failed(io::Error::new(
+                            io::ErrorKind::WriteZero,
+                            "socket accepted no bytes",
+                        )),
+                        written,
+                    )
+                }
+                Ok(n) => {
+                    written += n;
+                    self.out.consume(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.clear(flag::WRITABLE);
+                    return (FlushOutcome::Blocked, written);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return (FlushOutcome::Failed(e), written),
+            }
+        }
+        if self.has(flag::SHUT_WRITE_PENDING) {
+            self.clear(flag::SHUT_WRITE_PENDING);
+            self.set(flag::WRITE_SHUT);
+            if let Err(e) = self.shutdown(Shutdown::Write) {
+                return (FlushOutcome::Failed(e), written);
+            }
+        }
+        (FlushOutcome::Drained, written)
+    }
+
+    pub(crate) fn shutdown(&mut self, how: Shutdown) -> io::Result<()> {
+        let r = match &self.stream {
+            Stream::Tcp(s) => s.shutdown(how),
+            Stream::Memory => Ok(()),
+        };
+        match r {
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(()),
+            r => r,
+        }
+    }
+
+    /// Arranges for the close to send RST instead of FIN (SO_LINGER 0), as `abort` wants.
+    pub(crate) fn set_reset_on_close(&self) {
+        if let Stream::Tcp(s) = &self.stream {
+            if let Err(e) = socket2::SockRef::from(s).set_linger(Some(Duration::ZERO)) {
+                log::debug!("SO_LINGER 0 failed: {e}");
+            }
+        }
+    }
+
+    pub(crate) fn peer_addr(&self) -> io::Result<Address> {
+        match &self.stream {
+            Stream::Tcp(s) => s.peer_addr().map(Address::Inet),
+            Stream::Memory => Ok(Address::Inet(([192, 0, 2, 2], 2).into())),
+        }
+    }
+
+    pub(crate) fn local_addr(&self) -> io::Result<Address> {
+        match &self.stream {
+            Stream::Tcp(s) => s.local_addr().map(Address::Inet),
+            Stream::Memory => Ok(Address::Inet(([192, 0, 2, 1], 1).into())),
+        }
+    }
+
+    pub(crate) fn set_nodelay(&self, on: bool) -> io::Result<()> {
+        match &self.stream {
+            Stream::Tcp(s) => s.set_nodelay(on),
+            Stream::Memory => Ok(()),
+        }
+    }
+
+    pub(crate) fn set_keepalive(&self, idle: Option<Duration>) -> io::Result<()> {
+        let Stream::Tcp(s) = &self.stream else { return Ok(()) };
+        let sock = socket2::SockRef::from(s);
+        match idle {
+            None => sock.set_keepalive(false),
+            Some(t) => sock.set_tcp_keepalive(&socket2::TcpKeepalive::new().with_time(t)),
+        }
+    }
+}
+
+fn write_stream(s: &mut Stream, data: &[u8]) -> io::Result<usize> {
+    match s {
+        Stream::Tcp(s) => s.write(data),
+        Stream::Memory => Err(io::ErrorKind::WouldBlock.into()),
+    }
+}
+
+fn writev_stream(s: &mut Stream, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+    match s {
+        Stream::Tcp(s) => s.write_vectored(bufs),
+        Stream::Memory => Err(io::ErrorKind::WouldBlock.into()),
+    }
+}

@@ -1,0 +1,169 @@
+//! Typed resource IDs (slab slot + generation) and their packing into `mio::Token`s.
+//!
+//! Tested by the unit tests at the bottom of this file and, for stale-event handling, by
+//! `tests/reentrancy.rs`.
+
+use std::fmt;
+
+use mio::Token;
+
+/// Bits of a token that hold the slab slot.
+const SLOT_BITS: u32 = 32;
+/// Bits of a token that hold the generation.
+const GEN_BITS: u32 = 28;
+/// Mask applied to generations so they fit their token field.
+pub(crate) const GEN_MASK: u32 = (1 << GEN_BITS) - 1;
+
+/// What kind of object a token names; stored in the top four bits of the token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// A stream connection (TCP or Unix).
+    Conn = 1,
+    /// A listening socket.
+    Listener = 2,
+    /// The cross-thread waker.
+    Waker = 3,
+    /// The signal self-pipe.
+    Signal = 4,
+}
+
+impl Kind {
+    fn from_bits(bits: usize) -> Option<Kind> {
+        match bits {
+            1 => Some(Kind::Conn),
+            2 => Some(Kind::Listener),
+            3 => Some(Kind::Waker),
+            4 => Some(Kind::Signal),
+            _ => None,
+        }
+    }
+}
+
+/// Packs a kind, slot and generation into a token.
+pub(crate) fn token(kind: Kind, slot: usize, gen: u32) -> Token {
+    debug_assert!(slot < (1usize << SLOT_BITS));
+    Token(((kind as usize) << 60) | (((gen & GEN_MASK) as usize) << SLOT_BITS) | slot)
+}
+
+/// Unpacks a token; `None` for a token this crate never made.
+pub(crate) fn untoken(t: Token) -> Option<(Kind, usize, u32)> {
+    let kind = Kind::from_bits(t.0 >> 60)?;
+    let slot = t.0 & ((1usize << SLOT_BITS) - 1);
+    let gen = ((t.0 >> SLOT_BITS) as u32) & GEN_MASK;
+    Some((kind, slot, gen))
+}
+
+macro_rules! slot_id {
+    ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name {
+            pub(crate) slot: u32,
+            pub(crate) gen: u32,
+        }
+
+        impl $name {
+            pub(crate) fn new(slot: usize, gen: u32) -> Self {
+                Self { slot: slot as u32, gen }
+            }
+
+            pub(crate) fn slot(self) -> usize {
+                self.slot as usize
+            }
+
+            /// A number unique among live objects of this kind, for logs and maps.
+            pub fn as_u64(self) -> u64 {
+                (u64::from(self.gen) << 32) | u64::from(self.slot)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, concat!($prefix, "#{}.{}"), self.slot, self.gen)
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Debug::fmt(self, f)
+            }
+        }
+    };
+}
+
+slot_id!(
+    /// Names one connection for as long as it lives, and never another one afterwards.
+    ///
+    /// A connection's slot is reused once it is reaped, but its generation is not: an event,
+    /// a `write_to` or a `lose` addressed to a reaped `ConnId` is dropped instead of reaching
+    /// the connection that took the slot over.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use torsion_reactor::{ConnId, Protocol, Transport};
+    ///
+    /// struct Remember(Option<ConnId>);
+    /// impl Protocol for Remember {
+    ///     fn connection_made(&mut self, t: &mut Transport<'_>) {
+    ///         self.0 = Some(t.id());
+    ///     }
+    ///     fn data_received(&mut self, _t: &mut Transport<'_>, _data: &[u8]) {}
+    /// }
+    /// ```
+    ConnId,
+    "conn"
+);
+
+slot_id!(
+    /// Names one listening socket; see [`crate::Reactor::listen_tcp`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use torsion_reactor::{Reactor, Protocol, Transport};
+    ///
+    /// struct Echo;
+    /// impl Protocol for Echo {
+    ///     fn data_received(&mut self, t: &mut Transport<'_>, data: &[u8]) {
+    ///         let _ = t.write(data);
+    ///     }
+    /// }
+    /// let mut reactor = Reactor::new()?;
+    /// let port = reactor.listen_tcp("127.0.0.1:0", || Echo)?;
+    /// reactor.stop_listening(port.id);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ListenerId,
+    "listener"
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_round_trips_kind_slot_and_generation() {
+        for (kind, slot, gen) in [
+            (Kind::Conn, 0, 0),
+            (Kind::Conn, 123_456, GEN_MASK),
+            (Kind::Listener, u32::MAX as usize, 7),
+            (Kind::Waker, 0, 1),
+            (Kind::Signal, 5, 9),
+        ] {
+            assert_eq!(untoken(token(kind, slot, gen)), Some((kind, slot, gen)));
+        }
+    }
+
+    #[test]
+    fn generation_wraps_into_its_field() {
+        let t = token(Kind::Conn, 1, GEN_MASK + 2);
+        assert_eq!(untoken(t), Some((Kind::Conn, 1, 1)));
+    }
+
+    #[test]
+    fn foreign_tokens_are_rejected() {
+        assert_eq!(untoken(Token(0)), None);
+        assert_eq!(untoken(Token(15 << 60)), None);
+    }
+}

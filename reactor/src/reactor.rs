@@ -1,0 +1,1168 @@
+//! The event loop: polls, routes readiness to protocols, and is the only place that invokes
+//! user callbacks.
+//!
+//! # One pass of the loop (`Reactor::run_once`)
+//!
+//! 1. **now**: read the clock once; every callback of the pass sees this time.
+//! 2. **timeout**: zero if connections wait on the ready-again list, writes wait to be
+//!    flushed or connections wait to be reaped; otherwise the time to the next deadline
+//!    (an accept back-off, the shutdown deadline), capped by `max_wait`.
+//! 3. **poll**: `mio::Poll::poll`; `Interrupted` is retried here and nowhere else.
+//! 4. **events**: each token is looked up; a stale one (its object reaped, its slot reused
+//!    by a newer generation) is counted and skipped. Listener: accept until `WouldBlock`
+//!    or the accept budget. Connecting: finish the connect, then `connection_made`.
+//!    Readable: read until `WouldBlock` or the read budget, each chunk to `data_received`;
+//!    a connection still readable at the budget goes on the ready-again list, which is
+//!    served right after the events. Writable: flush.
+//! 5. **timers**: due listener back-offs are retried (timers proper come with the timer
+//!    queue).
+//! 6. **commands**: operations that callbacks queued on other objects were applied right
+//!    after each callback; nothing waits here yet.
+//! 7. **flush**: every connection written to (by itself or by `write_to`) is flushed; a
+//!    connection that finished its `lose_connection` is closed.
+//! 8. **reap**: closed, aborted or failed connections are removed from the slab,
+//!    deregistered and dropped, then `connection_lost(reason)` is called exactly once.
+//!
+//! After every callback on a connection its buffered output is flushed at once if the
+//! socket is writable (one `write`, or `writev` for several chunks), and the water marks
+//! are checked, so `pause_writing` / `resume_writing` follow the real buffer level.
+//!
+//! # Ownership
+//!
+//! The reactor owns every socket, protocol and factory. Callbacks get a `Transport` (the
+//! connection's own state) and through it a `Ctx` (the rest), built from disjoint borrows of
+//! the reactor's fields. Operations on other objects are queued and applied after the
+//! callback returns, so no callback ever runs inside another one.
+//!
+//! Tested by `tests/tcp.rs`, `tests/reentrancy.rs` and `tests/faults.rs`.
+
+use std::any::Any;
+use std::io;
+use std::net::SocketAddr;
+use std::panic::{self, AssertUnwindSafe};
+use std::time::{Duration, Instant};
+
+use log::{debug, error, info, trace, warn};
+use mio::event::Event;
+use mio::{Events, Interest, Poll};
+use slab::Slab;
+
+use crate::address::Address;
+use crate::clock::{Clock, SystemClock};
+use crate::conn::{flag, ConnIo, FlushOutcome, Limits, ReadOutcome, Stream, TransportOptions};
+use crate::ctx::{Command, Ctx, Shared, VACANT};
+use crate::error::{Error, Reason};
+use crate::id::{self, ConnId, Kind, ListenerId, GEN_MASK};
+use crate::protocol::{ClientFactory, Factory, Protocol};
+use crate::signals::SignalPipe;
+use crate::stats::Stats;
+use crate::tcp::{self, IntoSocketAddr, ListenOptions, Listener};
+use crate::transport::Transport;
+
+/// How long a listener stops accepting after running out of descriptors. Queued clients
+/// wait in the kernel's backlog meanwhile; accepting resumes earlier if a connection
+/// closes and frees a descriptor.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// Rounds of the flush phase per pass; what is left waits for the next pass (with a zero
+/// poll timeout), so a storm of cross-connection writes cannot starve polling.
+const FLUSH_ROUNDS: usize = 8;
+/// `settle` iterations per connection (flush → water-mark callback → flush ...).
+const SETTLE_ROUNDS: usize = 8;
+/// Marks a connection that no client factory owns.
+const NO_CONNECTOR: u32 = u32::MAX;
+
+/// Reactor-wide settings.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use torsion_reactor::{Reactor, ReactorOptions};
+/// let opts = ReactorOptions { shutdown_grace: Duration::from_secs(1), ..Default::default() };
+/// let reactor = Reactor::with_options(opts)?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct ReactorOptions {
+    /// Catch a panicking protocol callback, log it and end only that connection with
+    /// `Reason::Panicked` (default). `false` lets the panic unwind out of `run`:
+    /// fail-fast, for those who prefer it.
+    pub catch_panics: bool,
+    /// Size of the one read buffer the reactor shares among all connections.
+    pub read_buffer_size: usize,
+    /// Readiness events fetched per poll.
+    pub events_capacity: usize,
+    /// How long a graceful shutdown waits for connections to flush and close before
+    /// aborting the rest.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ReactorOptions {
+    fn default() -> Self {
+        ReactorOptions {
+            catch_panics: true,
+            read_buffer_size: 64 * 1024,
+            events_capacity: 1024,
+            shutdown_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A listening port: its ID (for `stop_listening`) and the address it is bound to.
+///
+/// # Examples
+///
+/// ```
+/// use torsion_reactor::{Reactor, Protocol, Transport};
+/// struct Nop;
+/// impl Protocol for Nop {
+///     fn data_received(&mut self, _t: &mut Transport<'_>, _d: &[u8]) {}
+/// }
+/// let mut reactor = Reactor::new()?;
+/// let port = reactor.listen_tcp("127.0.0.1:0", || Nop)?;
+/// assert!(port.addr.ip().is_loopback());
+/// # Ok::<(), torsion_reactor::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListeningPort {
+    /// Names the listener.
+    pub id: ListenerId,
+    /// The bound address (with the real port when port 0 was asked for).
+    pub addr: SocketAddr,
+}
+
+/// Where the loop is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    /// Serving.
+    Running,
+    /// Graceful shutdown: listeners closed, connections flushing, abort at the deadline.
+    Stopping { deadline: Instant },
+    /// Shut down; `run` returned.
+    Stopped,
+}
+
+/// A connection's slab entry: IO state plus the protocol that handles it.
+struct Conn {
+    io: ConnIo,
+    /// `None` only while an outgoing connection is still connecting.
+    proto: Option<Box<dyn Protocol>>,
+    /// Index into `Reactor::connectors` for outgoing connections, else `NO_CONNECTOR`.
+    connector: u32,
+}
+
+/// The event loop: one thread, one `mio::Poll`, every connection of the process.
+///
+/// # Examples
+///
+/// An echo server on a free port, driven one pass at a time:
+///
+/// ```
+/// use std::io::{Read, Write};
+/// use std::time::Duration;
+/// use torsion_reactor::{Reactor, Protocol, Transport};
+///
+/// struct Echo;
+/// impl Protocol for Echo {
+///     fn data_received(&mut self, t: &mut Transport<'_>, data: &[u8]) {
+///         let _ = t.write(data);
+///     }
+/// }
+///
+/// let mut reactor = Reactor::new()?;
+/// let port = reactor.listen_tcp("127.0.0.1:0", || Echo)?;
+/// let mut client = std::net::TcpStream::connect(port.addr)?;
+/// client.write_all(b"ping")?;
+/// client.set_nonblocking(true)?;
+/// let mut got = Vec::new();
+/// while got.len() < 4 {
+///     reactor.run_once(Some(Duration::from_millis(10)))?;
+///     let mut buf = [0; 16];
+///     if let Ok(n) = client.read(&mut buf) {
+///         got.extend_from_slice(&buf[..n]);
+///     }
+/// }
+/// assert_eq!(got, b"ping");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Reactor {
+    poll: Poll,
+    events: Events,
+    conns: Slab<Conn>,
+    listeners: Slab<Listener>,
+    connectors: Slab<Box<dyn ClientFactory>>,
+    shared: Shared,
+    read_buf: Box<[u8]>,
+    clock: Box<dyn Clock>,
+    next_gen: u32,
+    opts: ReactorOptions,
+    state: State,
+    /// Listeners that hit their accept budget and may have more queued.
+    ready_listeners: Vec<usize>,
+    /// Scratch list reused by the ready-again and flush phases.
+    scratch: Vec<ConnId>,
+    signals: Option<SignalPipe>,
+}
+
+impl Reactor {
+    /// A reactor with default options and the system clock.
+    ///
+    /// # Errors
+    ///
+    /// If the OS refuses to create the poller (out of descriptors).
+    pub fn new() -> io::Result<Reactor> {
+        Reactor::with_options(ReactorOptions::default())
+    }
+
+    /// A reactor with `opts` and the system clock.
+    ///
+    /// # Errors
+    ///
+    /// If the OS refuses to create the poller.
+    pub fn with_options(opts: ReactorOptions) -> io::Result<Reactor> {
+        Reactor::with_clock(opts, SystemClock)
+    }
+
+    /// A reactor driven by `clock` (e.g. a `ManualClock` in tests).
+    ///
+    /// # Errors
+    ///
+    /// If the OS refuses to create the poller.
+    pub fn with_clock(opts: ReactorOptions, clock: impl Clock) -> io::Result<Reactor> {
+        let now = clock.now();
+        Ok(Reactor {
+            poll: Poll::new()?,
+            events: Events::with_capacity(opts.events_capacity.max(16)),
+            conns: Slab::new(),
+            listeners: Slab::new(),
+            connectors: Slab::new(),
+            shared: Shared::new(now),
+            read_buf: vec![0; opts.read_buffer_size.max(512)].into_boxed_slice(),
+            clock: Box::new(clock),
+            next_gen: 0,
+            opts,
+            state: State::Running,
+            ready_listeners: Vec::new(),
+            scratch: Vec::new(),
+            signals: None,
+        })
+    }
+
+    /// The reactor-wide context, for use outside callbacks (setting up, tests). Operations
+    /// queued through it are applied at the start of the next pass.
+    pub fn ctx(&mut self) -> Ctx<'_> {
+        Ctx::new(&mut self.shared)
+    }
+
+    /// The reactor's counters.
+    pub fn stats(&self) -> Stats {
+        self.shared.stats
+    }
+
+    /// Number of connections in the slab (open, connecting or about to be reaped).
+    pub fn connection_count(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Listens on `addr` (port 0 picks a free port) with default options; `factory`
+    /// builds a protocol for each connection.
+    ///
+    /// # Errors
+    ///
+    /// If the address is not numeric or cannot be bound; the error names it.
+    pub fn listen_tcp(
+        &mut self,
+        addr: impl IntoSocketAddr,
+        factory: impl Factory,
+    ) -> Result<ListeningPort, Error> {
+        self.listen_tcp_with(addr, factory, ListenOptions::default())
+    }
+
+    /// Listens on `addr` with `opts` (backlog, SO_REUSEPORT, connection limits).
+    ///
+    /// # Errors
+    ///
+    /// If the address is not numeric or cannot be bound; the error names it.
+    pub fn listen_tcp_with(
+        &mut self,
+        addr: impl IntoSocketAddr,
+        factory: impl Factory,
+        opts: ListenOptions,
+    ) -> Result<ListeningPort, Error> {
+        let listener = tcp::bind(addr.into_socket_addr()?, &opts)?;
+        self.add_listener(listener, Box::new(factory), opts)
+    }
+
+    fn add_listener(
+        &mut self,
+        listener: std::net::TcpListener,
+        mut factory: Box<dyn Factory>,
+        opts: ListenOptions,
+    ) -> Result<ListeningPort, Error> {
+        let addr = listener.local_addr().map_err(|e| Error::new("listener address", e))?;
+        let mut sock = mio::net::TcpListener::from_std(listener);
+        let gen = self.bump_gen();
+        let entry = self.listeners.vacant_entry();
+        let slot = entry.key();
+        self.poll
+            .registry()
+            .register(&mut sock, id::token(Kind::Listener, slot, gen), Interest::READABLE)
+            .map_err(|e| Error::new(format!("cannot register listener on {addr}"), e))?;
+        trace!("register listener#{slot}.{gen} on {addr}");
+        factory.started();
+        entry.insert(Listener {
+            sock,
+            factory,
+            addr,
+            gen,
+            limits: Limits::new(&opts.transport),
+            nodelay: opts.transport.nodelay,
+            accept_budget: opts.accept_budget.max(1),
+            paused_until: None,
+        });
+        info!("listening on {addr}");
+        Ok(ListeningPort { id: ListenerId::new(slot, gen), addr })
+    }
+
+    /// Closes a listener; its factory's `stopped` runs. Connections it accepted go on.
+    /// Returns `false` if `id` is not listening.
+    pub fn stop_listening(&mut self, id: ListenerId) -> bool {
+        match self.listeners.get(id.slot()) {
+            Some(l) if l.gen == id.gen => {}
+            _ => return false,
+        }
+        let mut l = self.listeners.remove(id.slot());
+        let _ = self.poll.registry().deregister(&mut l.sock);
+        self.ready_listeners.retain(|&s| s != id.slot());
+        info!("stopped listening on {}", l.addr);
+        self.call_factory_stopped(l.factory);
+        true
+    }
+
+    /// Starts a TCP connection to `addr` with default transport options; the client
+    /// factory builds the protocol once it is established, or hears
+    /// `client_connection_failed`.
+    ///
+    /// # Errors
+    ///
+    /// If `addr` is not numeric, or the socket cannot even be created.
+    pub fn connect_tcp(
+        &mut self,
+        addr: impl IntoSocketAddr,
+        factory: impl ClientFactory,
+    ) -> Result<ConnId, Error> {
+        self.connect_tcp_with(addr, factory, TransportOptions::default())
+    }
+
+    /// Starts a TCP connection to `addr` with `opts`.
+    ///
+    /// # Errors
+    ///
+    /// If `addr` is not numeric, or the socket cannot even be created.
+    pub fn connect_tcp_with(
+        &mut self,
+        addr: impl IntoSocketAddr,
+        factory: impl ClientFactory,
+        opts: TransportOptions,
+    ) -> Result<ConnId, Error> {
+        let server = addr.into_socket_addr()?;
+        let stream = mio::net::TcpStream::connect(server)
+            .map_err(|e| Error::new(format!("cannot connect to {server}"), e))?;
+        self.add_connecting(stream, server, Box::new(factory), opts)
+            .map_err(|e| Error::new(format!("cannot connect to {server}"), e))
+    }
+
+    fn add_connecting(
+        &mut self,
+        stream: mio::net::TcpStream,
+        server: SocketAddr,
+        factory: Box<dyn ClientFactory>,
+        opts: TransportOptions,
+    ) -> io::Result<ConnId> {
+        let connector = self.connectors.insert(factory) as u32;
+        match self.insert_conn(Stream::Tcp(stream), None, Limits::new(&opts), connector) {
+            Ok(id) => {
+                let io = &mut self.conns[id.slot()].io;
+                io.set(flag::CONNECTING);
+                // Writability is learnt from the connect's completion event, not assumed.
+                io.clear(flag::WRITABLE);
+                if opts.nodelay {
+                    let _ = io.set_nodelay(true);
+                }
+                debug!("{id}: connecting to {server}");
+                Ok(id)
+            }
+            Err(e) => {
+                self.connectors.remove(connector as usize);
+                Err(e)
+            }
+        }
+    }
+
+    /// Asks the loop to stop: `run` begins a graceful shutdown after the current pass —
+    /// listeners close at once, every connection flushes and closes, and whatever is
+    /// still open after `ReactorOptions::shutdown_grace` is aborted.
+    pub fn stop(&mut self) {
+        self.shared.stop_requested = true;
+    }
+
+    /// Makes the first SIGINT or SIGTERM start a graceful shutdown (as `stop`); a second
+    /// one exits the process at once with status 130.
+    ///
+    /// # Errors
+    ///
+    /// If the signal handlers or their wake-up pipe cannot be installed.
+    pub fn stop_on_signals(&mut self) -> io::Result<()> {
+        if self.signals.is_none() {
+            let mut pipe = SignalPipe::install()?;
+            self.poll.registry().register(
+                pipe.source(),
+                id::token(Kind::Signal, 0, 0),
+                Interest::READABLE,
+            )?;
+            self.signals = Some(pipe);
+        }
+        Ok(())
+    }
+
+    /// Runs passes until `stop` (or `Ctx::stop`) and the graceful shutdown that follows
+    /// have finished.
+    ///
+    /// # Errors
+    ///
+    /// Only if polling itself fails (the poller's descriptor is broken).
+    pub fn run(&mut self) -> io::Result<()> {
+        if self.state == State::Stopped {
+            self.state = State::Running;
+        }
+        while self.state != State::Stopped {
+            self.run_once(None)?;
+        }
+        Ok(())
+    }
+
+    /// Runs one pass of the loop, waiting at most `max_wait` for events (`None`: until
+    /// something happens). See the module docs for the phases.
+    ///
+    /// # Errors
+    ///
+    /// Only if polling itself fails.
+    pub fn run_once(&mut self, max_wait: Option<Duration>) -> io::Result<()> {
+        // Phase 1: one `now` for the whole pass.
+        let now = self.clock.now();
+        self.shared.now = now;
+        self.apply_commands();
+
+        // Phase 2: how long poll may wait.
+        let timeout = self.poll_timeout(now, max_wait);
+
+        // Phase 3: poll; EINTR is retried here and nowhere else.
+        loop {
+            match self.poll.poll(&mut self.events, timeout) {
+                Ok(()) => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        let polled = self.clock.now();
+        self.shared.stats.time_in_poll += polled.saturating_duration_since(now);
+        self.shared.stats.iterations += 1;
+        self.shared.now = polled;
+
+        // Phase 4: route events, then serve the ready-again lists.
+        self.dispatch_events();
+        self.serve_ready_again();
+
+        // Phase 5: deadlines that fell due.
+        self.retry_paused_listeners(polled);
+
+        // Phase 6: queued commands (normally already applied after each callback).
+        self.apply_commands();
+
+        // Phase 7: flush everything written to; close what finished closing.
+        self.flush_dirty();
+
+        // Phase 8: remove the dead, then tell their protocols.
+        self.reap();
+
+        self.advance_lifecycle();
+        self.shared.stats.time_in_callbacks += self.clock.now().saturating_duration_since(polled);
+        Ok(())
+    }
+
+    fn poll_timeout(&self, now: Instant, max_wait: Option<Duration>) -> Option<Duration> {
+        let s = &self.shared;
+        if !s.ready.is_empty()
+            || !s.dirty.is_empty()
+            || !s.reap.is_empty()
+            || !s.commands.is_empty()
+            || !self.ready_listeners.is_empty()
+            || s.stop_requested && self.state == State::Running
+        {
+            return Some(Duration::ZERO);
+        }
+        let mut deadline: Option<Instant> = None;
+        let mut consider = |d: Instant| {
+            deadline = Some(deadline.map_or(d, |cur: Instant| cur.min(d)));
+        };
+        for (_, l) in self.listeners.iter() {
+            if let Some(d) = l.paused_until {
+                consider(d);
+            }
+        }
+        if let State::Stopping { deadline } = self.state {
+            consider(deadline);
+        }
+        let until = deadline.map(|d| d.saturating_duration_since(now));
+        match (until, max_wait) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn bump_gen(&mut self) -> u32 {
+        self.next_gen = (self.next_gen + 1) & GEN_MASK;
+        self.next_gen
+    }
+
+    // ---- phase 4: events ------------------------------------------------------------
+
+    fn dispatch_events(&mut self) {
+        // Move the events out so the handlers can borrow `self` mutably.
+        let events = std::mem::replace(&mut self.events, Events::with_capacity(0));
+        for ev in events.iter() {
+            self.shared.stats.events += 1;
+            trace!(
+                "event {:?}: readable={} writable={} read_closed={} write_closed={} error={}",
+                ev.token(),
+                ev.is_readable(),
+                ev.is_writable(),
+                ev.is_read_closed(),
+                ev.is_write_closed(),
+                ev.is_error()
+            );
+            match id::untoken(ev.token()) {
+                Some((Kind::Conn, slot, gen)) => self.conn_event(slot, gen, ev),
+                Some((Kind::Listener, slot, gen)) => {
+                    if self.listeners.get(slot).is_some_and(|l| l.gen == gen) {
+                        self.accept(slot);
+                    } else {
+                        self.stale(ev);
+                    }
+                }
+                Some((Kind::Signal, ..)) => self.signal_event(),
+                Some((Kind::Waker, ..)) | None => self.stale(ev),
+            }
+        }
+        self.events = events;
+    }
+
+    fn stale(&mut self, ev: &Event) {
+        self.shared.stats.stale_events += 1;
+        trace!("stale event for {:?} dropped", ev.token());
+    }
+
+    fn conn_event(&mut self, slot: usize, gen: u32, ev: &Event) {
+        let Some(conn) = self.conns.get_mut(slot).filter(|c| c.io.gen == gen) else {
+            return self.stale(ev);
+        };
+        let io = &mut conn.io;
+        if io.has(flag::DEAD) {
+            return;
+        }
+        if io.has(flag::CONNECTING) {
+            if ev.is_writable() || ev.is_error() || ev.is_write_closed() || ev.is_read_closed() {
+                self.finish_connect(slot, ev.is_readable());
+            }
+            return;
+        }
+        if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+            io.set(flag::READABLE);
+        }
+        if ev.is_read_closed() {
+            io.set(flag::READ_CLOSED_HINT);
+        }
+        if ev.is_writable() {
+            io.set(flag::WRITABLE);
+        }
+        if ev.is_error() {
+            if let Stream::Tcp(s) = &io.stream {
+                if let Ok(Some(e)) | Err(e) = s.take_error() {
+                    return self.kill(slot, Reason::Lost(e));
+                }
+            }
+        }
+        if ev.is_writable() {
+            self.settle(slot);
+        }
+        self.read(slot);
+    }
+
+    /// Reads until `WouldBlock`, EOF or the read budget, each chunk to `data_received`.
+    fn read(&mut self, slot: usize) {
+        let Some(conn) = self.conns.get(slot) else { return };
+        let budget = conn.io.limits.read_budget;
+        for _ in 0..budget {
+            let Some(conn) = self.conns.get_mut(slot) else { return };
+            if !conn.io.wants_read() {
+                return;
+            }
+            match conn.io.read(&mut self.read_buf) {
+                ReadOutcome::Data(0) => {}
+                ReadOutcome::Data(n) => {
+                    self.shared.stats.bytes_in += n as u64;
+                    let short = n < self.read_buf.len();
+                    let fin_seen = conn.io.has(flag::READ_CLOSED_HINT);
+                    if short && !fin_seen {
+                        // Drained for now: new data raises a new edge. Not so for a FIN
+                        // that came with this data, hence the read-closed exception.
+                        conn.io.clear(flag::READABLE);
+                    }
+                    self.call(slot, |p, t, buf| p.data_received(t, &buf[..n]));
+                    self.settle(slot);
+                    if short && !fin_seen {
+                        return;
+                    }
+                }
+                ReadOutcome::Eof => return self.eof(slot),
+                ReadOutcome::WouldBlock => return,
+                ReadOutcome::Failed(e) => return self.kill(slot, Reason::Lost(e)),
+            }
+        }
+        // Budget spent with data possibly left: yield to the others, come back next pass.
+        if let Some(conn) = self.conns.get_mut(slot) {
+            if conn.io.wants_read() && !conn.io.has(flag::READY_QUEUED) {
+                conn.io.set(flag::READY_QUEUED);
+                self.shared.ready.push(ConnId::new(slot, conn.io.gen));
+            }
+        }
+    }
+
+    /// The peer sent FIN: ask the protocol whether to keep our side open.
+    fn eof(&mut self, slot: usize) {
+        let conn = &mut self.conns[slot];
+        conn.io.set(flag::EOF | flag::READ_CLOSED_HINT);
+        conn.io.clear(flag::READABLE);
+        trace!("conn#{slot}: eof");
+        let mut keep_open = false;
+        self.call(slot, |p, t, _| keep_open = p.eof_received(t));
+        let Some(conn) = self.conns.get_mut(slot) else { return };
+        if !keep_open || conn.io.has(flag::WRITE_SHUT) {
+            conn.io.set(flag::PEER_CLOSED);
+            if !conn.io.has(flag::CLOSING) {
+                conn.io.set(flag::CLOSING);
+            }
+        }
+        self.settle(slot);
+    }
+
+    // ---- callbacks ------------------------------------------------------------------
+
+    /// Calls user code on connection `slot` with its transport, catching a panic, then
+    /// applies the commands it queued.
+    fn call(&mut self, slot: usize, f: impl FnOnce(&mut dyn Protocol, &mut Transport<'_>, &[u8])) {
+        let Some(conn) = self.conns.get_mut(slot) else { return };
+        let id = ConnId::new(slot, conn.io.gen);
+        let Some(proto) = conn.proto.as_deref_mut() else { return };
+        let mut t = Transport { io: &mut conn.io, id, ctx: Ctx::new(&mut self.shared) };
+        let buf = &self.read_buf;
+        if self.opts.catch_panics {
+            if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| f(proto, &mut t, buf))) {
+                let msg = panic_message(&*payload);
+                error!("{id}: protocol callback panicked: {msg}; closing the connection");
+                t.ctx.shared.stats.panics += 1;
+                t.abort_with(Reason::Panicked(msg));
+            }
+        } else {
+            f(proto, &mut t, buf);
+        }
+        self.apply_commands();
+    }
+
+    /// Applies commands queued by callbacks, in order. Runs no user code except the
+    /// failure report of a connect that could not start.
+    fn apply_commands(&mut self) {
+        while !self.shared.commands.is_empty() {
+            let commands = std::mem::take(&mut self.shared.commands);
+            let bytes = std::mem::take(&mut self.shared.cmd_bytes);
+            for cmd in commands {
+                self.apply(cmd, &bytes);
+            }
+            // Keep the arena's allocation unless a command appended to a new one meanwhile.
+            if self.shared.cmd_bytes.is_empty() {
+                self.shared.cmd_bytes = bytes;
+                self.shared.cmd_bytes.clear();
+            }
+        }
+    }
+
+    fn apply(&mut self, cmd: Command, bytes: &[u8]) {
+        match cmd {
+            Command::Write { to, start, len } => {
+                let Some(conn) = live_conn(&mut self.conns, to) else {
+                    return debug!("write_to {to}: connection gone, {len} bytes dropped");
+                };
+                let mut t = Transport { io: &mut conn.io, id: to, ctx: Ctx::new(&mut self.shared) };
+                // The same admission rules as the connection's own writes.
+                if let Err(e) = t.write(&bytes[start..start + len]) {
+                    debug!("write_to {to}: {e}");
+                }
+            }
+            Command::Lose(id) => {
+                if let Some(conn) = live_conn(&mut self.conns, id) {
+                    Transport { io: &mut conn.io, id, ctx: Ctx::new(&mut self.shared) }
+                        .lose_connection();
+                }
+            }
+            Command::Abort(id) => {
+                if let Some(conn) = live_conn(&mut self.conns, id) {
+                    Transport { io: &mut conn.io, id, ctx: Ctx::new(&mut self.shared) }
+                        .abort_connection();
+                }
+            }
+            Command::Connect { stream, server, factory, opts } => {
+                if let Err(e) = self.add_connecting(stream, server, factory, opts) {
+                    error!("cannot register connection to {server}: {e}");
+                }
+            }
+            Command::ConnectFailed { mut factory, reason } => {
+                self.shared.stats.connect_failed += 1;
+                let mut ctx = Ctx::new(&mut self.shared);
+                guard(self.opts.catch_panics, "client_connection_failed", || {
+                    factory.client_connection_failed(&mut ctx, reason)
+                });
+            }
+            Command::Listen { listener, factory, opts } => {
+                if let Err(e) = self.add_listener(listener, factory, opts) {
+                    error!("{e}");
+                }
+            }
+        }
+    }
+
+    /// After user code touched connection `slot`: flush if possible, finish a requested
+    /// close, and report water-mark crossings.
+    fn settle(&mut self, slot: usize) {
+        for _ in 0..SETTLE_ROUNDS {
+            let Some(conn) = self.conns.get_mut(slot) else { return };
+            let io = &mut conn.io;
+            if io.has(flag::DEAD | flag::CONNECTING) {
+                return;
+            }
+            let pending_shut = io.has(flag::SHUT_WRITE_PENDING);
+            if (!io.out.is_empty() && io.has(flag::WRITABLE)) || (io.out.is_empty() && pending_shut)
+            {
+                let (outcome, n) = io.flush();
+                self.shared.stats.bytes_out += n as u64;
+                if let FlushOutcome::Failed(e) = outcome {
+                    return self.kill(slot, Reason::Lost(e));
+                }
+            }
+            let io = &mut self.conns[slot].io;
+            if io.out.is_empty() && io.has(flag::CLOSING) {
+                let reason =
+                    if io.has(flag::PEER_CLOSED) { Reason::PeerClosed } else { Reason::Done };
+                // FIN first: the peer reads everything we sent, then EOF.
+                let _ = io.shutdown(std::net::Shutdown::Write);
+                return self.kill(slot, reason);
+            }
+            if io.has(flag::EOF) && io.has(flag::WRITE_SHUT) && io.out.is_empty() {
+                return self.kill(slot, Reason::PeerClosed);
+            }
+            let buffered = io.out.len();
+            if !io.has(flag::WRITING_PAUSED) && buffered > io.limits.high as usize {
+                io.set(flag::WRITING_PAUSED);
+                self.call(slot, |p, t, _| p.pause_writing(t));
+            } else if io.has(flag::WRITING_PAUSED) && buffered <= io.limits.low as usize {
+                io.clear(flag::WRITING_PAUSED);
+                self.call(slot, |p, t, _| p.resume_writing(t));
+            } else {
+                return;
+            }
+        }
+    }
+
+    /// Marks a connection dead with `reason`; it is reaped in phase 8.
+    fn kill(&mut self, slot: usize, reason: Reason) {
+        let Some(conn) = self.conns.get_mut(slot) else { return };
+        if conn.io.has(flag::DEAD) {
+            return;
+        }
+        conn.io.set(flag::DEAD);
+        conn.io.out.clear();
+        self.shared.reap.push((ConnId::new(slot, conn.io.gen), reason));
+    }
+
+    // ---- accept and connect ---------------------------------------------------------
+
+    fn accept(&mut self, lslot: usize) {
+        let budget = self.listeners[lslot].accept_budget;
+        for _ in 0..budget {
+            let l = &mut self.listeners[lslot];
+            if l.paused_until.is_some() {
+                return;
+            }
+            match l.sock.accept() {
+                Ok((stream, peer)) => {
+                    let peer = Address::Inet(peer);
+                    let (limits, nodelay) = (l.limits, l.nodelay);
+                    let built = guard(self.opts.catch_panics, "build_protocol", || {
+                        l.factory.build_protocol(&peer)
+                    });
+                    let Some(Some(proto)) = built else {
+                        self.shared.stats.refused += 1;
+                        debug!("connection from {peer} refused by the factory");
+                        continue;
+                    };
+                    if nodelay {
+                        let _ = stream.set_nodelay(true);
+                    }
+                    match self.insert_conn(Stream::Tcp(stream), Some(proto), limits, NO_CONNECTOR) {
+                        Ok(id) => {
+                            self.shared.stats.accepted += 1;
+                            self.shared.stats.open += 1;
+                            debug!("{id}: accepted from {peer}");
+                            self.call(id.slot(), |p, t, _| p.connection_made(t));
+                            self.settle(id.slot());
+                        }
+                        Err(e) => error!("cannot register connection from {peer}: {e}"),
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if tcp::is_resource_exhaustion(&e) => {
+                    self.shared.stats.accept_errors += 1;
+                    let until = self.shared.now + ACCEPT_BACKOFF;
+                    let l = &mut self.listeners[lslot];
+                    warn!(
+                        "accept on {} failed: {e}; pausing accepts for {ACCEPT_BACKOFF:?} \
+                         (clients wait in the backlog)",
+                        l.addr
+                    );
+                    l.paused_until = Some(until);
+                    return;
+                }
+                Err(e) if tcp::is_per_connection(&e) => debug!("accept: {e}"),
+                Err(e) => {
+                    error!("accept on {} failed: {e}", self.listeners[lslot].addr);
+                    self.listeners[lslot].paused_until = Some(self.shared.now + ACCEPT_BACKOFF);
+                    return;
+                }
+            }
+        }
+        // Budget spent: more may be queued, and no new edge will say so.
+        if !self.ready_listeners.contains(&lslot) {
+            self.ready_listeners.push(lslot);
+        }
+    }
+
+    fn insert_conn(
+        &mut self,
+        mut stream: Stream,
+        proto: Option<Box<dyn Protocol>>,
+        limits: Limits,
+        connector: u32,
+    ) -> io::Result<ConnId> {
+        let gen = self.bump_gen();
+        let entry = self.conns.vacant_entry();
+        let slot = entry.key();
+        let token = id::token(Kind::Conn, slot, gen);
+        if let Some(src) = stream.source() {
+            // Once, for both directions, edge-triggered: no epoll_ctl on the hot path.
+            self.poll.registry().register(src, token, Interest::READABLE | Interest::WRITABLE)?;
+        }
+        trace!("register conn#{slot}.{gen} as {token:?}");
+        let mut io = ConnIo::new(stream, gen, limits);
+        // A fresh socket can take bytes: the first write need not wait for an event.
+        io.set(flag::WRITABLE);
+        entry.insert(Conn { io, proto, connector });
+        self.shared.set_gen(slot, gen);
+        Ok(ConnId::new(slot, gen))
+    }
+
+    fn finish_connect(&mut self, slot: usize, readable: bool) {
+        let conn = &mut self.conns[slot];
+        let Stream::Tcp(s) = &conn.io.stream else { return };
+        let result = match s.take_error() {
+            Ok(Some(e)) | Err(e) => Err(e),
+            Ok(None) => match s.peer_addr() {
+                Ok(addr) => Ok(addr),
+                // Not connected yet after all (a spurious wake-up): wait for the next event.
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
+                Err(e) => Err(e),
+            },
+        };
+        let id = ConnId::new(slot, conn.io.gen);
+        match result {
+            Ok(server) => {
+                conn.io.clear(flag::CONNECTING);
+                conn.io.set(flag::WRITABLE);
+                if readable {
+                    conn.io.set(flag::READABLE);
+                }
+                self.shared.stats.connected += 1;
+                self.shared.stats.open += 1;
+                let factory = &mut self.connectors[conn.connector as usize];
+                let addr = Address::Inet(server);
+                match guard(self.opts.catch_panics, "build_protocol", || {
+                    factory.build_protocol(&addr)
+                }) {
+                    Some(proto) => conn.proto = Some(proto),
+                    None => return self.kill(slot, Reason::Panicked("build_protocol".into())),
+                }
+                debug!("{id}: connected to {server}");
+                self.call(slot, |p, t, _| p.connection_made(t));
+                self.settle(slot);
+                self.read(slot);
+            }
+            Err(e) => {
+                debug!("{id}: connect failed: {e}");
+                self.shared.stats.connect_failed += 1;
+                let mut conn = self.conns.remove(slot);
+                self.shared.gens[slot] = VACANT;
+                if let Some(src) = conn.io.stream.source() {
+                    let _ = self.poll.registry().deregister(src);
+                }
+                drop(conn.io);
+                let mut factory = self.connectors.remove(conn.connector as usize);
+                let mut ctx = Ctx::new(&mut self.shared);
+                guard(self.opts.catch_panics, "client_connection_failed", || {
+                    factory.client_connection_failed(&mut ctx, Reason::ConnectFailed(e))
+                });
+                self.apply_commands();
+            }
+        }
+    }
+
+    fn signal_event(&mut self) {
+        if let Some(pipe) = &mut self.signals {
+            if pipe.drain() {
+                info!("signal received: shutting down gracefully (send it again to exit now)");
+                self.shared.stop_requested = true;
+            }
+        }
+    }
+
+    // ---- ready-again, deadlines, flush, reap -----------------------------------------
+
+    fn serve_ready_again(&mut self) {
+        let mut ready = std::mem::take(&mut self.scratch);
+        std::mem::swap(&mut ready, &mut self.shared.ready);
+        for id in ready.drain(..) {
+            if let Some(conn) = self.conns.get_mut(id.slot()).filter(|c| c.io.gen == id.gen) {
+                conn.io.clear(flag::READY_QUEUED);
+                self.read(id.slot());
+            }
+        }
+        self.scratch = ready;
+        let listeners = std::mem::take(&mut self.ready_listeners);
+        for lslot in listeners {
+            if self.listeners.contains(lslot) {
+                self.accept(lslot);
+            }
+        }
+    }
+
+    fn retry_paused_listeners(&mut self, now: Instant) {
+        let due: Vec<usize> = self
+            .listeners
+            .iter()
+            .filter(|(_, l)| l.paused_until.is_some_and(|d| d <= now))
+            .map(|(k, _)| k)
+            .collect();
+        for lslot in due {
+            self.listeners[lslot].paused_until = None;
+            self.accept(lslot);
+        }
+    }
+
+    fn flush_dirty(&mut self) {
+        for _ in 0..FLUSH_ROUNDS {
+            if self.shared.dirty.is_empty() {
+                return;
+            }
+            let mut dirty = std::mem::take(&mut self.scratch);
+            std::mem::swap(&mut dirty, &mut self.shared.dirty);
+            for id in dirty.drain(..) {
+                if let Some(conn) = self.conns.get_mut(id.slot()).filter(|c| c.io.gen == id.gen) {
+                    conn.io.clear(flag::DIRTY_QUEUED);
+                    self.settle(id.slot());
+                }
+            }
+            self.scratch = dirty;
+        }
+    }
+
+    fn reap(&mut self) {
+        let mut freed = false;
+        while !self.shared.reap.is_empty() {
+            let batch = std::mem::take(&mut self.shared.reap);
+            for (id, reason) in batch {
+                if !self.conns.get(id.slot()).is_some_and(|c| c.io.gen == id.gen) {
+                    continue;
+                }
+                let mut conn = self.conns.remove(id.slot());
+                self.shared.gens[id.slot()] = VACANT;
+                if let Some(src) = conn.io.stream.source() {
+                    let _ = self.poll.registry().deregister(src);
+                }
+                // Close the socket before telling the protocol: it is gone when it hears.
+                conn.io.stream = Stream::Memory;
+                freed = true;
+                self.shared.stats.closed += 1;
+                debug!("{id}: closed: {reason}");
+                self.lost(id, conn, reason);
+            }
+            self.apply_commands();
+        }
+        if freed {
+            // Descriptors were freed: listeners that ran out may accept again now.
+            for (_, l) in self.listeners.iter_mut() {
+                l.paused_until = l.paused_until.map(|_| self.shared.now);
+            }
+        }
+    }
+
+    fn lost(&mut self, id: ConnId, conn: Conn, reason: Reason) {
+        let Conn { proto, connector, .. } = conn;
+        let catch = self.opts.catch_panics;
+        let mut factory =
+            (connector != NO_CONNECTOR).then(|| self.connectors.remove(connector as usize));
+        let mut ctx = Ctx::new(&mut self.shared);
+        match proto {
+            Some(mut proto) => {
+                ctx.shared.stats.open -= 1;
+                let for_factory = factory.as_ref().map(|_| reason.duplicate());
+                if guard(catch, "connection_lost", || proto.connection_lost(&mut ctx, reason))
+                    .is_none()
+                {
+                    error!("{id}: connection_lost panicked");
+                }
+                if let (Some(f), Some(r)) = (factory.as_mut(), for_factory) {
+                    guard(catch, "client_connection_lost", || {
+                        f.client_connection_lost(&mut ctx, &r)
+                    });
+                }
+            }
+            // Never connected (still connecting at shutdown): a failed connect.
+            None => {
+                if let Some(f) = factory.as_mut() {
+                    guard(catch, "client_connection_failed", || {
+                        f.client_connection_failed(&mut ctx, reason)
+                    });
+                }
+            }
+        }
+    }
+
+    // ---- lifecycle ------------------------------------------------------------------
+
+    fn advance_lifecycle(&mut self) {
+        match self.state {
+            State::Running if self.shared.stop_requested => {
+                self.shared.stop_requested = false;
+                self.begin_shutdown();
+            }
+            State::Stopping { deadline } => {
+                if self.conns.is_empty() {
+                    info!("shutdown complete");
+                    self.state = State::Stopped;
+                } else if self.shared.now >= deadline {
+                    warn!(
+                        "shutdown grace period over: aborting {} connection(s)",
+                        self.conns.len()
+                    );
+                    let slots: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+                    for slot in slots {
+                        self.conns[slot].io.set_reset_on_close();
+                        self.kill(slot, Reason::Shutdown);
+                    }
+                    self.reap();
+                    self.state = State::Stopped;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn begin_shutdown(&mut self) {
+        let grace = self.opts.shutdown_grace;
+        info!(
+            "stopping: closing {} listener(s), flushing {} connection(s) (grace {grace:?})",
+            self.listeners.len(),
+            self.conns.len()
+        );
+        let ids: Vec<ListenerId> =
+            self.listeners.iter().map(|(k, l)| ListenerId::new(k, l.gen)).collect();
+        for id in ids {
+            self.stop_listening(id);
+        }
+        let ids: Vec<ConnId> = self.conns.iter().map(|(k, c)| ConnId::new(k, c.io.gen)).collect();
+        for id in ids {
+            self.ctx().lose(id);
+        }
+        self.apply_commands();
+        self.flush_dirty();
+        self.reap();
+        self.state = State::Stopping { deadline: self.shared.now + grace };
+        if self.conns.is_empty() {
+            info!("shutdown complete");
+            self.state = State::Stopped;
+        }
+    }
+
+    fn call_factory_stopped(&mut self, mut factory: Box<dyn Factory>) {
+        guard(self.opts.catch_panics, "factory stopped", || factory.stopped());
+    }
+}
+
+impl Drop for Reactor {
+    fn drop(&mut self) {
+        // Listeners' factories hear `stopped` even if `run` never finished a shutdown.
+        let ids: Vec<ListenerId> =
+            self.listeners.iter().map(|(k, l)| ListenerId::new(k, l.gen)).collect();
+        for id in ids {
+            self.stop_listening(id);
+        }
+    }
+}
+
+impl std::fmt::Debug for Reactor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reactor")
+            .field("connections", &self.conns.len())
+            .field("listeners", &self.listeners.len())
+            .field("state", &self.state)
+            .finish()
+    }
+}
+
+/// The connection `id` names, if it is still open (not connecting, not dying).
+fn live_conn(conns: &mut Slab<Conn>, id: ConnId) -> Option<&mut Conn> {
+    conns
+        .get_mut(id.slot())
+        .filter(|c| c.io.gen == id.gen && !c.io.has(flag::DEAD | flag::CONNECTING))
+}
+
+/// Runs user code, catching a panic when `catch` is set; `None` if it panicked.
+fn guard<R>(catch: bool, what: &str, f: impl FnOnce() -> R) -> Option<R> {
+    if !catch {
+        return Some(f());
+    }
+    match panic::catch_unwind(AssertUnwindSafe(f)) {
+        Ok(r) => Some(r),
+        Err(payload) => {
+            error!("{what} panicked: {}", panic_message(&*payload));
+            None
+        }
+    }
+}
+
+fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_string()
+    }
+}
