@@ -80,6 +80,7 @@ const NO_CONNECTOR: u32 = u32::MAX;
 /// use torsion_reactor::{Reactor, ReactorOptions};
 /// let opts = ReactorOptions { shutdown_grace: Duration::from_secs(1), ..Default::default() };
 /// let reactor = Reactor::with_options(opts)?;
+/// assert_eq!(reactor.connection_count(), 0);
 /// # Ok::<(), std::io::Error>(())
 /// ```
 #[derive(Clone, Copy, Debug)]
@@ -121,7 +122,7 @@ impl Default for ReactorOptions {
 /// let mut reactor = Reactor::new()?;
 /// let port = reactor.listen_tcp("127.0.0.1:0", || Nop)?;
 /// assert!(port.addr.ip().is_loopback());
-/// # Ok::<(), torsion_reactor::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ListeningPort {
