@@ -143,6 +143,10 @@ pub(crate) mod flag {
     pub(crate) const DEAD: u16 = 1 << 12;
     /// The peer closed, and the close that follows is reported as `PeerClosed`.
     pub(crate) const PEER_CLOSED: u16 = 1 << 13;
+    /// A pull producer: `resume_producing` whenever the buffer is at or below low water.
+    pub(crate) const PRODUCING: u16 = 1 << 14;
+    /// Queued on the producers list for the next pass.
+    pub(crate) const PRODUCE_QUEUED: u16 = 1 << 15;
 }
 
 /// Outcome of one read.

@@ -51,6 +51,8 @@ pub(crate) struct Shared {
     pub(crate) ready: Vec<ConnId>,
     /// Connections written to since their last flush.
     pub(crate) dirty: Vec<ConnId>,
+    /// Pull producers whose buffer is low, to call again next pass.
+    pub(crate) producers: Vec<ConnId>,
     /// Connections to remove in the reap phase, with the reason they end.
     pub(crate) reap: Vec<(ConnId, Reason)>,
     pub(crate) stats: Stats,
@@ -66,6 +68,7 @@ impl Shared {
             gens: Vec::new(),
             ready: Vec::new(),
             dirty: Vec::new(),
+            producers: Vec::new(),
             reap: Vec::new(),
             stats: Stats::default(),
             stop_requested: false,

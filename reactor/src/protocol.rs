@@ -75,6 +75,14 @@ pub trait Protocol: 'static {
     fn resume_writing(&mut self, t: &mut Transport<'_>) {
         let _ = t;
     }
+
+    /// For pull producers (see [`Transport::register_producer`]): the output buffer is at
+    /// or below the low-water mark, so write the next piece. Called again after every
+    /// flush that leaves the buffer low, at most a few times per loop pass, until
+    /// [`Transport::unregister_producer`]. Twisted's `IPullProducer.resumeProducing`.
+    fn resume_producing(&mut self, t: &mut Transport<'_>) {
+        let _ = t;
+    }
 }
 
 /// Builds a [`Protocol`] for each accepted connection: Twisted's `ServerFactory`.

@@ -495,6 +495,7 @@ impl Reactor {
         let s = &self.shared;
         if !s.ready.is_empty()
             || !s.dirty.is_empty()
+            || !s.producers.is_empty()
             || !s.reap.is_empty()
             || !s.commands.is_empty()
             || !self.ready_listeners.is_empty()
@@ -777,8 +778,25 @@ impl Reactor {
             } else if io.has(flag::WRITING_PAUSED) && buffered <= io.limits.low as usize {
                 io.clear(flag::WRITING_PAUSED);
                 self.call(slot, |p, t, _| p.resume_writing(t));
+            } else if io.has(flag::PRODUCING)
+                && buffered <= io.limits.low as usize
+                && !io.has(flag::CLOSING | flag::SHUT_WRITE_PENDING | flag::WRITE_SHUT)
+            {
+                self.call(slot, |p, t, _| p.resume_producing(t));
             } else {
                 return;
+            }
+        }
+        // Still producing with a low buffer after the rounds: continue next pass, after
+        // the other connections had their turn.
+        if let Some(conn) = self.conns.get_mut(slot) {
+            let io = &mut conn.io;
+            if io.has(flag::PRODUCING)
+                && !io.has(flag::PRODUCE_QUEUED | flag::DEAD)
+                && io.out.len() <= io.limits.low as usize
+            {
+                io.set(flag::PRODUCE_QUEUED);
+                self.shared.producers.push(ConnId::new(slot, io.gen));
             }
         }
     }
@@ -955,6 +973,13 @@ impl Reactor {
             }
         }
         self.scratch = ready;
+        let producers = std::mem::take(&mut self.shared.producers);
+        for id in producers {
+            if let Some(conn) = self.conns.get_mut(id.slot()).filter(|c| c.io.gen == id.gen) {
+                conn.io.clear(flag::PRODUCE_QUEUED);
+                self.settle(id.slot());
+            }
+        }
         let listeners = std::mem::take(&mut self.ready_listeners);
         for lslot in listeners {
             if self.listeners.contains(lslot) {

@@ -176,6 +176,47 @@ impl<'a> Transport<'a> {
         }
     }
 
+    /// Makes this protocol a pull producer: the reactor calls
+    /// [`Protocol::resume_producing`](crate::Protocol::resume_producing) whenever the
+    /// output buffer is at or below the low-water mark (starting right after the current
+    /// callback), so a large response is written piece by piece without ever passing the
+    /// high-water mark, however fast or slow the peer reads.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use torsion_reactor::{Protocol, Transport};
+    ///
+    /// /// Sends `left` bytes of 'x' in 16 KiB pieces, then closes.
+    /// struct Blob { left: usize }
+    /// impl Protocol for Blob {
+    ///     fn connection_made(&mut self, t: &mut Transport<'_>) {
+    ///         t.register_producer();
+    ///     }
+    ///     fn resume_producing(&mut self, t: &mut Transport<'_>) {
+    ///         let n = self.left.min(16 * 1024);
+    ///         let _ = t.write(&vec![b'x'; n]);
+    ///         self.left -= n;
+    ///         if self.left == 0 {
+    ///             t.unregister_producer();
+    ///             t.lose_connection();
+    ///         }
+    ///     }
+    ///     fn data_received(&mut self, _t: &mut Transport<'_>, _d: &[u8]) {}
+    /// }
+    /// ```
+    pub fn register_producer(&mut self) {
+        if !self.io.has(flag::PRODUCING) {
+            self.io.set(flag::PRODUCING);
+            self.mark_dirty();
+        }
+    }
+
+    /// Stops `resume_producing` calls.
+    pub fn unregister_producer(&mut self) {
+        self.io.clear(flag::PRODUCING);
+    }
+
     /// Whether reading is paused.
     pub fn is_reading_paused(&self) -> bool {
         self.io.has(flag::READ_PAUSED)

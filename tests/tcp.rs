@@ -1,0 +1,397 @@
+//! TCP over real loopback sockets: bulk echo integrity, half-close, slow readers, panics,
+//! connect failures and many concurrent connections.
+
+mod common;
+
+use std::cell::RefCell;
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use common::{client, pattern, read_n, read_to_end, run_until, write_all, Server};
+use torsion::protocols::echo::Echo;
+use torsion::reactor::{
+    Address, ClientFactory, Ctx, ListenOptions, Protocol, Reactor, Reason, Transport,
+};
+
+/// Results of a bulk client, shared with the test.
+#[derive(Default)]
+struct Tally {
+    verified: usize,
+    mismatches: usize,
+    finished: usize,
+    failed: Vec<String>,
+}
+
+/// Streams `total` bytes of a per-connection pattern as a pull producer and checks that
+/// every byte echoed back matches.
+struct Bulk {
+    seed: u8,
+    total: usize,
+    sent: usize,
+    received: usize,
+    tally: Rc<RefCell<Tally>>,
+}
+
+const CHUNK: usize = 64 * 1024;
+
+fn byte_at(seed: u8, i: usize) -> u8 {
+    (i as u8).wrapping_mul(31).wrapping_add(seed)
+}
+
+impl Protocol for Bulk {
+    fn connection_made(&mut self, t: &mut Transport<'_>) {
+        t.register_producer();
+    }
+
+    fn resume_producing(&mut self, t: &mut Transport<'_>) {
+        let n = CHUNK.min(self.total - self.sent);
+        let chunk: Vec<u8> = (self.sent..self.sent + n).map(|i| byte_at(self.seed, i)).collect();
+        t.write_owned(chunk).expect("producer write");
+        self.sent += n;
+        if self.sent == self.total {
+            t.unregister_producer();
+        }
+    }
+
+    fn data_received(&mut self, t: &mut Transport<'_>, data: &[u8]) {
+        let mut tally = self.tally.borrow_mut();
+        for (k, &b) in data.iter().enumerate() {
+            if b != byte_at(self.seed, self.received + k) {
+                tally.mismatches += 1;
+            }
+        }
+        self.received += data.len();
+        tally.verified += data.len();
+        if self.received == self.total {
+            t.lose_connection();
+        }
+    }
+
+    fn connection_lost(&mut self, _ctx: &mut Ctx<'_>, reason: Reason) {
+        let mut tally = self.tally.borrow_mut();
+        if self.received == self.total && reason.is_clean() {
+            tally.finished += 1;
+        } else {
+            tally.failed.push(format!("{} of {} bytes: {reason}", self.received, self.total));
+        }
+    }
+}
+
+struct BulkFactory {
+    next_seed: u8,
+    total: usize,
+    tally: Rc<RefCell<Tally>>,
+}
+
+impl ClientFactory for BulkFactory {
+    fn build_protocol(&mut self, _server: &Address) -> Box<dyn Protocol> {
+        self.next_seed = self.next_seed.wrapping_add(1);
+        Box::new(Bulk {
+            seed: self.next_seed,
+            total: self.total,
+            sent: 0,
+            received: 0,
+            tally: Rc::clone(&self.tally),
+        })
+    }
+    fn client_connection_failed(&mut self, _ctx: &mut Ctx<'_>, reason: Reason) {
+        self.tally.borrow_mut().failed.push(format!("connect: {reason}"));
+    }
+}
+
+fn echo_server() -> Server {
+    Server::start(|r| {
+        let opts = ListenOptions { backlog: 8192, ..Default::default() };
+        r.listen_tcp_with("127.0.0.1:0", Echo::new, opts).unwrap().addr
+    })
+}
+
+#[test]
+fn hundred_connections_each_echo_ten_mib_byte_exact() {
+    const CONNS: usize = 100;
+    const TOTAL: usize = 10 * 1024 * 1024;
+    let server = echo_server();
+    let tally = Rc::new(RefCell::new(Tally::default()));
+    let mut reactor = Reactor::new().unwrap();
+    for _ in 0..CONNS {
+        // One factory per connection keeps the seeds distinct.
+        let f = BulkFactory {
+            next_seed: reactor.connection_count() as u8,
+            total: TOTAL,
+            tally: Rc::clone(&tally),
+        };
+        reactor.connect_tcp(server.addr, f).unwrap();
+    }
+    run_until(&mut reactor, |_| {
+        let t = tally.borrow();
+        t.finished + t.failed.len() == CONNS
+    });
+    let t = tally.borrow();
+    assert!(t.failed.is_empty(), "{:?}", &t.failed[..t.failed.len().min(5)]);
+    assert_eq!(t.finished, CONNS);
+    assert_eq!(t.verified, CONNS * TOTAL);
+    assert_eq!(t.mismatches, 0);
+    let stats = server.stop();
+    assert_eq!(stats.accepted, CONNS as u64);
+    assert_eq!(stats.bytes_in, (CONNS * TOTAL) as u64);
+    assert_eq!(stats.bytes_out, (CONNS * TOTAL) as u64);
+}
+
+#[test]
+fn half_close_client_shuts_its_write_side_and_still_receives_everything() {
+    let server = echo_server();
+    let mut c = client(server.addr);
+    let data = pattern(3 * 1024 * 1024, 9);
+    // Writer thread: the client must read while writing, or both sides' buffers fill.
+    let mut w = c.try_clone().unwrap();
+    let payload = data.clone();
+    let writer = std::thread::spawn(move || {
+        w.write_all(&payload).unwrap();
+        w.shutdown(Shutdown::Write).unwrap();
+    });
+    let got = read_to_end(&mut c);
+    writer.join().unwrap();
+    assert_eq!(got.len(), data.len());
+    assert!(got == data, "echo differs from what was sent");
+}
+
+/// Echo that records the most it ever had buffered for one connection.
+struct WatchedEcho {
+    inner: Echo,
+    max_buffered: Arc<AtomicUsize>,
+}
+
+impl Protocol for WatchedEcho {
+    fn data_received(&mut self, t: &mut Transport<'_>, data: &[u8]) {
+        self.inner.data_received(t, data);
+        self.max_buffered.fetch_max(t.buffered_len(), Ordering::Relaxed);
+    }
+    fn pause_writing(&mut self, t: &mut Transport<'_>) {
+        self.inner.pause_writing(t);
+    }
+    fn resume_writing(&mut self, t: &mut Transport<'_>) {
+        self.inner.resume_writing(t);
+    }
+}
+
+/// Echo that ignores backpressure (never pauses): only the hard cap protects the server.
+struct CarelessEcho {
+    lost: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Protocol for CarelessEcho {
+    fn data_received(&mut self, t: &mut Transport<'_>, data: &[u8]) {
+        let _ = t.write(data);
+    }
+    fn connection_lost(&mut self, _ctx: &mut Ctx<'_>, reason: Reason) {
+        self.lost.lock().unwrap().push(reason.to_string());
+    }
+}
+
+/// Sends `n` bytes to `addr` without ever reading; returns how many the kernel took.
+fn flood_without_reading(addr: SocketAddr, n: usize) -> (std::net::TcpStream, usize) {
+    let mut s = client(addr);
+    s.set_write_timeout(Some(std::time::Duration::from_millis(500))).unwrap();
+    let chunk = vec![b'z'; 64 * 1024];
+    let mut sent = 0;
+    while sent < n {
+        match s.write(&chunk) {
+            Ok(k) => sent += k,
+            Err(_) => break, // blocked: the server stopped reading, flow control works
+        }
+    }
+    (s, sent)
+}
+
+#[test]
+fn a_peer_that_never_reads_costs_a_bounded_buffer_and_others_are_served() {
+    let max_buffered = Arc::new(AtomicUsize::new(0));
+    let m = Arc::clone(&max_buffered);
+    let server = Server::start(move |r| {
+        let m = Arc::clone(&m);
+        let factory = move || WatchedEcho { inner: Echo::new(), max_buffered: Arc::clone(&m) };
+        r.listen_tcp("127.0.0.1:0", factory).unwrap().addr
+    });
+    let (hog, sent) = flood_without_reading(server.addr, 64 * 1024 * 1024);
+    // Meanwhile another client is served normally.
+    let mut other = client(server.addr);
+    for i in 0..50u8 {
+        write_all(&mut other, &[i; 100]);
+        assert_eq!(read_n(&mut other, 100), [i; 100]);
+    }
+    let max = max_buffered.load(Ordering::Relaxed);
+    assert!(
+        sent < 64 * 1024 * 1024,
+        "the kernel and server absorbed {sent} bytes: no backpressure"
+    );
+    // High water (64 KiB) plus at most one read buffer (64 KiB) before reading pauses.
+    assert!(max <= 128 * 1024, "server buffered {max} bytes for a peer that never reads");
+    drop(hog);
+    server.stop();
+}
+
+#[test]
+fn a_careless_protocol_is_stopped_at_the_hard_cap() {
+    let lost = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let l = Arc::clone(&lost);
+    let server = Server::start(move |r| {
+        let l = Arc::clone(&l);
+        r.listen_tcp("127.0.0.1:0", move || CarelessEcho { lost: Arc::clone(&l) }).unwrap().addr
+    });
+    let (hog, _sent) = flood_without_reading(server.addr, 64 * 1024 * 1024);
+    let start = std::time::Instant::now();
+    while lost.lock().unwrap().is_empty() {
+        assert!(start.elapsed() < common::DEADLINE, "hog never cut off");
+        std::thread::yield_now();
+    }
+    let reasons = lost.lock().unwrap().clone();
+    assert!(reasons[0].starts_with("output buffer overflow"), "{reasons:?}");
+    let mut other = client(server.addr);
+    write_all(&mut other, b"still here");
+    assert_eq!(read_n(&mut other, 10), b"still here");
+    drop(hog);
+    let stats = server.stop();
+    assert_eq!(stats.closed, 1);
+}
+
+/// Panics on "boom", echoes anything else.
+struct Fragile;
+
+impl Protocol for Fragile {
+    fn data_received(&mut self, t: &mut Transport<'_>, data: &[u8]) {
+        if data.starts_with(b"boom") {
+            panic!("fragile protocol hit a bomb");
+        }
+        let _ = t.write(data);
+    }
+}
+
+#[test]
+fn a_panicking_callback_ends_only_its_connection() {
+    let server = Server::start(|r| r.listen_tcp("127.0.0.1:0", || Fragile).unwrap().addr);
+    let mut good = client(server.addr);
+    let mut bad = client(server.addr);
+    write_all(&mut good, b"before");
+    assert_eq!(read_n(&mut good, 6), b"before");
+    write_all(&mut bad, b"boom");
+    let mut buf = [0u8; 16];
+    let r = bad.read(&mut buf);
+    assert!(matches!(r, Ok(0) | Err(_)), "the panicking connection is closed: {r:?}");
+    write_all(&mut good, b"after");
+    assert_eq!(read_n(&mut good, 5), b"after");
+    let stats = server.stop();
+    assert_eq!(stats.panics, 1);
+    assert_eq!(stats.closed, 1);
+}
+
+#[derive(Default)]
+struct Outcome {
+    failed: Option<String>,
+    made: bool,
+}
+
+struct Probe(Rc<RefCell<Outcome>>);
+
+impl Protocol for Probe {
+    fn connection_made(&mut self, t: &mut Transport<'_>) {
+        self.0.borrow_mut().made = true;
+        t.lose_connection();
+    }
+    fn data_received(&mut self, _t: &mut Transport<'_>, _d: &[u8]) {}
+}
+
+struct ProbeFactory(Rc<RefCell<Outcome>>);
+
+impl ClientFactory for ProbeFactory {
+    fn build_protocol(&mut self, _server: &Address) -> Box<dyn Protocol> {
+        Box::new(Probe(Rc::clone(&self.0)))
+    }
+    fn client_connection_failed(&mut self, _ctx: &mut Ctx<'_>, reason: Reason) {
+        assert!(matches!(reason, Reason::ConnectFailed(_)), "{reason:?}");
+        self.0.borrow_mut().failed = Some(reason.to_string());
+    }
+}
+
+#[test]
+fn connection_refused_is_reported_to_the_client_factory() {
+    // A port that was just free: bind, note it, close.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let outcome = Rc::new(RefCell::new(Outcome::default()));
+    let mut reactor = Reactor::new().unwrap();
+    reactor.connect_tcp(addr, ProbeFactory(Rc::clone(&outcome))).unwrap();
+    run_until(&mut reactor, |_| outcome.borrow().failed.is_some());
+    let o = outcome.borrow();
+    assert!(!o.made);
+    assert!(o.failed.as_deref().unwrap().contains("refused"), "{:?}", o.failed);
+    assert_eq!(reactor.stats().connect_failed, 1);
+    assert_eq!(reactor.connection_count(), 0);
+}
+
+#[test]
+fn connecting_succeeds_and_reports_addresses() {
+    let mut reactor = Reactor::new().unwrap();
+    let port = reactor.listen_tcp("127.0.0.1:0", Echo::new).unwrap();
+    let outcome = Rc::new(RefCell::new(Outcome::default()));
+    let id = reactor.connect_tcp(port.addr, ProbeFactory(Rc::clone(&outcome))).unwrap();
+    assert!(reactor.ctx().is_open(id));
+    run_until(&mut reactor, |r| r.stats().closed == 2);
+    assert!(outcome.borrow().made);
+    assert_eq!(reactor.stats().connected, 1);
+    assert_eq!(reactor.stats().accepted, 1);
+}
+
+#[test]
+fn bad_addresses_and_busy_ports_are_clear_errors() {
+    let mut reactor = Reactor::new().unwrap();
+    let err = reactor.listen_tcp("localhost:80", Echo::new).unwrap_err();
+    assert!(err.to_string().contains("\"localhost:80\""), "{err}");
+    let port = reactor.listen_tcp("127.0.0.1:0", Echo::new).unwrap();
+    let err = reactor.listen_tcp(port.addr, Echo::new).unwrap_err();
+    assert_eq!(err.to_string().split(':').next(), Some("cannot listen on 127.0.0.1"));
+    assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse);
+}
+
+/// Sends one message, expects it back, closes.
+struct Once {
+    done: Rc<RefCell<usize>>,
+    got: Vec<u8>,
+}
+
+impl Protocol for Once {
+    fn connection_made(&mut self, t: &mut Transport<'_>) {
+        let _ = t.write(&t.id().as_u64().to_be_bytes());
+    }
+    fn data_received(&mut self, t: &mut Transport<'_>, data: &[u8]) {
+        self.got.extend_from_slice(data);
+        if self.got.len() == 8 {
+            assert_eq!(self.got, t.id().as_u64().to_be_bytes());
+            *self.done.borrow_mut() += 1;
+            t.lose_connection();
+        }
+    }
+}
+
+#[test]
+fn five_thousand_concurrent_connections_are_served() {
+    const N: usize = 5000;
+    let server = echo_server();
+    let done = Rc::new(RefCell::new(0));
+    let mut reactor = Reactor::new().unwrap();
+    let d = Rc::clone(&done);
+    // All connected before any closes: the server holds 5,000 at once.
+    for _ in 0..N {
+        let d = Rc::clone(&d);
+        reactor
+            .connect_tcp(server.addr, move || Once { done: Rc::clone(&d), got: Vec::new() })
+            .unwrap();
+    }
+    run_until(&mut reactor, |r| *done.borrow() == N && r.connection_count() == 0);
+    assert_eq!(reactor.stats().connected, N as u64);
+    assert_eq!(reactor.stats().connect_failed, 0);
+    let stats = server.stop();
+    assert_eq!(stats.accepted, N as u64);
+    assert_eq!(stats.bytes_out, 8 * N as u64);
+}
