@@ -274,6 +274,29 @@ impl ConnIo {
         (FlushOutcome::Drained, written)
     }
 
+    /// Writes `data` (a callback's scratch output) straight to the socket if it is
+    /// writable and nothing is queued before it; whatever the socket does not take is
+    /// queued. Returns the bytes written, or the error that ended the connection.
+    pub(crate) fn write_through(&mut self, data: &[u8]) -> Result<usize, io::Error> {
+        let mut done = 0;
+        if self.out.is_empty() && self.has(flag::WRITABLE) {
+            while done < data.len() {
+                match write_stream(&mut self.stream, &data[done..]) {
+                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                    Ok(n) => done += n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        self.clear(flag::WRITABLE);
+                        break;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        self.out.push(&data[done..]);
+        Ok(done)
+    }
+
     pub(crate) fn shutdown(&mut self, how: Shutdown) -> io::Result<()> {
         let r = match &self.stream {
             Stream::Tcp(s) => s.shutdown(how),

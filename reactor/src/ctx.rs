@@ -57,6 +57,12 @@ pub(crate) struct Shared {
     pub(crate) reap: Vec<(ConnId, Reason)>,
     pub(crate) stats: Stats,
     pub(crate) stop_requested: bool,
+    /// Output of the connection whose callback is running, when its own buffer was empty:
+    /// written straight to the socket after the callback, so the common case allocates
+    /// nothing and makes one syscall however many writes the callback made.
+    pub(crate) scratch: Vec<u8>,
+    /// The connection `scratch` belongs to during the current callback.
+    pub(crate) scratch_owner: Option<ConnId>,
 }
 
 impl Shared {
@@ -72,6 +78,8 @@ impl Shared {
             reap: Vec::new(),
             stats: Stats::default(),
             stop_requested: false,
+            scratch: Vec::new(),
+            scratch_owner: None,
         }
     }
 

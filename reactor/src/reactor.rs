@@ -466,6 +466,13 @@ impl Reactor {
             }
         }
         let polled = self.clock.now();
+        if log::log_enabled!(log::Level::Trace) {
+            trace!(
+                "poll: {} event(s) after {:?} (timeout {timeout:?})",
+                self.events.iter().count(),
+                polled.saturating_duration_since(now)
+            );
+        }
         self.shared.stats.time_in_poll += polled.saturating_duration_since(now);
         self.shared.stats.iterations += 1;
         self.shared.now = polled;
@@ -666,6 +673,10 @@ impl Reactor {
         let Some(conn) = self.conns.get_mut(slot) else { return };
         let id = ConnId::new(slot, conn.io.gen);
         let Some(proto) = conn.proto.as_deref_mut() else { return };
+        // Nothing queued yet: this callback's writes can go through the scratch buffer.
+        if conn.io.out.is_empty() {
+            self.shared.scratch_owner = Some(id);
+        }
         let mut t = Transport { io: &mut conn.io, id, ctx: Ctx::new(&mut self.shared) };
         let buf = &self.read_buf;
         if self.opts.catch_panics {
@@ -677,6 +688,15 @@ impl Reactor {
             }
         } else {
             f(proto, &mut t, buf);
+        }
+        self.shared.scratch_owner = None;
+        if !self.shared.scratch.is_empty() {
+            let r = conn.io.write_through(&self.shared.scratch);
+            self.shared.scratch.clear();
+            match r {
+                Ok(n) => self.shared.stats.bytes_out += n as u64,
+                Err(e) => self.kill(slot, Reason::Lost(e)),
+            }
         }
         self.apply_commands();
     }

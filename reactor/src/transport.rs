@@ -63,9 +63,21 @@ impl<'a> Transport<'a> {
     /// connection is then aborted). A refused write buffers nothing.
     pub fn write(&mut self, data: &[u8]) -> Result<(), WriteError> {
         self.admit(data.len())?;
-        self.io.out.push(data);
-        self.mark_dirty();
+        if self.uses_scratch() {
+            self.ctx.shared.scratch.extend_from_slice(data);
+        } else {
+            self.io.out.push(data);
+            self.mark_dirty();
+        }
         Ok(())
+    }
+
+    /// Whether this callback's writes go to the reactor's scratch buffer (see
+    /// `Shared::scratch`): only while the connection's own buffer is empty, so the
+    /// order of bytes is kept.
+    #[inline]
+    fn uses_scratch(&self) -> bool {
+        self.ctx.shared.scratch_owner == Some(self.id)
     }
 
     /// Queues an owned buffer without copying it (large payloads).
@@ -74,10 +86,25 @@ impl<'a> Transport<'a> {
     ///
     /// As [`Transport::write`].
     pub fn write_owned(&mut self, data: Vec<u8>) -> Result<(), WriteError> {
+        if self.uses_scratch() && data.len() < 4096 {
+            return self.write(&data);
+        }
         self.admit(data.len())?;
+        self.spill_scratch();
         self.io.out.push_owned(data);
         self.mark_dirty();
         Ok(())
+    }
+
+    /// Moves this callback's scratch output into the connection's buffer (before an
+    /// owned chunk is queued behind it) and stops using scratch for this callback.
+    fn spill_scratch(&mut self) {
+        if self.uses_scratch() {
+            self.ctx.shared.scratch_owner = None;
+            let shared = &mut *self.ctx.shared;
+            self.io.out.push(&shared.scratch);
+            shared.scratch.clear();
+        }
     }
 
     /// Queues several buffers as one write: all of them or, on error, none.
@@ -89,9 +116,15 @@ impl<'a> Transport<'a> {
         let total = bufs.iter().map(|b| b.len()).sum();
         self.admit(total)?;
         for b in bufs {
-            self.io.out.push(b);
+            if self.uses_scratch() {
+                self.ctx.shared.scratch.extend_from_slice(b);
+            } else {
+                self.io.out.push(b);
+            }
         }
-        self.mark_dirty();
+        if !self.uses_scratch() {
+            self.mark_dirty();
+        }
         Ok(())
     }
 
@@ -99,7 +132,7 @@ impl<'a> Transport<'a> {
         if self.io.write_closed() {
             return Err(WriteError::Closed);
         }
-        let buffered = self.io.out.len();
+        let buffered = self.buffered_len();
         let cap = self.io.limits.cap as usize;
         if buffered + len > cap {
             if self.io.limits.abort_on_overflow {
@@ -139,6 +172,9 @@ impl<'a> Transport<'a> {
         }
         self.io.set(flag::DEAD);
         self.io.out.clear();
+        if self.uses_scratch() {
+            self.ctx.shared.scratch.clear();
+        }
         self.io.set_reset_on_close();
         self.ctx.shared.reap.push((self.id, reason));
     }
@@ -229,7 +265,8 @@ impl<'a> Transport<'a> {
 
     /// Bytes buffered and not yet written to the socket.
     pub fn buffered_len(&self) -> usize {
-        self.io.out.len()
+        let scratch = if self.uses_scratch() { self.ctx.shared.scratch.len() } else { 0 };
+        self.io.out.len() + scratch
     }
 
     /// Sets the water marks (`low` is clamped to `high`).
