@@ -53,6 +53,17 @@ pub(crate) fn untoken(t: Token) -> Option<(Kind, usize, u32)> {
     Some((kind, slot, gen))
 }
 
+/// A token in readable form for traces: `conn#3.17`, `listener#0.1`.
+pub(crate) fn describe(t: Token) -> String {
+    match untoken(t) {
+        Some((Kind::Conn, slot, gen)) => format!("conn#{slot}.{gen}"),
+        Some((Kind::Listener, slot, gen)) => format!("listener#{slot}.{gen}"),
+        Some((Kind::Waker, ..)) => "waker".to_string(),
+        Some((Kind::Signal, ..)) => "signals".to_string(),
+        None => format!("{t:?}"),
+    }
+}
+
 macro_rules! slot_id {
     ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
         $(#[$doc])*

@@ -542,8 +542,8 @@ impl Reactor {
         for ev in events.iter() {
             self.shared.stats.events += 1;
             trace!(
-                "event {:?}: readable={} writable={} read_closed={} write_closed={} error={}",
-                ev.token(),
+                "event {}: readable={} writable={} read_closed={} write_closed={} error={}",
+                id::describe(ev.token()),
                 ev.is_readable(),
                 ev.is_writable(),
                 ev.is_read_closed(),
@@ -568,7 +568,7 @@ impl Reactor {
 
     fn stale(&mut self, ev: &Event) {
         self.shared.stats.stale_events += 1;
-        trace!("stale event for {:?} dropped", ev.token());
+        trace!("stale event for {} dropped", id::describe(ev.token()));
     }
 
     fn conn_event(&mut self, slot: usize, gen: u32, ev: &Event) {
@@ -909,7 +909,7 @@ impl Reactor {
             // Once, for both directions, edge-triggered: no epoll_ctl on the hot path.
             self.poll.registry().register(src, token, Interest::READABLE | Interest::WRITABLE)?;
         }
-        trace!("register conn#{slot}.{gen} as {token:?}");
+        trace!("register conn#{slot}.{gen} for readable|writable, edge-triggered");
         let mut io = ConnIo::new(stream, gen, limits);
         // A fresh socket can take bytes: the first write need not wait for an event.
         io.set(flag::WRITABLE);
