@@ -395,3 +395,76 @@ fn five_thousand_concurrent_connections_are_served() {
     assert_eq!(stats.accepted, N as u64);
     assert_eq!(stats.bytes_out, 8 * N as u64);
 }
+
+/// On its first data, opens a second listener and connects a probe to it, both from
+/// inside the callback.
+struct Spawner {
+    outcome: Rc<RefCell<Outcome>>,
+    bound: Rc<RefCell<Option<SocketAddr>>>,
+}
+
+impl Protocol for Spawner {
+    fn data_received(&mut self, t: &mut Transport<'_>, _data: &[u8]) {
+        let addr = t.ctx().listen_tcp("127.0.0.1:0", Echo::new).unwrap();
+        *self.bound.borrow_mut() = Some(addr);
+        t.ctx().connect_tcp(addr, ProbeFactory(Rc::clone(&self.outcome))).unwrap();
+    }
+}
+
+#[test]
+fn callbacks_can_listen_and_connect_through_the_context() {
+    let mut reactor = Reactor::new().unwrap();
+    let outcome = Rc::new(RefCell::new(Outcome::default()));
+    let bound = Rc::new(RefCell::new(None));
+    let (o, b) = (Rc::clone(&outcome), Rc::clone(&bound));
+    let port = reactor
+        .listen_tcp("127.0.0.1:0", move || Spawner { outcome: Rc::clone(&o), bound: Rc::clone(&b) })
+        .unwrap();
+    let mut c = client(port.addr);
+    write_all(&mut c, b"go");
+    run_until(&mut reactor, |_| outcome.borrow().made);
+    assert!(bound.borrow().is_some());
+    run_until(&mut reactor, |r| r.stats().connected == 1 && r.stats().accepted == 2);
+}
+
+/// Streams forever as a producer and records how the connection ended.
+struct Firehose(Arc<std::sync::Mutex<Option<String>>>);
+
+impl Protocol for Firehose {
+    fn connection_made(&mut self, t: &mut Transport<'_>) {
+        t.register_producer();
+    }
+    fn resume_producing(&mut self, t: &mut Transport<'_>) {
+        let _ = t.write(&[b'f'; 16 * 1024]);
+    }
+    fn data_received(&mut self, _t: &mut Transport<'_>, _d: &[u8]) {}
+    fn connection_lost(&mut self, _ctx: &mut Ctx<'_>, reason: Reason) {
+        *self.0.lock().unwrap() = Some(format!("{reason:?}"));
+    }
+}
+
+#[test]
+fn a_peer_reset_mid_write_is_a_reason_not_a_crash() {
+    let lost = Arc::new(std::sync::Mutex::new(None));
+    let l = Arc::clone(&lost);
+    let server = Server::start(move |r| {
+        let l = Arc::clone(&l);
+        r.listen_tcp("127.0.0.1:0", move || Firehose(Arc::clone(&l))).unwrap().addr
+    });
+    let mut c = client(server.addr);
+    let _ = read_n(&mut c, 100_000);
+    // Close with unread data and SO_LINGER 0: the server's next writes hit a reset.
+    socket2::SockRef::from(&c).set_linger(Some(std::time::Duration::ZERO)).unwrap();
+    drop(c);
+    let start = std::time::Instant::now();
+    while lost.lock().unwrap().is_none() {
+        assert!(start.elapsed() < common::DEADLINE, "reset never noticed");
+        std::thread::yield_now();
+    }
+    let reason = lost.lock().unwrap().clone().unwrap();
+    assert!(reason.starts_with("Lost("), "{reason}");
+    // The server still serves others.
+    let mut other = client(server.addr);
+    assert_eq!(read_n(&mut other, 10), [b'f'; 10]);
+    server.stop();
+}
