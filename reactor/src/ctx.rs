@@ -4,15 +4,20 @@
 //! applied by `reactor.rs` right after the current callback returns. Tested through
 //! `tests/reentrancy.rs`.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::conn::TransportOptions;
 use crate::error::{Error, Reason, WriteError};
-use crate::id::ConnId;
+use crate::id::{ConnId, TimerId};
 use crate::protocol::{ClientFactory, Factory};
 use crate::stats::Stats;
 use crate::tcp::{self, IntoSocketAddr, ListenOptions};
+use crate::timers::{Action, TimerQueue};
+
+/// Work queued with `call_soon`.
+pub(crate) type SoonFn = Box<dyn FnOnce(&mut Ctx<'_>)>;
 
 /// Sentinel in `Shared::gens` for an empty slot.
 pub(crate) const VACANT: u32 = u32::MAX;
@@ -63,6 +68,11 @@ pub(crate) struct Shared {
     pub(crate) scratch: Vec<u8>,
     /// The connection `scratch` belongs to during the current callback.
     pub(crate) scratch_owner: Option<ConnId>,
+    /// Loop passes so far; a timer never fires in the pass that scheduled it.
+    pub(crate) pass: u64,
+    pub(crate) timers: TimerQueue,
+    /// `call_soon` work, run in the ready phase.
+    pub(crate) soon: VecDeque<SoonFn>,
 }
 
 impl Shared {
@@ -80,6 +90,9 @@ impl Shared {
             stop_requested: false,
             scratch: Vec::new(),
             scratch_owner: None,
+            pass: 0,
+            timers: TimerQueue::default(),
+            soon: VecDeque::new(),
         }
     }
 
@@ -135,7 +148,7 @@ impl<'a> Ctx<'a> {
 
     /// The reactor's counters as of now.
     pub fn stats(&self) -> Stats {
-        self.shared.stats
+        Stats { timers_pending: self.shared.timers.len() as u64, ..self.shared.stats }
     }
 
     /// Whether `id` names a connection that has not been reaped yet.
@@ -218,6 +231,111 @@ impl<'a> Ctx<'a> {
         let bound = listener.local_addr().map_err(|e| Error::new("local address", e))?;
         self.shared.commands.push(Command::Listen { listener, factory: Box::new(factory), opts });
         Ok(bound)
+    }
+
+    /// Calls `f` once, `delay` from now (Twisted's `callLater`). It never runs in the
+    /// current pass, even with a zero delay.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use torsion_reactor::{ManualClock, Reactor, ReactorOptions};
+    ///
+    /// let clock = ManualClock::new();
+    /// let mut reactor = Reactor::with_clock(ReactorOptions::default(), clock.clone())?;
+    /// reactor.ctx().call_later(Duration::from_secs(5), |ctx| ctx.stop());
+    /// clock.advance(Duration::from_secs(5));
+    /// reactor.run()?; // the timer fires in the first pass, stops the loop
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn call_later(
+        &mut self,
+        delay: Duration,
+        f: impl FnOnce(&mut Ctx<'_>) + 'static,
+    ) -> TimerId {
+        self.call_at(self.shared.now + delay, f)
+    }
+
+    /// Calls `f` once at `when` (not before the next pass).
+    pub fn call_at(&mut self, when: Instant, f: impl FnOnce(&mut Ctx<'_>) + 'static) -> TimerId {
+        let pass = self.shared.pass;
+        self.shared.timers.schedule(when, Action::Call(Box::new(f)), pass)
+    }
+
+    /// Calls `f` every `interval` (Twisted's `LoopingCall`): the first call is at the next
+    /// pass if `now`, else one interval from now. `f` gets the number of ticks it missed
+    /// since its previous call (0 when on time): missed ticks are skipped, not replayed, so
+    /// a slow loop never gets a burst of catch-up calls. Stop it with [`Ctx::cancel`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use torsion_reactor::Reactor;
+    ///
+    /// let mut reactor = Reactor::new()?;
+    /// let ticker = reactor.ctx().looping_call(Duration::from_secs(1), true, |_ctx, missed| {
+    ///     log::info!("tick (missed {missed})");
+    /// });
+    /// assert!(reactor.ctx().cancel(ticker));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn looping_call(
+        &mut self,
+        interval: Duration,
+        now: bool,
+        f: impl FnMut(&mut Ctx<'_>, u64) + 'static,
+    ) -> TimerId {
+        let start = self.shared.now;
+        let next = u64::from(!now);
+        let action = Action::Repeat { f: Box::new(f), interval, start, next };
+        let pass = self.shared.pass;
+        self.shared.timers.schedule(start + interval * next as u32, action, pass)
+    }
+
+    /// Runs `f` in this pass's ready phase, after the current callback (asyncio's
+    /// `call_soon`); work queued by `f` itself runs after it, in order.
+    pub fn call_soon(&mut self, f: impl FnOnce(&mut Ctx<'_>) + 'static) {
+        self.shared.soon.push_back(Box::new(f));
+    }
+
+    /// Cancels a pending timer; `false` if it already fired or was cancelled.
+    pub fn cancel(&mut self, id: TimerId) -> bool {
+        self.shared.timers.cancel(id)
+    }
+
+    /// Moves a pending timer to `delay` from now (O(1) when it moves later, so an idle
+    /// timeout can be reset on every read); `false` if it is no longer pending.
+    pub fn reset(&mut self, id: TimerId, delay: Duration) -> bool {
+        let (when, pass) = (self.shared.now + delay, self.shared.pass);
+        self.shared.timers.reset(id, when, pass)
+    }
+
+    /// Postpones a pending timer by `by`; `false` if it is no longer pending.
+    pub fn delay(&mut self, id: TimerId, by: Duration) -> bool {
+        match self.shared.timers.deadline(id) {
+            Some(when) => {
+                let pass = self.shared.pass;
+                self.shared.timers.reset(id, when + by, pass)
+            }
+            None => false,
+        }
+    }
+
+    /// Whether a timer is still pending.
+    pub fn is_active(&self, id: TimerId) -> bool {
+        self.shared.timers.is_active(id)
+    }
+
+    /// When a pending timer fires (Twisted's `DelayedCall.getTime`).
+    pub fn timer_deadline(&self, id: TimerId) -> Option<Instant> {
+        self.shared.timers.deadline(id)
+    }
+
+    /// Pending timers.
+    pub fn pending_timers(&self) -> usize {
+        self.shared.timers.len()
     }
 
     /// Asks the reactor to stop: `run` returns after the current pass and a graceful

@@ -149,6 +149,31 @@ slot_id!(
     "listener"
 );
 
+slot_id!(
+    /// Names one pending timer (Twisted's `DelayedCall`): cancel, reset or delay it through
+    /// [`crate::Ctx`], which also tells whether it is still active and when it fires.
+    ///
+    /// A timer's ID is never reused, so cancelling a timer that already fired is a
+    /// harmless no-op that returns `false`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use torsion_reactor::Reactor;
+    ///
+    /// let mut reactor = Reactor::new()?;
+    /// let mut ctx = reactor.ctx();
+    /// let id = ctx.call_later(Duration::from_secs(60), |_ctx| unreachable!());
+    /// assert!(ctx.is_active(id));
+    /// assert!(ctx.cancel(id));
+    /// assert!(!ctx.cancel(id));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    TimerId,
+    "timer"
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -76,6 +76,11 @@ pub trait Protocol: 'static {
         let _ = t;
     }
 
+    /// A timer set with [`Transport::call_later`] fired; `tag` is the one given there.
+    fn timer_fired(&mut self, t: &mut Transport<'_>, tag: u64) {
+        let _ = (t, tag);
+    }
+
     /// For pull producers (see [`Transport::register_producer`]): the output buffer is at
     /// or below the low-water mark, so write the next piece. Called again after every
     /// flush that leaves the buffer low, at most a few times per loop pass, until

@@ -14,10 +14,11 @@
 //!    Readable: read until `WouldBlock` or the read budget, each chunk to `data_received`;
 //!    a connection still readable at the budget goes on the ready-again list, which is
 //!    served right after the events. Writable: flush.
-//! 5. **timers**: due listener back-offs are retried (timers proper come with the timer
-//!    queue).
-//! 6. **commands**: operations that callbacks queued on other objects were applied right
-//!    after each callback; nothing waits here yet.
+//! 5. **timers**: every due timer is popped into a local list first, then called in
+//!    deadline order (FIFO for equal deadlines); a timer scheduled in this pass never fires
+//!    in it. Listeners backing off after EMFILE retry here.
+//! 6. **ready**: `call_soon` work in order, within a per-pass budget (operations callbacks
+//!    queued on other objects were already applied right after each callback).
 //! 7. **flush**: every connection written to (by itself or by `write_to`) is flushed; a
 //!    connection that finished its `lose_connection` is closed.
 //! 8. **reap**: closed, aborted or failed connections are removed from the slab,
@@ -63,6 +64,7 @@ use crate::transport::Transport;
 
 mod lifecycle;
 mod net;
+mod ready;
 
 /// How long a listener stops accepting after running out of descriptors. Queued clients
 /// wait in the kernel's backlog meanwhile; accepting resumes earlier if a connection
@@ -208,6 +210,8 @@ pub struct Reactor {
     /// Scratch list reused by the ready-again and flush phases.
     scratch: Vec<ConnId>,
     signals: Option<SignalPipe>,
+    /// `call_when_running` work, queued until the first pass.
+    when_running: Vec<crate::ctx::SoonFn>,
 }
 
 impl Reactor {
@@ -251,18 +255,37 @@ impl Reactor {
             ready_listeners: Vec::new(),
             scratch: Vec::new(),
             signals: None,
+            when_running: Vec::new(),
         })
     }
 
     /// The reactor-wide context, for use outside callbacks (setting up, tests). Operations
-    /// queued through it are applied at the start of the next pass.
+    /// queued through it are applied at the start of the next pass; its `now` is read from
+    /// the clock at this call.
     pub fn ctx(&mut self) -> Ctx<'_> {
+        self.shared.now = self.clock.now();
         Ctx::new(&mut self.shared)
+    }
+
+    /// Runs `f` once the loop is running, in its first pass (Twisted's
+    /// `callWhenRunning`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use torsion_reactor::Reactor;
+    /// let mut reactor = Reactor::new()?;
+    /// reactor.call_when_running(|ctx| ctx.stop());
+    /// reactor.run()?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn call_when_running(&mut self, f: impl FnOnce(&mut Ctx<'_>) + 'static) {
+        self.when_running.push(Box::new(f));
     }
 
     /// The reactor's counters.
     pub fn stats(&self) -> Stats {
-        self.shared.stats
+        Stats { timers_pending: self.shared.timers.len() as u64, ..self.shared.stats }
     }
 
     /// Number of connections in the slab (open, connecting or about to be reaped).
@@ -296,6 +319,11 @@ impl Reactor {
         // Phase 1: one `now` for the whole pass.
         let now = self.clock.now();
         self.shared.now = now;
+        self.shared.pass += 1;
+        if !self.when_running.is_empty() {
+            let queued = std::mem::take(&mut self.when_running);
+            self.shared.soon.extend(queued);
+        }
         self.apply_commands();
 
         // Phase 2: how long poll may wait.
@@ -325,10 +353,12 @@ impl Reactor {
         self.dispatch_events();
         self.serve_ready_again();
 
-        // Phase 5: deadlines that fell due.
+        // Phase 5: deadlines that fell due: timers, then listeners backing off.
+        self.fire_timers(polled);
         self.retry_paused_listeners(polled);
 
-        // Phase 6: queued commands (normally already applied after each callback).
+        // Phase 6: call-soon work (commands were already applied after each callback).
+        self.run_soon();
         self.apply_commands();
 
         // Phase 7: flush everything written to; close what finished closing.
@@ -342,9 +372,11 @@ impl Reactor {
         Ok(())
     }
 
-    fn poll_timeout(&self, now: Instant, max_wait: Option<Duration>) -> Option<Duration> {
+    fn poll_timeout(&mut self, now: Instant, max_wait: Option<Duration>) -> Option<Duration> {
+        let next_timer = self.shared.timers.next_deadline();
         let s = &self.shared;
-        if !s.ready.is_empty()
+        if !s.soon.is_empty()
+            || !s.ready.is_empty()
             || !s.dirty.is_empty()
             || !s.producers.is_empty()
             || !s.reap.is_empty()
@@ -365,6 +397,9 @@ impl Reactor {
         }
         if let State::Stopping { deadline } = self.state {
             consider(deadline);
+        }
+        if let Some(d) = next_timer {
+            consider(d);
         }
         let until = deadline.map(|d| d.saturating_duration_since(now));
         match (until, max_wait) {

@@ -44,6 +44,8 @@ pub struct Stats {
     pub bytes_in: u64,
     /// Bytes written to connections.
     pub bytes_out: u64,
+    /// Timers pending.
+    pub timers_pending: u64,
     /// Protocol callbacks that panicked.
     pub panics: u64,
     /// Time spent waiting in `poll`.

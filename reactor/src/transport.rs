@@ -11,7 +11,8 @@ use crate::address::Address;
 use crate::conn::{flag, ConnIo};
 use crate::ctx::Ctx;
 use crate::error::{Reason, WriteError};
-use crate::id::ConnId;
+use crate::id::{ConnId, TimerId};
+use crate::timers::Action;
 
 /// One connection's capabilities, handed to its protocol's callbacks: Twisted's
 /// `ITransport`.
@@ -166,7 +167,38 @@ impl<'a> Transport<'a> {
         self.abort_with(Reason::Aborted);
     }
 
-    pub(crate) fn abort_with(&mut self, reason: Reason) {
+    /// Calls this protocol's [`Protocol::timer_fired`](crate::Protocol::timer_fired) with
+    /// `tag` after `delay`, if the connection is still open then. Cancel, reset or delay it
+    /// through [`Transport::ctx`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use torsion_reactor::{Protocol, Transport};
+    ///
+    /// /// Says hello after a second, then hangs up.
+    /// struct Later;
+    /// impl Protocol for Later {
+    ///     fn connection_made(&mut self, t: &mut Transport<'_>) {
+    ///         t.call_later(Duration::from_secs(1), 0);
+    ///     }
+    ///     fn timer_fired(&mut self, t: &mut Transport<'_>, _tag: u64) {
+    ///         let _ = t.write(b"hello\n");
+    ///         t.lose_connection();
+    ///     }
+    ///     fn data_received(&mut self, _t: &mut Transport<'_>, _d: &[u8]) {}
+    /// }
+    /// ```
+    pub fn call_later(&mut self, delay: Duration, tag: u64) -> TimerId {
+        let shared = &mut *self.ctx.shared;
+        let action = Action::Protocol { conn: self.id, tag };
+        shared.timers.schedule(shared.now + delay, action, shared.pass)
+    }
+
+    /// Ends the connection now with `reason` (like `abort_connection`, which uses
+    /// [`Reason::Aborted`]); e.g. [`Reason::TimedOut`] from an idle timer.
+    pub fn abort_with(&mut self, reason: Reason) {
         if self.io.has(flag::DEAD) {
             return;
         }
