@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crate::conn::TransportOptions;
+use crate::deferred::{Deferreds, ListState};
 use crate::error::{Error, Reason, WriteError};
 use crate::id::{ConnId, TimerId};
 use crate::protocol::{ClientFactory, Factory};
@@ -73,6 +74,8 @@ pub(crate) struct Shared {
     pub(crate) timers: TimerQueue,
     /// `call_soon` work, run in the ready phase.
     pub(crate) soon: VecDeque<SoonFn>,
+    pub(crate) deferreds: Deferreds,
+    pub(crate) lists: slab::Slab<ListState>,
 }
 
 impl Shared {
@@ -93,6 +96,8 @@ impl Shared {
             pass: 0,
             timers: TimerQueue::default(),
             soon: VecDeque::new(),
+            deferreds: Deferreds::default(),
+            lists: slab::Slab::new(),
         }
     }
 

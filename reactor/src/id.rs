@@ -174,6 +174,22 @@ slot_id!(
     "timer"
 );
 
+slot_id!(
+    /// Names one deferred's chain inside the reactor; see [`crate::Deferred`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use torsion_reactor::Reactor;
+    /// let mut reactor = Reactor::new()?;
+    /// let d = reactor.ctx().deferred::<()>();
+    /// assert!(d.id().to_string().starts_with("deferred#"));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    DeferredId,
+    "deferred"
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

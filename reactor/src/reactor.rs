@@ -358,7 +358,7 @@ impl Reactor {
         self.retry_paused_listeners(polled);
 
         // Phase 6: call-soon work (commands were already applied after each callback).
-        self.run_soon();
+        self.run_ready();
         self.apply_commands();
 
         // Phase 7: flush everything written to; close what finished closing.
@@ -376,6 +376,7 @@ impl Reactor {
         let next_timer = self.shared.timers.next_deadline();
         let s = &self.shared;
         if !s.soon.is_empty()
+            || !s.deferreds.queue.is_empty()
             || !s.ready.is_empty()
             || !s.dirty.is_empty()
             || !s.producers.is_empty()
@@ -798,7 +799,7 @@ fn guard<R>(catch: bool, what: &str, f: impl FnOnce() -> R) -> Option<R> {
     }
 }
 
-fn panic_message(payload: &(dyn Any + Send)) -> String {
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).to_string()
     } else if let Some(s) = payload.downcast_ref::<String>() {

@@ -46,6 +46,8 @@ pub struct Stats {
     pub bytes_out: u64,
     /// Timers pending.
     pub timers_pending: u64,
+    /// Deferred chains that ended in a failure nobody handled (each one is logged).
+    pub unhandled_failures: u64,
     /// Protocol callbacks that panicked.
     pub panics: u64,
     /// Time spent waiting in `poll`.
