@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use slab::Slab;
 
-use crate::ctx::Ctx;
+use crate::ctx::{Ctx, SoonFn};
 use crate::id::{DeferredId, GEN_MASK};
 
 /// Why a deferred failed: the error plus where the failure was created.
@@ -143,7 +143,7 @@ pub(crate) struct DState {
     pub(crate) waiting_on: Option<DeferredId>,
     /// A chain paused on this one, to receive its result.
     pub(crate) parent: Option<DeferredId>,
-    pub(crate) canceller: Option<Box<dyn FnOnce(&mut Ctx<'_>)>>,
+    pub(crate) canceller: Option<SoonFn>,
     /// Shared with every handle: a count of 1 means no handle is left.
     pub(crate) keep: Rc<()>,
     pub(crate) queued: bool,
@@ -162,10 +162,7 @@ pub(crate) struct Deferreds {
 }
 
 impl Deferreds {
-    pub(crate) fn create(
-        &mut self,
-        canceller: Option<Box<dyn FnOnce(&mut Ctx<'_>)>>,
-    ) -> (DeferredId, Rc<()>) {
+    pub(crate) fn create(&mut self, canceller: Option<SoonFn>) -> (DeferredId, Rc<()>) {
         self.next_gen = (self.next_gen + 1) & GEN_MASK;
         let keep = Rc::new(());
         let slot = self.slab.insert(DState {
