@@ -256,7 +256,6 @@ impl Deferreds {
 /// reactor.run()?;
 /// # Ok::<(), std::io::Error>(())
 /// ```
-#[must_use = "a deferred's result is lost unless callbacks are added"]
 pub struct Deferred<T> {
     id: DeferredId,
     keep: Rc<()>,
