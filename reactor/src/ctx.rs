@@ -9,12 +9,13 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crate::conn::TransportOptions;
-use crate::deferred::{Deferreds, ListState};
+use crate::deferred::{Deferred, Deferreds, Failure, ListState};
 use crate::error::{Error, Reason, WriteError};
 use crate::id::{ConnId, TimerId};
 use crate::protocol::{ClientFactory, Factory};
 use crate::stats::Stats;
 use crate::tcp::{self, IntoSocketAddr, ListenOptions};
+use crate::threads::{self, ReactorHandle, ThreadPool};
 use crate::timers::{Action, TimerQueue};
 
 /// Work queued with `call_soon`.
@@ -76,6 +77,8 @@ pub(crate) struct Shared {
     pub(crate) soon: VecDeque<SoonFn>,
     pub(crate) deferreds: Deferreds,
     pub(crate) lists: slab::Slab<ListState>,
+    /// The cross-thread handle and the worker pool (absent in the in-memory testing kit).
+    pub(crate) threads: Option<(ReactorHandle, ThreadPool)>,
 }
 
 impl Shared {
@@ -98,6 +101,7 @@ impl Shared {
             soon: VecDeque::new(),
             deferreds: Deferreds::default(),
             lists: slab::Slab::new(),
+            threads: None,
         }
     }
 
@@ -341,6 +345,80 @@ impl<'a> Ctx<'a> {
     /// Pending timers.
     pub fn pending_timers(&self) -> usize {
         self.shared.timers.len()
+    }
+
+    /// A handle for reaching this loop from other threads (`None` in the in-memory
+    /// testing kit).
+    pub fn handle(&self) -> Option<ReactorHandle> {
+        self.shared.threads.as_ref().map(|(h, _)| h.clone())
+    }
+
+    /// Runs blocking `f` on the reactor's thread pool and returns a deferred that fires
+    /// with its result on the loop (Twisted's `deferToThread`). A panic in `f` becomes a
+    /// failure.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use torsion_reactor::Reactor;
+    ///
+    /// let mut reactor = Reactor::new()?;
+    /// let mut ctx = reactor.ctx();
+    /// ctx.defer_to_thread(|| (1..=10u64).product::<u64>())
+    ///     .map(&mut ctx, |ctx, n| {
+    ///         assert_eq!(n, 3_628_800);
+    ///         ctx.stop();
+    ///     });
+    /// reactor.run()?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn defer_to_thread<T: Send + 'static>(
+        &mut self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Deferred<T> {
+        let d = self.deferred::<T>();
+        match &self.shared.threads {
+            Some((handle, pool)) => threads::run_on_pool(pool, handle.clone(), &d, f),
+            None => {
+                d.errback(self, Failure::new("defer_to_thread: no thread pool in this context"));
+            }
+        }
+        d
+    }
+
+    /// Resolves `host` on the thread pool, never on the loop (DNS blocks).
+    pub fn resolve(&mut self, host: &str, port: u16) -> Deferred<Vec<SocketAddr>> {
+        let host = host.to_string();
+        self.defer_to_thread(move || {
+            std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port))
+                .map(|it| it.collect::<Vec<_>>())
+        })
+        .add_callback(self, |_, r| r.map_err(Failure::new))
+    }
+
+    /// Resolves `host` on the thread pool, then connects to its first address; resolution
+    /// failures go to the factory's `client_connection_failed` like any connect failure.
+    pub fn connect_tcp_name(&mut self, host: &str, port: u16, factory: impl ClientFactory) {
+        let what = format!("{host}:{port}");
+        let mut factory = Some(factory);
+        self.resolve(host, port).add_both(self, move |ctx, r| {
+            let Some(f) = factory.take() else { return Ok(()) };
+            match r.map(|addrs| addrs.into_iter().next()) {
+                Ok(Some(addr)) => {
+                    let _ = ctx.connect_tcp(addr, f);
+                }
+                Ok(None) | Err(_) => {
+                    let e = std::io::Error::new(
+                        std::io::ErrorKind::NotFound,
+                        format!("cannot resolve {what}"),
+                    );
+                    let mut f = f;
+                    ctx.shared.stats.connect_failed += 1;
+                    f.client_connection_failed(ctx, Reason::ConnectFailed(e));
+                }
+            }
+            Ok(())
+        });
     }
 
     /// Asks the reactor to stop: `run` returns after the current pass and a graceful

@@ -60,6 +60,7 @@ use crate::protocol::{ClientFactory, Protocol};
 use crate::signals::SignalPipe;
 use crate::stats::Stats;
 use crate::tcp::Listener;
+use crate::threads::{ReactorHandle, ThreadPool};
 use crate::transport::Transport;
 
 mod lifecycle;
@@ -103,6 +104,8 @@ pub struct ReactorOptions {
     /// How long a graceful shutdown waits for connections to flush and close before
     /// aborting the rest.
     pub shutdown_grace: Duration,
+    /// Worker threads for `defer_to_thread` and name resolution (started on demand).
+    pub thread_pool_size: usize,
 }
 
 impl Default for ReactorOptions {
@@ -112,6 +115,7 @@ impl Default for ReactorOptions {
             read_buffer_size: 64 * 1024,
             events_capacity: 1024,
             shutdown_grace: Duration::from_secs(5),
+            thread_pool_size: 10,
         }
     }
 }
@@ -240,13 +244,17 @@ impl Reactor {
     /// If the OS refuses to create the poller.
     pub fn with_clock(opts: ReactorOptions, clock: impl Clock) -> io::Result<Reactor> {
         let now = clock.now();
+        let poll = Poll::new()?;
+        let waker = mio::Waker::new(poll.registry(), id::token(Kind::Waker, 0, 0))?;
+        let mut shared = Shared::new(now);
+        shared.threads = Some((ReactorHandle::new(waker), ThreadPool::new(opts.thread_pool_size)));
         Ok(Reactor {
-            poll: Poll::new()?,
+            poll,
             events: Events::with_capacity(opts.events_capacity.max(16)),
             conns: Slab::new(),
             listeners: Slab::new(),
             connectors: Slab::new(),
-            shared: Shared::new(now),
+            shared,
             read_buf: vec![0; opts.read_buffer_size.max(512)].into_boxed_slice(),
             clock: Box::new(clock),
             next_gen: 0,
@@ -265,6 +273,11 @@ impl Reactor {
     pub fn ctx(&mut self) -> Ctx<'_> {
         self.shared.now = self.clock.now();
         Ctx::new(&mut self.shared)
+    }
+
+    /// A `Send + Clone` handle for reaching this loop from other threads.
+    pub fn handle(&self) -> ReactorHandle {
+        self.shared.threads.as_ref().map(|(h, _)| h.clone()).expect("a reactor has a handle")
     }
 
     /// Runs `f` once the loop is running, in its first pass (Twisted's
@@ -440,7 +453,13 @@ impl Reactor {
                     }
                 }
                 Some((Kind::Signal, ..)) => self.signal_event(),
-                Some((Kind::Waker, ..)) | None => self.stale(ev),
+                Some((Kind::Waker, ..)) => {
+                    // Calls from other threads join the ready phase, in arrival order.
+                    if let Some((handle, _)) = &self.shared.threads {
+                        handle.drain(&mut self.shared.soon);
+                    }
+                }
+                None => self.stale(ev),
             }
         }
         self.events = events;
@@ -759,6 +778,10 @@ impl Reactor {
 
 impl Drop for Reactor {
     fn drop(&mut self) {
+        if let Some((handle, pool)) = &self.shared.threads {
+            handle.close();
+            pool.shutdown();
+        }
         // Listeners' factories hear `stopped` even if `run` never finished a shutdown.
         let ids: Vec<ListenerId> =
             self.listeners.iter().map(|(k, l)| ListenerId::new(k, l.gen)).collect();
