@@ -88,7 +88,7 @@ pub use deferred::{Cancelled, Deferred, Failure, FirstError, ListMode, TimedOut}
 pub use error::{Error, Reason, WriteError};
 pub use id::{ConnId, DeferredId, ListenerId, TimerId};
 pub use protocol::{ClientFactory, Factory, Protocol};
-pub use reactor::{ListeningPort, Reactor, ReactorOptions};
+pub use reactor::{ListeningPort, Reactor, ReactorOptions, ShutdownPhase};
 pub use stats::Stats;
 pub use tcp::{IntoSocketAddr, ListenOptions};
 pub use threads::{LoopClosed, ReactorHandle};

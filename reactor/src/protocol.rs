@@ -76,6 +76,14 @@ pub trait Protocol: 'static {
         let _ = t;
     }
 
+    /// The reactor is shutting down gracefully. The default closes the connection after
+    /// flushing (`lose_connection`); a protocol with work in flight (an HTTP request being
+    /// answered) may finish it first and close afterwards. Whatever is still open when the
+    /// shutdown's grace period ends is aborted.
+    fn reactor_stopping(&mut self, t: &mut Transport<'_>) {
+        t.lose_connection();
+    }
+
     /// A timer set with [`Transport::call_later`] fired; `tag` is the one given there.
     fn timer_fired(&mut self, t: &mut Transport<'_>, tag: u64) {
         let _ = (t, tag);

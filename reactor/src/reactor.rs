@@ -143,6 +143,17 @@ pub struct ListeningPort {
     pub addr: SocketAddr,
 }
 
+/// A phase of the shutdown, for [`Reactor::add_system_event_trigger`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShutdownPhase {
+    /// First, while everything still serves.
+    Before,
+    /// After listeners closed and protocols were told to finish.
+    During,
+    /// Last, after connections are gone and factories stopped.
+    After,
+}
+
 /// Where the loop is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
@@ -216,6 +227,10 @@ pub struct Reactor {
     signals: Option<SignalPipe>,
     /// `call_when_running` work, queued until the first pass.
     when_running: Vec<crate::ctx::SoonFn>,
+    /// Shutdown triggers not yet run.
+    triggers: Vec<(ShutdownPhase, crate::ctx::SoonFn)>,
+    /// Factories of listeners closed by the shutdown, told `stopped` at its end.
+    stopped_factories: Vec<Box<dyn crate::protocol::Factory>>,
 }
 
 impl Reactor {
@@ -243,6 +258,7 @@ impl Reactor {
     ///
     /// If the OS refuses to create the poller.
     pub fn with_clock(opts: ReactorOptions, clock: impl Clock) -> io::Result<Reactor> {
+        crate::signals::ignore_sigpipe();
         let now = clock.now();
         let poll = Poll::new()?;
         let waker = mio::Waker::new(poll.registry(), id::token(Kind::Waker, 0, 0))?;
@@ -264,6 +280,8 @@ impl Reactor {
             scratch: Vec::new(),
             signals: None,
             when_running: Vec::new(),
+            triggers: Vec::new(),
+            stopped_factories: Vec::new(),
         })
     }
 
@@ -778,6 +796,9 @@ impl Reactor {
 
 impl Drop for Reactor {
     fn drop(&mut self) {
+        for factory in std::mem::take(&mut self.stopped_factories) {
+            self.call_factory_stopped(factory);
+        }
         if let Some((handle, pool)) = &self.shared.threads {
             handle.close();
             pool.shutdown();

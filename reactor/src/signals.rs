@@ -11,6 +11,19 @@ use std::sync::Arc;
 
 use signal_hook::consts::{SIGINT, SIGTERM};
 
+/// Makes SIGPIPE harmless for the whole process, once: a write to a socket the peer reset
+/// then fails with EPIPE (a `Reason::Lost`) instead of killing the process. Rust programs
+/// already ignore it; this covers a reactor embedded in a program that does not.
+pub(crate) fn ignore_sigpipe() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let flag = Arc::new(AtomicBool::new(false));
+        if let Err(e) = signal_hook::flag::register(signal_hook::consts::SIGPIPE, flag) {
+            log::warn!("cannot make SIGPIPE harmless: {e}");
+        }
+    });
+}
+
 /// The read end of the signal self-pipe, registered with the reactor's poll.
 pub(crate) struct SignalPipe {
     read: mio::net::UnixStream,

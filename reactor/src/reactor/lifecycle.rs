@@ -9,8 +9,8 @@ use std::io;
 use log::{debug, error, info, warn};
 use mio::Interest;
 
-use super::{guard, Conn, Reactor, State, NO_CONNECTOR};
-use crate::conn::Stream;
+use super::{guard, Conn, Reactor, ShutdownPhase, State, NO_CONNECTOR};
+use crate::conn::{flag, Stream};
 use crate::ctx::{Ctx, VACANT};
 use crate::error::Reason;
 use crate::id::{self, ConnId, Kind, ListenerId};
@@ -115,6 +115,49 @@ impl Reactor {
         }
     }
 
+    /// Registers `f` to run at a phase of the shutdown that `stop` starts (Twisted's
+    /// `addSystemEventTrigger(phase, "shutdown", f)`): `Before` runs first, while everything
+    /// still serves; `During` runs once listeners are closed and protocols were told;
+    /// `After` runs last, when connections are gone and factories have stopped.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::cell::Cell;
+    /// use std::rc::Rc;
+    /// use torsion_reactor::{Reactor, ShutdownPhase};
+    ///
+    /// let mut reactor = Reactor::new()?;
+    /// let order = Rc::new(Cell::new(0));
+    /// let o = Rc::clone(&order);
+    /// reactor.add_system_event_trigger(ShutdownPhase::After, move |_ctx| o.set(o.get() * 10 + 2));
+    /// let o = Rc::clone(&order);
+    /// reactor.add_system_event_trigger(ShutdownPhase::Before, move |_ctx| o.set(o.get() * 10 + 1));
+    /// reactor.stop();
+    /// reactor.run()?;
+    /// assert_eq!(order.get(), 12);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn add_system_event_trigger(
+        &mut self,
+        phase: ShutdownPhase,
+        f: impl FnOnce(&mut Ctx<'_>) + 'static,
+    ) {
+        self.triggers.push((phase, Box::new(f)));
+    }
+
+    fn run_triggers(&mut self, phase: ShutdownPhase) {
+        let catch = self.opts.catch_panics;
+        let (now, later): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.triggers).into_iter().partition(|(p, _)| *p == phase);
+        self.triggers = later;
+        for (_, f) in now {
+            let mut ctx = Ctx::new(&mut self.shared);
+            guard(catch, "shutdown trigger", || f(&mut ctx));
+            self.apply_commands();
+        }
+    }
+
     pub(super) fn advance_lifecycle(&mut self) {
         match self.state {
             State::Running if self.shared.stop_requested => {
@@ -123,8 +166,7 @@ impl Reactor {
             }
             State::Stopping { deadline } => {
                 if self.conns.is_empty() {
-                    info!("shutdown complete");
-                    self.state = State::Stopped;
+                    self.finish_shutdown();
                 } else if self.shared.now >= deadline {
                     warn!(
                         "shutdown grace period over: aborting {} connection(s)",
@@ -136,14 +178,17 @@ impl Reactor {
                         self.kill(slot, Reason::Shutdown);
                     }
                     self.reap();
-                    self.state = State::Stopped;
+                    self.finish_shutdown();
                 }
             }
             _ => {}
         }
     }
 
+    /// Before triggers; close listeners; tell every protocol (`reactor_stopping`, whose
+    /// default is `lose_connection`); during triggers; then wait for the connections.
     pub(super) fn begin_shutdown(&mut self) {
+        self.run_triggers(ShutdownPhase::Before);
         let grace = self.opts.shutdown_grace;
         info!(
             "stopping: closing {} listener(s), flushing {} connection(s) (grace {grace:?})",
@@ -153,20 +198,35 @@ impl Reactor {
         let ids: Vec<ListenerId> =
             self.listeners.iter().map(|(k, l)| ListenerId::new(k, l.gen)).collect();
         for id in ids {
-            self.stop_listening(id);
+            let factory = self.close_listener(id);
+            self.stopped_factories.push(factory);
         }
-        let ids: Vec<ConnId> = self.conns.iter().map(|(k, c)| ConnId::new(k, c.io.gen)).collect();
-        for id in ids {
-            self.ctx().lose(id);
+        let slots: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        for slot in slots {
+            if self.conns[slot].io.has(flag::CONNECTING) {
+                self.kill(slot, Reason::Shutdown);
+            } else {
+                self.call(slot, |p, t, _| p.reactor_stopping(t));
+                self.settle(slot);
+            }
         }
-        self.apply_commands();
+        self.run_triggers(ShutdownPhase::During);
         self.flush_dirty();
         self.reap();
         self.state = State::Stopping { deadline: self.shared.now + grace };
         if self.conns.is_empty() {
-            info!("shutdown complete");
-            self.state = State::Stopped;
+            self.finish_shutdown();
         }
+    }
+
+    /// Factories' `stopped`, then after triggers.
+    fn finish_shutdown(&mut self) {
+        for factory in std::mem::take(&mut self.stopped_factories) {
+            self.call_factory_stopped(factory);
+        }
+        self.run_triggers(ShutdownPhase::After);
+        info!("shutdown complete");
+        self.state = State::Stopped;
     }
 
     pub(super) fn call_factory_stopped(&mut self, mut factory: Box<dyn Factory>) {

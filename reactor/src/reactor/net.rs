@@ -89,12 +89,19 @@ impl Reactor {
             Some(l) if l.gen == id.gen => {}
             _ => return false,
         }
+        let factory = self.close_listener(id);
+        self.call_factory_stopped(factory);
+        true
+    }
+
+    /// Closes a listener's socket now; its factory is handed back (shutdown calls
+    /// `stopped` only once the connections are gone).
+    pub(super) fn close_listener(&mut self, id: ListenerId) -> Box<dyn Factory> {
         let mut l = self.listeners.remove(id.slot());
         let _ = self.poll.registry().deregister(&mut l.sock);
         self.ready_listeners.retain(|&s| s != id.slot());
         info!("stopped listening on {}", l.addr);
-        self.call_factory_stopped(l.factory);
-        true
+        l.factory
     }
 
     /// Starts a TCP connection to `addr` with default transport options; the client
