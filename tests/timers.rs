@@ -112,9 +112,26 @@ fn a_timer_cancelling_itself_and_another_is_harmless() {
     *me.borrow_mut() = Some(id);
     clock.advance(S);
     pass(&mut r);
-    // Both were due in this pass and collected before either ran: the victim was already
-    // popped, so cancelling it is too late and it still runs.
+    // Both were due in this pass. The victim was scheduled first, so it ran first.
     assert_eq!(log.borrow()[..], ["victim", "killer"]);
+}
+
+#[test]
+fn a_timer_cancelled_by_an_earlier_timer_of_the_same_pass_does_not_run() {
+    let (mut r, clock) = reactor();
+    let log: Log = Rc::default();
+    let victim: Rc<RefCell<Option<torsion::reactor::TimerId>>> = Rc::default();
+    let (v, l) = (Rc::clone(&victim), Rc::clone(&log));
+    r.ctx().call_later(S, move |ctx| {
+        push(&l, "killer");
+        assert!(ctx.cancel(v.borrow().unwrap()), "due but not yet run: still cancellable");
+    });
+    let l = Rc::clone(&log);
+    *victim.borrow_mut() = Some(r.ctx().call_later(S, move |_| push(&l, "victim")));
+    clock.advance(S);
+    pass(&mut r);
+    assert_eq!(log.borrow()[..], ["killer"]);
+    assert_eq!(r.stats().timers_pending, 0);
 }
 
 #[test]

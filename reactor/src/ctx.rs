@@ -393,7 +393,7 @@ impl<'a> Ctx<'a> {
             std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port))
                 .map(|it| it.collect::<Vec<_>>())
         })
-        .add_callback(self, |_, r| r.map_err(Failure::new))
+        .add_callback(self, |_, r| r.map_err(|e| Failure::new(e)))
     }
 
     /// Resolves `host` on the thread pool, then connects to its first address; resolution

@@ -165,9 +165,10 @@ impl TimerQueue {
         self.heap.peek().map(|n| n.deadline)
     }
 
-    /// Moves every timer due at `now` (and not scheduled during `pass`) into `out`, in
-    /// deadline order. One-shot timers leave the queue; looping calls are checked out and
-    /// must be returned with [`TimerQueue::check_in`].
+    /// Moves the actions of every timer due at `now` (and not scheduled during `pass`)
+    /// into `out`, in deadline order. Before running each, call [`TimerQueue::start_due`]:
+    /// it may have been cancelled meanwhile. Looping calls must be returned with
+    /// [`TimerQueue::check_in`].
     pub(crate) fn pop_due(&mut self, now: Instant, pass: u64, out: &mut Vec<Due>) {
         let mut deferred = Vec::new();
         loop {
@@ -183,19 +184,27 @@ impl TimerQueue {
                 deferred.push(top);
                 continue;
             }
-            match e.action.take() {
-                Some(action @ Action::Repeat { .. }) => out.push(Due { id, action }),
-                Some(action) => {
-                    self.entries.remove(top.slot as usize);
-                    out.push(Due { id, action });
-                }
-                // Checked out already (cannot happen: one node per version).
-                None => {}
+            // The entry stays until the action runs, so that a timer cancelled by another
+            // one due in the same pass does not run (see `start_due`).
+            if let Some(action) = e.action.take() {
+                out.push(Due { id, action });
             }
         }
         for n in deferred {
             self.heap.push(n);
         }
+    }
+
+    /// Whether a collected timer may run now (it was not cancelled since it was collected);
+    /// a one-shot timer leaves the queue here.
+    pub(crate) fn start_due(&mut self, id: TimerId, repeating: bool) -> bool {
+        if !self.is_active(id) {
+            return false;
+        }
+        if !repeating {
+            self.entries.remove(id.slot());
+        }
+        true
     }
 
     /// Returns a looping call after its callback ran: it is filed at its next tick.
@@ -238,7 +247,7 @@ mod tests {
     fn fire(q: &mut TimerQueue, now: Instant, pass: u64) -> Vec<TimerId> {
         let mut out = Vec::new();
         q.pop_due(now, pass, &mut out);
-        out.into_iter().map(|d| d.id).collect()
+        out.into_iter().filter(|d| q.start_due(d.id, false)).map(|d| d.id).collect()
     }
 
     #[test]

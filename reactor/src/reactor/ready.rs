@@ -33,6 +33,11 @@ impl Reactor {
         self.shared.timers.pop_due(now, self.shared.pass, &mut due);
         let catch = self.opts.catch_panics;
         for Due { id, action } in due {
+            let repeating = matches!(action, Action::Repeat { .. });
+            // Cancelled by a timer that ran before it in this pass: it does not run.
+            if !self.shared.timers.start_due(id, repeating) {
+                continue;
+            }
             match action {
                 Action::Call(f) => {
                     let mut ctx = Ctx::new(&mut self.shared);
