@@ -16,7 +16,7 @@ use crate::protocol::{ClientFactory, Factory};
 use crate::stats::Stats;
 use crate::tcp::{self, IntoSocketAddr, ListenOptions};
 use crate::threads::{self, ReactorHandle, ThreadPool};
-use crate::timers::{Action, TimerQueue};
+use crate::timers::{Action, Repeat, TimerQueue};
 
 /// Work queued with `call_soon`.
 pub(crate) type SoonFn = Box<dyn FnOnce(&mut Ctx<'_>)>;
@@ -97,7 +97,7 @@ impl Shared {
             scratch: Vec::new(),
             scratch_owner: None,
             pass: 0,
-            timers: TimerQueue::default(),
+            timers: TimerQueue::new(now),
             soon: VecDeque::new(),
             deferreds: Deferreds::default(),
             lists: slab::Slab::new(),
@@ -298,7 +298,7 @@ impl<'a> Ctx<'a> {
     ) -> TimerId {
         let start = self.shared.now;
         let next = u64::from(!now);
-        let action = Action::Repeat { f: Box::new(f), interval, start, next };
+        let action = Action::Repeat(Box::new(Repeat { f: Box::new(f), interval, start, next }));
         let pass = self.shared.pass;
         self.shared.timers.schedule(start + interval * next as u32, action, pass)
     }

@@ -227,6 +227,8 @@ pub struct Reactor {
     signals: Option<SignalPipe>,
     /// `call_when_running` work, queued until the first pass.
     when_running: Vec<crate::ctx::SoonFn>,
+    /// Scratch list of due timers, reused every pass.
+    due: Vec<crate::id::TimerId>,
     /// Shutdown triggers not yet run.
     triggers: Vec<(ShutdownPhase, crate::ctx::SoonFn)>,
     /// Factories of listeners closed by the shutdown, told `stopped` at its end.
@@ -280,6 +282,7 @@ impl Reactor {
             scratch: Vec::new(),
             signals: None,
             when_running: Vec::new(),
+            due: Vec::new(),
             triggers: Vec::new(),
             stopped_factories: Vec::new(),
         })

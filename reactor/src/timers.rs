@@ -5,8 +5,6 @@
 //! surfaces), equal deadlines fire in scheduling order. Tested below and by
 //! `tests/timers.rs`.
 
-use std::cmp::Ordering;
-use std::collections::BinaryHeap;
 use std::time::{Duration, Instant};
 
 use slab::Slab;
@@ -22,62 +20,148 @@ pub(crate) type LoopFn = Box<dyn FnMut(&mut Ctx<'_>, u64)>;
 pub(crate) enum Action {
     /// Call a closure once.
     Call(Box<dyn FnOnce(&mut Ctx<'_>)>),
-    /// A looping call: tick `n` is due at `start + n * interval`; `next` is the next
-    /// tick to call.
-    Repeat { f: LoopFn, interval: Duration, start: Instant, next: u64 },
+    /// A looping call (boxed: it is rare, and keeps every entry small).
+    Repeat(Box<Repeat>),
     /// `Protocol::timer_fired(tag)` on a connection, if it is still open.
     Protocol { conn: ConnId, tag: u64 },
 }
 
+/// A looping call: tick `n` is due at `start + n * interval`; `next` is the next tick to
+/// call.
+pub(crate) struct Repeat {
+    pub(crate) f: LoopFn,
+    pub(crate) interval: Duration,
+    pub(crate) start: Instant,
+    pub(crate) next: u64,
+}
+
 struct Entry {
-    deadline: Instant,
+    /// Nanoseconds since the queue's epoch.
+    deadline: u64,
     gen: u32,
-    /// Bumped whenever a fresh heap node is pushed; older nodes are stale.
+    /// The `version` of the one heap node that is current for this entry.
     version: u32,
     /// The loop pass that (re)scheduled it: it never fires in that pass.
     pass: u64,
-    /// `None` while a looping call's closure is out being called.
+    /// `None` between being collected and being run.
     action: Option<Action>,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
+/// A heap node: 24 bytes, so the heap stays cache-friendly with a million timers.
+#[derive(Clone, Copy)]
 struct Node {
-    deadline: Instant,
-    seq: u64,
+    deadline: u64,
+    /// Ties at equal deadlines break by scheduling order (wrapping is harmless: only
+    /// timers scheduled four billion apart with the same deadline could swap).
+    seq: u32,
     slot: u32,
-    gen: u32,
     version: u32,
 }
 
-impl Ord for Node {
-    fn cmp(&self, other: &Self) -> Ordering {
-        // Reversed: BinaryHeap is a max-heap, we want the earliest deadline, then FIFO.
-        other.deadline.cmp(&self.deadline).then_with(|| other.seq.cmp(&self.seq))
+impl Node {
+    #[inline]
+    fn before(&self, other: &Node) -> bool {
+        (self.deadline, self.seq.wrapping_sub(other.seq) as i32) < (other.deadline, 0)
     }
 }
 
-impl PartialOrd for Node {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
+/// A 4-ary min-heap: half the depth of a binary heap, and a node's children share a
+/// cache line or two.
+#[derive(Default)]
+struct Heap {
+    v: Vec<Node>,
 }
 
-/// A due timer, removed from the queue (or, for a looping call, checked out).
-pub(crate) struct Due {
-    pub(crate) id: TimerId,
-    pub(crate) action: Action,
+impl Heap {
+    fn peek(&self) -> Option<&Node> {
+        self.v.first()
+    }
+
+    fn push(&mut self, n: Node) {
+        let mut i = self.v.len();
+        self.v.push(n);
+        while i > 0 {
+            let parent = (i - 1) / 4;
+            if !n.before(&self.v[parent]) {
+                break;
+            }
+            self.v[i] = self.v[parent];
+            i = parent;
+        }
+        self.v[i] = n;
+    }
+
+    fn pop(&mut self) -> Option<Node> {
+        let last = self.v.pop()?;
+        if self.v.is_empty() {
+            return Some(last);
+        }
+        let top = self.v[0];
+        let len = self.v.len();
+        let mut i = 0;
+        loop {
+            let first = 4 * i + 1;
+            if first >= len {
+                break;
+            }
+            let end = (first + 4).min(len);
+            let mut best = first;
+            for c in first + 1..end {
+                if self.v[c].before(&self.v[best]) {
+                    best = c;
+                }
+            }
+            if !self.v[best].before(&last) {
+                break;
+            }
+            self.v[i] = self.v[best];
+            i = best;
+        }
+        self.v[i] = last;
+        Some(top)
+    }
 }
 
 /// All pending timers of a reactor.
-#[derive(Default)]
 pub(crate) struct TimerQueue {
     entries: Slab<Entry>,
-    heap: BinaryHeap<Node>,
-    seq: u64,
+    heap: Heap,
+    epoch: Instant,
+    seq: u32,
     next_gen: u32,
+    next_version: u32,
+    /// Due but scheduled in the current pass: back into the heap at the pass's end.
+    set_aside: Vec<Node>,
+}
+
+impl Default for TimerQueue {
+    fn default() -> Self {
+        TimerQueue {
+            entries: Slab::new(),
+            heap: Heap::default(),
+            epoch: Instant::now(),
+            seq: 0,
+            next_gen: 0,
+            next_version: 0,
+            set_aside: Vec::new(),
+        }
+    }
 }
 
 impl TimerQueue {
+    /// A queue whose time base is `epoch` (any instant not after the first deadline).
+    pub(crate) fn new(epoch: Instant) -> TimerQueue {
+        TimerQueue { epoch, ..TimerQueue::default() }
+    }
+
+    fn nanos(&self, t: Instant) -> u64 {
+        t.saturating_duration_since(self.epoch).as_nanos().min(u128::from(u64::MAX)) as u64
+    }
+
+    fn instant(&self, nanos: u64) -> Instant {
+        self.epoch + Duration::from_nanos(nanos)
+    }
+
     /// Pending timers.
     pub(crate) fn len(&self) -> usize {
         self.entries.len()
@@ -87,32 +171,39 @@ impl TimerQueue {
     pub(crate) fn schedule(&mut self, deadline: Instant, action: Action, pass: u64) -> TimerId {
         self.next_gen = (self.next_gen + 1) & GEN_MASK;
         let gen = self.next_gen;
+        let deadline = self.nanos(deadline);
+        let version = self.bump_version();
         let slot =
-            self.entries.insert(Entry { deadline, gen, version: 0, pass, action: Some(action) });
-        self.push(slot, gen, 0, deadline);
+            self.entries.insert(Entry { deadline, gen, version, pass, action: Some(action) });
+        self.push(slot, version, deadline);
         TimerId::new(slot, gen)
     }
 
-    fn push(&mut self, slot: usize, gen: u32, version: u32, deadline: Instant) {
-        self.seq += 1;
-        self.heap.push(Node { deadline, seq: self.seq, slot: slot as u32, gen, version });
+    fn bump_version(&mut self) -> u32 {
+        self.next_version = self.next_version.wrapping_add(1);
+        self.next_version
+    }
+
+    fn push(&mut self, slot: usize, version: u32, deadline: u64) {
+        self.seq = self.seq.wrapping_add(1);
+        self.heap.push(Node { deadline, seq: self.seq, slot: slot as u32, version });
     }
 
     fn entry(&self, id: TimerId) -> Option<&Entry> {
         self.entries.get(id.slot()).filter(|e| e.gen == id.gen)
     }
 
-    /// Whether `id` is still pending (not fired, not cancelled).
+    /// Whether `id` is still pending (not run, not cancelled).
     pub(crate) fn is_active(&self, id: TimerId) -> bool {
         self.entry(id).is_some()
     }
 
     /// When `id` fires, if it is pending.
     pub(crate) fn deadline(&self, id: TimerId) -> Option<Instant> {
-        self.entry(id).map(|e| e.deadline)
+        self.entry(id).map(|e| self.instant(e.deadline))
     }
 
-    /// Cancels `id`; `false` if it already fired or was cancelled.
+    /// Cancels `id`; `false` if it already ran or was cancelled.
     pub(crate) fn cancel(&mut self, id: TimerId) -> bool {
         if self.is_active(id) {
             self.entries.remove(id.slot());
@@ -124,6 +215,7 @@ impl TimerQueue {
 
     /// Moves `id` to `deadline`; `false` if it is not pending. Later is O(1).
     pub(crate) fn reset(&mut self, id: TimerId, deadline: Instant, pass: u64) -> bool {
+        let deadline = self.nanos(deadline);
         let Some(e) = self.entries.get_mut(id.slot()).filter(|e| e.gen == id.gen) else {
             return false;
         };
@@ -131,9 +223,9 @@ impl TimerQueue {
         e.deadline = deadline;
         e.pass = pass;
         if earlier {
-            e.version = e.version.wrapping_add(1);
-            let (gen, version) = (e.gen, e.version);
-            self.push(id.slot(), gen, version, deadline);
+            let version = self.bump_version();
+            self.entries[id.slot()].version = version;
+            self.push(id.slot(), version, deadline);
         }
         true
     }
@@ -142,12 +234,12 @@ impl TimerQueue {
     fn clean_top(&mut self) {
         while let Some(&top) = self.heap.peek() {
             match self.entries.get(top.slot as usize) {
-                Some(e) if e.gen == top.gen && e.version == top.version => {
+                Some(e) if e.version == top.version => {
                     if e.deadline > top.deadline {
                         // Postponed by a reset: file it at its real deadline now.
-                        let (gen, version, deadline) = (e.gen, e.version, e.deadline);
+                        let deadline = e.deadline;
                         self.heap.pop();
-                        self.push(top.slot as usize, gen, version, deadline);
+                        self.push(top.slot as usize, top.version, deadline);
                     } else {
                         return;
                     }
@@ -162,65 +254,69 @@ impl TimerQueue {
     /// The earliest pending deadline.
     pub(crate) fn next_deadline(&mut self) -> Option<Instant> {
         self.clean_top();
-        self.heap.peek().map(|n| n.deadline)
+        self.heap.peek().map(|n| self.instant(n.deadline))
     }
 
-    /// Moves the actions of every timer due at `now` (and not scheduled during `pass`)
-    /// into `out`, in deadline order. Before running each, call [`TimerQueue::start_due`]:
-    /// it may have been cancelled meanwhile. Looping calls must be returned with
-    /// [`TimerQueue::check_in`].
-    pub(crate) fn pop_due(&mut self, now: Instant, pass: u64, out: &mut Vec<Due>) {
-        let mut deferred = Vec::new();
-        loop {
+    /// Collects up to `max` timers due at `now` into `out`, in deadline order; timers
+    /// scheduled during `pass` are set aside until [`TimerQueue::end_pass`]. Run each
+    /// through [`TimerQueue::start_due`], which hands over its action unless it was
+    /// cancelled meanwhile. Called in chunks so an entry is still in cache when it runs.
+    pub(crate) fn pop_due(&mut self, now: Instant, pass: u64, max: usize, out: &mut Vec<TimerId>) {
+        let now = self.nanos(now);
+        while out.len() < max {
             self.clean_top();
             let Some(&top) = self.heap.peek() else { break };
             if top.deadline > now {
                 break;
             }
             self.heap.pop();
-            let id = TimerId::new(top.slot as usize, top.gen);
-            let e = &mut self.entries[top.slot as usize];
+            let e = &self.entries[top.slot as usize];
             if e.pass == pass {
-                deferred.push(top);
+                self.set_aside.push(top);
                 continue;
             }
-            // The entry stays until the action runs, so that a timer cancelled by another
-            // one due in the same pass does not run (see `start_due`).
-            if let Some(action) = e.action.take() {
-                out.push(Due { id, action });
-            }
+            out.push(TimerId::new(top.slot as usize, e.gen));
         }
-        for n in deferred {
+    }
+
+    /// Files the timers set aside by `pop_due` again, for the next pass.
+    pub(crate) fn end_pass(&mut self) {
+        for n in std::mem::take(&mut self.set_aside) {
             self.heap.push(n);
         }
     }
 
-    /// Whether a collected timer may run now (it was not cancelled since it was collected);
-    /// a one-shot timer leaves the queue here.
-    pub(crate) fn start_due(&mut self, id: TimerId, repeating: bool) -> bool {
-        if !self.is_active(id) {
-            return false;
+    /// The action of a collected timer, unless it was cancelled since it was collected;
+    /// a one-shot timer leaves the queue here, a looping call is checked out (return it
+    /// with [`TimerQueue::check_in`]).
+    pub(crate) fn start_due(&mut self, id: TimerId) -> Option<Action> {
+        let e = self.entries.get_mut(id.slot()).filter(|e| e.gen == id.gen)?;
+        match e.action.take()? {
+            a @ Action::Repeat(_) => Some(a),
+            a => {
+                self.entries.remove(id.slot());
+                Some(a)
+            }
         }
-        if !repeating {
-            self.entries.remove(id.slot());
-        }
-        true
     }
 
     /// Returns a looping call after its callback ran: it is filed at its next tick.
     /// `false` if it was cancelled meanwhile (the action is dropped).
     pub(crate) fn check_in(&mut self, id: TimerId, action: Action, pass: u64) -> bool {
+        let deadline = match &action {
+            Action::Repeat(r) => self
+                .nanos(r.start + r.interval.saturating_mul(r.next.min(u64::from(u32::MAX)) as u32)),
+            _ => return false,
+        };
+        let version = self.bump_version();
         let Some(e) = self.entries.get_mut(id.slot()).filter(|e| e.gen == id.gen) else {
             return false;
         };
-        if let Action::Repeat { interval, start, next, .. } = &action {
-            e.deadline = *start + interval.saturating_mul((*next).min(u64::from(u32::MAX)) as u32);
-        }
         e.action = Some(action);
         e.pass = pass;
-        e.version = e.version.wrapping_add(1);
-        let (gen, version, deadline) = (e.gen, e.version, e.deadline);
-        self.push(id.slot(), gen, version, deadline);
+        e.deadline = deadline;
+        e.version = version;
+        self.push(id.slot(), version, deadline);
         true
     }
 }
@@ -246,14 +342,15 @@ mod tests {
 
     fn fire(q: &mut TimerQueue, now: Instant, pass: u64) -> Vec<TimerId> {
         let mut out = Vec::new();
-        q.pop_due(now, pass, &mut out);
-        out.into_iter().filter(|d| q.start_due(d.id, false)).map(|d| d.id).collect()
+        q.pop_due(now, pass, usize::MAX, &mut out);
+        q.end_pass();
+        out.into_iter().filter(|&id| q.start_due(id).is_some()).collect()
     }
 
     #[test]
     fn equal_deadlines_fire_in_scheduling_order() {
-        let mut q = TimerQueue::default();
         let t0 = Instant::now();
+        let mut q = TimerQueue::new(t0);
         let ids: Vec<_> = (0..100).map(|_| q.schedule(t0, call(), 0)).collect();
         assert_eq!(fire(&mut q, t0, 1), ids);
         assert_eq!(q.len(), 0);
@@ -261,8 +358,8 @@ mod tests {
 
     #[test]
     fn cancel_and_reset_later_and_earlier() {
-        let mut q = TimerQueue::default();
         let t0 = Instant::now();
+        let mut q = TimerQueue::new(t0);
         let s = Duration::from_secs(1);
         let a = q.schedule(t0 + s, call(), 0);
         let b = q.schedule(t0 + 2 * s, call(), 0);
@@ -280,8 +377,8 @@ mod tests {
 
     #[test]
     fn a_timer_never_fires_in_the_pass_that_scheduled_it() {
-        let mut q = TimerQueue::default();
         let t0 = Instant::now();
+        let mut q = TimerQueue::new(t0);
         let id = q.schedule(t0, call(), 7);
         assert!(fire(&mut q, t0, 7).is_empty());
         assert_eq!(fire(&mut q, t0, 8), vec![id]);
@@ -289,14 +386,28 @@ mod tests {
 
     #[test]
     fn stale_ids_never_touch_a_reused_slot() {
-        let mut q = TimerQueue::default();
         let t0 = Instant::now();
+        let mut q = TimerQueue::new(t0);
         let old = q.schedule(t0, call(), 0);
         assert!(q.cancel(old));
         let new = q.schedule(t0, call(), 0);
         assert_eq!(old.slot(), new.slot());
         assert!(!q.cancel(old));
         assert!(q.is_active(new));
+    }
+
+    #[test]
+    fn heap_pops_in_deadline_then_scheduling_order() {
+        let t0 = Instant::now();
+        let mut q = TimerQueue::new(t0);
+        let mut expect = Vec::new();
+        for i in 0..2000u64 {
+            let at = t0 + Duration::from_millis((i * 7919) % 97);
+            expect.push(((i * 7919) % 97, i, q.schedule(at, call(), 0)));
+        }
+        expect.sort();
+        let got = fire(&mut q, t0 + Duration::from_secs(1), 1);
+        assert_eq!(got, expect.into_iter().map(|e| e.2).collect::<Vec<_>>());
     }
 
     #[test]

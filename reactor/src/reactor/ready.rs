@@ -14,42 +14,55 @@ use super::{guard, panic_message, Reactor};
 use crate::ctx::Ctx;
 use crate::deferred::{Failure, Step, Value};
 use crate::id::{ConnId, DeferredId};
-use crate::timers::{self, Action, Due};
+use crate::timers::{self, Action};
 
 /// Ready-phase work items (`call_soon` callbacks and deferred links) run per pass at most;
 /// the rest wait for the next pass (which then polls with a zero timeout), so work that
 /// keeps re-queueing itself cannot starve IO.
 const READY_BUDGET: usize = 1 << 20;
 
+/// Timers collected at once: small enough that their entries are still cached when they
+/// run, large enough to amortise the heap work.
+const TIMER_CHUNK: usize = 1024;
+
 fn unit() -> Value {
     Box::new(())
 }
 
 impl Reactor {
-    /// Phase 5: collects every due timer first, then calls them in deadline order.
-    /// Timers they schedule cannot fire in this pass.
+    /// Phase 5: calls every due timer in deadline order, collecting them in chunks;
+    /// a timer cancelled before its turn does not run, and timers scheduled in this pass
+    /// cannot fire in it.
     pub(super) fn fire_timers(&mut self, now: Instant) {
-        let mut due: Vec<Due> = Vec::new();
-        self.shared.timers.pop_due(now, self.shared.pass, &mut due);
-        let catch = self.opts.catch_panics;
-        for Due { id, action } in due {
-            let repeating = matches!(action, Action::Repeat { .. });
-            // Cancelled by a timer that ran before it in this pass: it does not run.
-            if !self.shared.timers.start_due(id, repeating) {
-                continue;
+        let mut due = std::mem::take(&mut self.due);
+        loop {
+            self.shared.timers.pop_due(now, self.shared.pass, TIMER_CHUNK, &mut due);
+            if due.is_empty() {
+                break;
             }
+            self.run_due(&mut due, now);
+        }
+        self.shared.timers.end_pass();
+        self.due = due;
+    }
+
+    fn run_due(&mut self, due: &mut Vec<crate::id::TimerId>, now: Instant) {
+        let catch = self.opts.catch_panics;
+        for id in due.drain(..) {
+            // Cancelled by a timer that ran before it in this pass: it does not run.
+            let Some(action) = self.shared.timers.start_due(id) else { continue };
             match action {
                 Action::Call(f) => {
                     let mut ctx = Ctx::new(&mut self.shared);
                     guard(catch, "timer callback", || f(&mut ctx));
                 }
-                Action::Repeat { mut f, interval, start, next } => {
-                    let (tick, missed) = timers::tick_at(start, interval, next, now);
+                Action::Repeat(mut r) => {
+                    let (tick, missed) = timers::tick_at(r.start, r.interval, r.next, now);
                     let mut ctx = Ctx::new(&mut self.shared);
-                    if guard(catch, "looping call", || f(&mut ctx, missed)).is_some() {
-                        let again = Action::Repeat { f, interval, start, next: tick + 1 };
+                    if guard(catch, "looping call", || (r.f)(&mut ctx, missed)).is_some() {
+                        r.next = tick + 1;
                         let pass = self.shared.pass;
-                        self.shared.timers.check_in(id, again, pass);
+                        self.shared.timers.check_in(id, Action::Repeat(r), pass);
                     } else {
                         error!("{id}: looping call panicked; it is stopped");
                         self.shared.timers.cancel(id);
@@ -57,7 +70,9 @@ impl Reactor {
                 }
                 Action::Protocol { conn, tag } => self.fire_protocol_timer(conn, tag),
             }
-            self.apply_commands();
+            if !self.shared.commands.is_empty() {
+                self.apply_commands();
+            }
         }
     }
 
