@@ -3,6 +3,7 @@
 //!
 //! Run:  cargo bench --bench echo_baseline            (full, a few minutes)
 //!       cargo bench --bench echo_baseline -- --quick (under a minute)
+//!       cargo bench --bench echo_baseline -- --case churn (only cases named so)
 //!
 //! Each server is this same binary re-executed (`--serve reactor|mio`), pinned to core 0
 //! with `taskset`; the load generator (built on the reactor's client side) runs here,
@@ -477,6 +478,12 @@ fn main() {
         Case { name: "100 conns, 16 KiB", conns: 100, size: 16 * 1024, in_flight: 1, churn: false },
         Case { name: "churn, 50 concurrent", conns: 50, size: 64, in_flight: 1, churn: true },
     ];
+    // `--case TEXT` runs only the cases whose name contains TEXT.
+    let only = args.iter().position(|a| a == "--case").and_then(|i| args.get(i + 1)).cloned();
+    let cases: Vec<Case> = cases
+        .into_iter()
+        .filter(|c| only.as_ref().is_none_or(|o| c.name.contains(o.as_str())))
+        .collect();
     let servers = [Server::start("reactor"), Server::start("mio")];
     let mut out = String::new();
     out.push_str(&format!(
@@ -522,7 +529,7 @@ fn main() {
         ));
     }
     out.push_str(&ratios);
-    let idle_n = if quick { 2000 } else { 10_000 };
+    let idle_n = if quick || only.is_some() { 2000 } else { 10_000 };
     out.push_str("\n| idle connections | server | RSS bytes per connection |\n|---:|---|---:|\n");
     for s in &servers {
         eprintln!("idle memory: {idle_n} connections on {}", s.kind);

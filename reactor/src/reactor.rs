@@ -704,8 +704,7 @@ impl Reactor {
             if io.out.is_empty() && io.has(flag::CLOSING) {
                 let reason =
                     if io.has(flag::PEER_CLOSED) { Reason::PeerClosed } else { Reason::Done };
-                // FIN first: the peer reads everything we sent, then EOF.
-                let _ = io.shutdown(std::net::Shutdown::Write);
+                // All flushed: the close in the reap phase sends FIN after it.
                 return self.kill(slot, reason);
             }
             if io.has(flag::EOF) && io.has(flag::WRITE_SHUT) && io.out.is_empty() {
