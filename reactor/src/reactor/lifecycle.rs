@@ -58,7 +58,7 @@ impl Reactor {
         while !self.shared.reap.is_empty() {
             let batch = std::mem::take(&mut self.shared.reap);
             for (id, reason) in batch {
-                if !self.conns.get(id.slot()).is_some_and(|c| c.io.gen == id.gen) {
+                if self.conns.get(id.slot()).is_none_or(|c| c.io.gen != id.gen) {
                     continue;
                 }
                 let mut conn = self.conns.remove(id.slot());
