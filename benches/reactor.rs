@@ -88,6 +88,28 @@ fn timers(c: &mut Criterion) {
         )
     });
     g.finish();
+
+    // Steady state: a thousand of the million fall due per pass (plain heap pops).
+    let mut g = c.benchmark_group("timers_1M_pending");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(1000));
+    g.bench_function("fire_1000_per_pass", |b| {
+        b.iter_batched(
+            || {
+                let (mut r, clock, ids) = loaded(PENDING);
+                r.run_once(Some(Duration::ZERO)).unwrap();
+                clock.advance(Duration::from_millis(999));
+                (r, ids)
+            },
+            |(mut r, ids)| {
+                r.run_once(Some(Duration::ZERO)).unwrap();
+                assert_eq!(r.stats().timers_pending, (PENDING - 1000) as u64);
+                (r, ids)
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    g.finish();
 }
 
 fn deferreds(c: &mut Criterion) {

@@ -12,6 +12,12 @@ use slab::Slab;
 use crate::ctx::Ctx;
 use crate::id::{ConnId, TimerId, GEN_MASK};
 
+/// Single pops in one pass (and at least 1/16 of the heap) after which a mass expiry
+/// switches to one scan-and-sort, so a partial expiry never pays for a scan...
+const MASS_EXPIRY_POPS: usize = 4096;
+/// ...if the heap still holds at least this many nodes.
+const MASS_EXPIRY_HEAP: usize = 65_536;
+
 /// A looping call's callback: gets the context and the number of ticks missed since the
 /// previous call (0 when on time).
 pub(crate) type LoopFn = Box<dyn FnMut(&mut Ctx<'_>, u64)>;
@@ -47,21 +53,24 @@ struct Entry {
     action: Option<Action>,
 }
 
-/// A heap node: 24 bytes, so the heap stays cache-friendly with a million timers.
+/// A heap node: 16 bytes, so four siblings share a cache line and the heap stays
+/// cache-friendly with a million timers.
 #[derive(Clone, Copy)]
 struct Node {
     deadline: u64,
-    /// Ties at equal deadlines break by scheduling order (wrapping is harmless: only
-    /// timers scheduled four billion apart with the same deadline could swap).
-    seq: u32,
     slot: u32,
+    /// Unique per push and increasing, so it also breaks ties between equal deadlines in
+    /// scheduling order (wrapping is harmless: only timers scheduled four billion pushes
+    /// apart with the same deadline could swap).
     version: u32,
 }
 
 impl Node {
     #[inline]
     fn before(&self, other: &Node) -> bool {
-        (self.deadline, self.seq.wrapping_sub(other.seq) as i32) < (other.deadline, 0)
+        self.deadline < other.deadline
+            || (self.deadline == other.deadline
+                && (self.version.wrapping_sub(other.version) as i32) < 0)
     }
 }
 
@@ -87,6 +96,45 @@ impl Heap {
             }
             self.v[i] = self.v[parent];
             i = parent;
+        }
+        self.v[i] = n;
+    }
+
+    /// Removes every node due at `now` in one scan (for mass expiry: cheaper than popping
+    /// each), returned sorted; the rest is re-heapified.
+    fn drain_due(&mut self, now: u64) -> Vec<Node> {
+        let (mut due, rest): (Vec<Node>, Vec<Node>) =
+            self.v.drain(..).partition(|n| n.deadline <= now);
+        due.sort_unstable_by(|a, b| {
+            a.deadline.cmp(&b.deadline).then((a.version.wrapping_sub(b.version) as i32).cmp(&0))
+        });
+        self.v = rest;
+        for i in (0..self.v.len()).rev() {
+            self.sift_down(i);
+        }
+        due
+    }
+
+    fn sift_down(&mut self, mut i: usize) {
+        let len = self.v.len();
+        let n = self.v[i];
+        loop {
+            let first = 4 * i + 1;
+            if first >= len {
+                break;
+            }
+            let end = (first + 4).min(len);
+            let mut best = first;
+            for c in first + 1..end {
+                if self.v[c].before(&self.v[best]) {
+                    best = c;
+                }
+            }
+            if !self.v[best].before(&n) {
+                break;
+            }
+            self.v[i] = self.v[best];
+            i = best;
         }
         self.v[i] = n;
     }
@@ -127,11 +175,14 @@ pub(crate) struct TimerQueue {
     entries: Slab<Entry>,
     heap: Heap,
     epoch: Instant,
-    seq: u32,
     next_gen: u32,
     next_version: u32,
     /// Due but scheduled in the current pass: back into the heap at the pass's end.
     set_aside: Vec<Node>,
+    /// Due nodes taken out of the heap in one scan during a mass expiry, sorted.
+    batch: std::collections::VecDeque<Node>,
+    /// Nodes popped one by one in the current pass.
+    popped: usize,
 }
 
 impl Default for TimerQueue {
@@ -140,10 +191,11 @@ impl Default for TimerQueue {
             entries: Slab::new(),
             heap: Heap::default(),
             epoch: Instant::now(),
-            seq: 0,
             next_gen: 0,
             next_version: 0,
             set_aside: Vec::new(),
+            batch: std::collections::VecDeque::new(),
+            popped: 0,
         }
     }
 }
@@ -185,8 +237,7 @@ impl TimerQueue {
     }
 
     fn push(&mut self, slot: usize, version: u32, deadline: u64) {
-        self.seq = self.seq.wrapping_add(1);
-        self.heap.push(Node { deadline, seq: self.seq, slot: slot as u32, version });
+        self.heap.push(Node { deadline, slot: slot as u32, version });
     }
 
     fn entry(&self, id: TimerId) -> Option<&Entry> {
@@ -265,17 +316,50 @@ impl TimerQueue {
         let now = self.nanos(now);
         while out.len() < max {
             self.clean_top();
-            let Some(&top) = self.heap.peek() else { break };
-            if top.deadline > now {
-                break;
-            }
-            self.heap.pop();
-            let e = &self.entries[top.slot as usize];
-            if e.pass == pass {
-                self.set_aside.push(top);
+            let heap_top = self.heap.peek().copied().filter(|n| n.deadline <= now);
+            // Mass expiry: after many single pops with more due in a big heap, take all
+            // the due nodes in one scan and sort them.
+            if heap_top.is_some()
+                && self.batch.is_empty()
+                && self.popped >= MASS_EXPIRY_POPS.max(self.heap.v.len() / 16)
+                && self.heap.v.len() >= MASS_EXPIRY_HEAP
+            {
+                self.batch.extend(self.heap.drain_due(now));
                 continue;
             }
-            out.push(TimerId::new(top.slot as usize, e.gen));
+            // Merge the batch and the heap (a postponed batch node may be re-filed there).
+            let from_batch = match (self.batch.front(), heap_top) {
+                (Some(b), Some(h)) => b.before(&h),
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (None, None) => break,
+            };
+            let node = if from_batch {
+                let Some(n) = self.batch.pop_front() else { break };
+                match self.entries.get(n.slot as usize) {
+                    Some(e) if e.version == n.version => {
+                        if e.deadline > n.deadline {
+                            let deadline = e.deadline;
+                            self.push(n.slot as usize, n.version, deadline);
+                            continue;
+                        }
+                    }
+                    _ => continue,
+                }
+                n
+            } else {
+                self.popped += 1;
+                match self.heap.pop() {
+                    Some(n) => n,
+                    None => break,
+                }
+            };
+            let e = &self.entries[node.slot as usize];
+            if e.pass == pass {
+                self.set_aside.push(node);
+                continue;
+            }
+            out.push(TimerId::new(node.slot as usize, e.gen));
         }
     }
 
@@ -284,6 +368,11 @@ impl TimerQueue {
         for n in std::mem::take(&mut self.set_aside) {
             self.heap.push(n);
         }
+        // Anything left of a batch (a chunk limit was hit) goes back to the heap too.
+        for n in std::mem::take(&mut self.batch) {
+            self.heap.push(n);
+        }
+        self.popped = 0;
     }
 
     /// The action of a collected timer, unless it was cancelled since it was collected;
@@ -408,6 +497,40 @@ mod tests {
         expect.sort();
         let got = fire(&mut q, t0 + Duration::from_secs(1), 1);
         assert_eq!(got, expect.into_iter().map(|e| e.2).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn mass_expiry_keeps_deadline_and_fifo_order() {
+        let t0 = Instant::now();
+        let mut q = TimerQueue::new(t0);
+        let n = 200_000u64;
+        let mut expect = Vec::new();
+        for i in 0..n {
+            let ms = (i * 7919) % 1000;
+            expect.push((ms, i, q.schedule(t0 + Duration::from_millis(ms), call(), 0)));
+        }
+        // Some cancelled, some postponed past the horizon, some postponed within it.
+        for (k, e) in expect.iter().enumerate() {
+            if k % 7 == 0 {
+                q.cancel(e.2);
+            } else if k % 11 == 0 {
+                q.reset(e.2, t0 + Duration::from_secs(5), 0);
+            }
+        }
+        let mut want: Vec<_> = expect
+            .iter()
+            .enumerate()
+            .filter(|(k, _)| k % 7 != 0 && k % 11 != 0)
+            .map(|(_, e)| *e)
+            .collect();
+        want.sort();
+        let got = fire(&mut q, t0 + Duration::from_secs(1), 1);
+        assert_eq!(got, want.iter().map(|e| e.2).collect::<Vec<_>>());
+        let later = fire(&mut q, t0 + Duration::from_secs(5), 2);
+        assert_eq!(
+            later.len(),
+            expect.iter().enumerate().filter(|(k, _)| k % 7 != 0 && k % 11 == 0).count()
+        );
     }
 
     #[test]
