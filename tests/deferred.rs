@@ -1,25 +1,17 @@
 //! Deferreds: chains, errbacks, nesting, cancellation, timeouts, lists, and chains far too
 //! long for recursion. Driven pass by pass with a manual clock.
 
+mod common;
+
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
-use torsion::reactor::{
-    Cancelled, Ctx, Deferred, Failure, FirstError, ListMode, ManualClock, Reactor, ReactorOptions,
-    TimedOut,
-};
+use torsion::reactor::{Cancelled, Ctx, Deferred, Failure, FirstError, ListMode, TimedOut};
 
 type Log = Rc<RefCell<Vec<String>>>;
 
-fn reactor() -> (Reactor, ManualClock) {
-    let clock = ManualClock::new();
-    (Reactor::with_clock(ReactorOptions::default(), clock.clone()).unwrap(), clock)
-}
-
-fn pass(r: &mut Reactor) {
-    r.run_once(Some(Duration::ZERO)).unwrap();
-}
+use common::{manual_reactor as reactor, pass};
 
 fn boom(msg: &str) -> Failure {
     Failure::new(std::io::Error::other(msg.to_string()))

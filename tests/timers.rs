@@ -7,20 +7,11 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
-use torsion::reactor::{
-    Ctx, IdleTimeout, ManualClock, Protocol, Reactor, ReactorOptions, Reason, Transport,
-};
+use torsion::reactor::{Ctx, IdleTimeout, Protocol, Reason, Transport};
 
 type Log = Rc<RefCell<Vec<String>>>;
 
-fn reactor() -> (Reactor, ManualClock) {
-    let clock = ManualClock::new();
-    (Reactor::with_clock(ReactorOptions::default(), clock.clone()).unwrap(), clock)
-}
-
-fn pass(r: &mut Reactor) {
-    r.run_once(Some(Duration::ZERO)).unwrap();
-}
+use common::{manual_reactor as reactor, pass};
 
 fn push(log: &Log, s: impl Into<String>) {
     log.borrow_mut().push(s.into());

@@ -144,28 +144,8 @@ impl Heap {
         if self.v.is_empty() {
             return Some(last);
         }
-        let top = self.v[0];
-        let len = self.v.len();
-        let mut i = 0;
-        loop {
-            let first = 4 * i + 1;
-            if first >= len {
-                break;
-            }
-            let end = (first + 4).min(len);
-            let mut best = first;
-            for c in first + 1..end {
-                if self.v[c].before(&self.v[best]) {
-                    best = c;
-                }
-            }
-            if !self.v[best].before(&last) {
-                break;
-            }
-            self.v[i] = self.v[best];
-            i = best;
-        }
-        self.v[i] = last;
+        let top = std::mem::replace(&mut self.v[0], last);
+        self.sift_down(0);
         Some(top)
     }
 }

@@ -9,7 +9,7 @@ use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use torsion::reactor::{Reactor, Stats};
+use torsion::reactor::{ManualClock, Reactor, ReactorOptions, Stats};
 
 /// Upper bound for any one test step: generous, only ever hit when something is broken.
 pub const DEADLINE: Duration = Duration::from_secs(60);
@@ -94,4 +94,15 @@ pub fn run_until(reactor: &mut Reactor, mut done: impl FnMut(&Reactor) -> bool) 
         assert!(start.elapsed() < DEADLINE, "condition not reached before the deadline");
         reactor.run_once(Some(Duration::from_millis(5))).expect("run_once");
     }
+}
+
+/// A reactor driven by a manual clock, and the clock.
+pub fn manual_reactor() -> (Reactor, ManualClock) {
+    let clock = ManualClock::new();
+    (Reactor::with_clock(ReactorOptions::default(), clock.clone()).unwrap(), clock)
+}
+
+/// One pass of the loop without waiting.
+pub fn pass(r: &mut Reactor) {
+    r.run_once(Some(Duration::ZERO)).unwrap();
 }
