@@ -468,3 +468,31 @@ fn a_peer_reset_mid_write_is_a_reason_not_a_crash() {
     assert_eq!(read_n(&mut other, 10), [b'f'; 10]);
     server.stop();
 }
+
+/// Records the loop pass of every `data_received`.
+struct PassLog(Rc<RefCell<Vec<u64>>>);
+
+impl Protocol for PassLog {
+    fn data_received(&mut self, t: &mut Transport<'_>, _data: &[u8]) {
+        self.0.borrow_mut().push(t.ctx().stats().iterations);
+    }
+}
+
+#[test]
+fn a_connection_that_spends_its_read_budget_waits_for_the_next_pass() {
+    let mut reactor = Reactor::new().unwrap();
+    let passes = Rc::new(RefCell::new(Vec::new()));
+    let p = Rc::clone(&passes);
+    let opts = ListenOptions {
+        transport: torsion::reactor::TransportOptions { read_budget: 1, ..Default::default() },
+        ..Default::default()
+    };
+    let port =
+        reactor.listen_tcp_with("127.0.0.1:0", move || PassLog(Rc::clone(&p)), opts).unwrap();
+    let mut c = client(port.addr);
+    // More than one read buffer's worth, all waiting before the loop looks.
+    c.write_all(&vec![1u8; 1024 * 1024]).unwrap_or(());
+    run_until(&mut reactor, |_| passes.borrow().len() >= 4);
+    let passes = passes.borrow();
+    assert!(passes.windows(2).all(|w| w[0] < w[1]), "one read per pass at most: {passes:?}");
+}

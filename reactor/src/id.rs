@@ -25,6 +25,8 @@ pub(crate) enum Kind {
     Waker = 3,
     /// The signal self-pipe.
     Signal = 4,
+    /// A UDP socket.
+    Udp = 5,
 }
 
 impl Kind {
@@ -34,6 +36,7 @@ impl Kind {
             2 => Some(Kind::Listener),
             3 => Some(Kind::Waker),
             4 => Some(Kind::Signal),
+            5 => Some(Kind::Udp),
             _ => None,
         }
     }
@@ -60,6 +63,7 @@ pub(crate) fn describe(t: Token) -> String {
         Some((Kind::Listener, slot, gen)) => format!("listener#{slot}.{gen}"),
         Some((Kind::Waker, ..)) => "waker".to_string(),
         Some((Kind::Signal, ..)) => "signals".to_string(),
+        Some((Kind::Udp, slot, gen)) => format!("udp#{slot}.{gen}"),
         None => format!("{t:?}"),
     }
 }
@@ -188,6 +192,29 @@ slot_id!(
     /// ```
     DeferredId,
     "deferred"
+);
+
+slot_id!(
+    /// Names one UDP socket; see [`crate::Reactor::listen_udp`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::net::SocketAddr;
+    /// use torsion_reactor::{DatagramProtocol, DatagramTransport, Reactor};
+    ///
+    /// struct Sink;
+    /// impl DatagramProtocol for Sink {
+    ///     fn datagram_received(&mut self, _t: &mut DatagramTransport<'_>, _d: &[u8], _f: SocketAddr) {}
+    /// }
+    /// let mut reactor = Reactor::new()?;
+    /// let port = reactor.listen_udp("127.0.0.1:0", Sink)?;
+    /// assert!(reactor.close_udp(port.id));
+    /// assert!(!reactor.close_udp(port.id));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    UdpId,
+    "udp"
 );
 
 #[cfg(test)]

@@ -63,9 +63,12 @@ use crate::tcp::Listener;
 use crate::threads::{ReactorHandle, ThreadPool};
 use crate::transport::Transport;
 
+mod datagram;
 mod lifecycle;
 mod net;
 mod ready;
+
+pub use datagram::UdpPort;
 
 /// How long a listener stops accepting after running out of descriptors. Queued clients
 /// wait in the kernel's backlog meanwhile; accepting resumes earlier if a connection
@@ -97,7 +100,8 @@ pub struct ReactorOptions {
     /// `Reason::Panicked` (default). `false` lets the panic unwind out of `run`:
     /// fail-fast, for those who prefer it.
     pub catch_panics: bool,
-    /// Size of the one read buffer the reactor shares among all connections.
+    /// Size of the one read buffer the reactor shares among all connections (at least
+    /// 64 KiB, so that any UDP datagram fits whole).
     pub read_buffer_size: usize,
     /// Readiness events fetched per poll.
     pub events_capacity: usize,
@@ -152,6 +156,14 @@ pub enum ShutdownPhase {
     During,
     /// Last, after connections are gone and factories stopped.
     After,
+}
+
+/// Work the previous pass left for this one (read budgets spent, producers, accepts).
+struct ReadyAgain {
+    conns: Vec<ConnId>,
+    udp: Vec<usize>,
+    producers: Vec<ConnId>,
+    listeners: Vec<usize>,
 }
 
 /// Where the loop is in its life.
@@ -227,6 +239,10 @@ pub struct Reactor {
     signals: Option<SignalPipe>,
     /// `call_when_running` work, queued until the first pass.
     when_running: Vec<crate::ctx::SoonFn>,
+    /// UDP sockets and their protocols.
+    udp: Slab<datagram::UdpEntry>,
+    /// UDP sockets that hit their read budget.
+    ready_udp: Vec<usize>,
     /// Scratch list of due timers, reused every pass.
     due: Vec<crate::id::TimerId>,
     /// Shutdown triggers not yet run.
@@ -273,7 +289,8 @@ impl Reactor {
             listeners: Slab::new(),
             connectors: Slab::new(),
             shared,
-            read_buf: vec![0; opts.read_buffer_size.max(512)].into_boxed_slice(),
+            // Never below 64 KiB: a UDP datagram (up to 65,507 bytes) must arrive whole.
+            read_buf: vec![0; opts.read_buffer_size.max(64 * 1024)].into_boxed_slice(),
             clock: Box::new(clock),
             next_gen: 0,
             opts,
@@ -282,6 +299,8 @@ impl Reactor {
             scratch: Vec::new(),
             signals: None,
             when_running: Vec::new(),
+            udp: Slab::new(),
+            ready_udp: Vec::new(),
             due: Vec::new(),
             triggers: Vec::new(),
             stopped_factories: Vec::new(),
@@ -383,9 +402,10 @@ impl Reactor {
         self.shared.stats.iterations += 1;
         self.shared.now = polled;
 
-        // Phase 4: route events, then serve the ready-again lists.
+        // Phase 4: route events, then serve what the previous pass left ready-again.
+        let carried = self.take_ready_again();
         self.dispatch_events();
-        self.serve_ready_again();
+        self.serve_ready_again(carried);
 
         // Phase 5: deadlines that fell due: timers, then listeners backing off.
         self.fire_timers(polled);
@@ -417,6 +437,7 @@ impl Reactor {
             || !s.reap.is_empty()
             || !s.commands.is_empty()
             || !self.ready_listeners.is_empty()
+            || !self.ready_udp.is_empty()
             || s.stop_requested && self.state == State::Running
         {
             return Some(Duration::ZERO);
@@ -474,6 +495,7 @@ impl Reactor {
                     }
                 }
                 Some((Kind::Signal, ..)) => self.signal_event(),
+                Some((Kind::Udp, slot, gen)) => self.udp_event(slot, gen, ev),
                 Some((Kind::Waker, ..)) => {
                     // Calls from other threads join the ready phase, in arrival order.
                     if let Some((handle, _)) = &self.shared.threads {
@@ -524,7 +546,10 @@ impl Reactor {
         if ev.is_writable() {
             self.settle(slot);
         }
-        self.read(slot);
+        // Already carried over from the previous pass: it is read once, from that list.
+        if !self.conns.get(slot).is_some_and(|c| c.io.has(flag::READY_QUEUED)) {
+            self.read(slot);
+        }
     }
 
     /// Reads until `WouldBlock`, EOF or the read budget, each chunk to `data_received`.
@@ -753,25 +778,34 @@ impl Reactor {
 
     // ---- ready-again, deadlines, flush, reap -----------------------------------------
 
-    fn serve_ready_again(&mut self) {
-        let mut ready = std::mem::take(&mut self.scratch);
-        std::mem::swap(&mut ready, &mut self.shared.ready);
-        for id in ready.drain(..) {
+    /// What the previous pass left ready-again: taken before this pass's events, so
+    /// whatever this pass queues waits for the next one (one budget per pass, no more).
+    fn take_ready_again(&mut self) -> ReadyAgain {
+        ReadyAgain {
+            conns: std::mem::take(&mut self.shared.ready),
+            udp: std::mem::take(&mut self.ready_udp),
+            producers: std::mem::take(&mut self.shared.producers),
+            listeners: std::mem::take(&mut self.ready_listeners),
+        }
+    }
+
+    fn serve_ready_again(&mut self, carried: ReadyAgain) {
+        for id in carried.conns {
             if let Some(conn) = self.conns.get_mut(id.slot()).filter(|c| c.io.gen == id.gen) {
                 conn.io.clear(flag::READY_QUEUED);
                 self.read(id.slot());
             }
         }
-        self.scratch = ready;
-        let producers = std::mem::take(&mut self.shared.producers);
-        for id in producers {
+        for slot in carried.udp {
+            self.serve_ready_udp(slot);
+        }
+        for id in carried.producers {
             if let Some(conn) = self.conns.get_mut(id.slot()).filter(|c| c.io.gen == id.gen) {
                 conn.io.clear(flag::PRODUCE_QUEUED);
                 self.settle(id.slot());
             }
         }
-        let listeners = std::mem::take(&mut self.ready_listeners);
-        for lslot in listeners {
+        for lslot in carried.listeners {
             if self.listeners.contains(lslot) {
                 self.accept(lslot);
             }

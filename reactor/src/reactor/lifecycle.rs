@@ -201,6 +201,7 @@ impl Reactor {
             let factory = self.close_listener(id);
             self.stopped_factories.push(factory);
         }
+        self.close_all_udp();
         let slots: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for slot in slots {
             if self.conns[slot].io.has(flag::CONNECTING) {

@@ -1,0 +1,234 @@
+//! UDP on the loop: binding (`listen_udp`), reading datagrams within a per-pass budget,
+//! flushing queued sends, closing sockets.
+//!
+//! Part of the `reactor` module, the only code that invokes user callbacks. Tested by
+//! `tests/udp.rs`.
+
+use std::io;
+use std::net::SocketAddr;
+
+use log::{debug, info};
+use mio::Interest;
+
+use super::{guard, Reactor};
+use crate::ctx::Ctx;
+use crate::error::Error;
+use crate::id::{self, Kind, UdpId};
+use crate::tcp::IntoSocketAddr;
+use crate::udp::{DatagramProtocol, DatagramTransport, UdpSocket};
+
+/// Datagrams read per socket per pass before the others get a turn: a UDP flood cannot
+/// starve TCP clients.
+const UDP_READ_BUDGET: usize = 64;
+
+/// A bound UDP socket: its ID and address.
+///
+/// # Examples
+///
+/// ```
+/// use std::net::SocketAddr;
+/// use torsion_reactor::{DatagramProtocol, DatagramTransport, Reactor};
+///
+/// struct Sink;
+/// impl DatagramProtocol for Sink {
+///     fn datagram_received(&mut self, _t: &mut DatagramTransport<'_>, _d: &[u8], _f: SocketAddr) {}
+/// }
+/// let mut reactor = Reactor::new()?;
+/// let port = reactor.listen_udp("127.0.0.1:0", Sink)?;
+/// assert_ne!(port.addr.port(), 0);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UdpPort {
+    /// Names the socket.
+    pub id: UdpId,
+    /// The bound address.
+    pub addr: SocketAddr,
+}
+
+/// A UDP socket and its protocol, in the reactor's slab.
+pub(super) struct UdpEntry {
+    pub(super) udp: UdpSocket,
+    pub(super) proto: Box<dyn DatagramProtocol>,
+}
+
+impl Reactor {
+    /// Binds a UDP socket on `addr` (port 0 picks one) served by `proto`; `started` runs
+    /// before this returns.
+    ///
+    /// # Errors
+    ///
+    /// If the address is not numeric or cannot be bound; the error names it.
+    pub fn listen_udp(
+        &mut self,
+        addr: impl IntoSocketAddr,
+        proto: impl DatagramProtocol,
+    ) -> Result<UdpPort, Error> {
+        self.listen_udp_with(addr, proto, false)
+    }
+
+    /// As [`Reactor::listen_udp`], with `SO_REUSEPORT` when `reuse_port` (several sockets,
+    /// in one or several processes, share the port).
+    ///
+    /// # Errors
+    ///
+    /// If the address is not numeric or cannot be bound; the error names it.
+    pub fn listen_udp_with(
+        &mut self,
+        addr: impl IntoSocketAddr,
+        proto: impl DatagramProtocol,
+        reuse_port: bool,
+    ) -> Result<UdpPort, Error> {
+        let addr = addr.into_socket_addr()?;
+        let fail = |e: io::Error| Error::new(format!("cannot bind udp {addr}"), e);
+        let sock = socket2::Socket::new(
+            socket2::Domain::for_address(addr),
+            socket2::Type::DGRAM,
+            Some(socket2::Protocol::UDP),
+        )
+        .map_err(fail)?;
+        if reuse_port {
+            sock.set_reuse_port(true).map_err(fail)?;
+        }
+        sock.set_nonblocking(true).map_err(fail)?;
+        sock.bind(&addr.into()).map_err(fail)?;
+        let std_sock: std::net::UdpSocket = sock.into();
+        let bound = std_sock.local_addr().map_err(fail)?;
+        let mut mio_sock = mio::net::UdpSocket::from_std(std_sock);
+        let gen = self.bump_gen();
+        let entry = self.udp.vacant_entry();
+        let slot = entry.key();
+        self.poll
+            .registry()
+            .register(
+                &mut mio_sock,
+                id::token(Kind::Udp, slot, gen),
+                Interest::READABLE | Interest::WRITABLE,
+            )
+            .map_err(fail)?;
+        entry.insert(UdpEntry { udp: UdpSocket::new(mio_sock, gen), proto: Box::new(proto) });
+        info!("udp listening on {bound}");
+        let id = UdpId::new(slot, gen);
+        self.call_udp(slot, |p, t| p.started(t));
+        Ok(UdpPort { id, addr: bound })
+    }
+
+    /// Closes a UDP socket; its protocol's `stopped` runs. `false` if `id` is not open.
+    pub fn close_udp(&mut self, id: UdpId) -> bool {
+        if self.udp.get(id.slot()).is_none_or(|e| e.udp.gen != id.gen) {
+            return false;
+        }
+        self.udp[id.slot()].udp.closing = true;
+        self.finish_udp(id.slot());
+        true
+    }
+
+    pub(super) fn udp_event(&mut self, slot: usize, gen: u32, ev: &mio::event::Event) {
+        if self.udp.get(slot).is_none_or(|e| e.udp.gen != gen) {
+            self.shared.stats.stale_events += 1;
+            return;
+        }
+        if ev.is_writable() {
+            self.udp[slot].udp.flush();
+        }
+        // Already carried over from the previous pass: it is read once, from that list.
+        if (ev.is_readable() || ev.is_error()) && !self.udp[slot].udp.queued_ready {
+            self.read_udp(slot);
+        }
+    }
+
+    /// Reads datagrams until `WouldBlock` or the budget; more waits for the next pass.
+    pub(super) fn read_udp(&mut self, slot: usize) {
+        for _ in 0..UDP_READ_BUDGET {
+            let Some(entry) = self.udp.get_mut(slot) else { return };
+            if entry.udp.closing {
+                return;
+            }
+            match entry.udp.sock.recv_from(&mut self.read_buf) {
+                Ok((n, from)) => {
+                    self.shared.stats.bytes_in += n as u64;
+                    self.deliver_datagram(slot, n, from);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                    self.call_udp(slot, |p, t| p.connection_refused(t));
+                }
+                Err(e) => {
+                    debug!("udp receive error: {e}");
+                    return;
+                }
+            }
+        }
+        let Some(entry) = self.udp.get_mut(slot) else { return };
+        if !entry.udp.queued_ready {
+            entry.udp.queued_ready = true;
+            self.ready_udp.push(slot);
+        }
+    }
+
+    fn deliver_datagram(&mut self, slot: usize, n: usize, from: SocketAddr) {
+        let Some(entry) = self.udp.get_mut(slot) else { return };
+        let id = UdpId::new(slot, entry.udp.gen);
+        let mut t = DatagramTransport { udp: &mut entry.udp, id, ctx: Ctx::new(&mut self.shared) };
+        let data = &self.read_buf[..n];
+        let proto = &mut entry.proto;
+        guard(self.opts.catch_panics, "datagram_received", || {
+            proto.datagram_received(&mut t, data, from)
+        });
+        self.after_udp_callback(slot);
+    }
+
+    /// Calls user code on UDP socket `slot`, then applies what it queued.
+    pub(super) fn call_udp(
+        &mut self,
+        slot: usize,
+        f: impl FnOnce(&mut dyn DatagramProtocol, &mut DatagramTransport<'_>),
+    ) {
+        let Some(entry) = self.udp.get_mut(slot) else { return };
+        let id = UdpId::new(slot, entry.udp.gen);
+        let mut t = DatagramTransport { udp: &mut entry.udp, id, ctx: Ctx::new(&mut self.shared) };
+        let proto = &mut *entry.proto;
+        guard(self.opts.catch_panics, "udp callback", || f(proto, &mut t));
+        self.after_udp_callback(slot);
+    }
+
+    fn after_udp_callback(&mut self, slot: usize) {
+        self.apply_commands();
+        if self.udp.get(slot).is_some_and(|e| e.udp.closing) {
+            self.finish_udp(slot);
+        }
+    }
+
+    /// Removes a closing UDP socket and tells its protocol.
+    pub(super) fn finish_udp(&mut self, slot: usize) {
+        let mut entry = self.udp.remove(slot);
+        let _ = self.poll.registry().deregister(&mut entry.udp.sock);
+        info!(
+            "udp socket {} closed",
+            entry.udp.sock.local_addr().map_or("?".into(), |a| a.to_string())
+        );
+        drop(entry.udp);
+        let mut ctx = Ctx::new(&mut self.shared);
+        let proto = &mut entry.proto;
+        guard(self.opts.catch_panics, "udp stopped", || proto.stopped(&mut ctx));
+        self.apply_commands();
+    }
+
+    /// Serves a UDP socket that hit its read budget last pass.
+    pub(super) fn serve_ready_udp(&mut self, slot: usize) {
+        if let Some(e) = self.udp.get_mut(slot) {
+            e.udp.queued_ready = false;
+            self.read_udp(slot);
+        }
+    }
+
+    /// Shutdown: every UDP socket closes.
+    pub(super) fn close_all_udp(&mut self) {
+        let slots: Vec<usize> = self.udp.iter().map(|(k, _)| k).collect();
+        for slot in slots {
+            self.udp[slot].udp.closing = true;
+            self.finish_udp(slot);
+        }
+    }
+}
