@@ -96,10 +96,11 @@ impl Limits {
     }
 }
 
-/// The byte stream under a connection (Unix streams join when the reactor grows them).
+/// The byte stream under a connection.
 #[derive(Debug)]
 pub(crate) enum Stream {
     Tcp(mio::net::TcpStream),
+    Unix(mio::net::UnixStream),
     /// The in-memory stream of the testing kit: nothing is ever flushed.
     Memory,
 }
@@ -108,6 +109,7 @@ impl Stream {
     pub(crate) fn source(&mut self) -> Option<&mut dyn mio::event::Source> {
         match self {
             Stream::Tcp(s) => Some(s),
+            Stream::Unix(s) => Some(s),
             Stream::Memory => None,
         }
     }
@@ -216,6 +218,7 @@ impl ConnIo {
     pub(crate) fn read(&mut self, buf: &mut [u8]) -> ReadOutcome {
         let r = match &mut self.stream {
             Stream::Tcp(s) => s.read(buf),
+            Stream::Unix(s) => s.read(buf),
             Stream::Memory => return ReadOutcome::WouldBlock,
         };
         match r {
@@ -300,6 +303,7 @@ impl ConnIo {
     pub(crate) fn shutdown(&mut self, how: Shutdown) -> io::Result<()> {
         let r = match &self.stream {
             Stream::Tcp(s) => s.shutdown(how),
+            Stream::Unix(s) => s.shutdown(how),
             Stream::Memory => Ok(()),
         };
         match r {
@@ -320,6 +324,9 @@ impl ConnIo {
     pub(crate) fn peer_addr(&self) -> io::Result<Address> {
         match &self.stream {
             Stream::Tcp(s) => s.peer_addr().map(Address::Inet),
+            Stream::Unix(s) => {
+                s.peer_addr().map(|a| Address::Unix(a.as_pathname().map(|p| p.to_path_buf())))
+            }
             Stream::Memory => Ok(Address::Inet(([192, 0, 2, 2], 2).into())),
         }
     }
@@ -327,6 +334,9 @@ impl ConnIo {
     pub(crate) fn local_addr(&self) -> io::Result<Address> {
         match &self.stream {
             Stream::Tcp(s) => s.local_addr().map(Address::Inet),
+            Stream::Unix(s) => {
+                s.local_addr().map(|a| Address::Unix(a.as_pathname().map(|p| p.to_path_buf())))
+            }
             Stream::Memory => Ok(Address::Inet(([192, 0, 2, 1], 1).into())),
         }
     }
@@ -334,7 +344,7 @@ impl ConnIo {
     pub(crate) fn set_nodelay(&self, on: bool) -> io::Result<()> {
         match &self.stream {
             Stream::Tcp(s) => s.set_nodelay(on),
-            Stream::Memory => Ok(()),
+            Stream::Unix(_) | Stream::Memory => Ok(()),
         }
     }
 
@@ -351,6 +361,7 @@ impl ConnIo {
 fn write_stream(s: &mut Stream, data: &[u8]) -> io::Result<usize> {
     match s {
         Stream::Tcp(s) => s.write(data),
+        Stream::Unix(s) => s.write(data),
         Stream::Memory => Err(io::ErrorKind::WouldBlock.into()),
     }
 }
@@ -358,6 +369,7 @@ fn write_stream(s: &mut Stream, data: &[u8]) -> io::Result<usize> {
 fn writev_stream(s: &mut Stream, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
     match s {
         Stream::Tcp(s) => s.write_vectored(bufs),
+        Stream::Unix(s) => s.write_vectored(bufs),
         Stream::Memory => Err(io::ErrorKind::WouldBlock.into()),
     }
 }

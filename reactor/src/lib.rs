@@ -80,6 +80,7 @@ mod timeout;
 mod timers;
 mod transport;
 mod udp;
+mod unix;
 
 pub use address::Address;
 pub use clock::{Clock, ManualClock, SystemClock};
@@ -96,3 +97,4 @@ pub use threads::{LoopClosed, ReactorHandle};
 pub use timeout::IdleTimeout;
 pub use transport::Transport;
 pub use udp::{DatagramProtocol, DatagramTransport};
+pub use unix::UnixListenOptions;

@@ -700,7 +700,7 @@ impl Reactor {
                 });
             }
             Command::Listen { listener, factory, opts } => {
-                if let Err(e) = self.add_listener(listener, factory, opts) {
+                if let Err(e) = self.add_tcp_listener(listener, factory, opts) {
                     error!("{e}");
                 }
             }

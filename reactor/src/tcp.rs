@@ -9,7 +9,8 @@ use std::time::Instant;
 
 use socket2::{Domain, Protocol as SockProtocol, Socket, Type};
 
-use crate::conn::{Limits, TransportOptions};
+use crate::address::Address;
+use crate::conn::{Limits, Stream, TransportOptions};
 use crate::error::Error;
 use crate::protocol::Factory;
 
@@ -53,11 +54,36 @@ impl Default for ListenOptions {
     }
 }
 
+/// A listening socket of either family.
+pub(crate) enum ListenSocket {
+    Tcp(mio::net::TcpListener),
+    Unix(crate::unix::UnixListener),
+}
+
+impl ListenSocket {
+    pub(crate) fn source(&mut self) -> &mut dyn mio::event::Source {
+        match self {
+            ListenSocket::Tcp(l) => l,
+            ListenSocket::Unix(l) => &mut l.sock,
+        }
+    }
+
+    /// Accepts one connection.
+    pub(crate) fn accept(&mut self) -> std::io::Result<(Stream, Address)> {
+        match self {
+            ListenSocket::Tcp(l) => l.accept().map(|(s, a)| (Stream::Tcp(s), Address::Inet(a))),
+            ListenSocket::Unix(l) => l.sock.accept().map(|(s, a)| {
+                (Stream::Unix(s), Address::Unix(a.as_pathname().map(|p| p.to_path_buf())))
+            }),
+        }
+    }
+}
+
 /// A bound, listening socket and the factory serving it.
 pub(crate) struct Listener {
-    pub(crate) sock: mio::net::TcpListener,
+    pub(crate) sock: ListenSocket,
     pub(crate) factory: Box<dyn Factory>,
-    pub(crate) addr: SocketAddr,
+    pub(crate) addr: Address,
     pub(crate) gen: u32,
     pub(crate) limits: Limits,
     pub(crate) nodelay: bool,

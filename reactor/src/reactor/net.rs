@@ -19,7 +19,8 @@ use crate::error::{Error, Reason};
 use crate::id::{self, ConnId, Kind, ListenerId};
 use crate::protocol::{ClientFactory, Factory, Protocol};
 use crate::reactor::ListeningPort;
-use crate::tcp::{self, IntoSocketAddr, ListenOptions, Listener};
+use crate::tcp::{self, IntoSocketAddr, ListenOptions, ListenSocket, Listener};
+use crate::unix::UnixListenOptions;
 
 impl Reactor {
     /// Listens on `addr` (port 0 picks a free port) with default options; `factory`
@@ -48,26 +49,119 @@ impl Reactor {
         opts: ListenOptions,
     ) -> Result<ListeningPort, Error> {
         let listener = tcp::bind(addr.into_socket_addr()?, &opts)?;
-        self.add_listener(listener, Box::new(factory), opts)
+        self.add_tcp_listener(listener, Box::new(factory), opts)
+    }
+
+    pub(super) fn add_tcp_listener(
+        &mut self,
+        listener: std::net::TcpListener,
+        factory: Box<dyn Factory>,
+        opts: ListenOptions,
+    ) -> Result<ListeningPort, Error> {
+        let addr = listener.local_addr().map_err(|e| Error::new("listener address", e))?;
+        let sock = ListenSocket::Tcp(mio::net::TcpListener::from_std(listener));
+        let id = self.add_listener(sock, Address::Inet(addr), factory, opts)?;
+        Ok(ListeningPort { id, addr })
+    }
+
+    /// Listens on the Unix socket `path` with `opts` (file mode 0600 by default). A stale
+    /// socket file is replaced; one another process still listens on is an error. The
+    /// file is removed when the listener closes.
+    ///
+    /// # Errors
+    ///
+    /// If the path is taken (by a live socket or another kind of file) or cannot be bound.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use torsion_reactor::{Protocol, Reactor, Transport, UnixListenOptions};
+    /// struct Nop;
+    /// impl Protocol for Nop {
+    ///     fn data_received(&mut self, _t: &mut Transport<'_>, _d: &[u8]) {}
+    /// }
+    /// let path = std::env::temp_dir().join(format!("torsion-doc-{}.sock", std::process::id()));
+    /// let mut reactor = Reactor::new()?;
+    /// let id = reactor.listen_unix(&path, || Nop, UnixListenOptions::default())?;
+    /// assert!(path.exists());
+    /// reactor.stop_listening(id);
+    /// assert!(!path.exists());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn listen_unix(
+        &mut self,
+        path: impl AsRef<std::path::Path>,
+        factory: impl Factory,
+        opts: UnixListenOptions,
+    ) -> Result<ListenerId, Error> {
+        let path = path.as_ref();
+        let listener = crate::unix::bind(path, &opts)?;
+        let addr = Address::Unix(Some(path.to_path_buf()));
+        let listen = ListenOptions { backlog: opts.backlog, ..ListenOptions::default() };
+        self.add_listener(ListenSocket::Unix(listener), addr, Box::new(factory), listen)
+    }
+
+    /// Connects to the Unix socket `path`; the client factory builds the protocol once it
+    /// is established, or hears `client_connection_failed`. Returns `None` when the
+    /// connect failed at once (no such socket, refused): the factory hears why in the next
+    /// pass, like any failed connect.
+    pub fn connect_unix(
+        &mut self,
+        path: impl AsRef<std::path::Path>,
+        factory: impl ClientFactory,
+    ) -> Option<ConnId> {
+        let path = path.as_ref();
+        let what = |e: std::io::Error| {
+            Reason::ConnectFailed(std::io::Error::new(
+                e.kind(),
+                format!("unix:{}: {e}", path.display()),
+            ))
+        };
+        let stream = match mio::net::UnixStream::connect(path) {
+            Ok(s) => s,
+            Err(e) => {
+                let reason = what(e);
+                let factory = Box::new(factory);
+                self.shared.commands.push(crate::ctx::Command::ConnectFailed { factory, reason });
+                return None;
+            }
+        };
+        let opts = TransportOptions::default();
+        let connector = self.connectors.insert(Box::new(factory)) as u32;
+        match self.insert_conn(Stream::Unix(stream), None, Limits::new(&opts), connector) {
+            Ok(id) => {
+                let io = &mut self.conns[id.slot()].io;
+                io.set(flag::CONNECTING);
+                io.clear(flag::WRITABLE);
+                debug!("{id}: connecting to unix:{}", path.display());
+                Some(id)
+            }
+            Err(e) => {
+                let factory = self.connectors.remove(connector as usize);
+                let reason = what(e);
+                self.shared.commands.push(crate::ctx::Command::ConnectFailed { factory, reason });
+                None
+            }
+        }
     }
 
     pub(super) fn add_listener(
         &mut self,
-        listener: std::net::TcpListener,
+        mut sock: ListenSocket,
+        addr: Address,
         mut factory: Box<dyn Factory>,
         opts: ListenOptions,
-    ) -> Result<ListeningPort, Error> {
-        let addr = listener.local_addr().map_err(|e| Error::new("listener address", e))?;
-        let mut sock = mio::net::TcpListener::from_std(listener);
+    ) -> Result<ListenerId, Error> {
         let gen = self.bump_gen();
         let entry = self.listeners.vacant_entry();
         let slot = entry.key();
         self.poll
             .registry()
-            .register(&mut sock, id::token(Kind::Listener, slot, gen), Interest::READABLE)
+            .register(sock.source(), id::token(Kind::Listener, slot, gen), Interest::READABLE)
             .map_err(|e| Error::new(format!("cannot register listener on {addr}"), e))?;
         trace!("register listener#{slot}.{gen} on {addr}");
         factory.started();
+        info!("listening on {addr}");
         entry.insert(Listener {
             sock,
             factory,
@@ -78,8 +172,7 @@ impl Reactor {
             accept_budget: opts.accept_budget.max(1),
             paused_until: None,
         });
-        info!("listening on {addr}");
-        Ok(ListeningPort { id: ListenerId::new(slot, gen), addr })
+        Ok(ListenerId::new(slot, gen))
     }
 
     /// Closes a listener; its factory's `stopped` runs. Connections it accepted go on.
@@ -98,7 +191,7 @@ impl Reactor {
     /// `stopped` only once the connections are gone).
     pub(super) fn close_listener(&mut self, id: ListenerId) -> Box<dyn Factory> {
         let mut l = self.listeners.remove(id.slot());
-        let _ = self.poll.registry().deregister(&mut l.sock);
+        let _ = self.poll.registry().deregister(l.sock.source());
         self.ready_listeners.retain(|&s| s != id.slot());
         info!("stopped listening on {}", l.addr);
         l.factory
@@ -173,7 +266,6 @@ impl Reactor {
             }
             match l.sock.accept() {
                 Ok((stream, peer)) => {
-                    let peer = Address::Inet(peer);
                     let (limits, nodelay) = (l.limits, l.nodelay);
                     let built = guard(self.opts.catch_panics, "build_protocol", || {
                         l.factory.build_protocol(&peer)
@@ -183,10 +275,10 @@ impl Reactor {
                         debug!("connection from {peer} refused by the factory");
                         continue;
                     };
-                    if nodelay {
-                        let _ = stream.set_nodelay(true);
+                    if let (true, Stream::Tcp(s)) = (nodelay, &stream) {
+                        let _ = s.set_nodelay(true);
                     }
-                    match self.insert_conn(Stream::Tcp(stream), Some(proto), limits, NO_CONNECTOR) {
+                    match self.insert_conn(stream, Some(proto), limits, NO_CONNECTOR) {
                         Ok(id) => {
                             self.shared.stats.accepted += 1;
                             self.shared.stats.open += 1;
@@ -250,10 +342,17 @@ impl Reactor {
 
     pub(super) fn finish_connect(&mut self, slot: usize, readable: bool) {
         let conn = &mut self.conns[slot];
-        let Stream::Tcp(s) = &conn.io.stream else { return };
-        let result = match s.take_error() {
+        let (pending, peer) = match &conn.io.stream {
+            Stream::Tcp(s) => (s.take_error(), s.peer_addr().map(Address::Inet)),
+            Stream::Unix(s) => (
+                s.take_error(),
+                s.peer_addr().map(|a| Address::Unix(a.as_pathname().map(|p| p.to_path_buf()))),
+            ),
+            Stream::Memory => return,
+        };
+        let result = match pending {
             Ok(Some(e)) | Err(e) => Err(e),
-            Ok(None) => match s.peer_addr() {
+            Ok(None) => match peer {
                 Ok(addr) => Ok(addr),
                 // Not connected yet after all (a spurious wake-up): wait for the next event.
                 Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
@@ -271,7 +370,7 @@ impl Reactor {
                 self.shared.stats.connected += 1;
                 self.shared.stats.open += 1;
                 let factory = &mut self.connectors[conn.connector as usize];
-                let addr = Address::Inet(server);
+                let addr = server.clone();
                 match guard(self.opts.catch_panics, "build_protocol", || {
                     factory.build_protocol(&addr)
                 }) {

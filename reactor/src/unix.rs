@@ -1,0 +1,89 @@
+//! Unix stream sockets: binding a listener safely (stale-file check, file mode, removal on
+//! close) and accepting from it.
+//!
+//! Tested by `tests/unix.rs`.
+
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use crate::error::Error;
+
+/// How a Unix listener is set up.
+///
+/// # Examples
+///
+/// ```
+/// use torsion_reactor::UnixListenOptions;
+/// let opts = UnixListenOptions { mode: 0o660, ..Default::default() };
+/// assert_eq!(opts.backlog, 1024);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UnixListenOptions {
+    /// Permission bits of the socket file (default 0600: only the owner may connect).
+    pub mode: u32,
+    /// Length of the kernel's accept queue.
+    pub backlog: u32,
+}
+
+impl Default for UnixListenOptions {
+    fn default() -> Self {
+        UnixListenOptions { mode: 0o600, backlog: 1024 }
+    }
+}
+
+/// A bound Unix listener; removes its socket file when dropped.
+pub(crate) struct UnixListener {
+    pub(crate) sock: mio::net::UnixListener,
+    pub(crate) path: PathBuf,
+}
+
+impl Drop for UnixListener {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_file(&self.path) {
+            log::debug!("cannot remove {}: {e}", self.path.display());
+        }
+    }
+}
+
+/// Binds `path`: a socket file nobody listens on any more is replaced; one somebody still
+/// listens on is an error, never stolen.
+pub(crate) fn bind(path: &Path, opts: &UnixListenOptions) -> Result<UnixListener, Error> {
+    let fail = |e: io::Error| Error::new(format!("cannot listen on unix:{}", path.display()), e);
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        use std::os::unix::fs::FileTypeExt;
+        if !meta.file_type().is_socket() {
+            return Err(fail(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "the path exists and is not a socket",
+            )));
+        }
+        match std::os::unix::net::UnixStream::connect(path) {
+            Ok(_) => {
+                return Err(fail(io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    "another process is listening on this socket",
+                )))
+            }
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                log::info!("removing stale socket file {}", path.display());
+                std::fs::remove_file(path).map_err(fail)?;
+            }
+            Err(e) => return Err(fail(e)),
+        }
+    }
+    let sock =
+        socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::STREAM, None).map_err(fail)?;
+    sock.set_nonblocking(true).map_err(fail)?;
+    sock.bind(&socket2::SockAddr::unix(path).map_err(fail)?).map_err(fail)?;
+    let listener = UnixListener {
+        sock: mio::net::UnixListener::from_std(sock.into()),
+        path: path.to_path_buf(),
+    };
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(opts.mode)).map_err(fail)?;
+    // Listening only after the mode is set: nobody connects through looser permissions.
+    socket2::SockRef::from(&listener.sock)
+        .listen(opts.backlog.min(i32::MAX as u32) as i32)
+        .map_err(fail)?;
+    Ok(listener)
+}
