@@ -335,7 +335,7 @@ fn connecting_succeeds_and_reports_addresses() {
     let mut reactor = Reactor::new().unwrap();
     let port = reactor.listen_tcp("127.0.0.1:0", Echo::new).unwrap();
     let outcome = Rc::new(RefCell::new(Outcome::default()));
-    let id = reactor.connect_tcp(port.addr, ProbeFactory(Rc::clone(&outcome))).unwrap();
+    let id = reactor.connect_tcp(port.addr, ProbeFactory(Rc::clone(&outcome))).unwrap().unwrap();
     assert!(reactor.ctx().is_open(id));
     run_until(&mut reactor, |r| r.stats().closed == 2);
     assert!(outcome.borrow().made);

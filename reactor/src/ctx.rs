@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use crate::conn::TransportOptions;
+use crate::connector::{ConnectOptions, ConnectTarget};
 use crate::deferred::{Deferred, Deferreds, Failure, ListState};
 use crate::error::{Error, Reason, WriteError};
 use crate::id::{ConnId, TimerId};
@@ -32,15 +32,10 @@ pub(crate) enum Command {
     Lose(ConnId),
     /// `abort_connection` on another connection.
     Abort(ConnId),
-    /// Register an outgoing connection whose connect has started.
-    Connect {
-        stream: mio::net::TcpStream,
-        server: SocketAddr,
-        factory: Box<dyn ClientFactory>,
-        opts: TransportOptions,
-    },
+    /// Start an outgoing connection.
+    Connect { target: ConnectTarget, factory: Box<dyn ClientFactory>, opts: ConnectOptions },
     /// Report a connect that failed before it could be registered.
-    ConnectFailed { factory: Box<dyn ClientFactory>, reason: Reason },
+    ConnectorFailed { slot: usize, gen: u32, reason: Reason },
     /// Register a bound listener.
     Listen { listener: std::net::TcpListener, factory: Box<dyn Factory>, opts: ListenOptions },
 }
@@ -208,20 +203,19 @@ impl<'a> Ctx<'a> {
         factory: impl ClientFactory,
     ) -> Result<(), Error> {
         let server = addr.into_socket_addr()?;
-        let factory: Box<dyn ClientFactory> = Box::new(factory);
-        match mio::net::TcpStream::connect(server) {
-            Ok(stream) => self.shared.commands.push(Command::Connect {
-                stream,
-                server,
-                factory,
-                opts: TransportOptions::default(),
-            }),
-            Err(e) => self
-                .shared
-                .commands
-                .push(Command::ConnectFailed { factory, reason: Reason::ConnectFailed(e) }),
-        }
+        self.connect(ConnectTarget::Tcp(server), factory, ConnectOptions::default());
         Ok(())
+    }
+
+    /// Starts an outgoing connection to `target` with `opts` after this callback (see
+    /// `Reactor::connect`).
+    pub fn connect(
+        &mut self,
+        target: ConnectTarget,
+        factory: impl ClientFactory,
+        opts: ConnectOptions,
+    ) {
+        self.shared.commands.push(Command::Connect { target, factory: Box::new(factory), opts });
     }
 
     /// Binds a TCP listener now and starts accepting after this callback; returns the

@@ -64,6 +64,7 @@
 mod address;
 mod clock;
 mod conn;
+mod connector;
 mod ctx;
 mod deferred;
 mod error;
@@ -85,6 +86,7 @@ mod unix;
 pub use address::Address;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use conn::{OverflowPolicy, TransportOptions};
+pub use connector::{ConnectOptions, ConnectTarget, ReconnectingClientFactory};
 pub use ctx::Ctx;
 pub use deferred::{Cancelled, Deferred, Failure, FirstError, ListMode, TimedOut};
 pub use error::{Error, Reason, WriteError};

@@ -193,6 +193,14 @@ pub trait ClientFactory: 'static {
     fn client_connection_lost(&mut self, ctx: &mut Ctx<'_>, reason: &Reason) {
         let _ = (ctx, reason);
     }
+
+    /// After a failed connect or a lost connection: `Some(delay)` connects to the same
+    /// target again after `delay`; `None` (the default) gives up. See
+    /// [`crate::ReconnectingClientFactory`].
+    fn reconnect_delay(&mut self, reason: &Reason) -> Option<std::time::Duration> {
+        let _ = reason;
+        None
+    }
 }
 
 impl<F, P> ClientFactory for F

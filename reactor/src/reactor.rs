@@ -56,7 +56,7 @@ use crate::conn::{flag, ConnIo, FlushOutcome, ReadOutcome, Stream};
 use crate::ctx::{Command, Ctx, Shared};
 use crate::error::Reason;
 use crate::id::{self, ConnId, Kind, ListenerId, GEN_MASK};
-use crate::protocol::{ClientFactory, Protocol};
+use crate::protocol::Protocol;
 use crate::signals::SignalPipe;
 use crate::stats::Stats;
 use crate::tcp::Listener;
@@ -66,6 +66,7 @@ use crate::transport::Transport;
 mod datagram;
 mod lifecycle;
 mod net;
+mod outgoing;
 mod ready;
 
 pub use datagram::UdpPort;
@@ -225,7 +226,7 @@ pub struct Reactor {
     events: Events,
     conns: Slab<Conn>,
     listeners: Slab<Listener>,
-    connectors: Slab<Box<dyn ClientFactory>>,
+    connectors: Slab<outgoing::Connector>,
     shared: Shared,
     read_buf: Box<[u8]>,
     clock: Box<dyn Clock>,
@@ -687,17 +688,14 @@ impl Reactor {
                         .abort_connection();
                 }
             }
-            Command::Connect { stream, server, factory, opts } => {
-                if let Err(e) = self.add_connecting(stream, server, factory, opts) {
-                    error!("cannot register connection to {server}: {e}");
-                }
+            Command::Connect { target, factory, opts } => {
+                let slot = self.new_connector(target, factory, opts);
+                self.start_connect(slot);
             }
-            Command::ConnectFailed { mut factory, reason } => {
-                self.shared.stats.connect_failed += 1;
-                let mut ctx = Ctx::new(&mut self.shared);
-                guard(self.opts.catch_panics, "client_connection_failed", || {
-                    factory.client_connection_failed(&mut ctx, reason)
-                });
+            Command::ConnectorFailed { slot, gen, reason } => {
+                if self.connectors.get(slot).is_some_and(|c| c.gen == gen) {
+                    self.connect_failed(slot, reason);
+                }
             }
             Command::Listen { listener, factory, opts } => {
                 if let Err(e) = self.add_tcp_listener(listener, factory, opts) {

@@ -173,6 +173,23 @@ pub(crate) fn bind(addr: SocketAddr, opts: &ListenOptions) -> Result<std::net::T
     Ok(sock.into())
 }
 
+/// Starts a non-blocking connect to `addr`, from `bind` if given.
+pub(crate) fn connect(
+    addr: SocketAddr,
+    bind: Option<SocketAddr>,
+) -> std::io::Result<mio::net::TcpStream> {
+    let Some(local) = bind else { return mio::net::TcpStream::connect(addr) };
+    let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(SockProtocol::TCP))?;
+    sock.set_nonblocking(true)?;
+    sock.bind(&local.into())?;
+    match sock.connect(&addr.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(115) || e.kind() == std::io::ErrorKind::WouldBlock => {}
+        Err(e) => return Err(e),
+    }
+    Ok(mio::net::TcpStream::from_std(sock.into()))
+}
+
 /// Whether an accept error means "out of descriptors or memory": back off, do not spin.
 pub(crate) fn is_resource_exhaustion(e: &io::Error) -> bool {
     // EMFILE 24, ENFILE 23, ENOBUFS 105, ENOMEM 12.

@@ -30,6 +30,10 @@ pub(crate) enum Action {
     Repeat(Box<Repeat>),
     /// `Protocol::timer_fired(tag)` on a connection, if it is still open.
     Protocol { conn: ConnId, tag: u64 },
+    /// An outgoing connection's connect took too long.
+    ConnectTimeout { conn: ConnId },
+    /// Try a client factory's connection again.
+    Reconnect { connector: u32, gen: u32 },
 }
 
 /// A looping call: tick `n` is due at `start + n * interval`; `next` is the next tick to

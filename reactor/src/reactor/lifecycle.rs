@@ -86,31 +86,30 @@ impl Reactor {
     pub(super) fn lost(&mut self, id: ConnId, conn: Conn, reason: Reason) {
         let Conn { proto, connector, .. } = conn;
         let catch = self.opts.catch_panics;
-        let mut factory =
-            (connector != NO_CONNECTOR).then(|| self.connectors.remove(connector as usize));
-        let mut ctx = Ctx::new(&mut self.shared);
-        match proto {
-            Some(mut proto) => {
-                ctx.shared.stats.open -= 1;
-                let for_factory = factory.as_ref().map(|_| reason.duplicate());
-                if guard(catch, "connection_lost", || proto.connection_lost(&mut ctx, reason))
-                    .is_none()
-                {
-                    error!("{id}: connection_lost panicked");
-                }
-                if let (Some(f), Some(r)) = (factory.as_mut(), for_factory) {
-                    guard(catch, "client_connection_lost", || {
-                        f.client_connection_lost(&mut ctx, &r)
-                    });
-                }
-            }
+        let Some(mut proto) = proto else {
             // Never connected (still connecting at shutdown): a failed connect.
-            None => {
-                if let Some(f) = factory.as_mut() {
-                    guard(catch, "client_connection_failed", || {
-                        f.client_connection_failed(&mut ctx, reason)
-                    });
-                }
+            if connector != NO_CONNECTOR {
+                self.connect_failed(connector as usize, reason);
+            }
+            return;
+        };
+        self.shared.stats.open -= 1;
+        let for_factory = (connector != NO_CONNECTOR).then(|| reason.duplicate());
+        let mut ctx = Ctx::new(&mut self.shared);
+        if guard(catch, "connection_lost", || proto.connection_lost(&mut ctx, reason)).is_none() {
+            error!("{id}: connection_lost panicked");
+        }
+        self.apply_commands();
+        if let Some(r) = for_factory {
+            let slot = connector as usize;
+            if let Some(c) = self.connectors.get_mut(slot) {
+                let mut ctx = Ctx::new(&mut self.shared);
+                let factory = &mut c.factory;
+                guard(catch, "client_connection_lost", || {
+                    factory.client_connection_lost(&mut ctx, &r)
+                });
+                self.apply_commands();
+                self.retry_or_forget(slot, &r);
             }
         }
     }
@@ -222,6 +221,12 @@ impl Reactor {
 
     /// Factories' `stopped`, then after triggers.
     fn finish_shutdown(&mut self) {
+        // Client factories waiting to reconnect are forgotten.
+        for (_, c) in std::mem::take(&mut self.connectors) {
+            if let Some(t) = c.timer {
+                self.shared.timers.cancel(t);
+            }
+        }
         for factory in std::mem::take(&mut self.stopped_factories) {
             self.call_factory_stopped(factory);
         }

@@ -5,7 +5,6 @@
 //! `tests/tcp.rs` and `tests/emfile.rs`.
 
 use std::io;
-use std::net::SocketAddr;
 use std::time::Instant;
 
 use log::{debug, error, info, trace, warn};
@@ -13,8 +12,8 @@ use mio::Interest;
 
 use super::{guard, Conn, Reactor, ACCEPT_BACKOFF, NO_CONNECTOR};
 use crate::address::Address;
-use crate::conn::{flag, ConnIo, Limits, Stream, TransportOptions};
-use crate::ctx::{Ctx, VACANT};
+use crate::conn::{flag, ConnIo, Limits, Stream};
+use crate::connector::{ConnectOptions, ConnectTarget};
 use crate::error::{Error, Reason};
 use crate::id::{self, ConnId, Kind, ListenerId};
 use crate::protocol::{ClientFactory, Factory, Protocol};
@@ -101,48 +100,15 @@ impl Reactor {
         self.add_listener(ListenSocket::Unix(listener), addr, Box::new(factory), listen)
     }
 
-    /// Connects to the Unix socket `path`; the client factory builds the protocol once it
-    /// is established, or hears `client_connection_failed`. Returns `None` when the
-    /// connect failed at once (no such socket, refused): the factory hears why in the next
-    /// pass, like any failed connect.
+    /// Connects to the Unix socket `path` with default options; see
+    /// [`Reactor::connect_tcp`].
     pub fn connect_unix(
         &mut self,
         path: impl AsRef<std::path::Path>,
         factory: impl ClientFactory,
     ) -> Option<ConnId> {
-        let path = path.as_ref();
-        let what = |e: std::io::Error| {
-            Reason::ConnectFailed(std::io::Error::new(
-                e.kind(),
-                format!("unix:{}: {e}", path.display()),
-            ))
-        };
-        let stream = match mio::net::UnixStream::connect(path) {
-            Ok(s) => s,
-            Err(e) => {
-                let reason = what(e);
-                let factory = Box::new(factory);
-                self.shared.commands.push(crate::ctx::Command::ConnectFailed { factory, reason });
-                return None;
-            }
-        };
-        let opts = TransportOptions::default();
-        let connector = self.connectors.insert(Box::new(factory)) as u32;
-        match self.insert_conn(Stream::Unix(stream), None, Limits::new(&opts), connector) {
-            Ok(id) => {
-                let io = &mut self.conns[id.slot()].io;
-                io.set(flag::CONNECTING);
-                io.clear(flag::WRITABLE);
-                debug!("{id}: connecting to unix:{}", path.display());
-                Some(id)
-            }
-            Err(e) => {
-                let factory = self.connectors.remove(connector as usize);
-                let reason = what(e);
-                self.shared.commands.push(crate::ctx::Command::ConnectFailed { factory, reason });
-                None
-            }
-        }
+        let target = ConnectTarget::Unix(path.as_ref().to_path_buf());
+        self.connect(target, factory, ConnectOptions::default())
     }
 
     pub(super) fn add_listener(
@@ -197,64 +163,35 @@ impl Reactor {
         l.factory
     }
 
-    /// Starts a TCP connection to `addr` with default transport options; the client
-    /// factory builds the protocol once it is established, or hears
-    /// `client_connection_failed`.
+    /// Starts a TCP connection to `addr` with default options (30 s connect timeout); the
+    /// client factory builds the protocol once it is established, or hears
+    /// `client_connection_failed`. Returns the connection, or `None` if the attempt failed
+    /// at once (the factory hears why in the next pass).
     ///
     /// # Errors
     ///
-    /// If `addr` is not numeric, or the socket cannot even be created.
+    /// If `addr` is not a numeric address.
     pub fn connect_tcp(
         &mut self,
         addr: impl IntoSocketAddr,
         factory: impl ClientFactory,
-    ) -> Result<ConnId, Error> {
-        self.connect_tcp_with(addr, factory, TransportOptions::default())
+    ) -> Result<Option<ConnId>, Error> {
+        self.connect_tcp_with(addr, factory, ConnectOptions::default())
     }
 
-    /// Starts a TCP connection to `addr` with `opts`.
+    /// Starts a TCP connection to `addr` with `opts` (timeout, bind address, limits).
     ///
     /// # Errors
     ///
-    /// If `addr` is not numeric, or the socket cannot even be created.
+    /// If `addr` is not a numeric address.
     pub fn connect_tcp_with(
         &mut self,
         addr: impl IntoSocketAddr,
         factory: impl ClientFactory,
-        opts: TransportOptions,
-    ) -> Result<ConnId, Error> {
+        opts: ConnectOptions,
+    ) -> Result<Option<ConnId>, Error> {
         let server = addr.into_socket_addr()?;
-        let stream = mio::net::TcpStream::connect(server)
-            .map_err(|e| Error::new(format!("cannot connect to {server}"), e))?;
-        self.add_connecting(stream, server, Box::new(factory), opts)
-            .map_err(|e| Error::new(format!("cannot connect to {server}"), e))
-    }
-
-    pub(super) fn add_connecting(
-        &mut self,
-        stream: mio::net::TcpStream,
-        server: SocketAddr,
-        factory: Box<dyn ClientFactory>,
-        opts: TransportOptions,
-    ) -> io::Result<ConnId> {
-        let connector = self.connectors.insert(factory) as u32;
-        match self.insert_conn(Stream::Tcp(stream), None, Limits::new(&opts), connector) {
-            Ok(id) => {
-                let io = &mut self.conns[id.slot()].io;
-                io.set(flag::CONNECTING);
-                // Writability is learnt from the connect's completion event, not assumed.
-                io.clear(flag::WRITABLE);
-                if opts.nodelay {
-                    let _ = io.set_nodelay(true);
-                }
-                debug!("{id}: connecting to {server}");
-                Ok(id)
-            }
-            Err(e) => {
-                self.connectors.remove(connector as usize);
-                Err(e)
-            }
-        }
+        Ok(self.connect(ConnectTarget::Tcp(server), factory, opts))
     }
 
     pub(super) fn accept(&mut self, lslot: usize) {
@@ -369,7 +306,11 @@ impl Reactor {
                 }
                 self.shared.stats.connected += 1;
                 self.shared.stats.open += 1;
-                let factory = &mut self.connectors[conn.connector as usize];
+                let connector = &mut self.connectors[conn.connector as usize];
+                if let Some(t) = connector.timer.take() {
+                    self.shared.timers.cancel(t);
+                }
+                let factory = &mut connector.factory;
                 let addr = server.clone();
                 match guard(self.opts.catch_panics, "build_protocol", || {
                     factory.build_protocol(&addr)
@@ -384,19 +325,9 @@ impl Reactor {
             }
             Err(e) => {
                 debug!("{id}: connect failed: {e}");
-                self.shared.stats.connect_failed += 1;
-                let mut conn = self.conns.remove(slot);
-                self.shared.gens[slot] = VACANT;
-                if let Some(src) = conn.io.stream.source() {
-                    let _ = self.poll.registry().deregister(src);
-                }
-                drop(conn.io);
-                let mut factory = self.connectors.remove(conn.connector as usize);
-                let mut ctx = Ctx::new(&mut self.shared);
-                guard(self.opts.catch_panics, "client_connection_failed", || {
-                    factory.client_connection_failed(&mut ctx, Reason::ConnectFailed(e))
-                });
-                self.apply_commands();
+                let connector = conn.connector as usize;
+                self.drop_connecting(slot);
+                self.connect_failed(connector, Reason::ConnectFailed(e));
             }
         }
     }

@@ -69,6 +69,8 @@ impl Reactor {
                     }
                 }
                 Action::Protocol { conn, tag } => self.fire_protocol_timer(conn, tag),
+                Action::ConnectTimeout { conn } => self.connect_timed_out(conn),
+                Action::Reconnect { connector, gen } => self.reconnect(connector as usize, gen),
             }
             if !self.shared.commands.is_empty() {
                 self.apply_commands();
