@@ -131,14 +131,13 @@ fn a_reconnecting_client_backs_off_and_reconnects_after_the_server_restarts() {
 
     // The server goes away: attempts fail, each after a longer wait (1 s, then 2 s, 4 s).
     r.stop_listening(port.id);
-    let mut failures = 0;
-    for wait in [1u64, 2, 4] {
+    for (before, wait) in [1u64, 2, 4].into_iter().enumerate() {
+        let before = before as u64;
         clock.advance(Duration::from_secs(wait) - Duration::from_millis(1));
         pass(&mut r);
-        assert_eq!(r.stats().connect_failed, failures, "no attempt before {wait} s");
+        assert_eq!(r.stats().connect_failed, before, "no attempt before {wait} s");
         clock.advance(Duration::from_millis(1));
-        failures += 1;
-        run_until(&mut r, |r| r.stats().connect_failed == failures);
+        run_until(&mut r, |r| r.stats().connect_failed == before + 1);
     }
 
     // The server restarts on the same port: the next attempt (after 8 s) gets through.
