@@ -393,14 +393,23 @@ impl<'a> Ctx<'a> {
     /// Resolves `host` on the thread pool, then connects to its first address; resolution
     /// failures go to the factory's `client_connection_failed` like any connect failure.
     pub fn connect_tcp_name(&mut self, host: &str, port: u16, factory: impl ClientFactory) {
+        self.connect_tcp_name_with(host, port, factory, ConnectOptions::default());
+    }
+
+    /// As [`Ctx::connect_tcp_name`], with `opts` (timeout, bind address).
+    pub fn connect_tcp_name_with(
+        &mut self,
+        host: &str,
+        port: u16,
+        factory: impl ClientFactory,
+        opts: ConnectOptions,
+    ) {
         let what = format!("{host}:{port}");
         let mut factory = Some(factory);
         self.resolve(host, port).add_both(self, move |ctx, r| {
             let Some(f) = factory.take() else { return Ok(()) };
             match r.map(|addrs| addrs.into_iter().next()) {
-                Ok(Some(addr)) => {
-                    let _ = ctx.connect_tcp(addr, f);
-                }
+                Ok(Some(addr)) => ctx.connect(ConnectTarget::Tcp(addr), f, opts),
                 Ok(None) | Err(_) => {
                     let e = std::io::Error::new(
                         std::io::ErrorKind::NotFound,

@@ -64,6 +64,7 @@ use crate::threads::{ReactorHandle, ThreadPool};
 use crate::transport::Transport;
 
 mod datagram;
+mod endpoints;
 mod lifecycle;
 mod net;
 mod outgoing;

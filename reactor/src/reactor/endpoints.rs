@@ -1,0 +1,117 @@
+//! Listening and connecting by endpoint string (`tcp:8000:interface=127.0.0.1`,
+//! `unix:/run/app.sock`, `udp:9000`, `tcp:host=example:port=80`).
+//!
+//! Part of the `reactor` module. Tested by `tests/endpoints.rs`.
+
+use super::Reactor;
+use crate::address::Address;
+use crate::connector::{ConnectOptions, ConnectTarget};
+use crate::endpoint::{ClientEndpoint, ServerEndpoint};
+use crate::error::Error;
+use crate::id::ListenerId;
+use crate::protocol::{ClientFactory, Factory};
+use crate::tcp::ListenOptions;
+use crate::udp::DatagramProtocol;
+use crate::unix::UnixListenOptions;
+use crate::UdpPort;
+
+impl Reactor {
+    /// Listens on a stream endpoint (`tcp:…`, `tcp6:…`, `unix:…`); see [`ServerEndpoint`].
+    ///
+    /// # Errors
+    ///
+    /// A malformed string (the error says what was expected), a `udp:` endpoint (use
+    /// [`Reactor::listen_datagram`]), or a bind failure naming the address.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use torsion_reactor::{Protocol, Reactor, Transport};
+    /// struct Nop;
+    /// impl Protocol for Nop {
+    ///     fn data_received(&mut self, _t: &mut Transport<'_>, _d: &[u8]) {}
+    /// }
+    /// let mut reactor = Reactor::new()?;
+    /// let id = reactor.listen("tcp:0:interface=127.0.0.1", || Nop)?;
+    /// assert!(reactor.listener_address(id).unwrap().to_string().starts_with("127.0.0.1:"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn listen(&mut self, endpoint: &str, factory: impl Factory) -> Result<ListenerId, Error> {
+        match endpoint.parse::<ServerEndpoint>()? {
+            ServerEndpoint::Tcp { addr, backlog, reuse_port } => {
+                let opts = ListenOptions { backlog, reuse_port, ..ListenOptions::default() };
+                Ok(self.listen_tcp_with(addr, factory, opts)?.id)
+            }
+            ServerEndpoint::Unix { path, mode, backlog } => {
+                self.listen_unix(path, factory, UnixListenOptions { mode, backlog })
+            }
+            ServerEndpoint::Udp { .. } => Err(Error::new(
+                format!("bad endpoint {endpoint:?}"),
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "udp endpoints carry datagrams: use listen_datagram with a DatagramProtocol",
+                ),
+            )),
+        }
+    }
+
+    /// Binds a `udp:` endpoint for a datagram protocol.
+    ///
+    /// # Errors
+    ///
+    /// A malformed or non-UDP string, or a bind failure.
+    pub fn listen_datagram(
+        &mut self,
+        endpoint: &str,
+        proto: impl DatagramProtocol,
+    ) -> Result<UdpPort, Error> {
+        match endpoint.parse::<ServerEndpoint>()? {
+            ServerEndpoint::Udp { addr, reuse_port } => {
+                self.listen_udp_with(addr, proto, reuse_port)
+            }
+            _ => Err(Error::new(
+                format!("bad endpoint {endpoint:?}"),
+                std::io::Error::new(std::io::ErrorKind::InvalidInput, "expected udp:PORT"),
+            )),
+        }
+    }
+
+    /// Connects to a client endpoint (`tcp:host=…:port=…`, `unix:path=…`); host names are
+    /// resolved on the thread pool. Failures go to the factory.
+    ///
+    /// # Errors
+    ///
+    /// Only a malformed string.
+    pub fn connect_endpoint(
+        &mut self,
+        endpoint: &str,
+        factory: impl ClientFactory,
+    ) -> Result<(), Error> {
+        match endpoint.parse::<ClientEndpoint>()? {
+            ClientEndpoint::Tcp { host, port, timeout, bind } => {
+                let opts = ConnectOptions {
+                    timeout,
+                    bind: bind.map(|ip| std::net::SocketAddr::new(ip, 0)),
+                    ..ConnectOptions::default()
+                };
+                match host.parse::<std::net::IpAddr>() {
+                    Ok(ip) => {
+                        let target = ConnectTarget::Tcp(std::net::SocketAddr::new(ip, port));
+                        self.connect(target, factory, opts);
+                    }
+                    Err(_) => self.ctx().connect_tcp_name_with(&host, port, factory, opts),
+                }
+            }
+            ClientEndpoint::Unix { path, timeout } => {
+                let opts = ConnectOptions { timeout, ..ConnectOptions::default() };
+                self.connect(ConnectTarget::Unix(path), factory, opts);
+            }
+        }
+        Ok(())
+    }
+
+    /// The address a listener is bound to.
+    pub fn listener_address(&self, id: ListenerId) -> Option<Address> {
+        self.listeners.get(id.slot()).filter(|l| l.gen == id.gen).map(|l| l.addr.clone())
+    }
+}
