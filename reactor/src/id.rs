@@ -27,6 +27,8 @@ pub(crate) enum Kind {
     Signal = 4,
     /// A UDP socket.
     Udp = 5,
+    /// A child process's pipe (the slot field is `slot << 2 | pipe`).
+    Process = 6,
 }
 
 impl Kind {
@@ -37,6 +39,7 @@ impl Kind {
             3 => Some(Kind::Waker),
             4 => Some(Kind::Signal),
             5 => Some(Kind::Udp),
+            6 => Some(Kind::Process),
             _ => None,
         }
     }
@@ -64,6 +67,10 @@ pub(crate) fn describe(t: Token) -> String {
         Some((Kind::Waker, ..)) => "waker".to_string(),
         Some((Kind::Signal, ..)) => "signals".to_string(),
         Some((Kind::Udp, slot, gen)) => format!("udp#{slot}.{gen}"),
+        Some((Kind::Process, field, gen)) => {
+            let pipe = ["stdin", "stdout", "stderr", "?"][field & 3];
+            format!("process#{}.{gen}/{pipe}", field >> 2)
+        }
         None => format!("{t:?}"),
     }
 }
@@ -215,6 +222,32 @@ slot_id!(
     /// ```
     UdpId,
     "udp"
+);
+
+slot_id!(
+    /// Names one child process; see [`crate::Reactor::spawn_process`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::process::ExitStatus;
+    /// use torsion_reactor::{Ctx, ProcessOptions, ProcessProtocol, ProcessTransport, Reactor};
+    ///
+    /// struct Quiet;
+    /// impl ProcessProtocol for Quiet {
+    ///     fn out_received(&mut self, _t: &mut ProcessTransport<'_>, _d: &[u8]) {}
+    ///     fn process_ended(&mut self, ctx: &mut Ctx<'_>, _s: ExitStatus) {
+    ///         ctx.stop();
+    ///     }
+    /// }
+    /// let mut reactor = Reactor::new()?;
+    /// let id = reactor.spawn_process(Quiet, ProcessOptions::new("true"))?;
+    /// assert!(id.to_string().starts_with("process#"));
+    /// reactor.run()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ProcessId,
+    "process"
 );
 
 #[cfg(test)]

@@ -63,6 +63,7 @@ use crate::tcp::Listener;
 use crate::threads::{ReactorHandle, ThreadPool};
 use crate::transport::Transport;
 
+mod children;
 mod datagram;
 mod endpoints;
 mod lifecycle;
@@ -241,6 +242,10 @@ pub struct Reactor {
     signals: Option<SignalPipe>,
     /// `call_when_running` work, queued until the first pass.
     when_running: Vec<crate::ctx::SoonFn>,
+    /// Child processes and their protocols.
+    procs: Slab<children::ProcEntry>,
+    /// SIGCHLD self-pipe, installed with the first child.
+    child_pipe: Option<crate::signals::ChildPipe>,
     /// UDP sockets and their protocols.
     udp: Slab<datagram::UdpEntry>,
     /// UDP sockets that hit their read budget.
@@ -301,6 +306,8 @@ impl Reactor {
             scratch: Vec::new(),
             signals: None,
             when_running: Vec::new(),
+            procs: Slab::new(),
+            child_pipe: None,
             udp: Slab::new(),
             ready_udp: Vec::new(),
             due: Vec::new(),
@@ -496,7 +503,9 @@ impl Reactor {
                         self.stale(ev);
                     }
                 }
+                Some((Kind::Signal, 1, _)) => self.children_changed(),
                 Some((Kind::Signal, ..)) => self.signal_event(),
+                Some((Kind::Process, field, gen)) => self.process_event(field, gen, ev),
                 Some((Kind::Udp, slot, gen)) => self.udp_event(slot, gen, ev),
                 Some((Kind::Waker, ..)) => {
                     // Calls from other threads join the ready phase, in arrival order.
@@ -831,6 +840,21 @@ impl Reactor {
 
 impl Drop for Reactor {
     fn drop(&mut self) {
+        // Children still running outlive the loop; a small thread reaps them when they exit
+        // so none is left a zombie.
+        let children: Vec<std::process::Child> =
+            std::mem::take(&mut self.procs).into_iter().map(|(_, p)| p.st.child).collect();
+        if !children.is_empty() {
+            let reaper =
+                std::thread::Builder::new().name("torsion-reaper".into()).spawn(move || {
+                    for mut c in children {
+                        let _ = c.wait();
+                    }
+                });
+            if let Err(e) = reaper {
+                log::warn!("cannot start a reaper thread: {e}");
+            }
+        }
         for factory in std::mem::take(&mut self.stopped_factories) {
             self.call_factory_stopped(factory);
         }

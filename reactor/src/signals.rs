@@ -65,3 +65,27 @@ impl SignalPipe {
         }
     }
 }
+
+/// The read end of the SIGCHLD self-pipe: a byte arrives whenever a child changes state.
+pub(crate) struct ChildPipe {
+    read: mio::net::UnixStream,
+}
+
+impl ChildPipe {
+    pub(crate) fn install() -> io::Result<ChildPipe> {
+        let (read, write) = StdUnixStream::pair()?;
+        read.set_nonblocking(true)?;
+        write.set_nonblocking(true)?;
+        signal_hook::low_level::pipe::register(signal_hook::consts::SIGCHLD, write)?;
+        Ok(ChildPipe { read: mio::net::UnixStream::from_std(read) })
+    }
+
+    pub(crate) fn source(&mut self) -> &mut mio::net::UnixStream {
+        &mut self.read
+    }
+
+    pub(crate) fn drain(&mut self) {
+        let mut buf = [0u8; 64];
+        while matches!(self.read.read(&mut buf), Ok(n) if n > 0) {}
+    }
+}

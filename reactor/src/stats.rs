@@ -40,6 +40,8 @@ pub struct Stats {
     pub open: u64,
     /// Connections closed (for any reason).
     pub closed: u64,
+    /// Child processes spawned.
+    pub processes: u64,
     /// Bytes read from connections.
     pub bytes_in: u64,
     /// Bytes written to connections.
