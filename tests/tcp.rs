@@ -496,3 +496,21 @@ fn a_connection_that_spends_its_read_budget_waits_for_the_next_pass() {
     let passes = passes.borrow();
     assert!(passes.windows(2).all(|w| w[0] < w[1]), "one read per pass at most: {passes:?}");
 }
+
+#[test]
+fn reuse_port_lets_two_reactors_share_a_port() {
+    let opts = ListenOptions { reuse_port: true, ..Default::default() };
+    let a = Server::start(move |r| r.listen_tcp_with("127.0.0.1:0", Echo::new, opts).unwrap().addr);
+    let shared = a.addr;
+    let b = Server::start(move |r| r.listen_tcp_with(shared, Echo::new, opts).unwrap().addr);
+    assert_eq!(a.addr, b.addr);
+    // The kernel hashes connections over both: with 200 clients both get some.
+    for i in 0..200u8 {
+        let mut c = client(shared);
+        write_all(&mut c, &[i]);
+        assert_eq!(read_n(&mut c, 1), [i]);
+    }
+    let (sa, sb) = (a.stop(), b.stop());
+    assert_eq!(sa.accepted + sb.accepted, 200);
+    assert!(sa.accepted > 0 && sb.accepted > 0, "{} / {}", sa.accepted, sb.accepted);
+}
