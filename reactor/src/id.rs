@@ -29,6 +29,8 @@ pub(crate) enum Kind {
     Udp = 5,
     /// A child process's pipe (the slot field is `slot << 2 | pipe`).
     Process = 6,
+    /// A raw descriptor.
+    Fd = 7,
 }
 
 impl Kind {
@@ -40,6 +42,7 @@ impl Kind {
             4 => Some(Kind::Signal),
             5 => Some(Kind::Udp),
             6 => Some(Kind::Process),
+            7 => Some(Kind::Fd),
             _ => None,
         }
     }
@@ -67,6 +70,7 @@ pub(crate) fn describe(t: Token) -> String {
         Some((Kind::Waker, ..)) => "waker".to_string(),
         Some((Kind::Signal, ..)) => "signals".to_string(),
         Some((Kind::Udp, slot, gen)) => format!("udp#{slot}.{gen}"),
+        Some((Kind::Fd, slot, gen)) => format!("fd#{slot}.{gen}"),
         Some((Kind::Process, field, gen)) => {
             let pipe = ["stdin", "stdout", "stderr", "?"][field & 3];
             format!("process#{}.{gen}/{pipe}", field >> 2)
@@ -248,6 +252,25 @@ slot_id!(
     /// ```
     ProcessId,
     "process"
+);
+
+slot_id!(
+    /// Names one watched raw descriptor; see [`crate::Reactor::add_reader`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use torsion_reactor::{DescriptorHandler, Reactor};
+    /// struct Nop;
+    /// impl DescriptorHandler for Nop {}
+    /// let (r, _w) = std::os::unix::net::UnixStream::pair()?;
+    /// let mut reactor = Reactor::new()?;
+    /// let id = reactor.add_reader(r.into(), Nop)?;
+    /// assert!(reactor.remove_descriptor(id).is_some());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    FdId,
+    "fd"
 );
 
 #[cfg(test)]

@@ -65,6 +65,7 @@ use crate::transport::Transport;
 
 mod children;
 mod datagram;
+mod descriptors;
 mod endpoints;
 mod lifecycle;
 mod net;
@@ -164,6 +165,7 @@ pub enum ShutdownPhase {
 /// Work the previous pass left for this one (read budgets spent, producers, accepts).
 struct ReadyAgain {
     conns: Vec<ConnId>,
+    fds: Vec<usize>,
     udp: Vec<usize>,
     producers: Vec<ConnId>,
     listeners: Vec<usize>,
@@ -242,6 +244,10 @@ pub struct Reactor {
     signals: Option<SignalPipe>,
     /// `call_when_running` work, queued until the first pass.
     when_running: Vec<crate::ctx::SoonFn>,
+    /// Watched raw descriptors.
+    fds: Slab<descriptors::Watched>,
+    /// Descriptors whose handler asked to be called again.
+    ready_fds: Vec<usize>,
     /// Child processes and their protocols.
     procs: Slab<children::ProcEntry>,
     /// SIGCHLD self-pipe, installed with the first child.
@@ -306,6 +312,8 @@ impl Reactor {
             scratch: Vec::new(),
             signals: None,
             when_running: Vec::new(),
+            fds: Slab::new(),
+            ready_fds: Vec::new(),
             procs: Slab::new(),
             child_pipe: None,
             udp: Slab::new(),
@@ -447,6 +455,7 @@ impl Reactor {
             || !s.commands.is_empty()
             || !self.ready_listeners.is_empty()
             || !self.ready_udp.is_empty()
+            || !self.ready_fds.is_empty()
             || s.stop_requested && self.state == State::Running
         {
             return Some(Duration::ZERO);
@@ -506,6 +515,7 @@ impl Reactor {
                 Some((Kind::Signal, 1, _)) => self.children_changed(),
                 Some((Kind::Signal, ..)) => self.signal_event(),
                 Some((Kind::Process, field, gen)) => self.process_event(field, gen, ev),
+                Some((Kind::Fd, slot, gen)) => self.fd_event(slot, gen, ev),
                 Some((Kind::Udp, slot, gen)) => self.udp_event(slot, gen, ev),
                 Some((Kind::Waker, ..)) => {
                     // Calls from other threads join the ready phase, in arrival order.
@@ -791,6 +801,7 @@ impl Reactor {
     fn take_ready_again(&mut self) -> ReadyAgain {
         ReadyAgain {
             conns: std::mem::take(&mut self.shared.ready),
+            fds: std::mem::take(&mut self.ready_fds),
             udp: std::mem::take(&mut self.ready_udp),
             producers: std::mem::take(&mut self.shared.producers),
             listeners: std::mem::take(&mut self.ready_listeners),
@@ -804,6 +815,7 @@ impl Reactor {
                 self.read(id.slot());
             }
         }
+        self.serve_ready_fds(carried.fds);
         for slot in carried.udp {
             self.serve_ready_udp(slot);
         }
