@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use torsion::reactor::{DatagramProtocol, DatagramTransport, Reactor};
+use torsion::reactor::{Address, DatagramProtocol, DatagramTransport, Reactor};
 
 /// Echoes each datagram to its sender.
 struct UdpEcho {
@@ -17,7 +17,7 @@ struct UdpEcho {
 }
 
 impl DatagramProtocol for UdpEcho {
-    fn datagram_received(&mut self, t: &mut DatagramTransport<'_>, data: &[u8], from: SocketAddr) {
+    fn datagram_received(&mut self, t: &mut DatagramTransport<'_>, data: &[u8], from: &Address) {
         let reply = if self.upper { data.to_ascii_uppercase() } else { data.to_vec() };
         if let Err(e) = t.write_to(&reply, from) {
             log::warn!("reply to {from} failed: {e}");
@@ -45,7 +45,7 @@ impl DatagramProtocol for Ask {
             ctx.stop();
         });
     }
-    fn datagram_received(&mut self, t: &mut DatagramTransport<'_>, data: &[u8], _from: SocketAddr) {
+    fn datagram_received(&mut self, t: &mut DatagramTransport<'_>, data: &[u8], _from: &Address) {
         println!("{}", String::from_utf8_lossy(data));
         t.ctx().stop();
     }

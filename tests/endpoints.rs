@@ -3,7 +3,6 @@
 mod common;
 
 use std::cell::RefCell;
-use std::net::SocketAddr;
 use std::rc::Rc;
 
 use common::run_until;
@@ -53,7 +52,7 @@ fn tcp_and_unix_endpoints_listen_and_connect() {
 struct UdpEcho;
 
 impl DatagramProtocol for UdpEcho {
-    fn datagram_received(&mut self, t: &mut DatagramTransport<'_>, data: &[u8], from: SocketAddr) {
+    fn datagram_received(&mut self, t: &mut DatagramTransport<'_>, data: &[u8], from: &Address) {
         t.write_to(data, from).unwrap();
     }
 }

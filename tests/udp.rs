@@ -9,13 +9,15 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use common::run_until;
-use torsion::reactor::{Ctx, DatagramProtocol, DatagramTransport, Reactor};
+use torsion::reactor::{
+    Address, Ctx, DatagramProtocol, DatagramTransport, Reactor, UnixListenOptions,
+};
 
 /// Echoes every datagram to its sender.
 struct UdpEcho;
 
 impl DatagramProtocol for UdpEcho {
-    fn datagram_received(&mut self, t: &mut DatagramTransport<'_>, data: &[u8], from: SocketAddr) {
+    fn datagram_received(&mut self, t: &mut DatagramTransport<'_>, data: &[u8], from: &Address) {
         t.write_to(data, from).unwrap();
     }
 }
@@ -68,11 +70,11 @@ struct Connected {
 impl DatagramProtocol for Connected {
     fn started(&mut self, t: &mut DatagramTransport<'_>) {
         t.connect(self.target).unwrap();
-        assert_eq!(t.peer_addr(), Some(self.target));
+        assert_eq!(t.peer_addr(), Some(Address::Inet(self.target)));
         t.write(b"anyone there?").unwrap();
     }
-    fn datagram_received(&mut self, t: &mut DatagramTransport<'_>, data: &[u8], from: SocketAddr) {
-        assert_eq!(from, self.target);
+    fn datagram_received(&mut self, t: &mut DatagramTransport<'_>, data: &[u8], from: &Address) {
+        assert_eq!(from, &Address::Inet(self.target));
         self.probe.borrow_mut().got.push(data.to_vec());
         if data == b"bye" {
             t.close();
@@ -124,7 +126,7 @@ fn connected_udp_talks_to_its_peer_and_closes() {
 struct Counter(Rc<RefCell<usize>>);
 
 impl DatagramProtocol for Counter {
-    fn datagram_received(&mut self, _t: &mut DatagramTransport<'_>, _d: &[u8], _f: SocketAddr) {
+    fn datagram_received(&mut self, _t: &mut DatagramTransport<'_>, _d: &[u8], _f: &Address) {
         *self.0.borrow_mut() += 1;
     }
 }
@@ -157,4 +159,39 @@ fn shutdown_closes_udp_sockets() {
     reactor.stop();
     reactor.run().unwrap();
     assert!(probe.borrow().stopped);
+}
+
+#[test]
+fn unix_datagram_echo_with_the_same_protocol_and_socket_file_cleanup() {
+    let dir = std::env::temp_dir();
+    let server = dir.join(format!("torsion-dgram-{}-server.sock", std::process::id()));
+    let client_path = dir.join(format!("torsion-dgram-{}-client.sock", std::process::id()));
+    let _ = std::fs::remove_file(&server);
+    let _ = std::fs::remove_file(&client_path);
+    // A stale file from an earlier run is replaced.
+    drop(std::os::unix::net::UnixDatagram::bind(&server).unwrap());
+    let mut reactor = Reactor::new().unwrap();
+    let id = reactor.listen_unix_datagram(&server, UdpEcho, UnixListenOptions::default()).unwrap();
+    let c = std::os::unix::net::UnixDatagram::bind(&client_path).unwrap();
+    c.set_nonblocking(true).unwrap();
+    for size in [1usize, 100, 60_000] {
+        let data = common::pattern(size, 3);
+        c.send_to(&data, &server).unwrap();
+        let mut buf = vec![0u8; 70_000];
+        let mut got = None;
+        run_until(&mut reactor, |_| {
+            if let Ok(n) = c.recv(&mut buf) {
+                got = Some(buf[..n].to_vec());
+            }
+            got.is_some()
+        });
+        assert_eq!(got.unwrap(), data, "size {size}");
+    }
+    // A live socket is never stolen.
+    let err =
+        reactor.listen_unix_datagram(&server, UdpEcho, UnixListenOptions::default()).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse, "{err}");
+    assert!(reactor.close_udp(id));
+    assert!(!server.exists(), "socket file removed on close");
+    let _ = std::fs::remove_file(&client_path);
 }

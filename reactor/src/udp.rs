@@ -1,30 +1,33 @@
-//! UDP: the `DatagramProtocol` trait, its `DatagramTransport`, and a socket's state
-//! (connected peer, datagrams waiting for the socket to drain).
+//! Datagrams (UDP and Unix datagram sockets): the `DatagramProtocol` trait, its
+//! `DatagramTransport`, and a socket's state (connected peer, datagrams waiting for the
+//! socket to drain).
 //!
 //! No callbacks here: `reactor/datagram.rs` reads and dispatches. Tested by `tests/udp.rs`.
 
 use std::collections::VecDeque;
 use std::io;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::path::PathBuf;
 
+use crate::address::Address;
 use crate::ctx::Ctx;
 use crate::id::UdpId;
 
 /// Datagrams kept while the socket's send buffer is full; past this a write fails.
 const MAX_QUEUED: usize = 1024;
 
-/// The handler of one UDP socket: Twisted's `DatagramProtocol`.
+/// The handler of one datagram socket (UDP or Unix datagram): Twisted's
+/// `DatagramProtocol`.
 ///
 /// # Examples
 ///
 /// ```
-/// use std::net::SocketAddr;
-/// use torsion_reactor::{DatagramProtocol, DatagramTransport};
+/// use torsion_reactor::{Address, DatagramProtocol, DatagramTransport};
 ///
 /// /// Echoes every datagram to its sender.
-/// struct UdpEcho;
-/// impl DatagramProtocol for UdpEcho {
-///     fn datagram_received(&mut self, t: &mut DatagramTransport<'_>, data: &[u8], from: SocketAddr) {
+/// struct Echo;
+/// impl DatagramProtocol for Echo {
+///     fn datagram_received(&mut self, t: &mut DatagramTransport<'_>, data: &[u8], from: &Address) {
 ///         let _ = t.write_to(data, from);
 ///     }
 /// }
@@ -35,9 +38,10 @@ pub trait DatagramProtocol: 'static {
         let _ = t;
     }
 
-    /// A datagram arrived from `from`. It is whole: the reactor's receive buffer holds the
-    /// largest UDP payload (65,507 bytes over IPv4).
-    fn datagram_received(&mut self, t: &mut DatagramTransport<'_>, data: &[u8], from: SocketAddr);
+    /// A datagram arrived from `from` (`Address::Inet` for UDP, `Address::Unix` for a Unix
+    /// datagram socket; unnamed senders are `Address::Unix(None)`). It is whole: the
+    /// reactor's receive buffer holds the largest UDP payload (65,507 bytes over IPv4).
+    fn datagram_received(&mut self, t: &mut DatagramTransport<'_>, data: &[u8], from: &Address);
 
     /// On a connected socket: the peer's port was unreachable (ICMP port unreachable).
     fn connection_refused(&mut self, t: &mut DatagramTransport<'_>) {
@@ -50,18 +54,100 @@ pub trait DatagramProtocol: 'static {
     }
 }
 
-/// A UDP socket's state.
+/// The socket under a datagram transport.
+pub(crate) enum DgramSock {
+    Udp(mio::net::UdpSocket),
+    /// A Unix datagram socket, and the file it is bound to (removed on close).
+    Unix(mio::net::UnixDatagram, Option<PathBuf>),
+}
+
+fn unix_addr(a: std::os::unix::net::SocketAddr) -> Address {
+    Address::Unix(a.as_pathname().map(|p| p.to_path_buf()))
+}
+
+fn wrong_family(to: &Address) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("{to} is not an address of this socket's family"),
+    )
+}
+
+impl DgramSock {
+    pub(crate) fn source(&mut self) -> &mut dyn mio::event::Source {
+        match self {
+            DgramSock::Udp(s) => s,
+            DgramSock::Unix(s, _) => s,
+        }
+    }
+
+    fn send_to(&self, data: &[u8], to: &Address) -> io::Result<usize> {
+        match (self, to) {
+            (DgramSock::Udp(s), Address::Inet(a)) => s.send_to(data, *a),
+            (DgramSock::Unix(s, _), Address::Unix(Some(p))) => s.send_to(data, p),
+            _ => Err(wrong_family(to)),
+        }
+    }
+
+    fn send(&self, data: &[u8]) -> io::Result<usize> {
+        match self {
+            DgramSock::Udp(s) => s.send(data),
+            DgramSock::Unix(s, _) => s.send(data),
+        }
+    }
+
+    pub(crate) fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, Address)> {
+        match self {
+            DgramSock::Udp(s) => s.recv_from(buf).map(|(n, a)| (n, Address::Inet(a))),
+            DgramSock::Unix(s, _) => s.recv_from(buf).map(|(n, a)| (n, unix_addr(a))),
+        }
+    }
+
+    fn connect(&self, to: &Address) -> io::Result<()> {
+        match (self, to) {
+            (DgramSock::Udp(s), Address::Inet(a)) => s.connect(*a),
+            (DgramSock::Unix(s, _), Address::Unix(Some(p))) => s.connect(p),
+            _ => Err(wrong_family(to)),
+        }
+    }
+
+    pub(crate) fn local_addr(&self) -> io::Result<Address> {
+        match self {
+            DgramSock::Udp(s) => s.local_addr().map(Address::Inet),
+            DgramSock::Unix(s, _) => s.local_addr().map(unix_addr),
+        }
+    }
+
+    fn udp(&self) -> io::Result<&mio::net::UdpSocket> {
+        match self {
+            DgramSock::Udp(s) => Ok(s),
+            DgramSock::Unix(..) => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "only UDP sockets have broadcast and multicast options",
+            )),
+        }
+    }
+}
+
+impl Drop for DgramSock {
+    fn drop(&mut self) {
+        if let DgramSock::Unix(_, Some(path)) = self {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// A datagram socket's state.
 pub(crate) struct UdpSocket {
-    pub(crate) sock: mio::net::UdpSocket,
+    pub(crate) sock: DgramSock,
     pub(crate) gen: u32,
-    pub(crate) connected: Option<SocketAddr>,
-    pub(crate) queue: VecDeque<(Vec<u8>, Option<SocketAddr>)>,
+    pub(crate) connected: Option<Address>,
+    pub(crate) queue: VecDeque<(Vec<u8>, Option<Address>)>,
     pub(crate) closing: bool,
     pub(crate) queued_ready: bool,
 }
 
 impl UdpSocket {
-    pub(crate) fn new(sock: mio::net::UdpSocket, gen: u32) -> UdpSocket {
+    pub(crate) fn new(sock: DgramSock, gen: u32) -> UdpSocket {
         UdpSocket {
             sock,
             gen,
@@ -76,12 +162,12 @@ impl UdpSocket {
     pub(crate) fn flush(&mut self) {
         while let Some((data, to)) = self.queue.front() {
             let r = match to {
-                Some(addr) => self.sock.send_to(data, *addr),
+                Some(addr) => self.sock.send_to(data, addr),
                 None => self.sock.send(data),
             };
             match r {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) => log::debug!("udp send failed: {e}"),
+                Err(e) => log::debug!("datagram send failed: {e}"),
                 Ok(_) => {}
             }
             self.queue.pop_front();
@@ -89,7 +175,7 @@ impl UdpSocket {
     }
 }
 
-/// One UDP socket's capabilities, handed to its protocol's callbacks.
+/// One datagram socket's capabilities, handed to its protocol's callbacks.
 ///
 /// Writes are sent at once; a datagram the kernel cannot take right now waits in a short
 /// queue (up to 1024) flushed when the socket drains, and past that `write_to` fails
@@ -111,7 +197,7 @@ impl<'a> DatagramTransport<'a> {
         &mut self.ctx
     }
 
-    fn send(&mut self, data: &[u8], to: Option<SocketAddr>) -> io::Result<()> {
+    fn send(&mut self, data: &[u8], to: Option<&Address>) -> io::Result<()> {
         if self.udp.closing {
             return Err(io::Error::new(io::ErrorKind::NotConnected, "socket is closing"));
         }
@@ -132,17 +218,18 @@ impl<'a> DatagramTransport<'a> {
                 "udp send queue full: the kernel is not taking datagrams",
             ));
         }
-        self.udp.queue.push_back((data.to_vec(), to));
+        self.udp.queue.push_back((data.to_vec(), to.cloned()));
         Ok(())
     }
 
-    /// Sends one datagram to `addr`.
+    /// Sends one datagram to `addr` (an `Address::Inet` on UDP, an `Address::Unix` path on
+    /// a Unix datagram socket).
     ///
     /// # Errors
     ///
-    /// The OS error (e.g. a datagram larger than the protocol allows), or `WouldBlock` when
-    /// the send queue is full.
-    pub fn write_to(&mut self, data: &[u8], addr: SocketAddr) -> io::Result<()> {
+    /// The OS error (e.g. a datagram larger than the protocol allows), an address of the
+    /// wrong family, or `WouldBlock` when the send queue is full.
+    pub fn write_to(&mut self, data: &[u8], addr: &Address) -> io::Result<()> {
         self.send(data, Some(addr))
     }
 
@@ -164,15 +251,16 @@ impl<'a> DatagramTransport<'a> {
     /// # Errors
     ///
     /// The OS error.
-    pub fn connect(&mut self, addr: SocketAddr) -> io::Result<()> {
-        self.udp.sock.connect(addr)?;
+    pub fn connect(&mut self, addr: impl Into<Address>) -> io::Result<()> {
+        let addr = addr.into();
+        self.udp.sock.connect(&addr)?;
         self.udp.connected = Some(addr);
         Ok(())
     }
 
     /// The connected peer, if any.
-    pub fn peer_addr(&self) -> Option<SocketAddr> {
-        self.udp.connected
+    pub fn peer_addr(&self) -> Option<Address> {
+        self.udp.connected.clone()
     }
 
     /// The bound address.
@@ -180,17 +268,18 @@ impl<'a> DatagramTransport<'a> {
     /// # Errors
     ///
     /// The OS error.
-    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+    pub fn local_addr(&self) -> io::Result<Address> {
         self.udp.sock.local_addr()
     }
 
-    /// Allows sending to broadcast addresses.
+    /// Allows sending to broadcast addresses (UDP only, like the multicast options below:
+    /// on a Unix datagram socket they return `Unsupported`).
     ///
     /// # Errors
     ///
     /// The OS error.
     pub fn set_broadcast(&mut self, on: bool) -> io::Result<()> {
-        self.udp.sock.set_broadcast(on)
+        self.udp.sock.udp()?.set_broadcast(on)
     }
 
     /// Joins an IPv4 multicast group on `interface` (`0.0.0.0`: the default one).
@@ -199,7 +288,7 @@ impl<'a> DatagramTransport<'a> {
     ///
     /// The OS error.
     pub fn join_multicast_v4(&mut self, group: Ipv4Addr, interface: Ipv4Addr) -> io::Result<()> {
-        self.udp.sock.join_multicast_v4(&group, &interface)
+        self.udp.sock.udp()?.join_multicast_v4(&group, &interface)
     }
 
     /// Leaves an IPv4 multicast group.
@@ -208,7 +297,7 @@ impl<'a> DatagramTransport<'a> {
     ///
     /// The OS error.
     pub fn leave_multicast_v4(&mut self, group: Ipv4Addr, interface: Ipv4Addr) -> io::Result<()> {
-        self.udp.sock.leave_multicast_v4(&group, &interface)
+        self.udp.sock.udp()?.leave_multicast_v4(&group, &interface)
     }
 
     /// Joins an IPv6 multicast group on interface index `interface` (0: the default).
@@ -217,7 +306,7 @@ impl<'a> DatagramTransport<'a> {
     ///
     /// The OS error.
     pub fn join_multicast_v6(&mut self, group: Ipv6Addr, interface: u32) -> io::Result<()> {
-        self.udp.sock.join_multicast_v6(&group, interface)
+        self.udp.sock.udp()?.join_multicast_v6(&group, interface)
     }
 
     /// Sets the IPv4 multicast TTL (hops).
@@ -226,7 +315,7 @@ impl<'a> DatagramTransport<'a> {
     ///
     /// The OS error.
     pub fn set_multicast_ttl_v4(&mut self, ttl: u32) -> io::Result<()> {
-        self.udp.sock.set_multicast_ttl_v4(ttl)
+        self.udp.sock.udp()?.set_multicast_ttl_v4(ttl)
     }
 
     /// Whether this host receives its own IPv4 multicast datagrams.
@@ -235,7 +324,7 @@ impl<'a> DatagramTransport<'a> {
     ///
     /// The OS error.
     pub fn set_multicast_loop_v4(&mut self, on: bool) -> io::Result<()> {
-        self.udp.sock.set_multicast_loop_v4(on)
+        self.udp.sock.udp()?.set_multicast_loop_v4(on)
     }
 
     /// Closes the socket after this callback; the protocol's `stopped` follows.

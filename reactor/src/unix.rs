@@ -46,32 +46,39 @@ impl Drop for UnixListener {
     }
 }
 
+/// Makes `path` free to bind: a socket file nobody serves any more (`probe` is refused) is
+/// removed; a live one, or any other kind of file, is an error, never stolen or deleted.
+pub(crate) fn clear_stale(
+    path: &Path,
+    probe: impl FnOnce(&Path) -> io::Result<()>,
+) -> Result<(), Error> {
+    let fail = |e: io::Error| Error::new(format!("cannot bind unix:{}", path.display()), e);
+    let Ok(meta) = std::fs::symlink_metadata(path) else { return Ok(()) };
+    use std::os::unix::fs::FileTypeExt;
+    if !meta.file_type().is_socket() {
+        return Err(fail(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            "the path exists and is not a socket",
+        )));
+    }
+    match probe(path) {
+        Ok(()) => Err(fail(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            "another process is serving this socket",
+        ))),
+        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+            log::info!("removing stale socket file {}", path.display());
+            std::fs::remove_file(path).map_err(fail)
+        }
+        Err(e) => Err(fail(e)),
+    }
+}
+
 /// Binds `path`: a socket file nobody listens on any more is replaced; one somebody still
 /// listens on is an error, never stolen.
 pub(crate) fn bind(path: &Path, opts: &UnixListenOptions) -> Result<UnixListener, Error> {
     let fail = |e: io::Error| Error::new(format!("cannot listen on unix:{}", path.display()), e);
-    if let Ok(meta) = std::fs::symlink_metadata(path) {
-        use std::os::unix::fs::FileTypeExt;
-        if !meta.file_type().is_socket() {
-            return Err(fail(io::Error::new(
-                io::ErrorKind::AlreadyExists,
-                "the path exists and is not a socket",
-            )));
-        }
-        match std::os::unix::net::UnixStream::connect(path) {
-            Ok(_) => {
-                return Err(fail(io::Error::new(
-                    io::ErrorKind::AddrInUse,
-                    "another process is listening on this socket",
-                )))
-            }
-            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
-                log::info!("removing stale socket file {}", path.display());
-                std::fs::remove_file(path).map_err(fail)?;
-            }
-            Err(e) => return Err(fail(e)),
-        }
-    }
+    clear_stale(path, |p| std::os::unix::net::UnixStream::connect(p).map(drop))?;
     let sock =
         socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::STREAM, None).map_err(fail)?;
     sock.set_nonblocking(true).map_err(fail)?;

@@ -1,21 +1,24 @@
-//! UDP on the loop: binding (`listen_udp`), reading datagrams within a per-pass budget,
-//! flushing queued sends, closing sockets.
+//! Datagram sockets on the loop: binding (`listen_udp`, `listen_unix_datagram`), reading
+//! datagrams within a per-pass budget, flushing queued sends, closing sockets.
 //!
 //! Part of the `reactor` module, the only code that invokes user callbacks. Tested by
 //! `tests/udp.rs`.
 
 use std::io;
 use std::net::SocketAddr;
+use std::path::Path;
 
 use log::{debug, info};
 use mio::Interest;
 
 use super::{guard, Reactor};
+use crate::address::Address;
 use crate::ctx::Ctx;
 use crate::error::Error;
 use crate::id::{self, Kind, UdpId};
 use crate::tcp::IntoSocketAddr;
-use crate::udp::{DatagramProtocol, DatagramTransport, UdpSocket};
+use crate::udp::{DatagramProtocol, DatagramTransport, DgramSock, UdpSocket};
+use crate::unix::UnixListenOptions;
 
 /// Datagrams read per socket per pass before the others get a turn: a UDP flood cannot
 /// starve TCP clients.
@@ -26,12 +29,11 @@ const UDP_READ_BUDGET: usize = 64;
 /// # Examples
 ///
 /// ```
-/// use std::net::SocketAddr;
-/// use torsion_reactor::{DatagramProtocol, DatagramTransport, Reactor};
+/// use torsion_reactor::{Address, DatagramProtocol, DatagramTransport, Reactor};
 ///
 /// struct Sink;
 /// impl DatagramProtocol for Sink {
-///     fn datagram_received(&mut self, _t: &mut DatagramTransport<'_>, _d: &[u8], _f: SocketAddr) {}
+///     fn datagram_received(&mut self, _t: &mut DatagramTransport<'_>, _d: &[u8], _f: &Address) {}
 /// }
 /// let mut reactor = Reactor::new()?;
 /// let port = reactor.listen_udp("127.0.0.1:0", Sink)?;
@@ -94,23 +96,57 @@ impl Reactor {
         sock.bind(&addr.into()).map_err(fail)?;
         let std_sock: std::net::UdpSocket = sock.into();
         let bound = std_sock.local_addr().map_err(fail)?;
-        let mut mio_sock = mio::net::UdpSocket::from_std(std_sock);
+        let sock = DgramSock::Udp(mio::net::UdpSocket::from_std(std_sock));
+        let id = self.add_datagram(sock, Box::new(proto)).map_err(fail)?;
+        info!("udp listening on {bound}");
+        Ok(UdpPort { id, addr: bound })
+    }
+
+    /// Binds a Unix datagram socket at `path` for `proto` (the same `DatagramProtocol` as
+    /// UDP; senders are `Address::Unix`). File mode and stale-file handling as for
+    /// [`Reactor::listen_unix`]; the file is removed on close.
+    ///
+    /// # Errors
+    ///
+    /// If the path is taken by a live socket or another kind of file, or cannot be bound.
+    pub fn listen_unix_datagram(
+        &mut self,
+        path: impl AsRef<Path>,
+        proto: impl DatagramProtocol,
+        opts: UnixListenOptions,
+    ) -> Result<UdpId, Error> {
+        let path = path.as_ref();
+        let fail =
+            |e: io::Error| Error::new(format!("cannot bind unix datagram {}", path.display()), e);
+        crate::unix::clear_stale(path, |p| {
+            let probe = std::os::unix::net::UnixDatagram::unbound()?;
+            probe.connect(p)
+        })?;
+        let sock = mio::net::UnixDatagram::bind(path).map_err(fail)?;
+        let sock = DgramSock::Unix(sock, Some(path.to_path_buf()));
+        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(opts.mode))
+            .map_err(fail)?;
+        let id = self.add_datagram(sock, Box::new(proto)).map_err(fail)?;
+        info!("unix datagram socket bound at {}", path.display());
+        Ok(id)
+    }
+
+    fn add_datagram(
+        &mut self,
+        mut sock: DgramSock,
+        proto: Box<dyn DatagramProtocol>,
+    ) -> io::Result<UdpId> {
         let gen = self.bump_gen();
         let entry = self.udp.vacant_entry();
         let slot = entry.key();
-        self.poll
-            .registry()
-            .register(
-                &mut mio_sock,
-                id::token(Kind::Udp, slot, gen),
-                Interest::READABLE | Interest::WRITABLE,
-            )
-            .map_err(fail)?;
-        entry.insert(UdpEntry { udp: UdpSocket::new(mio_sock, gen), proto: Box::new(proto) });
-        info!("udp listening on {bound}");
-        let id = UdpId::new(slot, gen);
+        self.poll.registry().register(
+            sock.source(),
+            id::token(Kind::Udp, slot, gen),
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
+        entry.insert(UdpEntry { udp: UdpSocket::new(sock, gen), proto });
         self.call_udp(slot, |p, t| p.started(t));
-        Ok(UdpPort { id, addr: bound })
+        Ok(UdpId::new(slot, gen))
     }
 
     /// Closes a UDP socket; its protocol's `stopped` runs. `false` if `id` is not open.
@@ -167,14 +203,14 @@ impl Reactor {
         }
     }
 
-    fn deliver_datagram(&mut self, slot: usize, n: usize, from: SocketAddr) {
+    fn deliver_datagram(&mut self, slot: usize, n: usize, from: Address) {
         let Some(entry) = self.udp.get_mut(slot) else { return };
         let id = UdpId::new(slot, entry.udp.gen);
         let mut t = DatagramTransport { udp: &mut entry.udp, id, ctx: Ctx::new(&mut self.shared) };
         let data = &self.read_buf[..n];
         let proto = &mut entry.proto;
         guard(self.opts.catch_panics, "datagram_received", || {
-            proto.datagram_received(&mut t, data, from)
+            proto.datagram_received(&mut t, data, &from)
         });
         self.after_udp_callback(slot);
     }
@@ -203,7 +239,7 @@ impl Reactor {
     /// Removes a closing UDP socket and tells its protocol.
     pub(super) fn finish_udp(&mut self, slot: usize) {
         let mut entry = self.udp.remove(slot);
-        let _ = self.poll.registry().deregister(&mut entry.udp.sock);
+        let _ = self.poll.registry().deregister(entry.udp.sock.source());
         info!(
             "udp socket {} closed",
             entry.udp.sock.local_addr().map_or("?".into(), |a| a.to_string())
