@@ -206,17 +206,16 @@ slot_id!(
 );
 
 slot_id!(
-    /// Names one UDP socket; see [`crate::Reactor::listen_udp`].
+    /// Names one datagram socket (UDP or Unix); see [`crate::Reactor::listen_udp`].
     ///
     /// # Examples
     ///
     /// ```
-    /// use std::net::SocketAddr;
-    /// use torsion_reactor::{DatagramProtocol, DatagramTransport, Reactor};
+    /// use torsion_reactor::{Address, DatagramProtocol, DatagramTransport, Reactor};
     ///
     /// struct Sink;
     /// impl DatagramProtocol for Sink {
-    ///     fn datagram_received(&mut self, _t: &mut DatagramTransport<'_>, _d: &[u8], _f: SocketAddr) {}
+    ///     fn datagram_received(&mut self, _t: &mut DatagramTransport<'_>, _d: &[u8], _f: &Address) {}
     /// }
     /// let mut reactor = Reactor::new()?;
     /// let port = reactor.listen_udp("127.0.0.1:0", Sink)?;
