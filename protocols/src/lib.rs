@@ -4,4 +4,5 @@
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 #![doc(test(attr(deny(warnings), allow(dead_code))))]
 
+pub mod codec;
 pub mod echo;
