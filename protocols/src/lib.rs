@@ -4,6 +4,7 @@
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 #![doc(test(attr(deny(warnings), allow(dead_code))))]
 
+pub mod basic;
 pub mod codec;
 pub mod echo;
 pub mod wire;

@@ -1,0 +1,289 @@
+//! `LineReceiver` (Twisted's `twisted.protocols.basic.LineReceiver`): a line protocol that
+//! can switch to raw mode (a header line, then a body of raw bytes) and back.
+//!
+//! Tested below with the testing kit, in every chunking.
+
+use torsion_reactor::{Ctx, Protocol, Reason, Transport};
+
+use crate::codec::{Buffer, CodecError, Decoder, Encoder, LineCodec};
+
+/// What a [`LineReceiver`] does with lines and raw data.
+///
+/// # Examples
+///
+/// A header line announcing a body length, then the body in raw mode:
+///
+/// ```
+/// use torsion_protocols::basic::{LineHandler, LineTransport};
+///
+/// #[derive(Default)]
+/// struct Upload { left: usize, body: Vec<u8> }
+/// impl LineHandler for Upload {
+///     fn line_received(&mut self, t: &mut LineTransport<'_, '_>, line: &[u8]) {
+///         if let Some(n) = std::str::from_utf8(line).ok().and_then(|l| l.parse().ok()) {
+///             self.left = n;
+///             t.set_raw_mode();
+///         }
+///     }
+///     fn raw_data_received(&mut self, t: &mut LineTransport<'_, '_>, data: &[u8]) {
+///         let n = self.left.min(data.len());
+///         self.body.extend_from_slice(&data[..n]);
+///         self.left -= n;
+///         if self.left == 0 {
+///             let _ = t.send_line(b"OK");
+///             t.set_line_mode(&data[n..]); // what follows the body is lines again
+///         }
+///     }
+/// }
+/// ```
+pub trait LineHandler: 'static {
+    /// The connection is open.
+    fn connection_made(&mut self, t: &mut LineTransport<'_, '_>) {
+        let _ = t;
+    }
+
+    /// A line arrived (without its delimiter).
+    fn line_received(&mut self, t: &mut LineTransport<'_, '_>, line: &[u8]);
+
+    /// Bytes arrived in raw mode.
+    fn raw_data_received(&mut self, t: &mut LineTransport<'_, '_>, data: &[u8]) {
+        let _ = (t, data);
+    }
+
+    /// A line passed the length limit; `buffered` is what was held. The default closes the
+    /// connection (after flushing replies), as Twisted's does.
+    fn line_length_exceeded(&mut self, t: &mut LineTransport<'_, '_>, buffered: &[u8]) {
+        log::info!("{}: line over {} bytes; closing", t.transport().id(), buffered.len());
+        t.transport().lose_connection();
+    }
+
+    /// The connection is gone.
+    fn connection_lost(&mut self, ctx: &mut Ctx<'_>, reason: Reason) {
+        let _ = (ctx, reason);
+    }
+}
+
+/// The transport as a line handler sees it: send lines, switch modes.
+pub struct LineTransport<'s, 't> {
+    t: &'s mut Transport<'t>,
+    codec: &'s mut LineCodec,
+    raw: &'s mut bool,
+    pushback: &'s mut Vec<u8>,
+}
+
+impl<'s, 't> LineTransport<'s, 't> {
+    /// Sends `line` and the delimiter.
+    ///
+    /// # Errors
+    ///
+    /// If the line contains the delimiter, or the transport refuses the write.
+    pub fn send_line(&mut self, line: &[u8]) -> Result<(), crate::codec::SendError> {
+        let mut out = Vec::with_capacity(line.len() + 2);
+        Encoder::<[u8]>::encode(self.codec, line, &mut out)
+            .map_err(crate::codec::SendError::Encode)?;
+        self.t.write_owned(out).map_err(crate::codec::SendError::Write)
+    }
+
+    /// From now on, bytes go to `raw_data_received` instead of being split into lines.
+    pub fn set_raw_mode(&mut self) {
+        *self.raw = true;
+    }
+
+    /// Back to lines; `leftover` (raw bytes that belong to what follows) is parsed first.
+    pub fn set_line_mode(&mut self, leftover: &[u8]) {
+        *self.raw = false;
+        self.pushback.extend_from_slice(leftover);
+    }
+
+    /// Whether raw mode is on.
+    pub fn is_raw_mode(&self) -> bool {
+        *self.raw
+    }
+
+    /// The underlying transport.
+    pub fn transport(&mut self) -> &mut Transport<'t> {
+        self.t
+    }
+}
+
+/// A line protocol with raw mode, as a [`Protocol`].
+pub struct LineReceiver<H> {
+    codec: LineCodec,
+    handler: H,
+    buf: Buffer,
+    raw: bool,
+    pushback: Vec<u8>,
+    stopped: bool,
+}
+
+impl<H: LineHandler> LineReceiver<H> {
+    /// CRLF lines of up to 16 KiB.
+    pub fn new(handler: H) -> LineReceiver<H> {
+        LineReceiver::with_codec(LineCodec::new(), handler)
+    }
+
+    /// Lines as `codec` defines them (delimiter, lenient mode, length limit).
+    pub fn with_codec(codec: LineCodec, handler: H) -> LineReceiver<H> {
+        LineReceiver {
+            codec,
+            handler,
+            buf: Buffer::new(),
+            raw: false,
+            pushback: Vec::new(),
+            stopped: false,
+        }
+    }
+
+    /// The handler.
+    pub fn handler(&mut self) -> &mut H {
+        &mut self.handler
+    }
+
+    fn lt<'s, 't>(
+        t: &'s mut Transport<'t>,
+        codec: &'s mut LineCodec,
+        raw: &'s mut bool,
+        pushback: &'s mut Vec<u8>,
+    ) -> LineTransport<'s, 't> {
+        LineTransport { t, codec, raw, pushback }
+    }
+
+    /// Delivers what is buffered, in the current mode, until it runs out.
+    fn drain(&mut self, t: &mut Transport<'_>) {
+        loop {
+            if !self.pushback.is_empty() {
+                let mut rest = std::mem::take(&mut self.pushback);
+                rest.extend_from_slice(self.buf.as_slice());
+                self.buf = Buffer::new();
+                self.buf.extend(&rest);
+            }
+            if self.stopped || t.is_closing() || self.buf.is_empty() {
+                return;
+            }
+            if self.raw {
+                let data = self.buf.take_all();
+                let mut lt = Self::lt(t, &mut self.codec, &mut self.raw, &mut self.pushback);
+                self.handler.raw_data_received(&mut lt, &data);
+                continue;
+            }
+            match self.codec.decode(&mut self.buf) {
+                Ok(Some(line)) => {
+                    let mut lt = Self::lt(t, &mut self.codec, &mut self.raw, &mut self.pushback);
+                    self.handler.line_received(&mut lt, &line);
+                }
+                Ok(None) => return,
+                Err(CodecError::LineTooLong { .. }) | Err(_) => {
+                    self.stopped = true;
+                    let held = self.buf.take_all();
+                    let mut lt = Self::lt(t, &mut self.codec, &mut self.raw, &mut self.pushback);
+                    self.handler.line_length_exceeded(&mut lt, &held);
+                    return;
+                }
+            }
+        }
+    }
+}
+
+impl<H: LineHandler> Protocol for LineReceiver<H> {
+    fn connection_made(&mut self, t: &mut Transport<'_>) {
+        let mut lt = Self::lt(t, &mut self.codec, &mut self.raw, &mut self.pushback);
+        self.handler.connection_made(&mut lt);
+        self.drain(t);
+    }
+
+    fn data_received(&mut self, t: &mut Transport<'_>, data: &[u8]) {
+        self.buf.extend(data);
+        self.drain(t);
+    }
+
+    fn connection_lost(&mut self, ctx: &mut Ctx<'_>, reason: Reason) {
+        self.handler.connection_lost(ctx, reason);
+    }
+
+    fn pause_writing(&mut self, t: &mut Transport<'_>) {
+        t.pause_reading();
+    }
+
+    fn resume_writing(&mut self, t: &mut Transport<'_>) {
+        t.resume_reading();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use torsion_reactor::testing::{Pump, StringTransport};
+
+    /// `SIZE n` then n raw bytes, answered with their sum; `QUIT` closes.
+    #[derive(Default)]
+    struct Summer {
+        left: usize,
+        sum: u64,
+    }
+
+    impl LineHandler for Summer {
+        fn line_received(&mut self, t: &mut LineTransport<'_, '_>, line: &[u8]) {
+            let line = String::from_utf8_lossy(line);
+            if let Some(n) = line.strip_prefix("SIZE ").and_then(|n| n.parse().ok()) {
+                self.left = n;
+                self.sum = 0;
+                t.set_raw_mode();
+            } else if line == "QUIT" {
+                t.transport().lose_connection();
+            } else {
+                t.send_line(format!("? {line}").as_bytes()).unwrap();
+            }
+        }
+        fn raw_data_received(&mut self, t: &mut LineTransport<'_, '_>, data: &[u8]) {
+            let n = self.left.min(data.len());
+            self.sum += data[..n].iter().map(|&b| u64::from(b)).sum::<u64>();
+            self.left -= n;
+            if self.left == 0 {
+                t.send_line(format!("SUM {}", self.sum).as_bytes()).unwrap();
+                t.set_line_mode(&data[n..]);
+            }
+        }
+    }
+
+    #[derive(Default)]
+    struct Client(Vec<u8>);
+    impl Protocol for Client {
+        fn connection_made(&mut self, t: &mut Transport<'_>) {
+            let mut msg = b"hi\r\nSIZE 5\r\n".to_vec();
+            msg.extend_from_slice(&[1, 2, 3, 4, 5]);
+            msg.extend_from_slice(b"again\r\nSIZE 2\r\n\r\n\r\nQUIT\r\nnever\r\n");
+            t.write(&msg).unwrap();
+        }
+        fn data_received(&mut self, _t: &mut Transport<'_>, data: &[u8]) {
+            self.0.extend_from_slice(data);
+        }
+    }
+
+    #[test]
+    fn raw_mode_and_back_in_every_chunking() {
+        for chunk in 1..=60 {
+            let mut p = Pump::new(Client::default(), LineReceiver::new(Summer::default()))
+                .with_chunk_size(chunk);
+            p.pump();
+            // The second body is the two bytes "\r\n" (13 + 10 = 23); the next CRLF is an
+            // empty line.
+            assert_eq!(
+                String::from_utf8_lossy(&p.client().0),
+                "? hi\r\nSUM 15\r\n? again\r\nSUM 23\r\n? \r\n",
+                "chunk {chunk}"
+            );
+            assert!(p.is_closed());
+        }
+    }
+
+    #[test]
+    fn an_over_long_line_calls_the_hook_which_closes_by_default() {
+        let mut tr = StringTransport::new();
+        let mut r = LineReceiver::with_codec(LineCodec::new().max_length(8), Summer::default());
+        r.data_received(&mut tr.transport(), b"ok\r\n0123456789");
+        assert_eq!(tr.value(), b"? ok\r\n");
+        assert!(tr.is_closing());
+        r.data_received(&mut tr.transport(), b"more\r\n");
+        assert_eq!(tr.value(), b"? ok\r\n", "nothing after the limit was hit");
+    }
+}
