@@ -68,7 +68,7 @@ impl EchoClient {
             return;
         }
         self.sent += len as u64;
-        self.sent_at.extend(std::iter::repeat(now).take(count));
+        self.sent_at.extend(std::iter::repeat_n(now, count));
     }
 }
 
