@@ -87,7 +87,10 @@ fn shutdown_from_another_thread_returns_within_100_ms() {
         stop.shutdown();
         serving.join().unwrap().unwrap();
         let took = asked.elapsed();
-        assert!(took < Duration::from_millis(100), "shutdown took {took:?} (threading: {threading})");
+        assert!(
+            took < Duration::from_millis(100),
+            "shutdown took {took:?} (threading: {threading})"
+        );
     }
 }
 
@@ -264,7 +267,11 @@ fn panicking_or_failing_handler_does_not_stop_the_server() {
         };
         // With threads, the two failures may be reported in either order.
         errors.sort();
-        assert_eq!(errors, ["io: asked to fail", "panicked: asked to panic"], "threading: {threading}");
+        assert_eq!(
+            errors,
+            ["io: asked to fail", "panicked: asked to panic"],
+            "threading: {threading}"
+        );
     }
 }
 
