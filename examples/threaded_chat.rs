@@ -15,7 +15,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::collections::BTreeMap;
-use std::io::{self, BufRead, Write};
+use std::io::{self, BufRead, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -94,7 +94,11 @@ impl StreamRequestHandler<TcpStream> for Member {
     fn setup(&mut self, req: &mut StreamRequest<'_, TcpStream>) -> io::Result<()> {
         let writer = req.connection.try_clone()?;
         writer.set_write_timeout(Some(WRITE_TIMEOUT))?;
-        writeln!(req.wfile, "welcome, {}! lines you type go to everyone else; /quit leaves", req.client_address)?;
+        writeln!(
+            req.wfile,
+            "welcome, {}! lines you type go to everyone else; /quit leaves",
+            req.client_address
+        )?;
         let id = self.room.join(writer);
         self.id = Some(id);
         self.room.broadcast(id, &format!("* {} joined\n", req.client_address));
