@@ -119,6 +119,22 @@ pub trait RequestHandler<R: RequestKind>: Send + 'static {
 }
 
 /// Why a request failed: what [`Service::handle_error`](crate::Service::handle_error) receives.
+///
+/// # Examples
+///
+/// ```
+/// use torsion_threaded::RequestError;
+///
+/// fn severity(error: &RequestError) -> log::Level {
+///     match error {
+///         RequestError::Panicked(_) => log::Level::Error,
+///         RequestError::Io(e) if e.kind() == std::io::ErrorKind::ConnectionReset => log::Level::Debug,
+///         _ => log::Level::Warn,
+///     }
+/// }
+///
+/// assert_eq!(severity(&RequestError::Panicked("oops".into())), log::Level::Error);
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum RequestError {

@@ -241,6 +241,43 @@ where
     /// # Errors
     ///
     /// `poll(2)` failed. Request errors go to `handle_error`.
+    ///
+    /// # Examples
+    ///
+    /// Waiting at most 10 ms for a client that never comes:
+    ///
+    /// ```
+    /// use std::net::TcpStream;
+    /// use std::sync::atomic::{AtomicBool, Ordering};
+    /// use std::time::Duration;
+    /// use torsion_threaded::{Service, StreamRequest, StreamRequestHandler, TcpServer};
+    ///
+    /// struct Nothing;
+    /// impl StreamRequestHandler<TcpStream> for Nothing {
+    ///     fn handle(&mut self, _: &mut StreamRequest<'_, TcpStream>) -> std::io::Result<()> {
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// #[derive(Default)]
+    /// struct Patient {
+    ///     timed_out: AtomicBool,
+    /// }
+    /// impl Service<TcpStream> for Patient {
+    ///     type Handler = Nothing;
+    ///     fn make_handler(&self) -> Nothing {
+    ///         Nothing
+    ///     }
+    ///     fn handle_timeout(&self) {
+    ///         self.timed_out.store(true, Ordering::Relaxed);
+    ///     }
+    /// }
+    ///
+    /// let mut server = TcpServer::bind("127.0.0.1:0", Patient::default()).unwrap();
+    /// server.set_timeout(Some(Duration::from_millis(10)));
+    /// server.handle_request().unwrap();
+    /// assert!(server.service().timed_out.load(Ordering::Relaxed));
+    /// ```
     pub fn handle_request(&mut self) -> io::Result<()> {
         let deadline = self.timeout.map(|t| Instant::now() + t);
         loop {
@@ -260,6 +297,26 @@ where
     /// Closes the server (Python's `server_close`): closes the socket (and removes the socket
     /// file of a Unix server bound by path), then lets the policy wait for or let go of the
     /// requests still running.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::net::UdpSocket;
+    /// use torsion_threaded::{DatagramRequest, DatagramRequestHandler, UdpServer};
+    ///
+    /// struct Nothing;
+    /// impl DatagramRequestHandler<UdpSocket> for Nothing {
+    ///     fn handle(&mut self, _: &mut DatagramRequest<'_, UdpSocket>) -> std::io::Result<()> {
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// let server = UdpServer::bind("127.0.0.1:0", || Nothing).unwrap();
+    /// let addr = *server.server_address();
+    /// server.server_close();
+    /// // The port is free again.
+    /// UdpSocket::bind(addr).unwrap();
+    /// ```
     pub fn server_close(mut self) {
         self.close();
     }
@@ -271,6 +328,16 @@ where
             match L::get_request(socket, &mut self.scratch, self.max_packet_size) {
                 Ok(got) => got,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                // A client that gave up before we accepted it, or a signal: nothing to report.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::ConnectionAborted | io::ErrorKind::Interrupted
+                    ) =>
+                {
+                    log::debug!("no request after all on {:?}: {e}", self.server_address());
+                    return;
+                }
                 Err(e) => {
                     if sys::is_resource_exhaustion(&e) {
                         self.accept_paused = true;

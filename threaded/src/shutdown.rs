@@ -15,6 +15,36 @@ use std::thread::{self, ThreadId};
 ///
 /// Handlers get it as [`Request::server`](crate::Request::server); the server owns it behind
 /// an `Arc`, so it costs one reference-count increment per request.
+///
+/// # Examples
+///
+/// A handler that tells the client where it connected, then stops the server:
+///
+/// ```
+/// use std::io::{self, Read, Write};
+/// use std::net::TcpStream;
+/// use torsion_threaded::{StreamRequest, StreamRequestHandler, TcpServer};
+///
+/// struct WhereAmI;
+/// impl StreamRequestHandler<TcpStream> for WhereAmI {
+///     fn handle(&mut self, req: &mut StreamRequest<'_, TcpStream>) -> io::Result<()> {
+///         write!(req.wfile, "{}", req.server.server_address())?;
+///         req.server.shutdown_handle().request_shutdown();
+///         Ok(())
+///     }
+/// }
+///
+/// # fn main() -> io::Result<()> {
+/// let mut server = TcpServer::bind("127.0.0.1:0", || WhereAmI)?;
+/// let addr = *server.server_address();
+/// let mut client = TcpStream::connect(addr)?;
+/// server.serve_forever(std::time::Duration::from_secs(5))?; // returns after that one request
+/// let mut reply = String::new();
+/// client.read_to_string(&mut reply)?;
+/// assert_eq!(reply, addr.to_string());
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct ServerInfo<A> {
     server_address: A,

@@ -127,6 +127,29 @@ fn bind_unix(path: &Path, kind: Type, backlog: Option<i32>) -> io::Result<Socket
     Ok(socket)
 }
 
+/// Makes a server bound by path remove its socket file on close; if making the server
+/// failed, removes the file now.
+fn owning_socket_file<L, S, P>(
+    server: io::Result<Server<L, S, P>>,
+    path: &Path,
+) -> io::Result<Server<L, S, P>>
+where
+    L: ServerSocket,
+    S: Service<L::Request>,
+    P: Policy,
+{
+    match server {
+        Ok(mut server) => {
+            server.set_unlink_on_close(path.to_path_buf());
+            Ok(server)
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(path);
+            Err(e)
+        }
+    }
+}
+
 impl<S, P> Server<UnixListener, S, P>
 where
     S: Service<UnixStream>,
@@ -175,9 +198,8 @@ where
     ) -> io::Result<Self> {
         let path = path.as_ref();
         let socket = bind_unix(path, Type::STREAM, Some(options.backlog()))?;
-        let mut server = Self::from_socket(UnixListener::from(socket), service, P::default())?;
-        server.set_unlink_on_close(path.to_path_buf());
-        Ok(server)
+        let server = Self::from_socket(UnixListener::from(socket), service, P::default());
+        owning_socket_file(server, path)
     }
 }
 
@@ -196,8 +218,7 @@ where
     pub fn bind(path: impl AsRef<Path>, service: S) -> io::Result<Self> {
         let path = path.as_ref();
         let socket = bind_unix(path, Type::DGRAM, None)?;
-        let mut server = Self::from_socket(UnixDatagram::from(socket), service, P::default())?;
-        server.set_unlink_on_close(path.to_path_buf());
-        Ok(server)
+        let server = Self::from_socket(UnixDatagram::from(socket), service, P::default());
+        owning_socket_file(server, path)
     }
 }
