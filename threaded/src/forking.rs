@@ -15,7 +15,8 @@ use crate::sys::{self, ChildState, Pid};
 /// The parent closes its copy of the connection at once.
 ///
 /// Children are reaped with `waitpid(pid, WNOHANG)` on every iteration of `serve_forever`
-/// and when `handle_request` times out (Python's `collect_children`). While `max_children`
+/// and when `handle_request` times out (Python's `collect_children`): a child that exits
+/// while the server is idle stays a zombie for at most one `poll_interval`. While `max_children`
 /// (default 40) are alive, the server waits for the oldest one before forking again, so at
 /// most `max_children` run at once. `server_close` reaps them all, waiting for each when
 /// `block_on_close` is set (the default), so no zombie outlives a closed server.
