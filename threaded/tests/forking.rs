@@ -11,14 +11,14 @@
 mod common;
 
 use std::io::{self, BufRead, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream, UdpSocket};
+use std::net::{Shutdown, TcpStream, UdpSocket};
 use std::os::unix::net::UnixStream;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use common::{
-    children_of_this_process, exchange, payload, zombie_children, Background, DatagramEcho, Echo,
-    TempDir, IO_DEADLINE,
+    children_of_this_process, connect, exchange, payload, tcp_exchange, zombie_children,
+    Background, DatagramEcho, Echo, TempDir, IO_DEADLINE,
 };
 use torsion_threaded::{
     ForkingTcpServer, ForkingUdpServer, ForkingUnixStreamServer, StreamRequest,
@@ -29,19 +29,6 @@ static SERIAL: Mutex<()> = Mutex::new(());
 
 fn serial() -> MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn connect(addr: SocketAddr) -> TcpStream {
-    let stream = TcpStream::connect(addr).expect("connect failed");
-    stream.set_read_timeout(Some(IO_DEADLINE)).unwrap();
-    stream.set_write_timeout(Some(IO_DEADLINE)).unwrap();
-    stream
-}
-
-fn tcp_exchange(addr: SocketAddr, data: &[u8]) -> Vec<u8> {
-    let stream = connect(addr);
-    let writer = stream.try_clone().unwrap();
-    exchange(stream, writer, data, |s| s.shutdown(Shutdown::Write).unwrap())
 }
 
 #[test]

@@ -11,24 +11,11 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{exchange, payload, Background, Echo, IO_DEADLINE};
+use common::{connect, payload, tcp_exchange, Background, Echo, IO_DEADLINE};
 use torsion_threaded::{
     Request, RequestError, RequestHandler, Service, StreamRequest, StreamRequestHandler,
     StreamSocket, TcpServer, ThreadingTcpServer,
 };
-
-fn connect(addr: SocketAddr) -> TcpStream {
-    let stream = TcpStream::connect(addr).expect("connect failed");
-    stream.set_read_timeout(Some(IO_DEADLINE)).unwrap();
-    stream.set_write_timeout(Some(IO_DEADLINE)).unwrap();
-    stream
-}
-
-fn tcp_exchange(addr: SocketAddr, data: &[u8]) -> Vec<u8> {
-    let stream = connect(addr);
-    let writer = stream.try_clone().unwrap();
-    exchange(stream, writer, data, |s| s.shutdown(Shutdown::Write).unwrap())
-}
 
 #[test]
 fn sync_tcp_server_echoes_byte_exact() {

@@ -4,6 +4,7 @@
 
 use std::fs;
 use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::{self, JoinHandle};
@@ -94,6 +95,21 @@ where
     stream.read_to_end(&mut reply).expect("client read failed");
     sender.join().expect("client writer panicked");
     reply
+}
+
+/// Connects to a TCP server with read and write timeouts of [`IO_DEADLINE`].
+pub(crate) fn connect(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect(addr).expect("connect failed");
+    stream.set_read_timeout(Some(IO_DEADLINE)).unwrap();
+    stream.set_write_timeout(Some(IO_DEADLINE)).unwrap();
+    stream
+}
+
+/// One TCP connection: sends `data`, shuts down writing, returns everything read back.
+pub(crate) fn tcp_exchange(addr: SocketAddr, data: &[u8]) -> Vec<u8> {
+    let stream = connect(addr);
+    let writer = stream.try_clone().unwrap();
+    exchange(stream, writer, data, |s| s.shutdown(Shutdown::Write).unwrap())
 }
 
 /// A uniquely named directory under the system temp dir, removed on drop.
