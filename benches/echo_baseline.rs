@@ -200,7 +200,10 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let plan = if args.iter().any(|a| a == "--quick") { &QUICK } else { &FULL };
-    match bench(plan) {
+    // `--only TEXT`: just the cases whose name contains TEXT, and no idle case (for
+    // profiling one load shape).
+    let only = args.iter().position(|a| a == "--only").and_then(|i| args.get(i + 1)).cloned();
+    match bench(plan, only.as_deref()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("echo_baseline: {e}");
@@ -209,7 +212,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn bench(plan: &Plan) -> Result<(), Box<dyn std::error::Error>> {
+fn bench(plan: &Plan, only: Option<&str>) -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
     let pressure_before = cpu_pressure_us();
     let pinned = pin_self(GENERATOR_CORE);
@@ -224,7 +227,7 @@ fn bench(plan: &Plan) -> Result<(), Box<dyn std::error::Error>> {
 
     // Idle memory first, on fresh processes, so no earlier case has grown their slabs.
     let mut idle = Vec::new();
-    for kind in [Kind::Reactor, Kind::Mio] {
+    for kind in [Kind::Reactor, Kind::Mio].into_iter().filter(|_| only.is_none()) {
         let server = ServerProc::spawn(kind, core)?;
         let config = LoadConfig {
             addr: server.addr,
@@ -259,8 +262,12 @@ fn bench(plan: &Plan) -> Result<(), Box<dyn std::error::Error>> {
 
     let reactor = ServerProc::spawn(Kind::Reactor, core)?;
     let mio = ServerProc::spawn(Kind::Mio, core)?;
+    for s in [&reactor, &mio] {
+        eprintln!("echo_baseline: {} server is PID {} on {}", s.kind.name(), s.pid, s.addr);
+    }
     let mut results: Vec<(&Case, Summary, Summary)> = Vec::new();
-    for (ci, case) in CASES.iter().enumerate() {
+    let cases = CASES.iter().filter(|c| only.map_or(true, |o| c.name.contains(o)));
+    for (ci, case) in cases.enumerate() {
         let mut rounds: [Vec<Round>; 2] = [Vec::new(), Vec::new()];
         for round in 0..plan.rounds {
             for (si, server) in [&reactor, &mio].into_iter().enumerate() {
