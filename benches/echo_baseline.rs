@@ -5,6 +5,10 @@
 //! `cargo bench --bench echo_baseline -- --quick` (under a minute). Writes a markdown table
 //! to stdout and to `results/echo_baseline.md`; progress goes to stderr.
 //!
+//! `-- --only TEXT` runs only the cases whose name contains TEXT (and skips the idle case);
+//! `--serve reactor|mio -` and `--load ADDR CASE SECONDS` run one server or one load on
+//! their own, for profiling (`echo_baseline/callgrind.sh` counts instructions per message).
+//!
 //! The two servers run interleaved — reactor, mio, reactor, mio, ... — for several short
 //! rounds per case, because these machines drift by tens of percent over minutes; each
 //! figure is the median of a server's rounds. Server CPU time comes from `/proc`
@@ -193,6 +197,10 @@ fn main() -> ExitCode {
         let arg = |k: usize| args.get(i + k).map(String::as_str);
         return server_proc::serve(arg(1), arg(2));
     }
+    if let Some(i) = args.iter().position(|a| a == "--load") {
+        let arg = |k: usize| args.get(i + k).map(String::as_str);
+        return load_external(arg(1), arg(2), arg(3));
+    }
     // `cargo bench` passes `--bench`; `cargo test --benches` does not, and must not start
     // a multi-minute run.
     if !args.iter().any(|a| a == "--bench" || a == "--run") {
@@ -207,6 +215,41 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("echo_baseline: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `--load ADDR CASE SECONDS`: one case's load, no warm-up, against a server started
+/// elsewhere (under `valgrind`, say: see `echo_baseline/callgrind.sh`); prints the report
+/// and a `MESSAGES n` line.
+fn load_external(addr: Option<&str>, case: Option<&str>, secs: Option<&str>) -> ExitCode {
+    let parsed = (
+        addr.and_then(|a| a.parse().ok()),
+        case.and_then(|c| CASES.iter().find(|k| k.name.contains(c))),
+        secs.and_then(|s| s.parse::<f64>().ok()),
+    );
+    let (Some(addr), Some(case), Some(secs)) = parsed else {
+        eprintln!("usage: echo_baseline --load ADDR CASE SECONDS (CASE: part of a case name)");
+        return ExitCode::from(2);
+    };
+    let config = LoadConfig {
+        addr,
+        mode: case.mode,
+        connections: case.connections,
+        message_size: case.message_size,
+        in_flight: case.in_flight,
+        warmup: Duration::ZERO,
+        duration: Duration::from_secs_f64(secs),
+        ..LoadConfig::default()
+    };
+    match loadgen::run(config) {
+        Ok(report) => {
+            println!("{report}\nMESSAGES {}", report.messages);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("echo_baseline --load: {e}");
             ExitCode::FAILURE
         }
     }
