@@ -5,7 +5,8 @@
 //! `cargo bench --bench echo_baseline -- --quick` (under a minute). Writes a markdown table
 //! to stdout and to `results/echo_baseline.md`; progress goes to stderr.
 //!
-//! `-- --only TEXT` runs only the cases whose name contains TEXT (and skips the idle case);
+//! `-- --case TEXT` runs only the cases whose name contains TEXT (`--case idle`: only the
+//! idle-memory case);
 //! `--serve reactor|mio -` and `--load ADDR CASE SECONDS` run one server or one load on
 //! their own, for profiling (`echo_baseline/callgrind.sh` counts instructions per message).
 //!
@@ -32,6 +33,8 @@ use torsion::loadgen::{self, LoadConfig, LoadReport, Mode};
 /// Core the servers are pinned to; the generator takes `GENERATOR_CORE`.
 const SERVER_CORE: u32 = 0;
 const GENERATOR_CORE: u32 = 1;
+/// Name of the idle-memory case, for `--case`.
+const IDLE_CASE: &str = "idle memory";
 /// Connections of the idle-memory case.
 const IDLE_CONNECTIONS: usize = 10_000;
 
@@ -208,9 +211,8 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let plan = if args.iter().any(|a| a == "--quick") { &QUICK } else { &FULL };
-    // `--only TEXT`: just the cases whose name contains TEXT, and no idle case (for
-    // profiling one load shape).
-    let only = args.iter().position(|a| a == "--only").and_then(|i| args.get(i + 1)).cloned();
+    // `--case TEXT`: just the cases whose name contains TEXT (for profiling one shape).
+    let only = args.iter().position(|a| a == "--case").and_then(|i| args.get(i + 1)).cloned();
     match bench(plan, only.as_deref()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -270,7 +272,8 @@ fn bench(plan: &Plan, only: Option<&str>) -> Result<(), Box<dyn std::error::Erro
 
     // Idle memory first, on fresh processes, so no earlier case has grown their slabs.
     let mut idle = Vec::new();
-    for kind in [Kind::Reactor, Kind::Mio].into_iter().filter(|_| only.is_none()) {
+    let idle_wanted = only.is_none_or(|o| IDLE_CASE.contains(o));
+    for kind in [Kind::Reactor, Kind::Mio].into_iter().filter(|_| idle_wanted) {
         let server = ServerProc::spawn(kind, core)?;
         let config = LoadConfig {
             addr: server.addr,
@@ -309,8 +312,9 @@ fn bench(plan: &Plan, only: Option<&str>) -> Result<(), Box<dyn std::error::Erro
         eprintln!("echo_baseline: {} server is PID {} on {}", s.kind.name(), s.pid, s.addr);
     }
     let mut results: Vec<(&Case, Summary, Summary)> = Vec::new();
-    let cases = CASES.iter().filter(|c| only.map_or(true, |o| c.name.contains(o)));
-    for (ci, case) in cases.enumerate() {
+    let cases: Vec<&Case> =
+        CASES.iter().filter(|c| only.is_none_or(|o| c.name.contains(o))).collect();
+    for (ci, &case) in cases.iter().enumerate() {
         let mut rounds: [Vec<Round>; 2] = [Vec::new(), Vec::new()];
         for round in 0..plan.rounds {
             for (si, server) in [&reactor, &mio].into_iter().enumerate() {
@@ -328,7 +332,7 @@ fn bench(plan: &Plan, only: Option<&str>) -> Result<(), Box<dyn std::error::Erro
                 let tag = format!(
                     "[{}/{} {}] round {}/{} {:>7}",
                     ci + 1,
-                    CASES.len(),
+                    cases.len(),
                     case.name,
                     round + 1,
                     plan.rounds,
