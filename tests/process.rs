@@ -143,3 +143,56 @@ fn no_zombie_after_a_hundred_spawns() {
     assert!(pids.iter().all(|&p| p != 0));
     assert_eq!(zombies_among(&pids), 0);
 }
+
+/// Spawns `cat` from inside a callback, kills it by ID from a timer set in
+/// `connection_made`, and records a spawn failure.
+struct Killable {
+    rec: Rc<RefCell<Record>>,
+    failed: Rc<RefCell<Option<String>>>,
+}
+
+impl ProcessProtocol for Killable {
+    fn connection_made(&mut self, t: &mut ProcessTransport<'_>) {
+        self.rec.borrow_mut().pid = t.pid();
+        let id = t.id();
+        t.write(b"still running\n").unwrap();
+        // The child never ends by itself (stdin stays open): the timer's signal ends it.
+        t.ctx().call_later(std::time::Duration::from_millis(1), move |ctx| {
+            ctx.signal_process(id, signal_hook::consts::SIGKILL);
+        });
+    }
+    fn out_received(&mut self, _t: &mut ProcessTransport<'_>, data: &[u8]) {
+        self.rec.borrow_mut().out.extend_from_slice(data);
+    }
+    fn process_ended(&mut self, _ctx: &mut Ctx<'_>, status: ExitStatus) {
+        self.rec.borrow_mut().ended.push(status);
+    }
+    fn spawn_failed(&mut self, _ctx: &mut Ctx<'_>, error: torsion::reactor::Error) {
+        *self.failed.borrow_mut() = Some(error.to_string());
+    }
+}
+
+#[test]
+fn callbacks_spawn_and_signal_children_through_the_context() {
+    let mut r = Reactor::new().unwrap();
+    let rec = Rc::new(RefCell::new(Record::default()));
+    let failed = Rc::new(RefCell::new(None));
+    let bad_failed = Rc::new(RefCell::new(None));
+    let (rec2, failed2, bad2) = (Rc::clone(&rec), Rc::clone(&failed), Rc::clone(&bad_failed));
+    r.ctx().call_soon(move |ctx| {
+        ctx.spawn_process(Killable { rec: rec2, failed: failed2 }, ProcessOptions::new("cat"));
+        let never = Rc::new(RefCell::new(Record::default()));
+        ctx.spawn_process(
+            Killable { rec: never, failed: bad2 },
+            ProcessOptions::new("/nonexistent/torsion-no-such-program"),
+        );
+    });
+    run_until(&mut r, |_| !rec.borrow().ended.is_empty() && bad_failed.borrow().is_some());
+    let rec = rec.borrow();
+    assert_eq!(rec.ended.len(), 1);
+    assert_eq!(rec.ended[0].signal(), Some(signal_hook::consts::SIGKILL));
+    assert!(b"still running\n".starts_with(&rec.out), "{:?}", rec.out);
+    assert!(failed.borrow().is_none());
+    let msg = bad_failed.borrow().clone().unwrap();
+    assert!(msg.contains("torsion-no-such-program"), "{msg}");
+}

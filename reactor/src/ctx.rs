@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use crate::connector::{ConnectOptions, ConnectTarget};
 use crate::deferred::{Deferred, Deferreds, Failure, ListState};
 use crate::error::{Error, Reason, WriteError};
-use crate::id::{ConnId, TimerId};
+use crate::id::{ConnId, ProcessId, TimerId};
+use crate::process::{ProcessOptions, ProcessProtocol};
 use crate::protocol::{ClientFactory, Factory};
 use crate::stats::Stats;
 use crate::tcp::{self, IntoSocketAddr, ListenOptions};
@@ -38,6 +39,10 @@ pub(crate) enum Command {
     ConnectorFailed { slot: usize, gen: u32, reason: Reason },
     /// Register a bound listener.
     Listen { listener: std::net::TcpListener, factory: Box<dyn Factory>, opts: ListenOptions },
+    /// Start a child process.
+    Spawn { proto: Box<dyn ProcessProtocol>, opts: ProcessOptions },
+    /// Send a signal to a child process.
+    Signal { id: ProcessId, sig: i32 },
 }
 
 /// The reactor state that callbacks may touch, disjoint from the connection slab.
@@ -234,6 +239,41 @@ impl<'a> Ctx<'a> {
         let bound = listener.local_addr().map_err(|e| Error::new("local address", e))?;
         self.shared.commands.push(Command::Listen { listener, factory: Box::new(factory), opts });
         Ok(bound)
+    }
+
+    /// Starts a child process right after this callback (`Reactor::spawn_process` from
+    /// inside a callback). The protocol learns its `ProcessId` in `connection_made`
+    /// (`t.id()`); if the program cannot be started, `spawn_failed` is called instead.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::process::ExitStatus;
+    /// use torsion_reactor::{Ctx, ProcessOptions, ProcessProtocol, ProcessTransport, Reactor};
+    ///
+    /// /// Prints nothing, stops the loop when `true` has exited.
+    /// struct Stop;
+    /// impl ProcessProtocol for Stop {
+    ///     fn out_received(&mut self, _t: &mut ProcessTransport<'_>, _data: &[u8]) {}
+    ///     fn process_ended(&mut self, ctx: &mut Ctx<'_>, status: ExitStatus) {
+    ///         assert!(status.success());
+    ///         ctx.stop();
+    ///     }
+    /// }
+    /// let mut reactor = Reactor::new()?;
+    /// reactor.ctx().call_soon(|ctx| ctx.spawn_process(Stop, ProcessOptions::new("true")));
+    /// reactor.run()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn spawn_process(&mut self, proto: impl ProcessProtocol, opts: ProcessOptions) {
+        self.shared.commands.push(Command::Spawn { proto: Box::new(proto), opts });
+    }
+
+    /// Sends signal `sig` (e.g. `libc`'s `SIGTERM` = 15, `SIGKILL` = 9) to a child started
+    /// on this reactor, right after this callback. A child that has already ended is
+    /// ignored (logged at debug level).
+    pub fn signal_process(&mut self, id: ProcessId, sig: i32) {
+        self.shared.commands.push(Command::Signal { id, sig });
     }
 
     /// Calls `f` once, `delay` from now (Twisted's `callLater`). It never runs in the

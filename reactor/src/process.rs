@@ -54,6 +54,14 @@ pub trait ProcessProtocol: 'static {
     /// The child is gone and its output fully read: its exit code or signal is in
     /// `status` (`status.code()`, or `ExitStatusExt::signal`). Called exactly once.
     fn process_ended(&mut self, ctx: &mut Ctx<'_>, status: ExitStatus);
+
+    /// The child could not be started by `Ctx::spawn_process` (no such program, no
+    /// permission, out of descriptors); no other method is called. The default logs it.
+    /// (`Reactor::spawn_process` returns the error instead.)
+    fn spawn_failed(&mut self, ctx: &mut Ctx<'_>, error: crate::Error) {
+        let _ = ctx;
+        log::warn!("{error}");
+    }
 }
 
 /// What to run and how. No shell is involved: `program` is executed directly with `args`.

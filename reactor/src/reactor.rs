@@ -668,7 +668,8 @@ impl Reactor {
     }
 
     /// Applies commands queued by callbacks, in order. Runs no user code except the
-    /// failure report of a connect that could not start.
+    /// failure report of a connect or a spawn that could not start, and a spawned
+    /// child's `connection_made`.
     fn apply_commands(&mut self) {
         while !self.shared.commands.is_empty() {
             let commands = std::mem::take(&mut self.shared.commands);
@@ -720,6 +721,12 @@ impl Reactor {
             Command::Listen { listener, factory, opts } => {
                 if let Err(e) = self.add_tcp_listener(listener, factory, opts) {
                     error!("{e}");
+                }
+            }
+            Command::Spawn { proto, opts } => self.spawn_queued(proto, opts),
+            Command::Signal { id, sig } => {
+                if let Err(e) = self.signal_process(id, sig) {
+                    debug!("signal {sig} to {id}: {e}");
                 }
             }
         }

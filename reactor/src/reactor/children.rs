@@ -64,9 +64,31 @@ impl Reactor {
         proto: impl ProcessProtocol,
         opts: ProcessOptions,
     ) -> Result<ProcessId, Error> {
+        self.spawn_boxed(Box::new(proto), opts).map_err(|(_, e)| e)
+    }
+
+    /// `Ctx::spawn_process`, applied after the callback that asked: a failure goes to the
+    /// protocol's `spawn_failed`.
+    pub(super) fn spawn_queued(&mut self, proto: Box<dyn ProcessProtocol>, opts: ProcessOptions) {
+        if let Err((mut proto, e)) = self.spawn_boxed(proto, opts) {
+            debug!("{e}");
+            let mut ctx = Ctx::new(&mut self.shared);
+            guard(self.opts.catch_panics, "spawn_failed", || proto.spawn_failed(&mut ctx, e));
+        }
+    }
+
+    /// Spawns and registers a child; on failure hands the protocol back with the error.
+    #[allow(clippy::type_complexity)]
+    fn spawn_boxed(
+        &mut self,
+        proto: Box<dyn ProcessProtocol>,
+        opts: ProcessOptions,
+    ) -> Result<ProcessId, (Box<dyn ProcessProtocol>, Error)> {
         let name = opts.program.to_string_lossy().into_owned();
         let fail = |e: io::Error| Error::new(format!("cannot run {name:?}"), e);
-        self.ensure_child_pipe().map_err(fail)?;
+        if let Err(e) = self.ensure_child_pipe() {
+            return Err((proto, fail(e)));
+        }
         let mut cmd = Command::new(&opts.program);
         cmd.args(&opts.args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
         if let Some(env) = &opts.env {
@@ -75,7 +97,10 @@ impl Reactor {
         if let Some(dir) = &opts.cwd {
             cmd.current_dir(dir);
         }
-        let mut child = cmd.spawn().map_err(fail)?;
+        let mut child = match cmd.spawn() {
+            Ok(child) => child,
+            Err(e) => return Err((proto, fail(e))),
+        };
         let stdin = child.stdin.take().map(mio::unix::pipe::Sender::from);
         let stdout = child.stdout.take().map(mio::unix::pipe::Receiver::from);
         let stderr = child.stderr.take().map(mio::unix::pipe::Receiver::from);
@@ -111,10 +136,10 @@ impl Reactor {
         if let Err(e) = registered {
             let _ = st.child.kill();
             let _ = st.child.wait();
-            return Err(fail(e));
+            return Err((proto, fail(e)));
         }
         debug!("spawned {name:?} as pid {}", st.child.id());
-        self.procs.insert(ProcEntry { st, proto: Box::new(proto) });
+        self.procs.insert(ProcEntry { st, proto });
         self.shared.stats.processes += 1;
         self.call_proc(slot, |p, t| p.connection_made(t));
         Ok(ProcessId::new(slot, gen))
