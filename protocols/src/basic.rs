@@ -1,11 +1,92 @@
-//! `LineReceiver` (Twisted's `twisted.protocols.basic.LineReceiver`): a line protocol that
-//! can switch to raw mode (a header line, then a body of raw bytes) and back.
+//! The receivers of Twisted's `twisted.protocols.basic`: `LineReceiver` (lines with a raw
+//! mode for a header line then a body of raw bytes, and back) and the framed receivers
+//! (`LineOnlyReceiver`, `NetstringReceiver`, `Int8/16/32StringReceiver`) as named `Framed`s.
 //!
 //! Tested below with the testing kit, in every chunking.
 
 use torsion_reactor::{Ctx, Protocol, Reason, Transport};
 
-use crate::codec::{Buffer, CodecError, Decoder, Encoder, LineCodec};
+use crate::codec::{
+    Buffer, CodecError, Decoder, Encoder, Framed, LengthPrefixed, LineCodec, NetstringCodec,
+};
+
+/// Lines only, no raw mode (Twisted's `LineOnlyReceiver`): a [`Framed`] line codec, so the
+/// handler is a [`FrameHandler<LineCodec>`](crate::codec::FrameHandler). Build one with
+/// [`Framed::lines`] (CRLF, 16 KiB) or `Framed::new(LineCodec::lf().max_length(n), h)`.
+/// A line over the limit closes the connection after what was answered is flushed.
+///
+/// # Examples
+///
+/// ```
+/// use torsion_protocols::basic::LineOnlyReceiver;
+/// use torsion_protocols::codec::{FrameHandler, Framed, LineCodec, Sink};
+///
+/// struct Reverse;
+/// impl FrameHandler<LineCodec> for Reverse {
+///     fn frame_received(&mut self, out: &mut Sink<'_, '_, LineCodec>, mut line: Vec<u8>) {
+///         line.reverse();
+///         let _ = out.send(&line[..]);
+///     }
+/// }
+/// let factory = || -> LineOnlyReceiver<Reverse> { Framed::lines(Reverse) };
+/// # let _ = factory;
+/// ```
+pub type LineOnlyReceiver<H> = Framed<LineCodec, H>;
+
+/// Netstrings, `5:hello,` (Twisted's `NetstringReceiver`), via [`Framed::netstring`].
+/// Over-long or malformed length digits close the connection before any payload is read.
+///
+/// # Examples
+///
+/// ```
+/// use torsion_protocols::basic::NetstringReceiver;
+/// use torsion_protocols::codec::{FrameHandler, Framed, NetstringCodec, Sink};
+///
+/// struct Echo;
+/// impl FrameHandler<NetstringCodec> for Echo {
+///     fn frame_received(&mut self, out: &mut Sink<'_, '_, NetstringCodec>, s: Vec<u8>) {
+///         let _ = out.send(&s[..]);
+///     }
+/// }
+/// let factory = || -> NetstringReceiver<Echo> { Framed::netstring(Echo) };
+/// # let _ = factory;
+/// ```
+pub type NetstringReceiver<H> = Framed<NetstringCodec, H>;
+
+/// Frames after a 1-byte length (Twisted's `Int8StringReceiver`), via [`Framed::int8`].
+pub type Int8StringReceiver<H> = Framed<LengthPrefixed, H>;
+
+/// Frames after a big-endian 2-byte length (Twisted's `Int16StringReceiver`), via
+/// [`Framed::int16`].
+pub type Int16StringReceiver<H> = Framed<LengthPrefixed, H>;
+
+/// Frames after a big-endian 4-byte length (Twisted's `Int32StringReceiver`), via
+/// [`Framed::int32`]; frames of up to 1 MiB by default, an announced length over the limit
+/// closes the connection before the payload is read.
+///
+/// Length prefixes are the cure for the "sticky packet" problem of the classic socket
+/// tutorials: every message says how long it is, so neither a split read nor two messages
+/// in one read can confuse the receiver.
+///
+/// # Examples
+///
+/// ```
+/// use torsion_protocols::basic::Int32StringReceiver;
+/// use torsion_protocols::codec::{FrameHandler, Framed, LengthPrefixed, Sink};
+///
+/// struct Count(usize);
+/// impl FrameHandler<LengthPrefixed> for Count {
+///     fn frame_received(&mut self, out: &mut Sink<'_, '_, LengthPrefixed>, msg: Vec<u8>) {
+///         self.0 += 1;
+///         let _ = out.send(format!("{} bytes, message {}", msg.len(), self.0).as_bytes());
+///     }
+/// }
+/// let factory = || -> Int32StringReceiver<Count> {
+///     Framed::new(LengthPrefixed::int32().max_frame(64 * 1024), Count(0))
+/// };
+/// # let _ = factory;
+/// ```
+pub type Int32StringReceiver<H> = Framed<LengthPrefixed, H>;
 
 /// What a [`LineReceiver`] does with lines and raw data.
 ///
@@ -285,5 +366,74 @@ mod tests {
         assert!(tr.is_closing());
         r.data_received(&mut tr.transport(), b"more\r\n");
         assert_eq!(tr.value(), b"? ok\r\n", "nothing after the limit was hit");
+    }
+
+    /// Answers every frame with its length in decimal, through the same codec.
+    struct Lengths;
+    impl<C> crate::codec::FrameHandler<C> for Lengths
+    where
+        C: Decoder<Item = Vec<u8>> + Encoder<[u8]>,
+    {
+        fn frame_received(&mut self, out: &mut crate::codec::Sink<'_, '_, C>, frame: Vec<u8>) {
+            out.send(frame.len().to_string().as_bytes()).unwrap();
+        }
+    }
+
+    /// Writes `wire` on connect and keeps what comes back.
+    struct Send(Vec<u8>, Vec<u8>);
+    impl Protocol for Send {
+        fn connection_made(&mut self, t: &mut Transport<'_>) {
+            t.write(&self.0).unwrap();
+        }
+        fn data_received(&mut self, _t: &mut Transport<'_>, data: &[u8]) {
+            self.1.extend_from_slice(data);
+        }
+    }
+
+    /// Pumps `wire` into `server` in every chunk size and checks the answer.
+    fn every_chunking<P: Protocol>(wire: &[u8], want: &[u8], mut server: impl FnMut() -> P) {
+        for chunk in 1..=wire.len() {
+            let mut p = Pump::new(Send(wire.to_vec(), Vec::new()), server()).with_chunk_size(chunk);
+            p.pump();
+            assert_eq!(p.client().1, want, "chunk {chunk}");
+        }
+    }
+
+    #[test]
+    fn the_named_framed_receivers_in_every_chunking() {
+        every_chunking(b"abc\r\n\r\nhello\r\n", b"3\r\n0\r\n5\r\n", || {
+            let r: LineOnlyReceiver<Lengths> = Framed::lines(Lengths);
+            r
+        });
+        every_chunking(b"3:abc,0:,5:hello,", b"1:3,1:0,1:5,", || {
+            let r: NetstringReceiver<Lengths> = Framed::netstring(Lengths);
+            r
+        });
+        every_chunking(b"\x03abc\x00\x05hello", b"\x013\x010\x015", || {
+            let r: Int8StringReceiver<Lengths> = Framed::int8(Lengths);
+            r
+        });
+        every_chunking(b"\x00\x03abc\x00\x00\x00\x05hello", b"\x00\x013\x00\x010\x00\x015", || {
+            let r: Int16StringReceiver<Lengths> = Framed::int16(Lengths);
+            r
+        });
+        let mut big = vec![0, 1, 0, 0];
+        big.extend(std::iter::repeat_n(7u8, 65536));
+        big.extend_from_slice(&[0, 0, 0, 2, b'h', b'i']);
+        every_chunking(&big, b"\x00\x00\x00\x0565536\x00\x00\x00\x012", || {
+            let r: Int32StringReceiver<Lengths> = Framed::int32(Lengths);
+            r
+        });
+    }
+
+    #[test]
+    fn an_announced_int32_length_over_the_limit_closes_before_the_payload() {
+        let mut tr = StringTransport::new();
+        let mut r: Int32StringReceiver<Lengths> = Framed::int32(Lengths);
+        r.data_received(&mut tr.transport(), &[0, 0, 0, 2, b'o', b'k']);
+        // 16 MiB announced, default limit 1 MiB: refused on the header alone.
+        r.data_received(&mut tr.transport(), &[1, 0, 0, 0]);
+        assert_eq!(tr.value(), b"\x00\x00\x00\x012");
+        assert!(tr.is_closing());
     }
 }

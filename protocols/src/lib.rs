@@ -3,7 +3,9 @@
 //! - [`codec`]: the codec contract (`Decoder` / `Encoder`), line, netstring and
 //!   length-prefixed framing, and [`codec::Framed`] to turn a codec and a handler into a
 //!   protocol.
-//! - [`basic`]: [`basic::LineReceiver`], a line protocol with raw mode.
+//! - [`basic`]: [`basic::LineReceiver`], a line protocol with raw mode, and the framed
+//!   receivers of Twisted's `basic` (`LineOnlyReceiver`, `NetstringReceiver`,
+//!   `Int8/16/32StringReceiver`).
 //! - [`echo`] and [`wire`]: the classic services (RFC 862–868), over TCP and UDP.
 //!
 //! # Writing a protocol plugin

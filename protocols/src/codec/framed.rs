@@ -7,7 +7,7 @@ use std::fmt;
 
 use torsion_reactor::{Ctx, Protocol, Reason, Transport, WriteError};
 
-use super::{Buffer, CodecError, Decoder, Encoder};
+use super::{Buffer, CodecError, Decoder, Encoder, LengthPrefixed, LineCodec, NetstringCodec};
 
 /// What a framed protocol does with frames.
 ///
@@ -125,6 +125,38 @@ impl<C: Decoder, H: FrameHandler<C>> Framed<C, H> {
     /// Bytes received and not yet decoded into a frame (raw data after a header, say).
     pub fn buffer(&mut self) -> &mut Buffer {
         &mut self.buf
+    }
+}
+
+impl<H: FrameHandler<LineCodec>> Framed<LineCodec, H> {
+    /// A [`LineOnlyReceiver`](crate::basic::LineOnlyReceiver): CRLF lines of up to 16 KiB.
+    pub fn lines(handler: H) -> Self {
+        Framed::new(LineCodec::new(), handler)
+    }
+}
+
+impl<H: FrameHandler<NetstringCodec>> Framed<NetstringCodec, H> {
+    /// A [`NetstringReceiver`](crate::basic::NetstringReceiver): netstrings of up to 1 MiB.
+    pub fn netstring(handler: H) -> Self {
+        Framed::new(NetstringCodec::new(), handler)
+    }
+}
+
+impl<H: FrameHandler<LengthPrefixed>> Framed<LengthPrefixed, H> {
+    /// An [`Int8StringReceiver`](crate::basic::Int8StringReceiver): one length byte.
+    pub fn int8(handler: H) -> Self {
+        Framed::new(LengthPrefixed::int8(), handler)
+    }
+
+    /// An [`Int16StringReceiver`](crate::basic::Int16StringReceiver): big-endian u16 lengths.
+    pub fn int16(handler: H) -> Self {
+        Framed::new(LengthPrefixed::int16(), handler)
+    }
+
+    /// An [`Int32StringReceiver`](crate::basic::Int32StringReceiver): big-endian u32
+    /// lengths, frames of up to 1 MiB.
+    pub fn int32(handler: H) -> Self {
+        Framed::new(LengthPrefixed::int32(), handler)
     }
 }
 
