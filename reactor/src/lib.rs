@@ -86,6 +86,18 @@ mod transport;
 mod udp;
 mod unix;
 
+/// The log target of the event trace: every poll, every readiness event (which token,
+/// readable / writable / closed), every connection callback with how long it ran, every
+/// connection's end. `RUST_LOG=torsion_reactor::trace=trace` shows just that; the
+/// `torsion trace` command turns it on.
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(torsion_reactor::TRACE_TARGET, "torsion_reactor::trace");
+/// ```
+pub const TRACE_TARGET: &str = "torsion_reactor::trace";
+
 pub use address::Address;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use conn::{OverflowPolicy, TransportOptions};

@@ -77,6 +77,9 @@ pub use datagram::UdpPort;
 /// How long a listener stops accepting after running out of descriptors. Queued clients
 /// wait in the kernel's backlog meanwhile; accepting resumes earlier if a connection
 /// closes and frees a descriptor.
+/// Log target of the readable event trace (`torsion trace`).
+use crate::TRACE_TARGET as TRACE;
+
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// Rounds of the flush phase per pass; what is left waits for the next pass (with a zero
 /// poll timeout), so a storm of cross-connection writes cannot starve polling.
@@ -408,8 +411,9 @@ impl Reactor {
             }
         }
         let polled = self.clock.now();
-        if log::log_enabled!(log::Level::Trace) {
+        if log::log_enabled!(target: TRACE, log::Level::Trace) {
             trace!(
+                target: TRACE,
                 "poll: {} event(s) after {:?} (timeout {timeout:?})",
                 self.events.iter().count(),
                 polled.saturating_duration_since(now)
@@ -495,6 +499,7 @@ impl Reactor {
         for ev in events.iter() {
             self.shared.stats.events += 1;
             trace!(
+                target: TRACE,
                 "event {}: readable={} writable={} read_closed={} write_closed={} error={}",
                 id::describe(ev.token()),
                 ev.is_readable(),
@@ -531,7 +536,7 @@ impl Reactor {
 
     fn stale(&mut self, ev: &Event) {
         self.shared.stats.stale_events += 1;
-        trace!("stale event for {} dropped", id::describe(ev.token()));
+        trace!(target: TRACE, "stale event for {} dropped", id::describe(ev.token()));
     }
 
     fn conn_event(&mut self, slot: usize, gen: u32, ev: &Event) {
@@ -593,7 +598,10 @@ impl Reactor {
                         // that came with this data, hence the read-closed exception.
                         conn.io.clear(flag::READABLE);
                     }
-                    self.call(slot, |p, t, buf| p.data_received(t, &buf[..n]));
+                    if log::log_enabled!(target: TRACE, log::Level::Trace) {
+                        trace!(target: TRACE, "  conn#{slot} read {n} B");
+                    }
+                    self.call(slot, "data_received", |p, t, buf| p.data_received(t, &buf[..n]));
                     self.settle(slot);
                     if short && !fin_seen {
                         return;
@@ -620,7 +628,7 @@ impl Reactor {
         conn.io.clear(flag::READABLE);
         trace!("conn#{slot}: eof");
         let mut keep_open = false;
-        self.call(slot, |p, t, _| keep_open = p.eof_received(t));
+        self.call(slot, "eof_received", |p, t, _| keep_open = p.eof_received(t));
         let Some(conn) = self.conns.get_mut(slot) else { return };
         if !keep_open || conn.io.has(flag::WRITE_SHUT) {
             conn.io.set(flag::PEER_CLOSED);
@@ -635,7 +643,27 @@ impl Reactor {
 
     /// Calls user code on connection `slot` with its transport, catching a panic, then
     /// applies the commands it queued.
-    fn call(&mut self, slot: usize, f: impl FnOnce(&mut dyn Protocol, &mut Transport<'_>, &[u8])) {
+    ///
+    /// `what` names the callback for `torsion trace` (log target `torsion_reactor::trace`).
+    fn call(
+        &mut self,
+        slot: usize,
+        what: &'static str,
+        f: impl FnOnce(&mut dyn Protocol, &mut Transport<'_>, &[u8]),
+    ) {
+        let started = log::log_enabled!(target: TRACE, log::Level::Trace).then(|| self.clock.now());
+        self.call_inner(slot, f);
+        if let Some(started) = started {
+            let took = self.clock.now().saturating_duration_since(started);
+            trace!(target: TRACE, "  conn#{slot} {what} ran for {took:?}");
+        }
+    }
+
+    fn call_inner(
+        &mut self,
+        slot: usize,
+        f: impl FnOnce(&mut dyn Protocol, &mut Transport<'_>, &[u8]),
+    ) {
         let Some(conn) = self.conns.get_mut(slot) else { return };
         let id = ConnId::new(slot, conn.io.gen);
         let Some(proto) = conn.proto.as_deref_mut() else { return };
@@ -763,15 +791,15 @@ impl Reactor {
             let buffered = io.out.len();
             if !io.has(flag::WRITING_PAUSED) && buffered > io.limits.high as usize {
                 io.set(flag::WRITING_PAUSED);
-                self.call(slot, |p, t, _| p.pause_writing(t));
+                self.call(slot, "pause_writing", |p, t, _| p.pause_writing(t));
             } else if io.has(flag::WRITING_PAUSED) && buffered <= io.limits.low as usize {
                 io.clear(flag::WRITING_PAUSED);
-                self.call(slot, |p, t, _| p.resume_writing(t));
+                self.call(slot, "resume_writing", |p, t, _| p.resume_writing(t));
             } else if io.has(flag::PRODUCING)
                 && buffered <= io.limits.low as usize
                 && !io.has(flag::CLOSING | flag::SHUT_WRITE_PENDING | flag::WRITE_SHUT)
             {
-                self.call(slot, |p, t, _| p.resume_producing(t));
+                self.call(slot, "resume_producing", |p, t, _| p.resume_producing(t));
             } else {
                 return;
             }

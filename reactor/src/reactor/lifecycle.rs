@@ -95,6 +95,7 @@ impl Reactor {
         };
         self.shared.stats.open -= 1;
         let for_factory = (connector != NO_CONNECTOR).then(|| reason.duplicate());
+        log::trace!(target: crate::TRACE_TARGET, "  {id} connection_lost: {reason}");
         let mut ctx = Ctx::new(&mut self.shared);
         if guard(catch, "connection_lost", || proto.connection_lost(&mut ctx, reason)).is_none() {
             error!("{id}: connection_lost panicked");
@@ -206,7 +207,7 @@ impl Reactor {
             if self.conns[slot].io.has(flag::CONNECTING) {
                 self.kill(slot, Reason::Shutdown);
             } else {
-                self.call(slot, |p, t, _| p.reactor_stopping(t));
+                self.call(slot, "reactor_stopping", |p, t, _| p.reactor_stopping(t));
                 self.settle(slot);
             }
         }

@@ -219,8 +219,8 @@ impl Reactor {
                         Ok(id) => {
                             self.shared.stats.accepted += 1;
                             self.shared.stats.open += 1;
-                            debug!("{id}: accepted from {peer}");
-                            self.call(id.slot(), |p, t, _| p.connection_made(t));
+                            debug!(target: crate::TRACE_TARGET, "{id}: accepted from {peer}");
+                            self.call(id.slot(), "connection_made", |p, t, _| p.connection_made(t));
                             self.settle(id.slot());
                         }
                         Err(e) => error!("cannot register connection from {peer}: {e}"),
@@ -319,7 +319,7 @@ impl Reactor {
                     None => return self.kill(slot, Reason::Panicked("build_protocol".into())),
                 }
                 debug!("{id}: connected to {server}");
-                self.call(slot, |p, t, _| p.connection_made(t));
+                self.call(slot, "connection_made", |p, t, _| p.connection_made(t));
                 self.settle(slot);
                 self.read(slot);
             }

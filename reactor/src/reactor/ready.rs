@@ -85,7 +85,7 @@ impl Reactor {
         });
         // A connection that went away takes its timers with it.
         if live {
-            self.call(conn.slot(), |p, t, _| p.timer_fired(t, tag));
+            self.call(conn.slot(), "timer_fired", |p, t, _| p.timer_fired(t, tag));
             self.settle(conn.slot());
         }
     }
