@@ -6,6 +6,7 @@
 #![doc(test(attr(deny(warnings), allow(dead_code))))]
 
 pub mod loadgen;
+pub mod serve;
 pub use torsion_protocols as protocols;
 pub use torsion_reactor as reactor;
 pub use torsion_threaded as threaded;

@@ -599,7 +599,7 @@ impl Reactor {
                         conn.io.clear(flag::READABLE);
                     }
                     if log::log_enabled!(target: TRACE, log::Level::Trace) {
-                        trace!(target: TRACE, "  conn#{slot} read {n} B");
+                        trace!(target: TRACE, "  {} read {n} B", ConnId::new(slot, conn.io.gen));
                     }
                     self.call(slot, "data_received", |p, t, buf| p.data_received(t, &buf[..n]));
                     self.settle(slot);
@@ -651,12 +651,14 @@ impl Reactor {
         what: &'static str,
         f: impl FnOnce(&mut dyn Protocol, &mut Transport<'_>, &[u8]),
     ) {
-        let started = log::log_enabled!(target: TRACE, log::Level::Trace).then(|| self.clock.now());
-        self.call_inner(slot, f);
-        if let Some(started) = started {
-            let took = self.clock.now().saturating_duration_since(started);
-            trace!(target: TRACE, "  conn#{slot} {what} ran for {took:?}");
+        if !log::log_enabled!(target: TRACE, log::Level::Trace) {
+            return self.call_inner(slot, f);
         }
+        let Some(gen) = self.conns.get(slot).map(|c| c.io.gen) else { return };
+        let started = self.clock.now();
+        self.call_inner(slot, f);
+        let took = self.clock.now().saturating_duration_since(started);
+        trace!(target: TRACE, "  {} {what} ran for {took:?}", ConnId::new(slot, gen));
     }
 
     fn call_inner(

@@ -1,0 +1,79 @@
+//! `torsion load`: the load generator (`torsion::loadgen`) against any echo server.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Args;
+use torsion::loadgen::{self, LoadConfig, Mode};
+
+/// Options of `load`.
+#[derive(Args, Debug)]
+#[command(
+    after_help = "Examples:\n  torsion load --connections 1000 --in-flight 4 --duration 10\n  \
+    torsion load --mode churn --connections 50\n  torsion load --mode idle --connections 10000 --server-pid 1234"
+)]
+pub(crate) struct LoadArgs {
+    /// The server's address.
+    #[arg(long, default_value = "127.0.0.1:8000")]
+    addr: SocketAddr,
+    /// echo (messages checked byte by byte), idle (hold connections) or churn
+    /// (connect, one exchange, close).
+    #[arg(long, default_value = "echo")]
+    mode: Mode,
+    /// Connections (at a time, in churn mode).
+    #[arg(long, default_value_t = 10)]
+    connections: usize,
+    /// Bytes per message.
+    #[arg(long, default_value_t = 64)]
+    size: usize,
+    /// Messages in flight per connection.
+    #[arg(long, default_value_t = 1)]
+    in_flight: usize,
+    /// Seconds measured.
+    #[arg(long, default_value_t = 5.0)]
+    duration: f64,
+    /// Seconds of warm-up before measuring.
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
+    /// The server's PID, to report its CPU and memory.
+    #[arg(long)]
+    server_pid: Option<u32>,
+}
+
+fn secs(name: &str, s: f64) -> Result<Duration, String> {
+    if s.is_finite() && s >= 0.0 {
+        Ok(Duration::from_secs_f64(s))
+    } else {
+        Err(format!("--{name} {s} is not a number of seconds"))
+    }
+}
+
+pub(crate) fn run(args: LoadArgs) -> Result<(), String> {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let config = LoadConfig {
+        addr: args.addr,
+        mode: args.mode,
+        connections: args.connections,
+        message_size: args.size,
+        in_flight: args.in_flight,
+        duration: secs("duration", args.duration)?,
+        warmup: secs("warmup", args.warmup)?,
+        server_pid: args.server_pid,
+        ..LoadConfig::default()
+    };
+    eprintln!(
+        "{} load on {}: {} connection(s), {} B messages, {:?} (+{:?} warm-up)",
+        config.mode,
+        config.addr,
+        config.connections,
+        config.message_size,
+        config.duration,
+        config.warmup
+    );
+    let report = loadgen::run(config).map_err(|e| e.to_string())?;
+    println!("{report}");
+    if report.errors() > 0 {
+        return Err(format!("{} error(s) during the run", report.errors()));
+    }
+    Ok(())
+}

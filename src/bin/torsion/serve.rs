@@ -1,0 +1,148 @@
+//! `torsion serve` and `torsion trace`: parse `--listen ENDPOINT PROTOCOL [OPTIONS]`
+//! groups, bind them (or the demo set), print how to try each, serve until Ctrl-C, log a
+//! summary.
+
+use std::io::Write;
+
+use clap::Args;
+use torsion::serve::{demo, Listen, Registry, ServeOptions, Server, DEFAULT_PORT_BASE};
+
+/// Options of `serve` and `trace`.
+#[derive(Args, Debug)]
+#[command(after_help = after_help())]
+pub(crate) struct ServeArgs {
+    /// Reactors (threads) sharing every port through SO_REUSEPORT.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    workers: u16,
+    /// First port of the demo set (0: a free port for each service).
+    #[arg(long, default_value_t = DEFAULT_PORT_BASE)]
+    port_base: u16,
+    /// Seconds a graceful stop waits for connections to finish.
+    #[arg(long, default_value_t = 5.0)]
+    grace: f64,
+    /// Do not log each connection.
+    #[arg(short, long)]
+    quiet: bool,
+    /// `--listen ENDPOINT PROTOCOL [OPTIONS]`, repeatable (see below).
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "--listen ENDPOINT PROTOCOL [OPTIONS]"
+    )]
+    listen: Vec<String>,
+}
+
+fn after_help() -> String {
+    format!(
+        "Services:\n  --listen ENDPOINT PROTOCOL [OPTIONS]   repeatable; everything up to the next \
+         --listen\n                                         belongs to that protocol\n\n\
+         Endpoints:\n  tcp:PORT[:interface=IP][:backlog=N]   unix:PATH[:mode=600]   \
+         udp:PORT[:interface=IP]\n\nProtocols:\n{}\n\
+         Examples:\n  torsion serve\n  torsion serve --listen tcp:9000:interface=127.0.0.1 line \
+         --max-line 4K --listen udp:9000 echo\n  torsion serve --workers 2 --listen tcp:9000 echo",
+        Registry::builtin().help()
+    )
+}
+
+/// Splits `--listen E P words.. --listen ...` into groups.
+fn groups(words: &[String]) -> Result<Vec<(String, String, Vec<String>)>, String> {
+    let mut out = Vec::new();
+    let mut rest = words;
+    while !rest.is_empty() {
+        if rest[0] != "--listen" {
+            return Err(format!(
+                "unexpected {:?}: services are given as --listen ENDPOINT PROTOCOL [OPTIONS]",
+                rest[0]
+            ));
+        }
+        let end = rest[1..].iter().position(|w| w == "--listen").map_or(rest.len(), |i| i + 1);
+        let group = &rest[1..end];
+        match group {
+            [endpoint, protocol, opts @ ..] => {
+                out.push((endpoint.clone(), protocol.clone(), opts.to_vec()))
+            }
+            _ => return Err("--listen needs an ENDPOINT and a PROTOCOL".to_string()),
+        }
+        rest = &rest[end..];
+    }
+    Ok(out)
+}
+
+pub(crate) fn run(args: ServeArgs, trace: bool) -> Result<(), String> {
+    // `trace` adds the event trace to whatever RUST_LOG asks for.
+    let mut filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_string());
+    if trace {
+        filter.push_str(&format!(",{}=trace", torsion::reactor::TRACE_TARGET));
+    }
+    env_logger::Builder::new().parse_filters(&filter).format_timestamp_micros().init();
+    let registry = Registry::builtin();
+    let listens = if args.listen.is_empty() {
+        demo(&registry, args.port_base)?
+    } else {
+        groups(&args.listen)?
+            .into_iter()
+            .map(|(e, p, w)| Listen::new(&registry, &e, &p, &w))
+            .collect::<Result<Vec<_>, _>>()?
+    };
+    if !args.grace.is_finite() || args.grace < 0.0 {
+        return Err(format!("--grace {} is not a number of seconds", args.grace));
+    }
+    let opts = ServeOptions {
+        workers: usize::from(args.workers),
+        shutdown_grace: std::time::Duration::from_secs_f64(args.grace),
+        log_connections: !args.quiet,
+        handle_signals: true,
+    };
+    let server = Server::bind(listens, &opts)?;
+    let mut out = std::io::stdout().lock();
+    let width = server.bound().iter().map(|b| b.protocol.len()).max().unwrap_or(0);
+    for b in server.bound() {
+        let kind = if b.datagram { "udp" } else { "tcp" };
+        let _ = writeln!(
+            out,
+            "{:<width$}  {kind} {:<21}  try: {}",
+            b.protocol,
+            b.address.to_string(),
+            b.hint()
+        );
+    }
+    let workers = if opts.workers > 1 {
+        format!(" on {} reactors", opts.workers)
+    } else {
+        " on one thread".to_string()
+    };
+    let _ = writeln!(out, "serving {} service(s){workers}; Ctrl-C stops", server.bound().len());
+    let _ = out.flush();
+    drop(out);
+    let s = server.run().map_err(|e| format!("reactor: {e}"))?;
+    log::info!(
+        "served {} connection(s), {} bytes in, {} bytes out; {} loop passes, {:?} in poll, {:?} in callbacks",
+        s.accepted,
+        s.bytes_in,
+        s.bytes_out,
+        s.iterations,
+        s.time_in_poll,
+        s.time_in_callbacks
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn w(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn listen_groups_split_at_each_listen() {
+        let g =
+            groups(&w("--listen tcp:1 command --allow ls --allow id --listen udp:2 echo")).unwrap();
+        assert_eq!(g.len(), 2);
+        assert_eq!(g[0], ("tcp:1".into(), "command".into(), w("--allow ls --allow id")));
+        assert_eq!(g[1], ("udp:2".into(), "echo".into(), vec![]));
+        assert!(groups(&w("--listen tcp:1")).unwrap_err().contains("ENDPOINT and a PROTOCOL"));
+        assert!(groups(&w("echo")).unwrap_err().contains("unexpected \"echo\""));
+    }
+}

@@ -1,0 +1,351 @@
+//! The protocols `torsion serve` knows by name: each entry parses its own options and
+//! returns a `Service` that can build fresh factories (stream) or datagram protocols (UDP)
+//! on every worker thread.
+//!
+//! Tested by the unit tests below and, end to end, by `tests/cli.rs`.
+
+use std::fmt;
+use std::sync::Arc;
+
+use torsion_protocols::basic::{LineHandler, LineReceiver, LineTransport};
+use torsion_protocols::codec::LineCodec;
+use torsion_protocols::echo::Echo;
+use torsion_protocols::wire::{Chargen, Daytime, Discard, Qotd, Time, UdpEcho};
+use torsion_reactor::{Address, DatagramProtocol, DatagramTransport, Factory, Protocol};
+
+use super::Options;
+
+/// Builds a stream factory; called once per worker reactor, on that reactor's thread.
+pub type MakeFactory = Arc<dyn Fn() -> Box<dyn Factory> + Send + Sync>;
+/// Builds a datagram protocol; called once per worker reactor, on its thread.
+pub type MakeDatagram = Arc<dyn Fn() -> Box<dyn DatagramProtocol> + Send + Sync>;
+
+/// A configured protocol, ready to be served on stream endpoints, datagram endpoints or
+/// both.
+///
+/// # Examples
+///
+/// ```
+/// use torsion::serve::Service;
+/// use torsion_protocols::echo::Echo;
+/// use torsion_protocols::wire::UdpEcho;
+///
+/// // Each worker gets a fresh factory: here `Echo::new`, a function building the protocol.
+/// let both = Service::stream(|| Echo::new).with_datagram(|| UdpEcho);
+/// assert!(both.serves_stream() && both.serves_datagram());
+/// ```
+#[derive(Clone, Default)]
+pub struct Service {
+    stream: Option<MakeFactory>,
+    datagram: Option<MakeDatagram>,
+}
+
+impl Service {
+    /// A stream service whose factory is `make()` (any `Factory`, such as a closure
+    /// returning a protocol).
+    pub fn stream<F: Factory>(make: impl Fn() -> F + Send + Sync + 'static) -> Service {
+        Service { stream: Some(Arc::new(move || Box::new(make()))), datagram: None }
+    }
+
+    /// A datagram-only service.
+    pub fn datagram<D: DatagramProtocol>(make: impl Fn() -> D + Send + Sync + 'static) -> Service {
+        Service { stream: None, datagram: Some(Arc::new(move || Box::new(make()))) }
+    }
+
+    /// Adds the datagram form of the same protocol (served on `udp:` endpoints).
+    pub fn with_datagram<D: DatagramProtocol>(
+        mut self,
+        make: impl Fn() -> D + Send + Sync + 'static,
+    ) -> Service {
+        self.datagram = Some(Arc::new(move || Box::new(make())));
+        self
+    }
+
+    /// Whether it can be served on `tcp:` / `unix:` endpoints.
+    pub fn serves_stream(&self) -> bool {
+        self.stream.is_some()
+    }
+
+    /// Whether it can be served on `udp:` endpoints.
+    pub fn serves_datagram(&self) -> bool {
+        self.datagram.is_some()
+    }
+
+    /// A new stream factory, boxed as a `Factory`.
+    pub fn make_factory(&self) -> Option<BoxedFactory> {
+        self.stream.as_ref().map(|m| BoxedFactory(m()))
+    }
+
+    /// A new datagram protocol.
+    pub fn make_datagram(&self) -> Option<BoxedDatagram> {
+        self.datagram.as_ref().map(|m| BoxedDatagram(m()))
+    }
+}
+
+impl fmt::Debug for Service {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Service")
+            .field("stream", &self.serves_stream())
+            .field("datagram", &self.serves_datagram())
+            .finish()
+    }
+}
+
+/// A boxed factory, itself a `Factory` (so it can be handed to `listen`).
+pub struct BoxedFactory(pub Box<dyn Factory>);
+
+impl Factory for BoxedFactory {
+    fn build_protocol(&mut self, peer: &Address) -> Option<Box<dyn Protocol>> {
+        self.0.build_protocol(peer)
+    }
+    fn started(&mut self) {
+        self.0.started();
+    }
+    fn stopped(&mut self) {
+        self.0.stopped();
+    }
+}
+
+/// A boxed datagram protocol, itself a `DatagramProtocol`.
+pub struct BoxedDatagram(pub Box<dyn DatagramProtocol>);
+
+impl DatagramProtocol for BoxedDatagram {
+    fn started(&mut self, t: &mut DatagramTransport<'_>) {
+        self.0.started(t);
+    }
+    fn datagram_received(&mut self, t: &mut DatagramTransport<'_>, data: &[u8], from: &Address) {
+        self.0.datagram_received(t, data, from);
+    }
+    fn connection_refused(&mut self, t: &mut DatagramTransport<'_>) {
+        self.0.connection_refused(t);
+    }
+    fn stopped(&mut self, ctx: &mut torsion_reactor::Ctx<'_>) {
+        self.0.stopped(ctx);
+    }
+}
+
+/// Parses a protocol's options into a [`Service`].
+pub type Build = fn(&mut Options) -> Result<Service, String>;
+
+/// One protocol the command line can name.
+#[derive(Clone, Copy)]
+pub struct Entry {
+    /// Its name on the command line.
+    pub name: &'static str,
+    /// Its options, for `--help` (`DIR [--max-size SIZE]`).
+    pub usage: &'static str,
+    /// One line saying what it is.
+    pub about: &'static str,
+    /// Parses the options.
+    pub build: Build,
+}
+
+impl fmt::Debug for Entry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Entry").field("name", &self.name).finish()
+    }
+}
+
+/// The protocols known by name.
+///
+/// # Examples
+///
+/// ```
+/// use torsion::serve::Registry;
+///
+/// let registry = Registry::builtin();
+/// let echo = registry.build("echo", &[])?;
+/// assert!(echo.serves_stream() && echo.serves_datagram());
+/// let err = registry.build("gopher", &[]).unwrap_err();
+/// assert!(err.contains("unknown protocol \"gopher\"") && err.contains("echo"));
+/// # Ok::<(), String>(())
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct Registry {
+    entries: Vec<Entry>,
+}
+
+impl Registry {
+    /// Every protocol that ships with torsion.
+    pub fn builtin() -> Registry {
+        let mut r = Registry::default();
+        for e in builtin_entries() {
+            r.register(e);
+        }
+        r
+    }
+
+    /// Adds (or replaces) an entry.
+    pub fn register(&mut self, entry: Entry) {
+        self.entries.retain(|e| e.name != entry.name);
+        self.entries.push(entry);
+    }
+
+    /// The entries, in registration order.
+    pub fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
+
+    /// The entry called `name`.
+    pub fn get(&self, name: &str) -> Option<&Entry> {
+        self.entries.iter().find(|e| e.name == name)
+    }
+
+    /// Builds protocol `name` with its option words.
+    ///
+    /// # Errors
+    ///
+    /// An unknown name (the message lists what exists) or bad options.
+    pub fn build(&self, name: &str, words: &[String]) -> Result<Service, String> {
+        let entry = self.get(name).ok_or_else(|| {
+            format!("unknown protocol {name:?}; known protocols: {}", self.names().join(", "))
+        })?;
+        let mut opts = Options::new(name, words);
+        let service = (entry.build)(&mut opts)?;
+        opts.finish()?;
+        Ok(service)
+    }
+
+    /// Every name.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.entries.iter().map(|e| e.name).collect()
+    }
+
+    /// The protocol list for `--help`: name, options, one line each.
+    pub fn help(&self) -> String {
+        let width =
+            self.entries.iter().map(|e| e.name.len() + e.usage.len() + 1).max().unwrap_or(0);
+        let mut out = String::new();
+        for e in &self.entries {
+            let head = if e.usage.is_empty() {
+                e.name.to_string()
+            } else {
+                format!("{} {}", e.name, e.usage)
+            };
+            out.push_str(&format!("  {head:<width$}  {}\n", e.about));
+        }
+        out
+    }
+}
+
+fn builtin_entries() -> Vec<Entry> {
+    vec![
+        Entry {
+            name: "echo",
+            usage: "",
+            about: "echoes every byte back (RFC 862; TCP and UDP)",
+            build: |_| Ok(Service::stream(|| Echo::new).with_datagram(|| UdpEcho)),
+        },
+        Entry {
+            name: "upper",
+            usage: "",
+            about: "echoes back upper-cased (the socketserver tutorial's server)",
+            build: |_| Ok(Service::stream(|| Echo::upper)),
+        },
+        Entry {
+            name: "discard",
+            usage: "",
+            about: "reads and drops everything (RFC 863; TCP and UDP)",
+            build: |_| Ok(Service::stream(|| || Discard).with_datagram(|| Discard)),
+        },
+        Entry {
+            name: "chargen",
+            usage: "",
+            about: "streams characters while the client reads (RFC 864; TCP and UDP)",
+            build: |_| Ok(Service::stream(|| Chargen::default).with_datagram(Chargen::default)),
+        },
+        Entry {
+            name: "daytime",
+            usage: "",
+            about: "sends the date and time as text, then closes (RFC 867; TCP and UDP)",
+            build: |_| Ok(Service::stream(|| Daytime::new).with_datagram(Daytime::new)),
+        },
+        Entry {
+            name: "qotd",
+            usage: "[--quote TEXT]...",
+            about: "sends a quote of the day, then closes (RFC 865; TCP and UDP)",
+            build: |o| {
+                let quotes = o.all("--quote")?;
+                let make = move || {
+                    if quotes.is_empty() {
+                        Qotd::default()
+                    } else {
+                        Qotd::new(quotes.clone())
+                    }
+                };
+                let make = Arc::new(make);
+                let m2 = Arc::clone(&make);
+                Ok(Service::stream(move || {
+                    let m = Arc::clone(&make);
+                    move || m()
+                })
+                .with_datagram(move || m2()))
+            },
+        },
+        Entry {
+            name: "time",
+            usage: "",
+            about: "sends seconds since 1900 as 4 bytes, then closes (RFC 868; TCP and UDP)",
+            build: |_| Ok(Service::stream(|| Time::new).with_datagram(Time::new)),
+        },
+        Entry {
+            name: "udp-echo",
+            usage: "",
+            about: "echoes every datagram back (the echo service's UDP form)",
+            build: |_| Ok(Service::datagram(|| UdpEcho)),
+        },
+        Entry {
+            name: "line",
+            usage: "[--max-line SIZE]",
+            about: "echoes each line (CRLF or LF) back; longer lines close the connection",
+            build: |o| {
+                let max = o.size("--max-line", LineCodec::DEFAULT_MAX_LENGTH)?;
+                Ok(Service::stream(move || {
+                    move || LineReceiver::with_codec(LineCodec::lenient().max_length(max), LineEcho)
+                }))
+            },
+        },
+    ]
+}
+
+/// The `line` protocol: each line back as it came, CRLF-terminated.
+#[derive(Debug, Default)]
+pub struct LineEcho;
+
+impl LineHandler for LineEcho {
+    fn line_received(&mut self, t: &mut LineTransport<'_, '_>, line: &[u8]) {
+        if t.send_line(line).is_err() {
+            t.transport().lose_connection();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_builtin_builds_with_no_options_except_those_that_need_some() {
+        let r = Registry::builtin();
+        for e in r.entries() {
+            let built = r.build(e.name, &[]);
+            assert!(built.is_ok(), "{}: {:?}", e.name, built.err());
+        }
+        assert!(r.help().lines().count() == r.entries().len());
+    }
+
+    #[test]
+    fn options_are_checked() {
+        let r = Registry::builtin();
+        let w = |s: &str| s.split_whitespace().map(String::from).collect::<Vec<_>>();
+        assert!(r.build("line", &w("--max-line 1K")).is_ok());
+        assert_eq!(
+            r.build("line", &w("--max-line big")).unwrap_err(),
+            "line: --max-line: \"big\" is not a size like 64K"
+        );
+        assert_eq!(r.build("echo", &w("--loud")).unwrap_err(), "echo: unexpected \"--loud\"");
+        let q = r.build("qotd", &w("--quote hi --quote there")).unwrap();
+        assert!(q.serves_stream() && q.serves_datagram());
+        assert!(!r.build("udp-echo", &[]).unwrap().serves_stream());
+    }
+}

@@ -1,0 +1,364 @@
+//! Runs a set of (endpoint, protocol) services on one reactor, or on N reactors sharing
+//! their ports through `SO_REUSEPORT`, with graceful shutdown on Ctrl-C and a summary of
+//! the reactors' stats.
+//!
+//! Tested end to end by `tests/cli.rs` and `tests/serve.rs`.
+
+use std::net::SocketAddr;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use torsion_reactor::{
+    Address, ListenOptions, Reactor, ReactorHandle, ServerEndpoint, Stats, UnixListenOptions,
+};
+
+use super::{BoxedFactory, Logged, Registry, Service};
+
+/// One service to run: where, what, and the configured protocol.
+#[derive(Clone, Debug)]
+pub struct Listen {
+    /// The endpoint, parsed.
+    pub endpoint: ServerEndpoint,
+    /// The protocol's name (for logs and the listing).
+    pub protocol: String,
+    /// The configured protocol.
+    pub service: Service,
+}
+
+impl Listen {
+    /// Parses `endpoint`, builds `protocol` with `words` from `registry`, and checks that
+    /// the protocol can be served on that kind of endpoint.
+    ///
+    /// # Errors
+    ///
+    /// A malformed endpoint, an unknown protocol, bad options, or a stream-only protocol on
+    /// `udp:` (and the reverse).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use torsion::serve::{Listen, Registry};
+    ///
+    /// let r = Registry::builtin();
+    /// assert!(Listen::new(&r, "tcp:0:interface=127.0.0.1", "echo", &[]).is_ok());
+    /// let e = Listen::new(&r, "udp:0", "upper", &[]).unwrap_err();
+    /// assert!(e.contains("no datagram form"), "{e}");
+    /// let e = Listen::new(&r, "tcp:eighty", "echo", &[]).unwrap_err();
+    /// assert!(e.contains("tcp:eighty"), "{e}");
+    /// ```
+    pub fn new(
+        registry: &Registry,
+        endpoint: &str,
+        protocol: &str,
+        words: &[String],
+    ) -> Result<Listen, String> {
+        let parsed: ServerEndpoint =
+            endpoint.parse().map_err(|e: torsion_reactor::EndpointError| e.to_string())?;
+        let service = registry.build(protocol, words)?;
+        let datagram = matches!(parsed, ServerEndpoint::Udp { .. });
+        if datagram && !service.serves_datagram() {
+            return Err(format!("{protocol} has no datagram form; serve it on tcp: or unix:"));
+        }
+        if !datagram && !service.serves_stream() {
+            return Err(format!("{protocol} is datagram-only; serve it on udp:"));
+        }
+        Ok(Listen { endpoint: parsed, protocol: protocol.to_string(), service })
+    }
+}
+
+/// A service that is listening.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Bound {
+    /// The protocol's name.
+    pub protocol: String,
+    /// Where it listens (the real port when 0 was asked for).
+    pub address: Address,
+    /// UDP rather than a stream.
+    pub datagram: bool,
+}
+
+impl Bound {
+    /// A one-line way to try it from a shell.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use torsion::serve::Bound;
+    /// let b = Bound {
+    ///     protocol: "echo".into(),
+    ///     address: torsion::reactor::Address::Inet("127.0.0.1:8000".parse().unwrap()),
+    ///     datagram: false,
+    /// };
+    /// assert_eq!(b.hint(), "nc 127.0.0.1 8000");
+    /// ```
+    pub fn hint(&self) -> String {
+        match (&self.address, self.datagram) {
+            (Address::Inet(a), _) if self.protocol.starts_with("http") => {
+                format!("curl http://{}/", host_port(a))
+            }
+            (Address::Inet(a), false) => format!("nc {} {}", host(a), a.port()),
+            (Address::Inet(a), true) => format!("nc -u {} {}", host(a), a.port()),
+            (Address::Unix(Some(p)), _) => format!("nc -U {}", p.display()),
+            _ => String::new(),
+        }
+    }
+}
+
+fn host(a: &SocketAddr) -> String {
+    match a.ip() {
+        ip if !ip.is_unspecified() => ip.to_string(),
+        std::net::IpAddr::V4(_) => "127.0.0.1".to_string(),
+        std::net::IpAddr::V6(_) => "::1".to_string(),
+    }
+}
+
+fn host_port(a: &SocketAddr) -> String {
+    match host(a) {
+        h if h.contains(':') => format!("[{h}]:{}", a.port()),
+        h => format!("{h}:{}", a.port()),
+    }
+}
+
+/// How to serve.
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    /// Reactors (threads), each serving every endpoint through `SO_REUSEPORT` (default 1).
+    pub workers: usize,
+    /// How long a graceful stop waits for connections to finish (default 5 s).
+    pub shutdown_grace: Duration,
+    /// Log every connection and how it ended, at info level (default on).
+    pub log_connections: bool,
+    /// Stop gracefully on SIGINT / SIGTERM (a second one exits at once); installed by
+    /// `Server::bind`, so a signal that arrives once the endpoints are known is graceful
+    /// (default on).
+    pub handle_signals: bool,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            workers: 1,
+            shutdown_grace: Duration::from_secs(5),
+            log_connections: true,
+            handle_signals: true,
+        }
+    }
+}
+
+/// Every service bound and ready to run.
+///
+/// # Examples
+///
+/// ```
+/// use torsion::serve::{Listen, Registry, ServeOptions, Server};
+///
+/// let r = Registry::builtin();
+/// let listens = vec![Listen::new(&r, "tcp:0:interface=127.0.0.1", "echo", &[])?];
+/// let mut server = Server::bind(listens, &ServeOptions::default())?;
+/// let addr = server.bound()[0].address.clone();
+/// assert!(addr.to_string().starts_with("127.0.0.1:"));
+/// server.reactor().stop();
+/// let summary = server.run().map_err(|e| e.to_string())?;
+/// assert_eq!(summary.accepted, 0);
+/// # Ok::<(), String>(())
+/// ```
+pub struct Server {
+    reactor: Reactor,
+    bound: Vec<Bound>,
+    workers: Vec<(ReactorHandle, JoinHandle<std::io::Result<Stats>>)>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("bound", &self.bound)
+            .field("workers", &self.workers.len())
+            .finish()
+    }
+}
+
+impl Server {
+    /// Binds every service on a new reactor (and on `workers - 1` more, on their own
+    /// threads, sharing the same ports).
+    ///
+    /// # Errors
+    ///
+    /// A bind failure (naming the endpoint), or a Unix endpoint with several workers.
+    pub fn bind(listens: Vec<Listen>, opts: &ServeOptions) -> Result<Server, String> {
+        let workers = opts.workers.max(1);
+        let ropts = torsion_reactor::ReactorOptions {
+            shutdown_grace: opts.shutdown_grace,
+            ..Default::default()
+        };
+        let mut reactor = Reactor::with_options(ropts).map_err(|e| format!("reactor: {e}"))?;
+        if opts.handle_signals {
+            reactor.stop_on_signals().map_err(|e| format!("signal handlers: {e}"))?;
+        }
+        let shared = workers > 1;
+        let mut bound = Vec::new();
+        let mut resolved = Vec::new();
+        for l in &listens {
+            let endpoint = if shared { with_reuse_port(&l.endpoint)? } else { l.endpoint.clone() };
+            let b = bind_one(&mut reactor, &endpoint, l, opts.log_connections)?;
+            // The workers bind the port the first reactor got.
+            resolved.push(match (&endpoint, &b.address) {
+                (ServerEndpoint::Tcp { backlog, reuse_port, .. }, Address::Inet(a)) => {
+                    ServerEndpoint::Tcp { addr: *a, backlog: *backlog, reuse_port: *reuse_port }
+                }
+                (ServerEndpoint::Udp { reuse_port, .. }, Address::Inet(a)) => {
+                    ServerEndpoint::Udp { addr: *a, reuse_port: *reuse_port }
+                }
+                (e, _) => e.clone(),
+            });
+            bound.push(b);
+        }
+        let mut threads = Vec::new();
+        for n in 1..workers {
+            let (tx, rx) = mpsc::channel();
+            let listens = listens.clone();
+            let resolved = resolved.clone();
+            let log = opts.log_connections;
+            let thread = std::thread::Builder::new()
+                .name(format!("torsion-worker-{n}"))
+                .spawn(move || -> std::io::Result<Stats> {
+                    let mut r = match Reactor::with_options(ropts) {
+                        Ok(r) => r,
+                        Err(e) => {
+                            let _ = tx.send(Err(format!("reactor: {e}")));
+                            return Err(e);
+                        }
+                    };
+                    for (l, e) in listens.iter().zip(&resolved) {
+                        if let Err(msg) = bind_one(&mut r, e, l, log) {
+                            let _ = tx.send(Err(msg));
+                            return Ok(r.stats());
+                        }
+                    }
+                    let _ = tx.send(Ok(r.handle()));
+                    r.run()?;
+                    Ok(r.stats())
+                })
+                .map_err(|e| format!("worker thread: {e}"))?;
+            match rx.recv() {
+                Ok(Ok(handle)) => threads.push((handle, thread)),
+                Ok(Err(msg)) => {
+                    let _ = thread.join();
+                    stop_all(threads);
+                    return Err(format!("worker {n}: {msg}"));
+                }
+                Err(_) => {
+                    stop_all(threads);
+                    return Err(format!("worker {n} died while binding"));
+                }
+            }
+        }
+        Ok(Server { reactor, bound, workers: threads })
+    }
+
+    /// What is listening, in the order given.
+    pub fn bound(&self) -> &[Bound] {
+        &self.bound
+    }
+
+    /// The first reactor (to add more services or stop it).
+    pub fn reactor(&mut self) -> &mut Reactor {
+        &mut self.reactor
+    }
+
+    /// Serves until the first reactor stops (Ctrl-C / SIGTERM with `handle_signals`, or
+    /// `stop`); then stops every worker and returns their summed stats.
+    ///
+    /// # Errors
+    ///
+    /// If a reactor fails.
+    pub fn run(self) -> std::io::Result<Stats> {
+        let Server { mut reactor, workers, .. } = self;
+        let handles: Vec<ReactorHandle> = workers.iter().map(|(h, _)| h.clone()).collect();
+        reactor.add_system_event_trigger(torsion_reactor::ShutdownPhase::Before, move |_| {
+            for h in &handles {
+                let _ = h.stop();
+            }
+        });
+        let result = reactor.run();
+        let mut total = reactor.stats();
+        for (h, t) in workers {
+            let _ = h.stop();
+            match t.join() {
+                Ok(Ok(s)) => total = add(total, &s),
+                Ok(Err(e)) => log::error!("worker: {e}"),
+                Err(_) => log::error!("worker panicked"),
+            }
+        }
+        result.map(|()| total)
+    }
+}
+
+fn stop_all(threads: Vec<(ReactorHandle, JoinHandle<std::io::Result<Stats>>)>) {
+    for (h, t) in threads {
+        let _ = h.stop();
+        let _ = t.join();
+    }
+}
+
+fn with_reuse_port(e: &ServerEndpoint) -> Result<ServerEndpoint, String> {
+    Ok(match e.clone() {
+        ServerEndpoint::Tcp { addr, backlog, .. } => {
+            ServerEndpoint::Tcp { addr, backlog, reuse_port: true }
+        }
+        ServerEndpoint::Udp { addr, .. } => ServerEndpoint::Udp { addr, reuse_port: true },
+        ServerEndpoint::Unix { path, .. } => {
+            return Err(format!(
+                "{}: a Unix socket cannot be shared by several workers",
+                path.display()
+            ))
+        }
+    })
+}
+
+fn bind_one(r: &mut Reactor, e: &ServerEndpoint, l: &Listen, log: bool) -> Result<Bound, String> {
+    let name = &l.protocol;
+    let fail = |err: torsion_reactor::Error| format!("{name}: {err}");
+    let (address, datagram) = match e {
+        ServerEndpoint::Tcp { addr, backlog, reuse_port } => {
+            let opts =
+                ListenOptions { backlog: *backlog, reuse_port: *reuse_port, ..Default::default() };
+            let f = stream_factory(l, log)?;
+            let port = r.listen_tcp_with(*addr, f, opts).map_err(fail)?;
+            (Address::Inet(port.addr), false)
+        }
+        ServerEndpoint::Unix { path, mode, backlog } => {
+            let f = stream_factory(l, log)?;
+            let opts = UnixListenOptions { mode: *mode, backlog: *backlog };
+            let id = r.listen_unix(path, f, opts).map_err(fail)?;
+            (r.listener_address(id).unwrap_or(Address::Unix(Some(path.clone()))), false)
+        }
+        ServerEndpoint::Udp { addr, reuse_port } => {
+            let p = l.service.make_datagram().ok_or_else(|| format!("{name}: no datagram form"))?;
+            let port = r.listen_udp_with(*addr, p, *reuse_port).map_err(fail)?;
+            (Address::Inet(port.addr), true)
+        }
+    };
+    Ok(Bound { protocol: name.clone(), address, datagram })
+}
+
+fn stream_factory(l: &Listen, log: bool) -> Result<BoxedFactory, String> {
+    let f = l.service.make_factory().ok_or_else(|| format!("{}: no stream form", l.protocol))?;
+    Ok(if log { BoxedFactory(Box::new(Logged::new(l.protocol.clone(), f))) } else { f })
+}
+
+/// Sums the counters of two reactors (gauges such as `open` are summed too).
+fn add(mut a: Stats, b: &Stats) -> Stats {
+    a.iterations += b.iterations;
+    a.events += b.events;
+    a.accepted += b.accepted;
+    a.refused += b.refused;
+    a.closed += b.closed;
+    a.open += b.open;
+    a.bytes_in += b.bytes_in;
+    a.bytes_out += b.bytes_out;
+    a.panics += b.panics;
+    a.time_in_poll += b.time_in_poll;
+    a.time_in_callbacks += b.time_in_callbacks;
+    a
+}

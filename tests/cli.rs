@@ -1,0 +1,218 @@
+//! The `torsion` command end to end: `serve` with no arguments answers on every demo
+//! endpoint, every registered protocol starts from the command line, bad endpoints and
+//! unknown protocols fail with a clear message, Ctrl-C stops gracefully with a summary.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use common::DEADLINE;
+
+const BIN: &str = env!("CARGO_BIN_EXE_torsion");
+
+/// A running `torsion` with its printed service lines.
+struct Running {
+    child: Child,
+    services: Vec<(String, String, SocketAddr)>,
+    stderr: mpsc::Receiver<String>,
+}
+
+impl Running {
+    fn start(args: &[&str]) -> Running {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run torsion");
+        let (tx, rx) = mpsc::channel();
+        let out = BufReader::new(child.stdout.take().unwrap());
+        std::thread::spawn(move || {
+            for line in out.lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let (etx, erx) = mpsc::channel();
+        let err = BufReader::new(child.stderr.take().unwrap());
+        std::thread::spawn(move || {
+            for line in err.lines().map_while(Result::ok) {
+                let _ = etx.send(line);
+            }
+        });
+        let mut services = Vec::new();
+        loop {
+            let line = rx.recv_timeout(DEADLINE).expect("torsion printed its services");
+            if line.starts_with("serving ") {
+                break;
+            }
+            // `NAME  tcp ADDR  try: ...`
+            let f: Vec<&str> = line.split_whitespace().collect();
+            services.push((f[0].to_string(), f[1].to_string(), f[2].parse().expect(&line)));
+        }
+        Running { child, services, stderr: erx }
+    }
+
+    fn addr(&self, name: &str, kind: &str) -> SocketAddr {
+        self.services
+            .iter()
+            .find(|s| s.0 == name && s.1 == kind)
+            .unwrap_or_else(|| panic!("{name}/{kind} in {:?}", self.services))
+            .2
+    }
+
+    /// Sends `sig`, waits for the exit, returns (success, stderr).
+    fn stop(mut self, sig: &str) -> (bool, String) {
+        let ok = Command::new("kill").args([sig, &self.child.id().to_string()]).status().unwrap();
+        assert!(ok.success());
+        let status = self.child.wait().unwrap();
+        let mut err = String::new();
+        while let Ok(l) = self.stderr.recv_timeout(Duration::from_secs(5)) {
+            err.push_str(&l);
+            err.push('\n');
+        }
+        (status.success(), err)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn connect(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(DEADLINE)).unwrap();
+    s
+}
+
+fn tcp_echo(addr: SocketAddr, msg: &[u8]) -> Vec<u8> {
+    let mut s = connect(addr);
+    s.write_all(msg).unwrap();
+    let mut got = vec![0; msg.len()];
+    s.read_exact(&mut got).unwrap();
+    got
+}
+
+fn tcp_greeting(addr: SocketAddr) -> Vec<u8> {
+    let mut got = Vec::new();
+    connect(addr).read_to_end(&mut got).unwrap();
+    got
+}
+
+fn udp_reply(addr: SocketAddr, msg: &[u8]) -> Vec<u8> {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    let mut buf = vec![0; 2048];
+    // UDP may drop; retry until the deadline.
+    let start = std::time::Instant::now();
+    loop {
+        s.send_to(msg, addr).unwrap();
+        if let Ok(n) = s.recv(&mut buf) {
+            return buf[..n].to_vec();
+        }
+        assert!(start.elapsed() < DEADLINE, "no UDP answer from {addr}");
+    }
+}
+
+#[test]
+fn serve_with_no_arguments_answers_on_every_demo_endpoint_and_stops_on_ctrl_c() {
+    let t = Running::start(&["serve", "--port-base", "0"]);
+    assert_eq!(tcp_echo(t.addr("echo", "tcp"), b"hello\n"), b"hello\n");
+    assert_eq!(udp_reply(t.addr("echo", "udp"), b"ping"), b"ping");
+    let day = String::from_utf8(tcp_greeting(t.addr("daytime", "tcp"))).unwrap();
+    assert!(day.ends_with("\r\n") && day.contains(" 20"), "{day:?}");
+    assert!(!tcp_greeting(t.addr("qotd", "tcp")).is_empty());
+    let (ok, err) = t.stop("-INT");
+    assert!(ok, "exit status after Ctrl-C; stderr:\n{err}");
+    assert!(err.contains("echo: connection from 127.0.0.1"), "{err}");
+    assert!(err.contains("served 3 connection(s)"), "{err}");
+}
+
+#[test]
+fn every_registered_protocol_starts_from_the_command_line() {
+    let registry = torsion::serve::Registry::builtin();
+    for entry in registry.entries() {
+        let udp_only = !registry.build(entry.name, &[]).is_ok_and(|s| s.serves_stream());
+        let endpoint =
+            if udp_only { "udp:0:interface=127.0.0.1" } else { "tcp:0:interface=127.0.0.1" };
+        let t = Running::start(&["serve", "-q", "--listen", endpoint, entry.name]);
+        let addr = t.addr(entry.name, if udp_only { "udp" } else { "tcp" });
+        if udp_only {
+            assert_eq!(udp_reply(addr, b"x"), b"x", "{}", entry.name);
+        } else {
+            // Every stream protocol accepts; most answer something within the deadline.
+            let mut s = connect(addr);
+            s.write_all(b"hi\r\n").unwrap();
+            if !matches!(entry.name, "discard") {
+                let mut buf = [0u8; 16];
+                assert!(s.read(&mut buf).unwrap() > 0, "{} answered nothing", entry.name);
+            }
+        }
+        let (ok, err) = t.stop("-TERM");
+        assert!(ok, "{}: {err}", entry.name);
+    }
+}
+
+#[test]
+fn bad_endpoints_and_unknown_protocols_exit_non_zero_with_a_clear_message() {
+    let run = |args: &[&str]| {
+        let out = Command::new(BIN).args(args).output().unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (ok, err) = run(&["serve", "--listen", "tcp:eighty", "echo"]);
+    assert!(!ok);
+    assert!(
+        err.contains("bad endpoint \"tcp:eighty\"") && err.contains("port must be a number"),
+        "{err}"
+    );
+    let (ok, err) = run(&["serve", "--listen", "tcp:0", "gopher"]);
+    assert!(!ok);
+    assert!(err.contains("unknown protocol \"gopher\"") && err.contains("echo, upper"), "{err}");
+    let (ok, err) = run(&["serve", "--listen", "tcp:0", "line", "--max-line", "huge"]);
+    assert!(!ok);
+    assert!(err.contains("--max-line"), "{err}");
+    let (ok, err) = run(&["serve", "--listen", "udp:0", "upper"]);
+    assert!(!ok);
+    assert!(err.contains("no datagram form"), "{err}");
+    let (ok, err) = run(&["serve", "--listen", "tcp:0"]);
+    assert!(!ok);
+    assert!(err.contains("ENDPOINT and a PROTOCOL"), "{err}");
+}
+
+#[test]
+fn workers_share_one_port() {
+    let t = Running::start(&[
+        "serve",
+        "-q",
+        "--workers",
+        "2",
+        "--listen",
+        "tcp:0:interface=127.0.0.1",
+        "upper",
+    ]);
+    let addr = t.addr("upper", "tcp");
+    for i in 0..20 {
+        assert_eq!(tcp_echo(addr, format!("abc{i}").as_bytes()), format!("ABC{i}").as_bytes());
+    }
+    let (ok, err) = t.stop("-TERM");
+    assert!(ok, "{err}");
+    assert!(err.contains("served 20 connection(s)"), "{err}");
+}
+
+#[test]
+fn trace_prints_events_and_callbacks() {
+    let t = Running::start(&["trace", "--listen", "tcp:0:interface=127.0.0.1", "echo"]);
+    assert_eq!(tcp_echo(t.addr("echo", "tcp"), b"traced"), b"traced");
+    let (ok, err) = t.stop("-INT");
+    assert!(ok, "{err}");
+    assert!(err.contains("readable=true"), "{err}");
+    assert!(err.contains("data_received ran for"), "{err}");
+    assert!(err.contains("read 6 B"), "{err}");
+}
