@@ -132,7 +132,8 @@ pub trait LineHandler: 'static {
     }
 
     /// A line passed the length limit; `buffered` is what was held. The default closes the
-    /// connection (after flushing replies), as Twisted's does.
+    /// connection (after flushing replies), as Twisted's does. A handler that leaves the
+    /// connection open gets the lines after the offending one (its rest is skipped).
     fn line_length_exceeded(&mut self, t: &mut LineTransport<'_, '_>, buffered: &[u8]) {
         log::info!("{}: line over {} bytes; closing", t.transport().id(), buffered.len());
         t.transport().lose_connection();
@@ -253,11 +254,20 @@ impl<H: LineHandler> LineReceiver<H> {
                     self.handler.line_received(&mut lt, &line);
                 }
                 Ok(None) => return,
-                Err(CodecError::LineTooLong { .. }) | Err(_) => {
-                    self.stopped = true;
-                    let held = self.buf.take_all();
+                Err(CodecError::LineTooLong { .. }) => {
+                    let held = self.buf.as_slice().to_vec();
                     let mut lt = Self::lt(t, &mut self.codec, &mut self.raw, &mut self.pushback);
                     self.handler.line_length_exceeded(&mut lt, &held);
+                    if t.is_closing() {
+                        self.stopped = true;
+                        return;
+                    }
+                    // The handler kept the connection: skip the rest of that line.
+                    self.codec.skip_line(&mut self.buf);
+                }
+                Err(_) => {
+                    self.stopped = true;
+                    t.lose_connection();
                     return;
                 }
             }
@@ -435,5 +445,32 @@ mod tests {
         r.data_received(&mut tr.transport(), &[1, 0, 0, 0]);
         assert_eq!(tr.value(), b"\x00\x00\x00\x012");
         assert!(tr.is_closing());
+    }
+
+    /// Answers an over-long line with an error instead of closing.
+    struct Forgiving;
+    impl LineHandler for Forgiving {
+        fn line_received(&mut self, t: &mut LineTransport<'_, '_>, line: &[u8]) {
+            t.send_line(line).unwrap();
+        }
+        fn line_length_exceeded(&mut self, t: &mut LineTransport<'_, '_>, _held: &[u8]) {
+            t.send_line(b"ERR too long").unwrap();
+        }
+    }
+
+    #[test]
+    fn a_handler_that_keeps_the_connection_gets_the_next_lines_in_every_chunking() {
+        let mut wire = b"a\r\n".to_vec();
+        wire.extend(std::iter::repeat_n(b'z', 40));
+        wire.extend_from_slice(b"\r\nb\r\n");
+        for chunk in 1..=wire.len() {
+            let mut tr = StringTransport::new();
+            let mut r = LineReceiver::with_codec(LineCodec::new().max_length(8), Forgiving);
+            for piece in wire.chunks(chunk) {
+                r.data_received(&mut tr.transport(), piece);
+            }
+            assert_eq!(tr.value(), b"a\r\nERR too long\r\nb\r\n", "chunk {chunk}");
+            assert!(!tr.is_closing());
+        }
     }
 }

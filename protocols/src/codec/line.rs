@@ -13,6 +13,11 @@ use super::{Buffer, CodecError, Decoder, Encoder};
 /// a peer cannot make the buffer grow without bound. In lenient mode lines end at `\n` and
 /// one `\r` before it is dropped, so both CRLF and LF peers work.
 ///
+/// After [`CodecError::LineTooLong`] the stream can be resumed where the protocol allows
+/// it: [`LineCodec::skip_line`] drops the offending line up to and including its delimiter
+/// (however much of it is still to come, in constant memory), and decoding goes on with the
+/// next line.
+///
 /// # Examples
 ///
 /// ```
@@ -34,6 +39,8 @@ pub struct LineCodec {
     max_length: usize,
     /// Bytes already searched for a delimiter: never scanned twice.
     searched: usize,
+    /// Skipping the rest of an over-long line (after `skip_line`).
+    skipping: bool,
 }
 
 impl Default for LineCodec {
@@ -64,7 +71,13 @@ impl LineCodec {
     /// Lines ended by `delimiter` (an empty one falls back to CRLF).
     pub fn with_delimiter(delimiter: &[u8]) -> LineCodec {
         let delimiter = if delimiter.is_empty() { b"\r\n".to_vec() } else { delimiter.to_vec() };
-        LineCodec { delimiter, lenient: false, max_length: Self::DEFAULT_MAX_LENGTH, searched: 0 }
+        LineCodec {
+            delimiter,
+            lenient: false,
+            max_length: Self::DEFAULT_MAX_LENGTH,
+            searched: 0,
+            skipping: false,
+        }
     }
 
     /// Sets the longest line accepted, delimiter excluded. Security: an unbounded limit lets
@@ -79,15 +92,53 @@ impl LineCodec {
         self.max_length
     }
 
+    /// Recovers from `LineTooLong`: drops the buffered part of the offending line and
+    /// makes the decoder skip the rest of it, up to and including the next delimiter.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use torsion_protocols::codec::{Buffer, CodecError, Decoder, LineCodec};
+    /// let mut codec = LineCodec::lf().max_length(4);
+    /// let mut buf = Buffer::new();
+    /// buf.extend(b"far too long");
+    /// assert_eq!(codec.decode(&mut buf), Err(CodecError::LineTooLong { limit: 4 }));
+    /// codec.skip_line(&mut buf);
+    /// buf.extend(b" still\nok\n");
+    /// assert_eq!(codec.decode(&mut buf)?, Some(b"ok".to_vec()));
+    /// # Ok::<(), CodecError>(())
+    /// ```
+    pub fn skip_line(&mut self, buf: &mut Buffer) {
+        self.skipping = true;
+        self.searched = 0;
+        self.skip(buf);
+    }
+
+    /// While skipping: drops bytes up to the next delimiter. True once it was found.
+    fn skip(&mut self, buf: &mut Buffer) -> bool {
+        let dlen = if self.lenient { 1 } else { self.delimiter.len() };
+        match self.find(buf.as_slice(), 0) {
+            Some(at) => {
+                buf.consume(at + dlen);
+                self.skipping = false;
+                true
+            }
+            None => {
+                // Keep a tail that may be the start of a delimiter.
+                let keep = (dlen - 1).min(buf.len());
+                buf.consume(buf.len() - keep);
+                false
+            }
+        }
+    }
+
     fn find(&self, data: &[u8], from: usize) -> Option<usize> {
         let hay = &data[from..];
-        let at = if self.lenient || self.delimiter.len() == 1 {
+        if self.lenient || self.delimiter.len() == 1 {
             let byte = if self.lenient { b'\n' } else { self.delimiter[0] };
-            memchr::memchr(byte, hay)
-        } else {
-            memchr::memmem::find(hay, &self.delimiter)
-        };
-        at.map(|i| i + from)
+            return memchr::memchr(byte, hay).map(|i| i + from);
+        }
+        memchr::memmem::find(hay, &self.delimiter).map(|i| i + from)
     }
 }
 
@@ -95,6 +146,9 @@ impl Decoder for LineCodec {
     type Item = Vec<u8>;
 
     fn decode(&mut self, buf: &mut Buffer) -> Result<Option<Vec<u8>>, CodecError> {
+        if self.skipping && !self.skip(buf) {
+            return Ok(None);
+        }
         let data = buf.as_slice();
         let dlen = if self.lenient { 1 } else { self.delimiter.len() };
         // A delimiter may straddle the previous search's end.
@@ -128,16 +182,24 @@ impl Decoder for LineCodec {
 
 impl Encoder<[u8]> for LineCodec {
     fn encode(&mut self, line: &[u8], dst: &mut Vec<u8>) -> Result<(), CodecError> {
-        let bad = if self.lenient {
-            memchr::memchr(b'\n', line).is_some()
-        } else {
-            memchr::memmem::find(line, &self.delimiter).is_some()
-        };
-        if bad {
-            return Err(CodecError::DelimiterInLine);
+        if self.lenient {
+            if memchr::memchr(b'\n', line).is_some() {
+                return Err(CodecError::DelimiterInLine);
+            }
+            dst.extend_from_slice(line);
+            dst.extend_from_slice(&self.delimiter);
+            return Ok(());
         }
+        // The first delimiter in line + delimiter must be the appended one: this also
+        // refuses a line whose tail and the delimiter overlap into an earlier match
+        // ("ab" before the delimiter "abab" would decode as an empty line).
+        let start = dst.len();
         dst.extend_from_slice(line);
         dst.extend_from_slice(&self.delimiter);
+        if memchr::memmem::find(&dst[start..], &self.delimiter) != Some(line.len()) {
+            dst.truncate(start);
+            return Err(CodecError::DelimiterInLine);
+        }
         Ok(())
     }
 }
@@ -199,6 +261,55 @@ mod tests {
         assert_eq!(c.decode(&mut b), Ok(None), "11 bytes could still be 10 + CR");
         b.extend(b"y");
         assert_eq!(c.decode(&mut b), Err(CodecError::LineTooLong { limit: 10 }));
+    }
+
+    /// Decodes `input` in `chunk`-byte pieces, resuming after every over-long line.
+    fn decode_recovering(input: &[u8], chunk: usize, max: usize) -> (Vec<Vec<u8>>, usize) {
+        let mut c = LineCodec::new().max_length(max);
+        let mut b = Buffer::new();
+        let (mut frames, mut errors) = (Vec::new(), 0);
+        for piece in input.chunks(chunk) {
+            b.extend(piece);
+            loop {
+                match c.decode(&mut b) {
+                    Ok(Some(f)) => frames.push(f),
+                    Ok(None) => break,
+                    Err(CodecError::LineTooLong { .. }) => {
+                        errors += 1;
+                        c.skip_line(&mut b);
+                    }
+                    Err(e) => panic!("{e}"),
+                }
+                assert!(b.len() <= max + chunk + 2, "buffer grew to {}", b.len());
+            }
+        }
+        (frames, errors)
+    }
+
+    #[test]
+    fn decoding_resumes_after_an_over_long_line_in_every_chunking() {
+        let mut input = b"ok\r\n".to_vec();
+        input.extend(std::iter::repeat_n(b'x', 100));
+        input.extend_from_slice(b"\r\nnext\r\n");
+        input.extend(std::iter::repeat_n(b'y', 11));
+        input.extend_from_slice(b"\r\r\nlast\r\n");
+        for chunk in 1..=input.len() {
+            let (frames, errors) = decode_recovering(&input, chunk, 10);
+            assert_eq!(frames, lines(&["ok", "next", "last"]), "chunk {chunk}");
+            assert_eq!(errors, 2, "chunk {chunk}");
+        }
+    }
+
+    #[test]
+    fn encoder_refuses_a_line_whose_tail_overlaps_the_delimiter() {
+        let mut c = LineCodec::with_delimiter(b"abab");
+        let mut out = b"kept".to_vec();
+        assert_eq!(c.encode(&b"xab"[..], &mut out), Err(CodecError::DelimiterInLine));
+        assert_eq!(out, b"kept", "nothing appended on refusal");
+        c.encode(&b"xba"[..], &mut out).unwrap();
+        let mut b = Buffer::new();
+        b.extend(&out[4..]);
+        assert_eq!(c.decode(&mut b).unwrap(), Some(b"xba".to_vec()));
     }
 
     #[test]
