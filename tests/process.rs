@@ -196,3 +196,34 @@ fn callbacks_spawn_and_signal_children_through_the_context() {
     let msg = bad_failed.borrow().clone().unwrap();
     assert!(msg.contains("torsion-no-such-program"), "{msg}");
 }
+
+/// Counts output calls and bytes.
+struct Flood(Rc<RefCell<(usize, usize, bool)>>);
+
+impl ProcessProtocol for Flood {
+    fn out_received(&mut self, _t: &mut ProcessTransport<'_>, data: &[u8]) {
+        let mut s = self.0.borrow_mut();
+        s.0 += 1;
+        s.1 += data.len();
+    }
+    fn process_ended(&mut self, _ctx: &mut Ctx<'_>, _status: ExitStatus) {
+        self.0.borrow_mut().2 = true;
+    }
+}
+
+#[test]
+fn a_flooding_child_is_read_a_bounded_amount_per_pass_and_arrives_whole() {
+    let mut r = Reactor::new().unwrap();
+    let state = Rc::new(RefCell::new((0, 0, false)));
+    let opts = ProcessOptions::new("head").arg("-c").arg("40000000").arg("/dev/zero");
+    r.spawn_process(Flood(Rc::clone(&state)), opts).unwrap();
+    let mut most = 0;
+    run_until(&mut r, |_| {
+        let mut s = state.borrow_mut();
+        most = most.max(s.0);
+        s.0 = 0;
+        s.2
+    });
+    assert!(most <= 16, "{most} reads of one pipe in one pass");
+    assert_eq!(state.borrow().1, 40_000_000);
+}

@@ -121,6 +121,10 @@ pub(crate) struct ChildState {
     pub(crate) pending: Vec<u8>,
     pub(crate) close_stdin: bool,
     pub(crate) status: Option<ExitStatus>,
+    /// Output pipes (indexed by the token's two pipe bits: stdout 1, stderr 2) on the
+    /// ready-again list: read
+    /// from there, not again from an event of the same pass.
+    pub(crate) pipe_queued: [bool; 4],
 }
 
 impl ChildState {

@@ -170,6 +170,7 @@ struct ReadyAgain {
     conns: Vec<ConnId>,
     fds: Vec<usize>,
     udp: Vec<usize>,
+    pipes: Vec<(usize, usize, u32)>,
     producers: Vec<ConnId>,
     listeners: Vec<usize>,
 }
@@ -259,6 +260,8 @@ pub struct Reactor {
     udp: Slab<datagram::UdpEntry>,
     /// UDP sockets that hit their read budget.
     ready_udp: Vec<usize>,
+    /// Child output pipes that hit their read budget: (slot, pipe, generation).
+    ready_pipes: Vec<(usize, usize, u32)>,
     /// Scratch list of due timers, reused every pass.
     due: Vec<crate::id::TimerId>,
     /// Shutdown triggers not yet run.
@@ -321,6 +324,7 @@ impl Reactor {
             child_pipe: None,
             udp: Slab::new(),
             ready_udp: Vec::new(),
+            ready_pipes: Vec::new(),
             due: Vec::new(),
             triggers: Vec::new(),
             stopped_factories: Vec::new(),
@@ -459,6 +463,7 @@ impl Reactor {
             || !s.commands.is_empty()
             || !self.ready_listeners.is_empty()
             || !self.ready_udp.is_empty()
+            || !self.ready_pipes.is_empty()
             || !self.ready_fds.is_empty()
             || s.stop_requested && self.state == State::Running
         {
@@ -840,6 +845,7 @@ impl Reactor {
             conns: std::mem::take(&mut self.shared.ready),
             fds: std::mem::take(&mut self.ready_fds),
             udp: std::mem::take(&mut self.ready_udp),
+            pipes: std::mem::take(&mut self.ready_pipes),
             producers: std::mem::take(&mut self.shared.producers),
             listeners: std::mem::take(&mut self.ready_listeners),
         }
@@ -855,6 +861,9 @@ impl Reactor {
         self.serve_ready_fds(carried.fds);
         for slot in carried.udp {
             self.serve_ready_udp(slot);
+        }
+        for (slot, pipe, gen) in carried.pipes {
+            self.serve_ready_pipe(slot, pipe, gen);
         }
         for id in carried.producers {
             if let Some(conn) = self.conns.get_mut(id.slot()).filter(|c| c.io.gen == id.gen) {

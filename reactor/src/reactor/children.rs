@@ -22,6 +22,10 @@ const STDIN: usize = 0;
 const STDOUT: usize = 1;
 const STDERR: usize = 2;
 
+/// Reads of one output pipe per pass (of up to 64 KiB each), so a child flooding its
+/// stdout cannot starve the connections.
+const PIPE_BUDGET: usize = 16;
+
 /// A child and its protocol, in the reactor's slab.
 pub(super) struct ProcEntry {
     pub(super) st: ChildState,
@@ -115,6 +119,7 @@ impl Reactor {
             pending: Vec::new(),
             close_stdin: false,
             status: None,
+            pipe_queued: [false; 4],
         };
         let reg = self.poll.registry();
         let token = |pipe| id::token(Kind::Process, (slot << 2) | pipe, gen);
@@ -206,13 +211,24 @@ impl Reactor {
                     st.stdin = None;
                 }
             }
+            // Already on the ready-again list: read once per pass, from there.
+            _ if self.procs[slot].st.pipe_queued[pipe] => {}
             _ => self.read_pipe(slot, pipe),
         }
     }
 
-    /// Reads a child's stdout or stderr until it would block or ends.
+    /// A pipe that hit its read budget last pass, if its child is still the same.
+    pub(super) fn serve_ready_pipe(&mut self, slot: usize, pipe: usize, gen: u32) {
+        if let Some(p) = self.procs.get_mut(slot).filter(|p| p.st.gen == gen) {
+            p.st.pipe_queued[pipe] = false;
+            self.read_pipe(slot, pipe);
+        }
+    }
+
+    /// Reads a child's stdout or stderr until it would block, ends, or spends its read
+    /// budget (then it is read again next pass, after everyone else had a turn).
     fn read_pipe(&mut self, slot: usize, pipe: usize) {
-        loop {
+        for _ in 0..PIPE_BUDGET {
             let Some(entry) = self.procs.get_mut(slot) else { return };
             let rx = if pipe == STDOUT { &mut entry.st.stdout } else { &mut entry.st.stderr };
             let Some(r) = rx else { return };
@@ -234,6 +250,12 @@ impl Reactor {
                     *rx = None;
                     return self.maybe_ended(slot);
                 }
+            }
+        }
+        if let Some(entry) = self.procs.get_mut(slot) {
+            if !entry.st.pipe_queued[pipe] {
+                entry.st.pipe_queued[pipe] = true;
+                self.ready_pipes.push((slot, pipe, entry.st.gen));
             }
         }
     }
