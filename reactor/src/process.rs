@@ -122,8 +122,7 @@ pub(crate) struct ChildState {
     pub(crate) close_stdin: bool,
     pub(crate) status: Option<ExitStatus>,
     /// Output pipes (indexed by the token's two pipe bits: stdout 1, stderr 2) on the
-    /// ready-again list: read
-    /// from there, not again from an event of the same pass.
+    /// ready-again list: read from there, not again from an event of the same pass.
     pub(crate) pipe_queued: [bool; 4],
 }
 
