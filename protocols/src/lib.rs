@@ -5,6 +5,8 @@
 //!   protocol.
 //! - [`basic`]: [`basic::LineReceiver`], a line protocol with raw mode.
 //! - [`echo`] and [`wire`]: the classic services (RFC 862–868), over TCP and UDP.
+//! - [`command`]: the tutorials' remote command server, done safely (allow-list, no shell,
+//!   timeout, output cap, loopback by default), output streamed back length-prefixed.
 //!
 //! # Writing a protocol plugin
 //!
@@ -106,5 +108,6 @@
 
 pub mod basic;
 pub mod codec;
+pub mod command;
 pub mod echo;
 pub mod wire;
