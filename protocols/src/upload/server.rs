@@ -9,18 +9,19 @@ use std::cell::Cell;
 use std::collections::hash_map::RandomState;
 use std::fs::{self, File, OpenOptions};
 use std::hash::{BuildHasher, Hasher};
-use std::io::{self, BufWriter, Write};
+use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::Duration;
 
 use torsion_reactor::{Address, Ctx, Error, Factory, Protocol, Reason, TimerId, Transport};
 
-use super::parser::{Event, Framing, Header, UploadParser};
+use super::parser::{Event, Framing, UploadParser};
 
 /// Timer tags.
 const IDLE: u64 = 1;
 const LINGER: u64 = 2;
+const QUIET: u64 = 3;
 
 /// After refusing an upload, how long the connection lingers (reading and dropping what
 /// the client still sends, so it can read the status line rather than a reset).
@@ -43,17 +44,17 @@ pub struct UploadOptions {
     /// Largest file accepted, in bytes (default 100 MiB); checked against the header,
     /// before anything is written.
     pub max_size: u64,
-    /// Largest header (default 1 KiB).
+    /// Largest framed header (default 1 KiB).
     pub max_header: usize,
     /// The wire format (default [`Framing::Tutorial`]).
     pub framing: Framing,
-    /// Accept the tutorial client's unterminated header, ended by the end of its read
-    /// (default `true`; see [`UploadParser::end_of_read`]). With `false`, a tutorial
-    /// header must end with `\n`.
-    pub unterminated_headers: bool,
+    /// Tutorial framing: a pause this long, once more than `size` bytes followed the
+    /// header, ends the upload (default 200 ms): the tutorial's client never closes, it
+    /// waits for its user. A half-close ends it at once.
+    pub quiet: Duration,
     /// Replace an existing file of the same name (default `false`: the upload is refused
-    /// with `error exists`, checked when the header arrives and again, atomically, at the
-    /// end).
+    /// with `error exists: <name>`, checked as soon as the name is known and again,
+    /// atomically, when the file is moved into place).
     pub overwrite: bool,
     /// `fsync` each file and the directory before answering `ok` (default `false`). This
     /// blocks the loop for as long as the disk takes.
@@ -69,7 +70,7 @@ impl Default for UploadOptions {
             max_size: 100 * 1024 * 1024,
             max_header: UploadParser::DEFAULT_MAX_HEADER,
             framing: Framing::Tutorial,
-            unterminated_headers: true,
+            quiet: Duration::from_millis(200),
             overwrite: false,
             sync: false,
             idle_timeout: Duration::from_secs(60),
@@ -102,17 +103,21 @@ impl Config {
 ///
 /// Per upload, the client sends a header (`post|<size>|<name>`, see [`Framing`]), then the
 /// file; the server answers with one status line: `ok <size> <name>\n`, or
-/// `error <reason>\n` after which it half-closes and hangs up. Several uploads may follow
-/// each other on one connection.
+/// `error <reason>\n` after which it half-closes and hangs up.
 ///
 /// - Files land in the configured directory only: the name must pass
 ///   [`safe_name`](super::safe_name), and the path is `dir.join(name)`.
 /// - The size is checked against the limit from the header, before anything is written.
-/// - The body is streamed to a temporary file (`.<name>.upload-<random>`, created with
-///   `O_EXCL` in the same directory) through a 64 KiB buffer, and renamed to its name only
-///   once complete (without replacing an existing file unless configured). A partial
-///   file is removed when the client disconnects, times out or breaks the protocol.
-/// - File writes run on the loop: to a local disk they land in the page cache in
+/// - The body is streamed to a temporary file (created with `O_EXCL` in the same
+///   directory, its name starting with `.`) through a 64 KiB buffer, and moved to its name
+///   only once complete (without replacing an existing file unless configured). A
+///   partial file is removed when the client disconnects, times out or breaks the
+///   protocol.
+/// - In tutorial framing the name is known only at the end (see [`Framing::Tutorial`]):
+///   what arrived is streamed to a first temporary file, then the file's bytes are
+///   copied (in the kernel, `copy_file_range`) to the final one. The framed variant
+///   writes once.
+/// - File IO runs on the loop: to a local disk, writes land in the page cache in
 ///   microseconds. The loop is blocked for as long as a write takes, so the upload
 ///   directory should be on a local file system (and [`UploadOptions::sync`] adds the
 ///   disk's flush time to every upload).
@@ -163,8 +168,9 @@ impl UploadFactory {
         UploadProtocol {
             parser: UploadParser::new(opts.framing, opts.max_size).max_header(opts.max_header),
             cfg: Rc::clone(&self.cfg),
-            file: None,
+            current: None,
             idle: None,
+            quiet: None,
             refused: false,
         }
     }
@@ -176,69 +182,132 @@ impl Factory for UploadFactory {
     }
 }
 
+/// The upload in progress on a connection.
+#[derive(Debug)]
+struct Current {
+    file: PartialFile,
+    size: u64,
+    /// Framed: known from the header. Tutorial: known at the end.
+    name: Option<String>,
+}
+
 /// One connection of the upload service (see [`UploadFactory`]).
 pub struct UploadProtocol {
     cfg: Rc<Config>,
     parser: UploadParser,
-    /// The upload in progress.
-    file: Option<PartialFile>,
+    current: Option<Current>,
     idle: Option<TimerId>,
+    /// Tutorial framing: the pause that ends an upload.
+    quiet: Option<TimerId>,
     /// An error was answered: input is dropped until the connection closes.
     refused: bool,
 }
 
+/// A reason to refuse, as sent after `error `.
+type Refusal = String;
+
+fn cannot_store(what: &Path, e: &io::Error) -> Refusal {
+    log::warn!("upload: {}: {e}", what.display());
+    "cannot store the file".into()
+}
+
 impl UploadProtocol {
-    /// Parses `input` and acts on every event; `Err` is the reason to refuse.
-    fn feed(&mut self, t: &mut Transport<'_>, input: &[u8]) -> Result<(), String> {
+    /// Parses `input` and acts on every event.
+    fn feed(&mut self, t: &mut Transport<'_>, input: &[u8]) -> Result<(), Refusal> {
         let mut rest = input;
         loop {
             let (n, event) = self.parser.parse(rest).map_err(|e| e.to_string())?;
             rest = &rest[n..];
             match event {
                 None => return Ok(()),
-                Some(Event::Header(h)) => self.begin(t, h)?,
+                Some(Event::Announced { size }) => self.begin(t, size, None)?,
+                Some(Event::Header(h)) => self.begin(t, h.size, Some(h.name))?,
                 Some(Event::Data(d)) => self.write(d)?,
                 Some(Event::Complete) => self.complete(t)?,
             }
         }
     }
 
-    fn begin(&mut self, t: &mut Transport<'_>, h: Header) -> Result<(), String> {
-        let target = self.cfg.dir.join(&h.name);
+    fn check_free(&self, name: &str) -> Result<PathBuf, Refusal> {
+        let target = self.cfg.dir.join(name);
         if !self.cfg.opts.overwrite && fs::symlink_metadata(&target).is_ok() {
-            return Err(format!("exists: {}", h.name));
+            return Err(format!("exists: {name}"));
         }
-        log::info!("{}: receiving {:?} ({} bytes)", t.id(), h.name, h.size);
-        let file = PartialFile::create(&self.cfg, h, target).map_err(|e| {
-            log::warn!("{}: cannot create a file in {}: {e}", t.id(), self.cfg.dir.display());
-            "cannot store the file".to_string()
-        })?;
-        self.file = Some(file);
+        Ok(target)
+    }
+
+    fn begin(
+        &mut self,
+        t: &mut Transport<'_>,
+        size: u64,
+        name: Option<String>,
+    ) -> Result<(), Refusal> {
+        if let Some(name) = &name {
+            self.check_free(name)?;
+        }
+        log::info!(
+            "{}: receiving {} bytes{}",
+            t.id(),
+            size,
+            name.as_deref().map(|n| format!(" as {n:?}")).unwrap_or_default()
+        );
+        let file = PartialFile::create(&self.cfg, name.as_deref().unwrap_or(""))
+            .map_err(|e| cannot_store(&self.cfg.dir, &e))?;
+        self.current = Some(Current { file, size, name });
         Ok(())
     }
 
-    fn write(&mut self, data: &[u8]) -> Result<(), String> {
-        let Some(f) = &mut self.file else { return Ok(()) };
-        f.write(data).map_err(|e| {
-            log::warn!("cannot write {}: {e}", f.tmp.display());
-            "cannot store the file".to_string()
-        })
+    fn write(&mut self, data: &[u8]) -> Result<(), Refusal> {
+        let Some(cur) = &mut self.current else { return Ok(()) };
+        cur.file.write(data).map_err(|e| cannot_store(&cur.file.tmp, &e))
     }
 
-    fn complete(&mut self, t: &mut Transport<'_>) -> Result<(), String> {
-        let Some(f) = self.file.take() else { return Ok(()) };
-        let (size, name) = (f.size, f.name.clone());
-        match f.commit(self.cfg.opts.overwrite, self.cfg.opts.sync) {
+    /// Framed: the file is complete.
+    fn complete(&mut self, t: &mut Transport<'_>) -> Result<(), Refusal> {
+        let Some(cur) = self.current.take() else { return Ok(()) };
+        let name = cur.name.unwrap_or_default();
+        self.store(t, cur.file, cur.size, &name)
+    }
+
+    /// Tutorial: the upload ended (a pause, or the client's half-close at `eof`).
+    fn finish(&mut self, t: &mut Transport<'_>, eof: bool) -> Result<(), Refusal> {
+        let got = self.parser.received();
+        match self.parser.end_of_upload().map_err(|e| e.to_string())? {
+            Some(fin) => {
+                let Some(cur) = self.current.take() else { return Ok(()) };
+                let name = fin.header.name;
+                self.check_free(&name)?;
+                let mut dest = PartialFile::create(&self.cfg, &name)
+                    .map_err(|e| cannot_store(&self.cfg.dir, &e))?;
+                dest.copy_from(cur.file, fin.skip, fin.header.size)
+                    .map_err(|e| cannot_store(&dest.tmp, &e))?;
+                self.store(t, dest, fin.header.size, &name)
+            }
+            None if eof && got.is_some() => {
+                let (got, size) = (got.unwrap_or(0), self.current.as_ref().map_or(0, |c| c.size));
+                Err(format!("truncated: {got} bytes after the header for a {size}-byte file"))
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Moves a complete file to its name and answers `ok`.
+    fn store(
+        &mut self,
+        t: &mut Transport<'_>,
+        file: PartialFile,
+        size: u64,
+        name: &str,
+    ) -> Result<(), Refusal> {
+        let target = self.cfg.dir.join(name);
+        match file.commit(&target, self.cfg.opts.overwrite, self.cfg.opts.sync) {
             Ok(()) => {
                 log::info!("{}: stored {name:?} ({size} bytes)", t.id());
                 let _ = t.write(format!("ok {size} {name}\n").as_bytes());
                 Ok(())
             }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(format!("exists: {name}")),
-            Err(e) => {
-                log::warn!("{}: cannot store {name:?}: {e}", t.id());
-                Err("cannot store the file".into())
-            }
+            Err(e) => Err(cannot_store(&target, &e)),
         }
     }
 
@@ -246,11 +315,11 @@ impl UploadProtocol {
     /// client closes or after a short linger.
     fn refuse(&mut self, t: &mut Transport<'_>, why: &str) {
         log::info!("{}: refused upload: {why}", t.id());
-        self.file = None; // removes the temporary file
+        self.current = None; // removes the temporary file
         self.refused = true;
         let _ = t.write(format!("error {why}\n").as_bytes());
         t.lose_write_connection();
-        if let Some(id) = self.idle.take() {
+        for id in [self.idle.take(), self.quiet.take()].into_iter().flatten() {
             t.ctx().cancel(id);
         }
         t.call_later(LINGER_TIME, LINGER);
@@ -269,36 +338,52 @@ impl Protocol for UploadProtocol {
         if let Some(id) = self.idle {
             t.ctx().reset(id, self.cfg.opts.idle_timeout);
         }
-        let mut result = self.feed(t, data);
-        if result.is_ok() && self.cfg.opts.unterminated_headers {
-            result = match self.parser.end_of_read() {
-                Ok(Some(h)) => self.begin(t, h).and_then(|()| self.feed(t, &[])),
-                Ok(None) => Ok(()),
-                Err(e) => Err(e.to_string()),
-            };
+        if let Err(why) = self.feed(t, data) {
+            return self.refuse(t, &why);
         }
-        if let Err(why) = result {
-            self.refuse(t, &why);
+        // Tutorial framing: the upload ends at the next pause (once long enough).
+        if self.parser.received().is_some() {
+            let quiet = self.cfg.opts.quiet;
+            match self.quiet {
+                Some(id) if t.ctx().reset(id, quiet) => {}
+                _ => self.quiet = Some(t.call_later(quiet, QUIET)),
+            }
         }
     }
 
     fn eof_received(&mut self, t: &mut Transport<'_>) -> bool {
-        if !self.refused {
-            if let Some(f) = &self.file {
-                let why = format!("truncated: {} of {} bytes received", f.written, f.size);
-                log::info!("{}: {:?} {why}; removing it", t.id(), f.name);
-                self.file = None;
-                let _ = t.write(format!("error {why}\n").as_bytes());
-            } else if !self.parser.is_idle() {
-                let _ = t.write(b"error truncated header\n");
-            }
+        if self.refused {
+            return false;
+        }
+        let result = match self.parser.received() {
+            Some(_) => self.finish(t, true),
+            None if !self.parser.is_idle() => match &self.current {
+                Some(cur) => {
+                    Err(format!("truncated: {} of {} bytes received", cur.file.written, cur.size))
+                }
+                None => Err("truncated header".into()),
+            },
+            None => Ok(()),
+        };
+        if let Err(why) = result {
+            log::info!("{}: refused upload: {why}", t.id());
+            self.current = None;
+            let _ = t.write(format!("error {why}\n").as_bytes());
         }
         false
     }
 
     fn timer_fired(&mut self, t: &mut Transport<'_>, tag: u64) {
         match tag {
-            IDLE if self.file.is_some() || !self.parser.is_idle() => {
+            QUIET => {
+                self.quiet = None;
+                if !self.refused {
+                    if let Err(why) = self.finish(t, false) {
+                        self.refuse(t, &why);
+                    }
+                }
+            }
+            IDLE if self.current.is_some() || !self.parser.is_idle() => {
                 self.idle = None;
                 self.refuse(t, "idle timeout");
                 t.lose_connection();
@@ -313,40 +398,37 @@ impl Protocol for UploadProtocol {
     }
 
     fn connection_lost(&mut self, ctx: &mut Ctx<'_>, reason: Reason) {
-        if let Some(f) = self.file.take() {
-            log::info!("upload of {:?} interrupted ({reason}); removing the partial file", f.name);
+        if let Some(cur) = self.current.take() {
+            log::info!("upload interrupted ({reason}); removing {}", cur.file.tmp.display());
         }
-        if let Some(id) = self.idle.take() {
+        for id in [self.idle.take(), self.quiet.take()].into_iter().flatten() {
             ctx.cancel(id);
         }
     }
 }
 
-/// A file being received: its temporary file, removed on drop unless committed.
+/// A temporary file in the upload directory, removed on drop unless committed.
 #[derive(Debug)]
 struct PartialFile {
     tmp: PathBuf,
-    target: PathBuf,
-    name: String,
-    size: u64,
     written: u64,
     out: Option<BufWriter<File>>,
     committed: bool,
 }
 
 impl PartialFile {
-    /// Creates `.<name>.upload-<random>` next to `target`, never reusing an existing path.
-    fn create(cfg: &Config, h: Header, target: PathBuf) -> io::Result<PartialFile> {
+    /// Creates `.<label>.upload-<random>` (`.upload-<random>` while the name is unknown)
+    /// in the upload directory, never reusing an
+    /// existing path (`O_EXCL`: not even through a symbolic link).
+    fn create(cfg: &Config, label: &str) -> io::Result<PartialFile> {
         let mut last = io::Error::other("no attempt");
         for _ in 0..8 {
-            let tmp = cfg.dir.join(format!(".{}.upload-{:016x}", h.name, cfg.nonce()));
-            match OpenOptions::new().write(true).create_new(true).open(&tmp) {
+            let dot = if label.is_empty() { "" } else { "." };
+            let tmp = cfg.dir.join(format!(".{label}{dot}upload-{:016x}", cfg.nonce()));
+            match OpenOptions::new().read(true).write(true).create_new(true).open(&tmp) {
                 Ok(f) => {
                     return Ok(PartialFile {
                         tmp,
-                        target,
-                        name: h.name,
-                        size: h.size,
                         written: 0,
                         out: Some(BufWriter::with_capacity(WRITE_BUFFER, f)),
                         committed: false,
@@ -367,8 +449,29 @@ impl PartialFile {
         Ok(())
     }
 
-    /// Flushes, optionally syncs, and moves the file to its name.
-    fn commit(mut self, overwrite: bool, sync: bool) -> io::Result<()> {
+    /// Fills this (empty) file with `len` bytes of `src` from offset `skip`; `src` is
+    /// removed afterwards. `io::copy` between files is `copy_file_range` on Linux: the
+    /// bytes move in the kernel.
+    fn copy_from(&mut self, mut src: PartialFile, skip: u64, len: u64) -> io::Result<()> {
+        let (Some(out), Some(from)) = (self.out.as_mut(), src.out.take()) else {
+            return Err(io::Error::other("already closed"));
+        };
+        let mut from = from.into_inner().map_err(|e| e.into_error())?;
+        from.seek(SeekFrom::Start(skip))?;
+        out.flush()?;
+        let copied = io::copy(&mut (&mut from).take(len), out.get_mut())?;
+        if copied != len {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "upload shorter than its size",
+            ));
+        }
+        self.written = len;
+        Ok(())
+    }
+
+    /// Flushes, optionally syncs, and moves the file to `target`.
+    fn commit(mut self, target: &Path, overwrite: bool, sync: bool) -> io::Result<()> {
         let Some(out) = self.out.take() else { return Err(io::Error::other("already closed")) };
         let file = out.into_inner().map_err(|e| e.into_error())?;
         if sync {
@@ -376,27 +479,27 @@ impl PartialFile {
         }
         drop(file);
         if overwrite {
-            fs::rename(&self.tmp, &self.target)?;
+            fs::rename(&self.tmp, target)?;
         } else {
             // A hard link fails if the name exists: an atomic "rename unless taken".
-            match fs::hard_link(&self.tmp, &self.target) {
+            match fs::hard_link(&self.tmp, target) {
                 Ok(()) => {
                     let _ = fs::remove_file(&self.tmp);
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Err(e),
                 Err(e) => {
                     // No hard links on this file system: check, then rename.
-                    log::debug!("hard link {}: {e}; renaming instead", self.target.display());
-                    if fs::symlink_metadata(&self.target).is_ok() {
+                    log::debug!("hard link {}: {e}; renaming instead", target.display());
+                    if fs::symlink_metadata(target).is_ok() {
                         return Err(io::ErrorKind::AlreadyExists.into());
                     }
-                    fs::rename(&self.tmp, &self.target)?;
+                    fs::rename(&self.tmp, target)?;
                 }
             }
         }
         self.committed = true;
         if sync {
-            if let Some(dir) = self.target.parent() {
+            if let Some(dir) = target.parent() {
                 File::open(dir)?.sync_all()?;
             }
         }
@@ -419,6 +522,7 @@ impl Drop for PartialFile {
 mod tests {
     use super::*;
     use torsion_reactor::testing::StringTransport;
+    use torsion_reactor::{Clock, ManualClock, TransportOptions};
 
     /// A fresh empty directory under the system's temporary directory.
     fn scratch(tag: &str) -> PathBuf {
@@ -440,9 +544,7 @@ mod tests {
     #[test]
     fn an_upload_in_every_chunking_is_stored_byte_exact() {
         let dir = scratch("chunks");
-        // Only `\n`-terminated headers: independent of how reads are split.
-        let opts = UploadOptions { unterminated_headers: false, ..UploadOptions::default() };
-        let factory = UploadFactory::new(&dir, opts).unwrap();
+        let factory = UploadFactory::new(&dir, UploadOptions::default()).unwrap();
         let body: Vec<u8> = (0..300u32).map(|i| (i * 7) as u8).collect();
         let mut wire = format!("post|{}|data.bin\n", body.len()).into_bytes();
         wire.extend_from_slice(&body);
@@ -453,11 +555,54 @@ mod tests {
             for piece in wire.chunks(chunk) {
                 p.data_received(&mut tr.transport(), piece);
             }
+            assert!(tr.value().is_empty(), "nothing answered before the upload ends");
+            p.timer_fired(&mut tr.transport(), QUIET); // the client pauses
             assert_eq!(tr.take(), b"ok 300 data.bin\n", "chunk {chunk}");
             assert_eq!(fs::read(dir.join("data.bin")).unwrap(), body);
             assert_eq!(listing(&dir), ["data.bin"], "no temporary file left");
             fs::remove_file(dir.join("data.bin")).unwrap();
         }
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_quiet_timer_is_armed_and_reset_while_a_tutorial_upload_streams() {
+        let dir = scratch("quiet");
+        let opts = UploadOptions { quiet: Duration::from_millis(250), ..Default::default() };
+        let mut p = UploadFactory::new(&dir, opts).unwrap().protocol();
+        let clock = ManualClock::new();
+        let mut tr = StringTransport::with_options(TransportOptions::default(), clock.now());
+        p.connection_made(&mut tr.transport());
+        p.data_received(&mut tr.transport(), b"post|3|q.txt");
+        let quiet = p.quiet.unwrap();
+        assert_eq!(tr.ctx().timer_deadline(quiet), Some(clock.now() + Duration::from_millis(250)));
+        clock.advance(Duration::from_millis(100));
+        tr.set_now(clock.now());
+        p.data_received(&mut tr.transport(), b"abc");
+        assert_eq!(p.quiet, Some(quiet), "the same timer, moved");
+        assert_eq!(tr.ctx().timer_deadline(quiet), Some(clock.now() + Duration::from_millis(250)));
+        p.timer_fired(&mut tr.transport(), QUIET);
+        assert_eq!(tr.take(), b"ok 3 q.txt\n");
+        // The next upload on the same connection, after the pause.
+        p.data_received(&mut tr.transport(), b"post|2|r.txtxy");
+        p.timer_fired(&mut tr.transport(), QUIET);
+        assert_eq!(tr.take(), b"ok 2 r.txt\n");
+        assert_eq!(fs::read(dir.join("r.txt")).unwrap(), b"xy");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_pause_before_the_whole_file_arrived_does_not_end_the_upload() {
+        let dir = scratch("early");
+        let mut p = UploadFactory::new(&dir, UploadOptions::default()).unwrap().protocol();
+        let mut tr = StringTransport::new();
+        p.data_received(&mut tr.transport(), b"post|10|f.txt\nabc");
+        p.timer_fired(&mut tr.transport(), QUIET);
+        assert!(tr.value().is_empty() && !tr.is_write_shut());
+        p.data_received(&mut tr.transport(), b"defghij");
+        p.timer_fired(&mut tr.transport(), QUIET);
+        assert_eq!(tr.take(), b"ok 10 f.txt\n");
+        assert_eq!(fs::read(dir.join("f.txt")).unwrap(), b"abcdefghij");
         fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -474,35 +619,51 @@ mod tests {
         assert!(listing(&dir).is_empty());
         p.data_received(&mut tr.transport(), b"01234567890");
         assert!(listing(&dir).is_empty() && tr.value().is_empty(), "the rest is dropped");
+        p.timer_fired(&mut tr.transport(), LINGER);
+        assert!(tr.is_closing());
         fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn a_partial_file_is_removed_when_the_client_disconnects() {
         let dir = scratch("partial");
-        let mut p = UploadFactory::new(&dir, UploadOptions::default()).unwrap().protocol();
-        let mut tr = StringTransport::new();
-        p.connection_made(&mut tr.transport());
-        p.data_received(&mut tr.transport(), b"post|1000|half.bin\n");
-        p.data_received(&mut tr.transport(), &[7; 500]);
-        let names = listing(&dir);
-        assert_eq!(names.len(), 1);
-        assert!(names[0].starts_with(".half.bin.upload-"), "{names:?}");
-        p.connection_lost(&mut tr.ctx(), Reason::Lost(io::ErrorKind::ConnectionReset.into()));
-        assert!(listing(&dir).is_empty(), "partial file removed");
+        for framing in [Framing::Tutorial, Framing::Framed] {
+            let opts = UploadOptions { framing, ..UploadOptions::default() };
+            let mut p = UploadFactory::new(&dir, opts).unwrap().protocol();
+            let mut tr = StringTransport::new();
+            p.connection_made(&mut tr.transport());
+            match framing {
+                Framing::Tutorial => p.data_received(&mut tr.transport(), b"post|1000|half.bin\n"),
+                Framing::Framed => p.data_received(
+                    &mut tr.transport(),
+                    b"\0\0\0\x12post|1000|half.bin\0\0\x03\xe8",
+                ),
+            }
+            p.data_received(&mut tr.transport(), &[7; 500]);
+            let names = listing(&dir);
+            assert_eq!(names.len(), 1);
+            assert!(names[0].starts_with('.') && names[0].contains("upload-"), "{names:?}");
+            p.connection_lost(&mut tr.ctx(), Reason::Lost(io::ErrorKind::ConnectionReset.into()));
+            assert!(listing(&dir).is_empty(), "partial file removed ({framing:?})");
+        }
         fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
-    fn a_half_close_mid_upload_answers_truncated_and_removes_the_file() {
+    fn a_half_close_ends_a_tutorial_upload_or_reports_it_truncated() {
         let dir = scratch("eof");
-        let mut p = UploadFactory::new(&dir, UploadOptions::default()).unwrap().protocol();
+        let factory = UploadFactory::new(&dir, UploadOptions::default()).unwrap();
+        let mut p = factory.protocol();
         let mut tr = StringTransport::new();
-        p.connection_made(&mut tr.transport());
+        p.data_received(&mut tr.transport(), b"post|3|whole.txtabc");
+        assert!(!p.eof_received(&mut tr.transport()));
+        assert_eq!(tr.take(), b"ok 3 whole.txt\n");
+        let mut p = factory.protocol();
+        let mut tr = StringTransport::new();
         p.data_received(&mut tr.transport(), b"post|10|t.txt\nabc");
         assert!(!p.eof_received(&mut tr.transport()));
-        assert_eq!(tr.take(), b"error truncated: 3 of 10 bytes received\n");
-        assert!(listing(&dir).is_empty());
+        assert_eq!(tr.take(), b"error truncated: 9 bytes after the header for a 10-byte file\n");
+        assert_eq!(listing(&dir), ["whole.txt"]);
         fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -511,13 +672,29 @@ mod tests {
         let dir = scratch("names");
         let factory = UploadFactory::new(&dir, UploadOptions::default()).unwrap();
         for name in ["../x", "/etc/x", "a/b", "", "a\0b", "..", ".hidden", "-rf", "CON"] {
-            let mut p = factory.protocol();
-            let mut tr = StringTransport::new();
-            p.connection_made(&mut tr.transport());
-            p.data_received(&mut tr.transport(), format!("post|2|{name}\nhi").as_bytes());
-            let reply = String::from_utf8(tr.take()).unwrap();
-            assert!(reply.starts_with("error bad name: "), "{name:?}: {reply:?}");
-            assert!(listing(&dir).is_empty(), "{name:?}");
+            for framed in [false, true] {
+                let mut p = if framed {
+                    let opts = UploadOptions { framing: Framing::Framed, ..Default::default() };
+                    UploadFactory::new(&dir, opts).unwrap().protocol()
+                } else {
+                    factory.protocol()
+                };
+                let mut tr = StringTransport::new();
+                p.connection_made(&mut tr.transport());
+                let header = format!("post|2|{name}");
+                if framed {
+                    let mut wire = (header.len() as u32).to_be_bytes().to_vec();
+                    wire.extend_from_slice(header.as_bytes());
+                    wire.extend_from_slice(b"\0\0\0\x02hi");
+                    p.data_received(&mut tr.transport(), &wire);
+                } else {
+                    p.data_received(&mut tr.transport(), format!("{header}\nhi").as_bytes());
+                    p.timer_fired(&mut tr.transport(), QUIET);
+                }
+                let reply = String::from_utf8(tr.take()).unwrap();
+                assert!(reply.starts_with("error bad name: "), "{name:?}: {reply:?}");
+                assert!(listing(&dir).is_empty(), "{name:?}");
+            }
         }
         fs::remove_dir_all(&dir).unwrap();
     }
@@ -528,14 +705,16 @@ mod tests {
         fs::write(dir.join("keep.txt"), b"original").unwrap();
         let mut p = UploadFactory::new(&dir, UploadOptions::default()).unwrap().protocol();
         let mut tr = StringTransport::new();
-        p.connection_made(&mut tr.transport());
         p.data_received(&mut tr.transport(), b"post|3|keep.txt\nnew");
+        p.timer_fired(&mut tr.transport(), QUIET);
         assert_eq!(tr.take(), b"error exists: keep.txt\n");
         assert_eq!(fs::read(dir.join("keep.txt")).unwrap(), b"original");
+        assert_eq!(listing(&dir), ["keep.txt"]);
         let opts = UploadOptions { overwrite: true, ..UploadOptions::default() };
         let mut p = UploadFactory::new(&dir, opts).unwrap().protocol();
         let mut tr = StringTransport::new();
         p.data_received(&mut tr.transport(), b"post|3|keep.txt\nnew");
+        p.timer_fired(&mut tr.transport(), QUIET);
         assert_eq!(tr.take(), b"ok 3 keep.txt\n");
         assert_eq!(fs::read(dir.join("keep.txt")).unwrap(), b"new");
         assert_eq!(listing(&dir), ["keep.txt"]);
@@ -562,31 +741,29 @@ mod tests {
     }
 
     #[test]
-    fn the_tutorial_client_and_the_framed_variant_both_store_files() {
-        let dir = scratch("forms");
-        // The tutorial's client: the header alone in its first send, no terminator.
-        let mut p = UploadFactory::new(&dir, UploadOptions::default()).unwrap().protocol();
-        let mut tr = StringTransport::new();
-        p.data_received(&mut tr.transport(), b"post|5|tut.txt");
-        p.data_received(&mut tr.transport(), b"hel");
-        p.data_received(&mut tr.transport(), b"lo");
-        assert_eq!(tr.take(), b"ok 5 tut.txt\n");
-        assert_eq!(fs::read(dir.join("tut.txt")).unwrap(), b"hello");
-        // The framed variant.
+    fn the_framed_variant_stores_files_at_once_in_every_chunking() {
+        let dir = scratch("framed");
         let opts = UploadOptions { framing: Framing::Framed, ..UploadOptions::default() };
-        let mut p = UploadFactory::new(&dir, opts).unwrap().protocol();
-        let mut tr = StringTransport::new();
+        let factory = UploadFactory::new(&dir, opts).unwrap();
         let mut wire = Vec::new();
-        for part in [&b"post|4|framed.bin"[..], b"ab", b"cd"] {
+        for part in [&b"post|4|framed.bin"[..], b"ab", b"cd", b"post|1|two"] {
             wire.extend_from_slice(&(part.len() as u32).to_be_bytes());
             wire.extend_from_slice(part);
         }
-        for b in &wire {
-            p.data_received(&mut tr.transport(), std::slice::from_ref(b));
+        wire.extend_from_slice(b"\0\0\0\x01z");
+        for chunk in 1..=wire.len() {
+            let mut p = factory.protocol();
+            let mut tr = StringTransport::new();
+            for piece in wire.chunks(chunk) {
+                p.data_received(&mut tr.transport(), piece);
+            }
+            assert_eq!(tr.take(), b"ok 4 framed.bin\nok 1 two\n", "chunk {chunk}");
+            assert_eq!(fs::read(dir.join("framed.bin")).unwrap(), b"abcd");
+            assert_eq!(listing(&dir), ["framed.bin", "two"]);
+            for f in ["framed.bin", "two"] {
+                fs::remove_file(dir.join(f)).unwrap();
+            }
         }
-        assert_eq!(tr.take(), b"ok 4 framed.bin\n");
-        assert_eq!(fs::read(dir.join("framed.bin")).unwrap(), b"abcd");
-        assert_eq!(listing(&dir), ["framed.bin", "tut.txt"]);
         fs::remove_dir_all(&dir).unwrap();
     }
 }
