@@ -167,3 +167,39 @@ fn pipelined_requests_are_answered_in_order_then_the_half_close_is_honoured() {
     s.read_to_end(&mut rest).expect("the server closes after the last answer");
     assert!(rest.is_empty() && buf.is_empty());
 }
+
+/// Whether a process whose command line has `arg` as an argument is running.
+fn running_with_arg(arg: &str) -> bool {
+    let needle = format!("\0{arg}\0");
+    std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+        std::fs::read(e.path().join("cmdline"))
+            .is_ok_and(|c| c.windows(needle.len()).any(|w| w == needle.as_bytes()))
+    })
+}
+
+/// Waits (bounded by the deadline) until `cond` holds.
+fn eventually(mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < DEADLINE, "condition not reached before the deadline");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn a_client_that_resets_has_its_command_killed_at_once() {
+    // A long deadline: only the reset can end the child before the test's own deadline.
+    let opts = CommandOptions { timeout: Duration::from_secs(3600), ..CommandOptions::default() };
+    let server = serve(&["sleep"], opts);
+    // A unique argument to find the child by (`sleep` takes fractions).
+    let marker = format!("3000.{}", std::process::id());
+    let mut s = client(server.addr);
+    send(&mut s, &["sleep", &marker]);
+    eventually(|| running_with_arg(&marker));
+    // A close with SO_LINGER 0 sends RST: the server's `connection_lost` kills the child.
+    // (A plain close is a FIN, which the server must take for a half-close and keep
+    // waiting for the answer: then the command's deadline bounds it.)
+    socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO)).unwrap();
+    drop(s);
+    eventually(|| !running_with_arg(&marker));
+}

@@ -19,6 +19,12 @@
 //! the child writes it; what a slow client can make the server hold is bounded by the
 //! output cap (plus framing), not by the client's reading speed.
 //!
+//! Clients that leave: a reset connection kills its running command at once (SIGKILL).
+//! A FIN looks like a half-close (`nc -N`, or a client that sent its last request), so
+//! the server still answers what was asked and closes afterwards: the running command's
+//! deadline bounds how long a vanished client's command runs. Only the child itself is
+//! killed: processes it started (it was allowed to fork) live on in their own right.
+//!
 //! Wire format: see [`Request`] and [`Reply`]. Tested in each file and over sockets in
 //! `tests/command.rs`.
 //!

@@ -1,21 +1,21 @@
 //! The upload server: `UploadFactory` builds an `UploadProtocol` per connection, which
-//! streams each upload into a temporary file in the upload directory and renames it into
-//! place once complete; `PartialFile` owns that temporary file and removes it unless it was
-//! committed.
+//! streams each upload into a temporary file (`file.rs`) in the upload directory and moves
+//! it into place once complete.
 //!
 //! Tested below with the testing kit, and over sockets in `tests/upload.rs`.
 
 use std::cell::Cell;
 use std::collections::hash_map::RandomState;
-use std::fs::{self, File, OpenOptions};
+use std::fs;
 use std::hash::{BuildHasher, Hasher};
-use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::Duration;
 
 use torsion_reactor::{Address, Ctx, Error, Factory, Protocol, Reason, TimerId, Transport};
 
+use super::file::PartialFile;
 use super::parser::{Event, Framing, UploadParser};
 
 /// Timer tags.
@@ -26,9 +26,6 @@ const QUIET: u64 = 3;
 /// After refusing an upload, how long the connection lingers (reading and dropping what
 /// the client still sends, so it can read the status line rather than a reset).
 const LINGER_TIME: Duration = Duration::from_secs(5);
-
-/// Bytes buffered per upload before they are written: the most of a file ever in memory.
-const WRITE_BUFFER: usize = 64 * 1024;
 
 /// Limits and policy of an upload server.
 ///
@@ -251,8 +248,9 @@ impl UploadProtocol {
             size,
             name.as_deref().map(|n| format!(" as {n:?}")).unwrap_or_default()
         );
-        let file = PartialFile::create(&self.cfg, name.as_deref().unwrap_or(""))
-            .map_err(|e| cannot_store(&self.cfg.dir, &e))?;
+        let file =
+            PartialFile::create(&self.cfg.dir, name.as_deref().unwrap_or(""), || self.cfg.nonce())
+                .map_err(|e| cannot_store(&self.cfg.dir, &e))?;
         self.current = Some(Current { file, size, name });
         Ok(())
     }
@@ -277,7 +275,7 @@ impl UploadProtocol {
                 let Some(cur) = self.current.take() else { return Ok(()) };
                 let name = fin.header.name;
                 self.check_free(&name)?;
-                let mut dest = PartialFile::create(&self.cfg, &name)
+                let mut dest = PartialFile::create(&self.cfg.dir, &name, || self.cfg.nonce())
                     .map_err(|e| cannot_store(&self.cfg.dir, &e))?;
                 dest.copy_from(cur.file, fin.skip, fin.header.size)
                     .map_err(|e| cannot_store(&dest.tmp, &e))?;
@@ -403,117 +401,6 @@ impl Protocol for UploadProtocol {
         }
         for id in [self.idle.take(), self.quiet.take()].into_iter().flatten() {
             ctx.cancel(id);
-        }
-    }
-}
-
-/// A temporary file in the upload directory, removed on drop unless committed.
-#[derive(Debug)]
-struct PartialFile {
-    tmp: PathBuf,
-    written: u64,
-    out: Option<BufWriter<File>>,
-    committed: bool,
-}
-
-impl PartialFile {
-    /// Creates `.<label>.upload-<random>` (`.upload-<random>` while the name is unknown)
-    /// in the upload directory, never reusing an
-    /// existing path (`O_EXCL`: not even through a symbolic link).
-    fn create(cfg: &Config, label: &str) -> io::Result<PartialFile> {
-        let mut last = io::Error::other("no attempt");
-        for _ in 0..8 {
-            let dot = if label.is_empty() { "" } else { "." };
-            let tmp = cfg.dir.join(format!(".{label}{dot}upload-{:016x}", cfg.nonce()));
-            match OpenOptions::new().read(true).write(true).create_new(true).open(&tmp) {
-                Ok(f) => {
-                    return Ok(PartialFile {
-                        tmp,
-                        written: 0,
-                        out: Some(BufWriter::with_capacity(WRITE_BUFFER, f)),
-                        committed: false,
-                    })
-                }
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last = e,
-                Err(e) => return Err(e),
-            }
-        }
-        Err(last)
-    }
-
-    fn write(&mut self, data: &[u8]) -> io::Result<()> {
-        if let Some(out) = &mut self.out {
-            out.write_all(data)?;
-            self.written += data.len() as u64;
-        }
-        Ok(())
-    }
-
-    /// Fills this (empty) file with `len` bytes of `src` from offset `skip`; `src` is
-    /// removed afterwards. `io::copy` between files is `copy_file_range` on Linux: the
-    /// bytes move in the kernel.
-    fn copy_from(&mut self, mut src: PartialFile, skip: u64, len: u64) -> io::Result<()> {
-        let (Some(out), Some(from)) = (self.out.as_mut(), src.out.take()) else {
-            return Err(io::Error::other("already closed"));
-        };
-        let mut from = from.into_inner().map_err(|e| e.into_error())?;
-        from.seek(SeekFrom::Start(skip))?;
-        out.flush()?;
-        let copied = io::copy(&mut (&mut from).take(len), out.get_mut())?;
-        if copied != len {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "upload shorter than its size",
-            ));
-        }
-        self.written = len;
-        Ok(())
-    }
-
-    /// Flushes, optionally syncs, and moves the file to `target`.
-    fn commit(mut self, target: &Path, overwrite: bool, sync: bool) -> io::Result<()> {
-        let Some(out) = self.out.take() else { return Err(io::Error::other("already closed")) };
-        let file = out.into_inner().map_err(|e| e.into_error())?;
-        if sync {
-            file.sync_all()?;
-        }
-        drop(file);
-        if overwrite {
-            fs::rename(&self.tmp, target)?;
-        } else {
-            // A hard link fails if the name exists: an atomic "rename unless taken".
-            match fs::hard_link(&self.tmp, target) {
-                Ok(()) => {
-                    let _ = fs::remove_file(&self.tmp);
-                }
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Err(e),
-                Err(e) => {
-                    // No hard links on this file system: check, then rename.
-                    log::debug!("hard link {}: {e}; renaming instead", target.display());
-                    if fs::symlink_metadata(target).is_ok() {
-                        return Err(io::ErrorKind::AlreadyExists.into());
-                    }
-                    fs::rename(&self.tmp, target)?;
-                }
-            }
-        }
-        self.committed = true;
-        if sync {
-            if let Some(dir) = target.parent() {
-                File::open(dir)?.sync_all()?;
-            }
-        }
-        Ok(())
-    }
-}
-
-impl Drop for PartialFile {
-    fn drop(&mut self) {
-        if !self.committed {
-            self.out = None;
-            if let Err(e) = fs::remove_file(&self.tmp) {
-                log::warn!("cannot remove partial upload {}: {e}", self.tmp.display());
-            }
         }
     }
 }
