@@ -201,6 +201,33 @@ struct Job {
 }
 
 /// One connection of the remote-command service (see [`CommandFactory`]).
+///
+/// # Examples
+///
+/// A request off the allow-list is refused without running anything, and the connection
+/// stays open for the next one:
+///
+/// ```
+/// use torsion_protocols::codec::{Buffer, Decoder};
+/// use torsion_protocols::command::{CommandFactory, CommandOptions, Reply, ReplyCodec, Request};
+/// use torsion_reactor::testing::StringTransport;
+/// use torsion_reactor::Protocol;
+///
+/// let mut p = CommandFactory::new(["echo"], CommandOptions::default())?.protocol();
+/// let mut tr = StringTransport::new();
+/// p.connection_made(&mut tr.transport());
+/// let mut wire = Vec::new();
+/// Request::new(["rm", "-rf", "/"]).encode(&mut wire)?;
+/// p.data_received(&mut tr.transport(), &wire);
+/// let mut out = Buffer::new();
+/// out.extend(&tr.take());
+/// assert_eq!(
+///     ReplyCodec::new().decode(&mut out)?,
+///     Some(Reply::Refused("not allowed: rm".into()))
+/// );
+/// assert!(!tr.is_closing());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct CommandProtocol {
     cfg: Rc<Config>,
     job: Rc<RefCell<Job>>,

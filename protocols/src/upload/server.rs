@@ -189,6 +189,28 @@ struct Current {
 }
 
 /// One connection of the upload service (see [`UploadFactory`]).
+///
+/// # Examples
+///
+/// A name that tries to leave the directory is refused and nothing is written:
+///
+/// ```
+/// use torsion_protocols::upload::{UploadFactory, UploadOptions};
+/// use torsion_reactor::testing::StringTransport;
+/// use torsion_reactor::Protocol;
+///
+/// let dir = std::env::temp_dir().join(format!("torsion-upload-ex-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir)?;
+/// let mut p = UploadFactory::new(&dir, UploadOptions::default())?.protocol();
+/// let mut tr = StringTransport::new();
+/// p.connection_made(&mut tr.transport());
+/// p.data_received(&mut tr.transport(), b"post|2|../x\nhi");
+/// p.eof_received(&mut tr.transport()); // the client is done
+/// assert_eq!(tr.value(), b"error bad name: file name contains a path separator\n");
+/// assert_eq!(std::fs::read_dir(&dir)?.count(), 0);
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct UploadProtocol {
     cfg: Rc<Config>,
     parser: UploadParser,
