@@ -203,3 +203,37 @@ fn a_client_that_resets_has_its_command_killed_at_once() {
     drop(s);
     eventually(|| !running_with_arg(&marker));
 }
+
+#[test]
+fn the_examples_refuse_to_start_without_allow_and_run_allowed_commands() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+
+    let out = Command::new(common::example("command_server")).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("refusing to start"));
+
+    let mut server = Command::new(common::example("command_server"))
+        .args(["--allow", "echo", "--listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(server.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let _server = common::KillOnDrop(server);
+    // "command server listening on 127.0.0.1:PORT (allowed: echo)"
+    let addr = line.split(" on ").nth(1).and_then(|r| r.split(' ').next()).expect(&line);
+    let client = |argv: &[&str]| {
+        Command::new(common::example("command_client"))
+            .args(["--connect", addr])
+            .args(argv)
+            .output()
+            .unwrap()
+    };
+    let ok = client(&["echo", "hi", "there"]);
+    assert_eq!((ok.status.code(), &ok.stdout[..]), (Some(0), &b"hi there\n"[..]));
+    let refused = client(&["rm", "-rf", "/"]);
+    assert_eq!(refused.status.code(), Some(127));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("not allowed: rm"));
+}

@@ -192,3 +192,55 @@ fn the_framed_variant_stores_several_files_on_one_connection() {
     drop(server);
     std::fs::remove_dir_all(&parent).unwrap();
 }
+
+#[test]
+fn the_example_client_uploads_to_the_example_server_in_both_framings() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+
+    let (parent, up) = dirs("examples");
+    let mut server = Command::new(common::example("upload_server"))
+        .args(["--dir", up.to_str().unwrap()])
+        .args(["--listen", "127.0.0.1:0", "--framed-listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(server.stdout.take().unwrap());
+    let (mut first, mut second) = (String::new(), String::new());
+    out.read_line(&mut first).unwrap();
+    out.read_line(&mut second).unwrap();
+    let _server = common::KillOnDrop(server);
+    // "  post|<size>|<name> uploads on A, framed uploads on B"
+    let addrs: Vec<&str> = second
+        .split(" on ")
+        .skip(1)
+        .filter_map(|r| r.split(|c: char| c == ',' || c.is_whitespace()).next())
+        .collect();
+    assert_eq!(addrs.len(), 2, "{second:?}");
+    let file = parent.join("payload.bin");
+    let data = pattern(3 * 1024 * 1024 + 17, 9);
+    std::fs::write(&file, &data).unwrap();
+    for (addr, extra) in [(addrs[0], vec![]), (addrs[1], vec!["--framed", "--name", "framed.bin"])]
+    {
+        let run = Command::new(common::example("upload_client"))
+            .args(["--connect", addr])
+            .args(&extra)
+            .arg(&file)
+            .output()
+            .unwrap();
+        let name = if extra.is_empty() { "payload.bin" } else { "framed.bin" };
+        assert_eq!(String::from_utf8_lossy(&run.stdout), format!("ok {} {name}\n", data.len()));
+        assert_eq!(run.status.code(), Some(0));
+        assert!(String::from_utf8_lossy(&run.stderr).contains("(100%)"), "progress shown");
+        assert!(std::fs::read(up.join(name)).unwrap() == data);
+    }
+    let again = Command::new(common::example("upload_client"))
+        .args(["--connect", addrs[0]])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&again.stdout), "error exists: payload.bin\n");
+    assert_eq!(again.status.code(), Some(1));
+    std::fs::remove_dir_all(&parent).unwrap();
+}
