@@ -47,7 +47,9 @@ pub struct UploadOptions {
     pub framing: Framing,
     /// Tutorial framing: a pause this long, once more than `size` bytes followed the
     /// header, ends the upload (default 200 ms): the tutorial's client never closes, it
-    /// waits for its user. A half-close ends it at once.
+    /// waits for its user. A half-close ends it at once. A sender that stalls this long
+    /// within the last (name-length) bytes of its file would have its upload cut there and
+    /// misnamed: raise it for slow links, or use the framed variant.
     pub quiet: Duration,
     /// Replace an existing file of the same name (default `false`: the upload is refused
     /// with `error exists: <name>`, checked as soon as the name is known and again,
