@@ -7,6 +7,10 @@
 //!   receivers of Twisted's `basic` (`LineOnlyReceiver`, `NetstringReceiver`,
 //!   `Int8/16/32StringReceiver`).
 //! - [`echo`] and [`wire`]: the classic services (RFC 862–868), over TCP and UDP.
+//! - [`command`]: the tutorials' remote command server, done safely (allow-list, no shell,
+//!   timeout, output cap, loopback by default), output streamed back length-prefixed.
+//! - [`upload`]: the tutorials' file upload server (`post|<size>|<name>`, and a framed
+//!   variant): safe names, size limit, streamed to a temporary file, renamed when complete.
 //!
 //! # Writing a protocol plugin
 //!
@@ -108,5 +112,7 @@
 
 pub mod basic;
 pub mod codec;
+pub mod command;
 pub mod echo;
+pub mod upload;
 pub mod wire;

@@ -106,3 +106,29 @@ pub fn manual_reactor() -> (Reactor, ManualClock) {
 pub fn pass(r: &mut Reactor) {
     r.run_once(Some(Duration::ZERO)).unwrap();
 }
+
+/// An example binary, built by `cargo test` beside the test binaries (built on demand if
+/// missing).
+pub fn example(name: &str) -> std::path::PathBuf {
+    let dir = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().to_path_buf();
+    let path = dir.join("examples").join(name);
+    if !path.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = std::process::Command::new(cargo)
+            .args(["build", "--example", name])
+            .status()
+            .expect("cargo build --example");
+        assert!(status.success());
+    }
+    path
+}
+
+/// Kills a spawned example on drop, so a failing test leaves no server behind.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -97,6 +97,9 @@ pub enum CodecError {
     BadNetstring(&'static str),
     /// A line to encode contains the delimiter.
     DelimiterInLine,
+    /// A well-framed message whose contents break the protocol's format (an unknown
+    /// message type, a field of the wrong size).
+    Invalid(&'static str),
     /// The stream ended inside a frame.
     Truncated {
         /// Bytes of the partial frame.
@@ -113,6 +116,7 @@ impl fmt::Display for CodecError {
             }
             CodecError::BadNetstring(why) => write!(f, "malformed netstring: {why}"),
             CodecError::DelimiterInLine => f.write_str("line to send contains the delimiter"),
+            CodecError::Invalid(why) => write!(f, "invalid message: {why}"),
             CodecError::Truncated { pending } => {
                 write!(f, "stream ended inside a frame ({pending} bytes pending)")
             }

@@ -1,0 +1,111 @@
+//! Remote command client: sends one command to `command_server`, prints its output as it
+//! streams in (stdout to stdout, stderr to stderr) and exits with the command's exit code
+//! (128 + signal if killed, 124 on the server's timeout, 125 past its output cap, 127 if
+//! refused).
+//!
+//! Run:  cargo run --example command_server -- --allow seq &   then
+//!       cargo run --example command_client -- [--connect 127.0.0.1:8002] seq 1 5
+
+use std::cell::Cell;
+use std::io::Write;
+use std::process::ExitCode;
+use std::rc::Rc;
+
+use torsion::protocols::codec::{CodecError, FrameHandler, Framed, Sink};
+use torsion::protocols::command::{Reply, ReplyCodec, Request};
+use torsion::reactor::{ClientFactory, Ctx, Protocol, Reactor, Reason};
+
+/// Sends the request on connect; prints replies until the final one.
+struct Client {
+    request: Vec<u8>,
+    code: Rc<Cell<Option<i32>>>,
+}
+
+impl FrameHandler<ReplyCodec> for Client {
+    fn connection_made(&mut self, out: &mut Sink<'_, '_, ReplyCodec>) {
+        let _ = out.transport().write(&self.request);
+    }
+
+    fn frame_received(&mut self, out: &mut Sink<'_, '_, ReplyCodec>, reply: Reply) {
+        match &reply {
+            Reply::Stdout(d) => {
+                let _ = std::io::stdout().write_all(d);
+            }
+            Reply::Stderr(d) => {
+                let _ = std::io::stderr().write_all(d);
+            }
+            Reply::Exited(_) => {}
+            other => eprintln!("command_client: {other}"),
+        }
+        if let Some(code) = reply.exit_code() {
+            let _ = std::io::stdout().flush();
+            self.code.set(Some(code));
+            out.transport().lose_connection();
+        }
+    }
+
+    fn decode_error(&mut self, out: &mut Sink<'_, '_, ReplyCodec>, err: CodecError) {
+        eprintln!("command_client: bad reply from the server: {err}");
+        out.transport().abort_connection();
+    }
+
+    fn connection_lost(&mut self, ctx: &mut Ctx<'_>, reason: Reason) {
+        if self.code.get().is_none() {
+            eprintln!("command_client: connection ended before the command did: {reason}");
+        }
+        ctx.stop();
+    }
+}
+
+struct Factory {
+    client: Option<Client>,
+}
+
+impl ClientFactory for Factory {
+    fn build_protocol(&mut self, _server: &torsion::reactor::Address) -> Box<dyn Protocol> {
+        let client = self.client.take().expect("one connection");
+        Box::new(Framed::new(ReplyCodec::new(), client))
+    }
+
+    fn client_connection_failed(&mut self, ctx: &mut Ctx<'_>, reason: Reason) {
+        eprintln!("command_client: {reason}");
+        ctx.stop();
+    }
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let mut connect = "127.0.0.1:8002".to_string();
+    let mut argv: Vec<String> = std::env::args().skip(1).collect();
+    if argv.first().map(String::as_str) == Some("--connect") {
+        if argv.len() < 2 {
+            eprintln!("command_client: --connect needs HOST:PORT");
+            return ExitCode::from(2);
+        }
+        connect = argv.remove(1);
+        argv.remove(0);
+    }
+    let mut request = Vec::new();
+    if let Err(e) = Request::new(argv.iter().map(String::as_str)).encode(&mut request) {
+        eprintln!(
+            "command_client: {e}\nusage: command_client [--connect HOST:PORT] PROGRAM [ARGS...]"
+        );
+        return ExitCode::from(2);
+    }
+    let code = Rc::new(Cell::new(None));
+    let run = || -> Result<(), Box<dyn std::error::Error>> {
+        let mut reactor = Reactor::new()?;
+        let client = Client { request, code: Rc::clone(&code) };
+        reactor.connect_tcp(connect.as_str(), Factory { client: Some(client) })?;
+        reactor.run()?;
+        Ok(())
+    };
+    if let Err(e) = run() {
+        eprintln!("command_client: {e}");
+        return ExitCode::FAILURE;
+    }
+    match code.get() {
+        Some(c) => ExitCode::from(c.clamp(0, 255) as u8),
+        None => ExitCode::FAILURE,
+    }
+}

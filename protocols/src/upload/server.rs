@@ -1,0 +1,680 @@
+//! The upload server: `UploadFactory` builds an `UploadProtocol` per connection, which
+//! streams each upload into a temporary file (`file.rs`) in the upload directory and moves
+//! it into place once complete.
+//!
+//! Tested below with the testing kit, and over sockets in `tests/upload.rs`.
+
+use std::cell::Cell;
+use std::collections::hash_map::RandomState;
+use std::fs;
+use std::hash::{BuildHasher, Hasher};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::Duration;
+
+use torsion_reactor::{Address, Ctx, Error, Factory, Protocol, Reason, TimerId, Transport};
+
+use super::file::PartialFile;
+use super::parser::{Event, Framing, UploadParser};
+
+/// Timer tags.
+const IDLE: u64 = 1;
+const LINGER: u64 = 2;
+const QUIET: u64 = 3;
+
+/// After refusing an upload, how long the connection lingers (reading and dropping what
+/// the client still sends, so it can read the status line rather than a reset).
+const LINGER_TIME: Duration = Duration::from_secs(5);
+
+/// Limits and policy of an upload server.
+///
+/// # Examples
+///
+/// ```
+/// use torsion_protocols::upload::{Framing, UploadOptions};
+/// let opts = UploadOptions { framing: Framing::Framed, ..UploadOptions::default() };
+/// assert_eq!(opts.max_size, 100 * 1024 * 1024);
+/// ```
+#[derive(Clone, Debug)]
+pub struct UploadOptions {
+    /// Largest file accepted, in bytes (default 100 MiB); checked against the header,
+    /// before anything is written.
+    pub max_size: u64,
+    /// Largest framed header (default 1 KiB).
+    pub max_header: usize,
+    /// The wire format (default [`Framing::Tutorial`]).
+    pub framing: Framing,
+    /// Tutorial framing: a pause this long, once more than `size` bytes followed the
+    /// header, ends the upload (default 200 ms): the tutorial's client never closes, it
+    /// waits for its user. A half-close ends it at once. A sender that stalls this long
+    /// within the last (name-length) bytes of its file would have its upload cut there and
+    /// misnamed: raise it for slow links, or use the framed variant.
+    pub quiet: Duration,
+    /// Replace an existing file of the same name (default `false`: the upload is refused
+    /// with `error exists: <name>`, checked as soon as the name is known and again,
+    /// atomically, when the file is moved into place).
+    pub overwrite: bool,
+    /// `fsync` each file and the directory before answering `ok` (default `false`). This
+    /// blocks the loop for as long as the disk takes.
+    pub sync: bool,
+    /// Close a connection that sends nothing for this long (default 60 s); a partial upload
+    /// is removed.
+    pub idle_timeout: Duration,
+}
+
+impl Default for UploadOptions {
+    fn default() -> Self {
+        UploadOptions {
+            max_size: 100 * 1024 * 1024,
+            max_header: UploadParser::DEFAULT_MAX_HEADER,
+            framing: Framing::Tutorial,
+            quiet: Duration::from_millis(200),
+            overwrite: false,
+            sync: false,
+            idle_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What the connections of one server share: the directory, the options, and a counter
+/// for temporary names.
+#[derive(Debug)]
+struct Config {
+    dir: PathBuf,
+    opts: UploadOptions,
+    next: Cell<u64>,
+    random: RandomState,
+}
+
+impl Config {
+    /// A fresh hard-to-guess number for a temporary name.
+    fn nonce(&self) -> u64 {
+        let n = self.next.get();
+        self.next.set(n + 1);
+        let mut h = self.random.build_hasher();
+        h.write_u64(n);
+        h.finish()
+    }
+}
+
+/// The file upload service: the socket tutorials' upload server, done safely.
+///
+/// Per upload, the client sends a header (`post|<size>|<name>`, see [`Framing`]), then the
+/// file; the server answers with one status line: `ok <size> <name>\n`, or
+/// `error <reason>\n` after which it half-closes and hangs up.
+///
+/// - Files land in the configured directory only: the name must pass
+///   [`safe_name`](super::safe_name), and the path is `dir.join(name)`.
+/// - The size is checked against the limit from the header, before anything is written.
+/// - The body is streamed to a temporary file (created with `O_EXCL` in the same
+///   directory, its name starting with `.`) through a 64 KiB buffer, and moved to its name
+///   only once complete (without replacing an existing file unless configured). A
+///   partial file is removed when the client disconnects, times out or breaks the
+///   protocol.
+/// - In tutorial framing the name is known only at the end (see [`Framing::Tutorial`]):
+///   what arrived is streamed to a first temporary file, then the file's bytes are
+///   copied (in the kernel, `copy_file_range`) to the final one. The framed variant
+///   writes once.
+/// - File IO runs on the loop: to a local disk, writes land in the page cache in
+///   microseconds. The loop is blocked for as long as a write takes, so the upload
+///   directory should be on a local file system (and [`UploadOptions::sync`] adds the
+///   disk's flush time to every upload).
+///
+/// # Examples
+///
+/// ```
+/// use torsion_protocols::upload::{UploadFactory, UploadOptions};
+/// use torsion_reactor::Reactor;
+///
+/// let dir = std::env::temp_dir();
+/// let factory = UploadFactory::new(&dir, UploadOptions::default())?;
+/// let mut reactor = Reactor::new()?;
+/// reactor.listen_tcp("127.0.0.1:0", factory)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct UploadFactory {
+    cfg: Rc<Config>,
+}
+
+impl UploadFactory {
+    /// Serves uploads into `dir`, which must exist.
+    ///
+    /// # Errors
+    ///
+    /// If `dir` does not exist or is not a directory (the error names it).
+    pub fn new(dir: impl AsRef<Path>, opts: UploadOptions) -> Result<UploadFactory, Error> {
+        let dir = dir.as_ref();
+        let what = format!("upload directory {}", dir.display());
+        let dir = fs::canonicalize(dir).map_err(|e| Error::new(what.clone(), e))?;
+        if !dir.is_dir() {
+            let e = io::Error::new(io::ErrorKind::NotADirectory, "not a directory");
+            return Err(Error::new(what, e));
+        }
+        let cfg = Config { dir, opts, next: Cell::new(0), random: RandomState::new() };
+        Ok(UploadFactory { cfg: Rc::new(cfg) })
+    }
+
+    /// The upload directory (canonical).
+    pub fn dir(&self) -> &Path {
+        &self.cfg.dir
+    }
+
+    /// A protocol for one connection.
+    pub fn protocol(&self) -> UploadProtocol {
+        let opts = &self.cfg.opts;
+        UploadProtocol {
+            parser: UploadParser::new(opts.framing, opts.max_size).max_header(opts.max_header),
+            cfg: Rc::clone(&self.cfg),
+            current: None,
+            idle: None,
+            quiet: None,
+            refused: false,
+        }
+    }
+}
+
+impl Factory for UploadFactory {
+    fn build_protocol(&mut self, _peer: &Address) -> Option<Box<dyn Protocol>> {
+        Some(Box::new(self.protocol()))
+    }
+}
+
+/// The upload in progress on a connection.
+#[derive(Debug)]
+struct Current {
+    file: PartialFile,
+    size: u64,
+    /// Framed: known from the header. Tutorial: known at the end.
+    name: Option<String>,
+}
+
+/// One connection of the upload service (see [`UploadFactory`]).
+///
+/// # Examples
+///
+/// A name that tries to leave the directory is refused and nothing is written:
+///
+/// ```
+/// use torsion_protocols::upload::{UploadFactory, UploadOptions};
+/// use torsion_reactor::testing::StringTransport;
+/// use torsion_reactor::Protocol;
+///
+/// let dir = std::env::temp_dir().join(format!("torsion-upload-ex-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir)?;
+/// let mut p = UploadFactory::new(&dir, UploadOptions::default())?.protocol();
+/// let mut tr = StringTransport::new();
+/// p.connection_made(&mut tr.transport());
+/// p.data_received(&mut tr.transport(), b"post|2|../x\nhi");
+/// p.eof_received(&mut tr.transport()); // the client is done
+/// assert_eq!(tr.value(), b"error bad name: file name contains a path separator\n");
+/// assert_eq!(std::fs::read_dir(&dir)?.count(), 0);
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct UploadProtocol {
+    cfg: Rc<Config>,
+    parser: UploadParser,
+    current: Option<Current>,
+    idle: Option<TimerId>,
+    /// Tutorial framing: the pause that ends an upload.
+    quiet: Option<TimerId>,
+    /// An error was answered: input is dropped until the connection closes.
+    refused: bool,
+}
+
+/// A reason to refuse, as sent after `error `.
+type Refusal = String;
+
+fn cannot_store(what: &Path, e: &io::Error) -> Refusal {
+    log::warn!("upload: {}: {e}", what.display());
+    "cannot store the file".into()
+}
+
+impl UploadProtocol {
+    /// Parses `input` and acts on every event.
+    fn feed(&mut self, t: &mut Transport<'_>, input: &[u8]) -> Result<(), Refusal> {
+        let mut rest = input;
+        loop {
+            let (n, event) = self.parser.parse(rest).map_err(|e| e.to_string())?;
+            rest = &rest[n..];
+            match event {
+                None => return Ok(()),
+                Some(Event::Announced { size }) => self.begin(t, size, None)?,
+                Some(Event::Header(h)) => self.begin(t, h.size, Some(h.name))?,
+                Some(Event::Data(d)) => self.write(d)?,
+                Some(Event::Complete) => self.complete(t)?,
+            }
+        }
+    }
+
+    fn check_free(&self, name: &str) -> Result<PathBuf, Refusal> {
+        let target = self.cfg.dir.join(name);
+        if !self.cfg.opts.overwrite && fs::symlink_metadata(&target).is_ok() {
+            return Err(format!("exists: {name}"));
+        }
+        Ok(target)
+    }
+
+    fn begin(
+        &mut self,
+        t: &mut Transport<'_>,
+        size: u64,
+        name: Option<String>,
+    ) -> Result<(), Refusal> {
+        if let Some(name) = &name {
+            self.check_free(name)?;
+        }
+        log::info!(
+            "{}: receiving {} bytes{}",
+            t.id(),
+            size,
+            name.as_deref().map(|n| format!(" as {n:?}")).unwrap_or_default()
+        );
+        let file =
+            PartialFile::create(&self.cfg.dir, name.as_deref().unwrap_or(""), || self.cfg.nonce())
+                .map_err(|e| cannot_store(&self.cfg.dir, &e))?;
+        self.current = Some(Current { file, size, name });
+        Ok(())
+    }
+
+    fn write(&mut self, data: &[u8]) -> Result<(), Refusal> {
+        let Some(cur) = &mut self.current else { return Ok(()) };
+        cur.file.write(data).map_err(|e| cannot_store(&cur.file.tmp, &e))
+    }
+
+    /// Framed: the file is complete.
+    fn complete(&mut self, t: &mut Transport<'_>) -> Result<(), Refusal> {
+        let Some(cur) = self.current.take() else { return Ok(()) };
+        let name = cur.name.unwrap_or_default();
+        self.store(t, cur.file, cur.size, &name)
+    }
+
+    /// Tutorial: the upload ended (a pause, or the client's half-close at `eof`).
+    fn finish(&mut self, t: &mut Transport<'_>, eof: bool) -> Result<(), Refusal> {
+        let got = self.parser.received();
+        match self.parser.end_of_upload().map_err(|e| e.to_string())? {
+            Some(fin) => {
+                let Some(cur) = self.current.take() else { return Ok(()) };
+                let name = fin.header.name;
+                self.check_free(&name)?;
+                let mut dest = PartialFile::create(&self.cfg.dir, &name, || self.cfg.nonce())
+                    .map_err(|e| cannot_store(&self.cfg.dir, &e))?;
+                dest.copy_from(cur.file, fin.skip, fin.header.size)
+                    .map_err(|e| cannot_store(&dest.tmp, &e))?;
+                self.store(t, dest, fin.header.size, &name)
+            }
+            None if eof && got.is_some() => {
+                let (got, size) = (got.unwrap_or(0), self.current.as_ref().map_or(0, |c| c.size));
+                Err(format!("truncated: {got} bytes after the header for a {size}-byte file"))
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Moves a complete file to its name and answers `ok`.
+    fn store(
+        &mut self,
+        t: &mut Transport<'_>,
+        file: PartialFile,
+        size: u64,
+        name: &str,
+    ) -> Result<(), Refusal> {
+        let target = self.cfg.dir.join(name);
+        match file.commit(&target, self.cfg.opts.overwrite, self.cfg.opts.sync) {
+            Ok(()) => {
+                log::info!("{}: stored {name:?} ({size} bytes)", t.id());
+                let _ = t.write(format!("ok {size} {name}\n").as_bytes());
+                Ok(())
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(format!("exists: {name}")),
+            Err(e) => Err(cannot_store(&target, &e)),
+        }
+    }
+
+    /// Answers `error <why>`, drops the partial file, half-closes, and hangs up once the
+    /// client closes or after a short linger.
+    fn refuse(&mut self, t: &mut Transport<'_>, why: &str) {
+        log::info!("{}: refused upload: {why}", t.id());
+        self.current = None; // removes the temporary file
+        self.refused = true;
+        let _ = t.write(format!("error {why}\n").as_bytes());
+        t.lose_write_connection();
+        for id in [self.idle.take(), self.quiet.take()].into_iter().flatten() {
+            t.ctx().cancel(id);
+        }
+        t.call_later(LINGER_TIME, LINGER);
+    }
+}
+
+impl Protocol for UploadProtocol {
+    fn connection_made(&mut self, t: &mut Transport<'_>) {
+        self.idle = Some(t.call_later(self.cfg.opts.idle_timeout, IDLE));
+    }
+
+    fn data_received(&mut self, t: &mut Transport<'_>, data: &[u8]) {
+        if self.refused {
+            return; // dropped: the answer is out, the connection is going away
+        }
+        if let Some(id) = self.idle {
+            t.ctx().reset(id, self.cfg.opts.idle_timeout);
+        }
+        if let Err(why) = self.feed(t, data) {
+            return self.refuse(t, &why);
+        }
+        // Tutorial framing: the upload ends at the next pause (once long enough).
+        if self.parser.received().is_some() {
+            let quiet = self.cfg.opts.quiet;
+            match self.quiet {
+                Some(id) if t.ctx().reset(id, quiet) => {}
+                _ => self.quiet = Some(t.call_later(quiet, QUIET)),
+            }
+        }
+    }
+
+    fn eof_received(&mut self, t: &mut Transport<'_>) -> bool {
+        if self.refused {
+            return false;
+        }
+        let result = match self.parser.received() {
+            Some(_) => self.finish(t, true),
+            None if !self.parser.is_idle() => match &self.current {
+                Some(cur) => {
+                    Err(format!("truncated: {} of {} bytes received", cur.file.written, cur.size))
+                }
+                None => Err("truncated header".into()),
+            },
+            None => Ok(()),
+        };
+        if let Err(why) = result {
+            log::info!("{}: refused upload: {why}", t.id());
+            self.current = None;
+            let _ = t.write(format!("error {why}\n").as_bytes());
+        }
+        false
+    }
+
+    fn timer_fired(&mut self, t: &mut Transport<'_>, tag: u64) {
+        match tag {
+            QUIET => {
+                self.quiet = None;
+                if !self.refused {
+                    if let Err(why) = self.finish(t, false) {
+                        self.refuse(t, &why);
+                    }
+                }
+            }
+            IDLE if self.current.is_some() || !self.parser.is_idle() => {
+                self.idle = None;
+                self.refuse(t, "idle timeout");
+                t.lose_connection();
+            }
+            IDLE => {
+                self.idle = None;
+                t.lose_connection();
+            }
+            LINGER => t.lose_connection(),
+            _ => {}
+        }
+    }
+
+    fn connection_lost(&mut self, ctx: &mut Ctx<'_>, reason: Reason) {
+        if let Some(cur) = self.current.take() {
+            log::info!("upload interrupted ({reason}); removing {}", cur.file.tmp.display());
+        }
+        for id in [self.idle.take(), self.quiet.take()].into_iter().flatten() {
+            ctx.cancel(id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use torsion_reactor::testing::StringTransport;
+    use torsion_reactor::{Clock, ManualClock, TransportOptions};
+
+    /// A fresh empty directory under the system's temporary directory.
+    fn scratch(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("torsion-upload-{tag}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn listing(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn an_upload_in_every_chunking_is_stored_byte_exact() {
+        let dir = scratch("chunks");
+        let factory = UploadFactory::new(&dir, UploadOptions::default()).unwrap();
+        let body: Vec<u8> = (0..300u32).map(|i| (i * 7) as u8).collect();
+        let mut wire = format!("post|{}|data.bin\n", body.len()).into_bytes();
+        wire.extend_from_slice(&body);
+        for chunk in 1..=wire.len() {
+            let mut p = factory.protocol();
+            let mut tr = StringTransport::new();
+            p.connection_made(&mut tr.transport());
+            for piece in wire.chunks(chunk) {
+                p.data_received(&mut tr.transport(), piece);
+            }
+            assert!(tr.value().is_empty(), "nothing answered before the upload ends");
+            p.timer_fired(&mut tr.transport(), QUIET); // the client pauses
+            assert_eq!(tr.take(), b"ok 300 data.bin\n", "chunk {chunk}");
+            assert_eq!(fs::read(dir.join("data.bin")).unwrap(), body);
+            assert_eq!(listing(&dir), ["data.bin"], "no temporary file left");
+            fs::remove_file(dir.join("data.bin")).unwrap();
+        }
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_quiet_timer_is_armed_and_reset_while_a_tutorial_upload_streams() {
+        let dir = scratch("quiet");
+        let opts = UploadOptions { quiet: Duration::from_millis(250), ..Default::default() };
+        let mut p = UploadFactory::new(&dir, opts).unwrap().protocol();
+        let clock = ManualClock::new();
+        let mut tr = StringTransport::with_options(TransportOptions::default(), clock.now());
+        p.connection_made(&mut tr.transport());
+        p.data_received(&mut tr.transport(), b"post|3|q.txt");
+        let quiet = p.quiet.unwrap();
+        assert_eq!(tr.ctx().timer_deadline(quiet), Some(clock.now() + Duration::from_millis(250)));
+        clock.advance(Duration::from_millis(100));
+        tr.set_now(clock.now());
+        p.data_received(&mut tr.transport(), b"abc");
+        assert_eq!(p.quiet, Some(quiet), "the same timer, moved");
+        assert_eq!(tr.ctx().timer_deadline(quiet), Some(clock.now() + Duration::from_millis(250)));
+        p.timer_fired(&mut tr.transport(), QUIET);
+        assert_eq!(tr.take(), b"ok 3 q.txt\n");
+        // The next upload on the same connection, after the pause.
+        p.data_received(&mut tr.transport(), b"post|2|r.txtxy");
+        p.timer_fired(&mut tr.transport(), QUIET);
+        assert_eq!(tr.take(), b"ok 2 r.txt\n");
+        assert_eq!(fs::read(dir.join("r.txt")).unwrap(), b"xy");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_pause_before_the_whole_file_arrived_does_not_end_the_upload() {
+        let dir = scratch("early");
+        let mut p = UploadFactory::new(&dir, UploadOptions::default()).unwrap().protocol();
+        let mut tr = StringTransport::new();
+        p.data_received(&mut tr.transport(), b"post|10|f.txt\nabc");
+        p.timer_fired(&mut tr.transport(), QUIET);
+        assert!(tr.value().is_empty() && !tr.is_write_shut());
+        p.data_received(&mut tr.transport(), b"defghij");
+        p.timer_fired(&mut tr.transport(), QUIET);
+        assert_eq!(tr.take(), b"ok 10 f.txt\n");
+        assert_eq!(fs::read(dir.join("f.txt")).unwrap(), b"abcdefghij");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn an_oversized_upload_is_refused_before_anything_is_written() {
+        let dir = scratch("big");
+        let opts = UploadOptions { max_size: 10, ..UploadOptions::default() };
+        let mut p = UploadFactory::new(&dir, opts).unwrap().protocol();
+        let mut tr = StringTransport::new();
+        p.connection_made(&mut tr.transport());
+        p.data_received(&mut tr.transport(), b"post|11|big\n");
+        assert_eq!(tr.take(), b"error file of 11 bytes exceeds the limit of 10\n");
+        assert!(tr.is_write_shut(), "half-closed so the client reads the answer");
+        assert!(listing(&dir).is_empty());
+        p.data_received(&mut tr.transport(), b"01234567890");
+        assert!(listing(&dir).is_empty() && tr.value().is_empty(), "the rest is dropped");
+        p.timer_fired(&mut tr.transport(), LINGER);
+        assert!(tr.is_closing());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_partial_file_is_removed_when_the_client_disconnects() {
+        let dir = scratch("partial");
+        for framing in [Framing::Tutorial, Framing::Framed] {
+            let opts = UploadOptions { framing, ..UploadOptions::default() };
+            let mut p = UploadFactory::new(&dir, opts).unwrap().protocol();
+            let mut tr = StringTransport::new();
+            p.connection_made(&mut tr.transport());
+            match framing {
+                Framing::Tutorial => p.data_received(&mut tr.transport(), b"post|1000|half.bin\n"),
+                Framing::Framed => p.data_received(
+                    &mut tr.transport(),
+                    b"\0\0\0\x12post|1000|half.bin\0\0\x03\xe8",
+                ),
+            }
+            p.data_received(&mut tr.transport(), &[7; 500]);
+            let names = listing(&dir);
+            assert_eq!(names.len(), 1);
+            assert!(names[0].starts_with('.') && names[0].contains("upload-"), "{names:?}");
+            p.connection_lost(&mut tr.ctx(), Reason::Lost(io::ErrorKind::ConnectionReset.into()));
+            assert!(listing(&dir).is_empty(), "partial file removed ({framing:?})");
+        }
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_half_close_ends_a_tutorial_upload_or_reports_it_truncated() {
+        let dir = scratch("eof");
+        let factory = UploadFactory::new(&dir, UploadOptions::default()).unwrap();
+        let mut p = factory.protocol();
+        let mut tr = StringTransport::new();
+        p.data_received(&mut tr.transport(), b"post|3|whole.txtabc");
+        assert!(!p.eof_received(&mut tr.transport()));
+        assert_eq!(tr.take(), b"ok 3 whole.txt\n");
+        let mut p = factory.protocol();
+        let mut tr = StringTransport::new();
+        p.data_received(&mut tr.transport(), b"post|10|t.txt\nabc");
+        assert!(!p.eof_received(&mut tr.transport()));
+        assert_eq!(tr.take(), b"error truncated: 9 bytes after the header for a 10-byte file\n");
+        assert_eq!(listing(&dir), ["whole.txt"]);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn unsafe_names_are_refused_and_nothing_is_written() {
+        let dir = scratch("names");
+        let factory = UploadFactory::new(&dir, UploadOptions::default()).unwrap();
+        for name in ["../x", "/etc/x", "a/b", "", "a\0b", "..", ".hidden", "-rf", "CON"] {
+            for framed in [false, true] {
+                let mut p = if framed {
+                    let opts = UploadOptions { framing: Framing::Framed, ..Default::default() };
+                    UploadFactory::new(&dir, opts).unwrap().protocol()
+                } else {
+                    factory.protocol()
+                };
+                let mut tr = StringTransport::new();
+                p.connection_made(&mut tr.transport());
+                let header = format!("post|2|{name}");
+                if framed {
+                    let mut wire = (header.len() as u32).to_be_bytes().to_vec();
+                    wire.extend_from_slice(header.as_bytes());
+                    wire.extend_from_slice(b"\0\0\0\x02hi");
+                    p.data_received(&mut tr.transport(), &wire);
+                } else {
+                    p.data_received(&mut tr.transport(), format!("{header}\nhi").as_bytes());
+                    p.timer_fired(&mut tr.transport(), QUIET);
+                }
+                let reply = String::from_utf8(tr.take()).unwrap();
+                assert!(reply.starts_with("error bad name: "), "{name:?}: {reply:?}");
+                assert!(listing(&dir).is_empty(), "{name:?}");
+            }
+        }
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn an_existing_file_is_not_replaced_unless_configured() {
+        let dir = scratch("exists");
+        fs::write(dir.join("keep.txt"), b"original").unwrap();
+        let mut p = UploadFactory::new(&dir, UploadOptions::default()).unwrap().protocol();
+        let mut tr = StringTransport::new();
+        p.data_received(&mut tr.transport(), b"post|3|keep.txt\nnew");
+        p.timer_fired(&mut tr.transport(), QUIET);
+        assert_eq!(tr.take(), b"error exists: keep.txt\n");
+        assert_eq!(fs::read(dir.join("keep.txt")).unwrap(), b"original");
+        assert_eq!(listing(&dir), ["keep.txt"]);
+        let opts = UploadOptions { overwrite: true, ..UploadOptions::default() };
+        let mut p = UploadFactory::new(&dir, opts).unwrap().protocol();
+        let mut tr = StringTransport::new();
+        p.data_received(&mut tr.transport(), b"post|3|keep.txt\nnew");
+        p.timer_fired(&mut tr.transport(), QUIET);
+        assert_eq!(tr.take(), b"ok 3 keep.txt\n");
+        assert_eq!(fs::read(dir.join("keep.txt")).unwrap(), b"new");
+        assert_eq!(listing(&dir), ["keep.txt"]);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_idle_timer_removes_a_stalled_upload() {
+        let dir = scratch("idle");
+        let opts = UploadOptions { idle_timeout: Duration::from_secs(7), ..Default::default() };
+        let mut p = UploadFactory::new(&dir, opts).unwrap().protocol();
+        let mut tr = StringTransport::new();
+        p.connection_made(&mut tr.transport());
+        let idle = p.idle.unwrap();
+        let now = tr.ctx().now();
+        assert_eq!(tr.ctx().timer_deadline(idle), Some(now + Duration::from_secs(7)));
+        p.data_received(&mut tr.transport(), b"post|10|slow.txt\nab");
+        assert_eq!(listing(&dir).len(), 1);
+        p.timer_fired(&mut tr.transport(), IDLE);
+        assert_eq!(tr.take(), b"error idle timeout\n");
+        assert!(tr.is_closing());
+        assert!(listing(&dir).is_empty());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_framed_variant_stores_files_at_once_in_every_chunking() {
+        let dir = scratch("framed");
+        let opts = UploadOptions { framing: Framing::Framed, ..UploadOptions::default() };
+        let factory = UploadFactory::new(&dir, opts).unwrap();
+        let mut wire = Vec::new();
+        for part in [&b"post|4|framed.bin"[..], b"ab", b"cd", b"post|1|two"] {
+            wire.extend_from_slice(&(part.len() as u32).to_be_bytes());
+            wire.extend_from_slice(part);
+        }
+        wire.extend_from_slice(b"\0\0\0\x01z");
+        for chunk in 1..=wire.len() {
+            let mut p = factory.protocol();
+            let mut tr = StringTransport::new();
+            for piece in wire.chunks(chunk) {
+                p.data_received(&mut tr.transport(), piece);
+            }
+            assert_eq!(tr.take(), b"ok 4 framed.bin\nok 1 two\n", "chunk {chunk}");
+            assert_eq!(fs::read(dir.join("framed.bin")).unwrap(), b"abcd");
+            assert_eq!(listing(&dir), ["framed.bin", "two"]);
+            for f in ["framed.bin", "two"] {
+                fs::remove_file(dir.join(f)).unwrap();
+            }
+        }
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}

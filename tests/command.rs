@@ -1,0 +1,239 @@
+//! The remote-command server over loopback sockets: allowed commands run and stream their
+//! output, commands off the allow-list are refused and never run, the timeout and the
+//! output cap kill and are reported, pipelined requests are answered in order, and the
+//! service refuses to start without an allow-list.
+
+mod common;
+
+use std::io::Read;
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::{client, write_all, Server, DEADLINE};
+use torsion::protocols::codec::{Buffer, Decoder};
+use torsion::protocols::command::{
+    AllowListError, CommandFactory, CommandOptions, Reply, ReplyCodec, Request,
+};
+
+fn serve(allow: &'static [&'static str], opts: CommandOptions) -> Server {
+    Server::start(move |r| {
+        let factory = CommandFactory::new(allow, opts).expect("allow-list");
+        r.listen_tcp("127.0.0.1:0", factory).unwrap().addr
+    })
+}
+
+fn send(s: &mut TcpStream, argv: &[&str]) {
+    let mut wire = Vec::new();
+    Request::new(argv.iter().copied()).encode(&mut wire).unwrap();
+    write_all(s, &wire);
+}
+
+/// Reads replies up to and including the final one.
+fn answer(s: &mut TcpStream, buf: &mut Buffer) -> Vec<Reply> {
+    let mut codec = ReplyCodec::new();
+    let mut out = Vec::new();
+    let mut chunk = [0u8; 64 * 1024];
+    loop {
+        while let Some(r) = codec.decode(buf).expect("well-formed replies") {
+            let last = r.is_final();
+            out.push(r);
+            if last {
+                return out;
+            }
+        }
+        let n = s.read(&mut chunk).expect("read before the deadline");
+        assert!(n > 0, "server closed before the final reply: {out:?}");
+        buf.extend(&chunk[..n]);
+    }
+}
+
+fn stdout_of(replies: &[Reply]) -> Vec<u8> {
+    replies
+        .iter()
+        .filter_map(|r| if let Reply::Stdout(d) = r { Some(&d[..]) } else { None })
+        .flat_map(|d| d.iter().copied())
+        .collect()
+}
+
+#[test]
+fn the_service_refuses_to_start_without_an_allow_list() {
+    let none: [&str; 0] = [];
+    assert_eq!(
+        CommandFactory::new(none, CommandOptions::default()).unwrap_err(),
+        AllowListError::Empty
+    );
+}
+
+#[test]
+fn an_allowed_command_streams_its_output_and_exit_code() {
+    let server = serve(&["echo", "seq", "false"], CommandOptions::default());
+    let mut s = client(server.addr);
+    let mut buf = Buffer::new();
+    send(&mut s, &["echo", "hello", "; rm -rf / $(id)"]);
+    let r = answer(&mut s, &mut buf);
+    assert_eq!(stdout_of(&r), b"hello ; rm -rf / $(id)\n", "arguments reach the program verbatim");
+    assert_eq!(r.last(), Some(&Reply::Exited(0)));
+
+    send(&mut s, &["seq", "1", "100000"]);
+    let r = answer(&mut s, &mut buf);
+    let want: String = (1..=100_000).map(|i| format!("{i}\n")).collect();
+    assert_eq!(stdout_of(&r), want.as_bytes());
+    assert!(r.len() > 2, "output is streamed in several frames, not buffered whole");
+    assert_eq!(r.last(), Some(&Reply::Exited(0)));
+
+    send(&mut s, &["false"]);
+    assert_eq!(answer(&mut s, &mut buf), vec![Reply::Exited(1)]);
+}
+
+#[test]
+fn commands_off_the_allow_list_are_refused_and_never_run() {
+    let dir = std::env::temp_dir().join(format!("torsion-command-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let victim = dir.join("victim");
+    std::fs::write(&victim, b"still here").unwrap();
+    let victim_s = victim.to_str().unwrap().to_string();
+
+    let server = serve(&["echo"], CommandOptions::default());
+    let mut s = client(server.addr);
+    let mut buf = Buffer::new();
+    for argv in [
+        vec!["rm", "-f", victim_s.as_str()],
+        vec!["/bin/rm", "-f", victim_s.as_str()],
+        vec!["sh", "-c", "rm -f /tmp/x"],
+        vec!["echo;rm"],
+        vec!["./echo"],
+    ] {
+        send(&mut s, &argv);
+        let r = answer(&mut s, &mut buf);
+        assert_eq!(r, vec![Reply::Refused(format!("not allowed: {}", argv[0]))]);
+    }
+    send(&mut s, &["echo", "still serving"]);
+    assert_eq!(stdout_of(&answer(&mut s, &mut buf)), b"still serving\n");
+    assert_eq!(std::fs::read(&victim).unwrap(), b"still here");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_command_past_its_timeout_is_killed_and_reported() {
+    let opts = CommandOptions { timeout: Duration::from_millis(300), ..CommandOptions::default() };
+    let server = serve(&["sleep", "echo"], opts);
+    let mut s = client(server.addr);
+    let mut buf = Buffer::new();
+    let start = Instant::now();
+    send(&mut s, &["sleep", "5"]);
+    assert_eq!(answer(&mut s, &mut buf), vec![Reply::TimedOut(Duration::from_millis(300))]);
+    // An upper bound only: `sleep 5` was killed rather than waited for.
+    assert!(start.elapsed() < Duration::from_secs(4), "{:?}", start.elapsed());
+    send(&mut s, &["echo", "next"]);
+    let r = answer(&mut s, &mut buf);
+    assert_eq!(stdout_of(&r), b"next\n", "{r:?}");
+}
+
+#[test]
+fn output_past_the_cap_is_cut_killed_and_reported() {
+    let opts = CommandOptions { output_cap: 100_000, ..CommandOptions::default() };
+    let server = serve(&["seq"], opts);
+    let mut s = client(server.addr);
+    let mut buf = Buffer::new();
+    send(&mut s, &["seq", "1", "100000000"]);
+    let r = answer(&mut s, &mut buf);
+    assert_eq!(r.last(), Some(&Reply::OutputCapped(100_000)));
+    let out = stdout_of(&r);
+    assert_eq!(out.len(), 100_000);
+    let want: String = (1..=30_000).map(|i| format!("{i}\n")).collect();
+    assert_eq!(&out[..], &want.as_bytes()[..100_000]);
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order_then_the_half_close_is_honoured() {
+    let server = serve(&["echo"], CommandOptions::default());
+    let mut s = client(server.addr);
+    let mut wire = Vec::new();
+    for i in 0..20 {
+        Request::new(["echo".to_string(), format!("n{i}")]).encode(&mut wire).unwrap();
+    }
+    Request::new(["rm"]).encode(&mut wire).unwrap();
+    write_all(&mut s, &wire);
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut buf = Buffer::new();
+    for i in 0..20 {
+        let r = answer(&mut s, &mut buf);
+        assert_eq!(stdout_of(&r), format!("n{i}\n").as_bytes());
+        assert_eq!(r.last(), Some(&Reply::Exited(0)));
+    }
+    assert_eq!(answer(&mut s, &mut buf), vec![Reply::Refused("not allowed: rm".into())]);
+    let mut rest = Vec::new();
+    s.set_read_timeout(Some(DEADLINE)).unwrap();
+    s.read_to_end(&mut rest).expect("the server closes after the last answer");
+    assert!(rest.is_empty() && buf.is_empty());
+}
+
+/// Whether a process whose command line has `arg` as an argument is running.
+fn running_with_arg(arg: &str) -> bool {
+    let needle = format!("\0{arg}\0");
+    std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+        std::fs::read(e.path().join("cmdline"))
+            .is_ok_and(|c| c.windows(needle.len()).any(|w| w == needle.as_bytes()))
+    })
+}
+
+/// Waits (bounded by the deadline) until `cond` holds.
+fn eventually(mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < DEADLINE, "condition not reached before the deadline");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn a_client_that_resets_has_its_command_killed_at_once() {
+    // A long deadline: only the reset can end the child before the test's own deadline.
+    let opts = CommandOptions { timeout: Duration::from_secs(3600), ..CommandOptions::default() };
+    let server = serve(&["sleep"], opts);
+    // A unique argument to find the child by (`sleep` takes fractions).
+    let marker = format!("3000.{}", std::process::id());
+    let mut s = client(server.addr);
+    send(&mut s, &["sleep", &marker]);
+    eventually(|| running_with_arg(&marker));
+    // A close with SO_LINGER 0 sends RST: the server's `connection_lost` kills the child.
+    // (A plain close is a FIN, which the server must take for a half-close and keep
+    // waiting for the answer: then the command's deadline bounds it.)
+    socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO)).unwrap();
+    drop(s);
+    eventually(|| !running_with_arg(&marker));
+}
+
+#[test]
+fn the_examples_refuse_to_start_without_allow_and_run_allowed_commands() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+
+    let out = Command::new(common::example("command_server")).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("refusing to start"));
+
+    let mut server = Command::new(common::example("command_server"))
+        .args(["--allow", "echo", "--listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(server.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let _server = common::KillOnDrop(server);
+    // "command server listening on 127.0.0.1:PORT (allowed: echo)"
+    let addr = line.split(" on ").nth(1).and_then(|r| r.split(' ').next()).expect(&line);
+    let client = |argv: &[&str]| {
+        Command::new(common::example("command_client"))
+            .args(["--connect", addr])
+            .args(argv)
+            .output()
+            .unwrap()
+    };
+    let ok = client(&["echo", "hi", "there"]);
+    assert_eq!((ok.status.code(), &ok.stdout[..]), (Some(0), &b"hi there\n"[..]));
+    let refused = client(&["rm", "-rf", "/"]);
+    assert_eq!(refused.status.code(), Some(127));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("not allowed: rm"));
+}
