@@ -139,10 +139,13 @@ fn serve_with_no_arguments_answers_on_every_demo_endpoint_and_stops_on_ctrl_c() 
 fn every_registered_protocol_starts_from_the_command_line() {
     let registry = torsion::serve::Registry::builtin();
     for entry in registry.entries() {
-        let udp_only = !registry.build(entry.name, &[]).is_ok_and(|s| s.serves_stream());
+        let opts = torsion::serve::sample_options(entry.name);
+        let udp_only = !registry.build(entry.name, &opts).unwrap().serves_stream();
         let endpoint =
             if udp_only { "udp:0:interface=127.0.0.1" } else { "tcp:0:interface=127.0.0.1" };
-        let t = Running::start(&["serve", "-q", "--listen", endpoint, entry.name]);
+        let mut args = vec!["serve", "-q", "--listen", endpoint, entry.name];
+        args.extend(opts.iter().map(String::as_str));
+        let t = Running::start(&args);
         let addr = t.addr(entry.name, if udp_only { "udp" } else { "tcp" });
         if udp_only {
             assert_eq!(udp_reply(addr, b"x"), b"x", "{}", entry.name);
@@ -181,6 +184,12 @@ fn bad_endpoints_and_unknown_protocols_exit_non_zero_with_a_clear_message() {
     let (ok, err) = run(&["serve", "--listen", "udp:0", "upper"]);
     assert!(!ok);
     assert!(err.contains("no datagram form"), "{err}");
+    let (ok, err) = run(&["serve", "--listen", "tcp:0", "command"]);
+    assert!(!ok);
+    assert!(err.contains("refusing to start: no program allowed"), "{err}");
+    let (ok, err) = run(&["serve", "--listen", "tcp:0", "upload", "/nonexistent/torsion-dir"]);
+    assert!(!ok);
+    assert!(err.contains("/nonexistent/torsion-dir"), "{err}");
     let (ok, err) = run(&["serve", "--listen", "tcp:0"]);
     assert!(!ok);
     assert!(err.contains("ENDPOINT and a PROTOCOL"), "{err}");

@@ -26,7 +26,7 @@ pub use demo::{demo, DEFAULT_PORT_BASE};
 pub use logged::Logged;
 pub use options::{parse_size, Options};
 pub use registry::{
-    BoxedDatagram, BoxedFactory, Build, Entry, LineEcho, MakeDatagram, MakeFactory, Registry,
-    Service,
+    sample_options, BoxedDatagram, BoxedFactory, Build, Entry, LineEcho, MakeDatagram, MakeFactory,
+    Registry, Service,
 };
 pub use runner::{Bound, Listen, ServeOptions, Server};

@@ -9,7 +9,9 @@ use std::sync::Arc;
 
 use torsion_protocols::basic::{LineHandler, LineReceiver, LineTransport};
 use torsion_protocols::codec::LineCodec;
+use torsion_protocols::command::{AllowList, CommandFactory, CommandOptions};
 use torsion_protocols::echo::Echo;
+use torsion_protocols::upload::{Framing, UploadFactory, UploadOptions};
 use torsion_protocols::wire::{Chargen, Daytime, Discard, Qotd, Time, UdpEcho};
 use torsion_reactor::{Address, DatagramProtocol, DatagramTransport, Factory, Protocol};
 
@@ -305,7 +307,59 @@ fn builtin_entries() -> Vec<Entry> {
                 }))
             },
         },
+        Entry {
+            name: "command",
+            usage: "--allow CMD... [--timeout SECS] [--output-cap SIZE] [--allow-remote]",
+            about: "runs allow-listed programs (no shell), output streamed back length-prefixed",
+            build: |o| {
+                let allow = o.all("--allow")?;
+                let defaults = CommandOptions::default();
+                let opts = CommandOptions {
+                    timeout: o.seconds("--timeout", defaults.timeout)?,
+                    output_cap: o.size("--output-cap", defaults.output_cap as usize)? as _,
+                    allow_remote_peers: o.flag("--allow-remote"),
+                    ..defaults
+                };
+                let list = AllowList::resolve(&allow).map_err(|e| format!("command: {e}"))?;
+                Ok(Service::stream(move || {
+                    CommandFactory::with_allow_list(list.clone(), opts.clone())
+                }))
+            },
+        },
+        Entry {
+            name: "upload",
+            usage: "DIR [--max-size SIZE] [--framed] [--overwrite]",
+            about: "stores uploaded files (post|SIZE|NAME then the bytes) under DIR, safely",
+            build: |o| {
+                let dir = o.positional("DIR")?;
+                let defaults = UploadOptions::default();
+                let opts = UploadOptions {
+                    max_size: o.size("--max-size", defaults.max_size as usize)? as u64,
+                    framing: if o.flag("--framed") { Framing::Framed } else { Framing::Tutorial },
+                    overwrite: o.flag("--overwrite"),
+                    ..defaults
+                };
+                // Checked now, so a missing directory is a startup error.
+                UploadFactory::new(&dir, opts.clone()).map_err(|e| format!("upload: {e}"))?;
+                Ok(Service::stream(move || match UploadFactory::new(&dir, opts.clone()) {
+                    Ok(f) => BoxedFactory(Box::new(f)),
+                    Err(e) => {
+                        log::error!("upload: {e}; refusing connections");
+                        BoxedFactory(Box::new(RefuseAll))
+                    }
+                }))
+            },
+        },
     ]
+}
+
+/// A factory that refuses every connection (a service that could not start on a worker).
+struct RefuseAll;
+
+impl Factory for RefuseAll {
+    fn build_protocol(&mut self, _peer: &Address) -> Option<Box<dyn Protocol>> {
+        None
+    }
 }
 
 /// The `line` protocol: each line back as it came, CRLF-terminated.
@@ -320,6 +374,23 @@ impl LineHandler for LineEcho {
     }
 }
 
+/// Options that make each protocol start (for tests and the help text's examples).
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(torsion::serve::sample_options("command"), ["--allow", "echo"]);
+/// assert!(torsion::serve::sample_options("echo").is_empty());
+/// ```
+pub fn sample_options(name: &str) -> Vec<String> {
+    let words: &[&str] = match name {
+        "command" => &["--allow", "echo"],
+        "upload" => &["/tmp"],
+        _ => &[],
+    };
+    words.iter().map(|w| w.to_string()).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -328,9 +399,13 @@ mod tests {
     fn every_builtin_builds_with_no_options_except_those_that_need_some() {
         let r = Registry::builtin();
         for e in r.entries() {
-            let built = r.build(e.name, &[]);
+            let built = r.build(e.name, &sample_options(e.name));
             assert!(built.is_ok(), "{}: {:?}", e.name, built.err());
         }
+        let err = r.build("command", &[]).unwrap_err();
+        assert!(err.contains("no program allowed"), "{err}");
+        let err = r.build("upload", &[]).unwrap_err();
+        assert_eq!(err, "upload: needs DIR");
         assert!(r.help().lines().count() == r.entries().len());
     }
 
