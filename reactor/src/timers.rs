@@ -348,6 +348,12 @@ impl TimerQueue {
     }
 
     /// Files the timers set aside by `pop_due` again, for the next pass.
+    /// Nothing queued at all (the common case of a loop without timers): the timer phase
+    /// has nothing to do.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.heap.v.is_empty() && self.batch.is_empty() && self.set_aside.is_empty()
+    }
+
     pub(crate) fn end_pass(&mut self) {
         for n in std::mem::take(&mut self.set_aside) {
             self.heap.push(n);

@@ -333,6 +333,9 @@ impl Reactor {
     }
 
     pub(super) fn retry_paused_listeners(&mut self, now: Instant) {
+        if !self.listeners.iter().any(|(_, l)| l.paused_until.is_some_and(|d| d <= now)) {
+            return;
+        }
         let due: Vec<usize> = self
             .listeners
             .iter()

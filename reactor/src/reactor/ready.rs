@@ -34,6 +34,9 @@ impl Reactor {
     /// a timer cancelled before its turn does not run, and timers scheduled in this pass
     /// cannot fire in it.
     pub(super) fn fire_timers(&mut self, now: Instant) {
+        if self.shared.timers.is_idle() {
+            return;
+        }
         let mut due = std::mem::take(&mut self.due);
         loop {
             self.shared.timers.pop_due(now, self.shared.pass, TIMER_CHUNK, &mut due);
