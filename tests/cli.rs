@@ -225,3 +225,20 @@ fn trace_prints_events_and_callbacks() {
     assert!(err.contains("data_received ran for"), "{err}");
     assert!(err.contains("read 6 B"), "{err}");
 }
+
+#[test]
+fn load_drives_a_served_echo_and_reports() {
+    let t = Running::start(&["serve", "-q", "--listen", "tcp:0:interface=127.0.0.1", "echo"]);
+    let addr = t.addr("echo", "tcp").to_string();
+    let out = Command::new(BIN)
+        .args(["load", "--addr", &addr, "--connections", "4", "--in-flight", "2"])
+        .args(["--duration", "0.3", "--warmup", "0.1"])
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{report}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(report.contains("throughput") && report.contains("msg/s"), "{report}");
+    assert!(report.contains("errors       0 "), "{report}");
+    let (ok, err) = t.stop("-TERM");
+    assert!(ok, "{err}");
+}
