@@ -129,10 +129,21 @@ fn serve_with_no_arguments_answers_on_every_demo_endpoint_and_stops_on_ctrl_c() 
     let day = String::from_utf8(tcp_greeting(t.addr("daytime", "tcp"))).unwrap();
     assert!(day.ends_with("\r\n") && day.contains(" 20"), "{day:?}");
     assert!(!tcp_greeting(t.addr("qotd", "tcp")).is_empty());
+    // Two chat members: one says something, the other hears it.
+    let chat = t.addr("chat", "tcp");
+    let (mut a, mut b) = (BufReader::new(connect(chat)), BufReader::new(connect(chat)));
+    let mut greeting = String::new();
+    b.read_line(&mut greeting).unwrap();
+    assert!(greeting.starts_with("* welcome, guest2"), "{greeting:?}");
+    a.get_mut().write_all(b"hi there\n").unwrap();
+    let mut heard = String::new();
+    b.read_line(&mut heard).unwrap();
+    assert_eq!(heard, "<guest1> hi there\r\n");
+    drop((a, b));
     let (ok, err) = t.stop("-INT");
     assert!(ok, "exit status after Ctrl-C; stderr:\n{err}");
     assert!(err.contains("echo: connection from 127.0.0.1"), "{err}");
-    assert!(err.contains("served 3 connection(s)"), "{err}");
+    assert!(err.contains("served 5 connection(s)"), "{err}");
 }
 
 #[test]

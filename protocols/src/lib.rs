@@ -7,6 +7,8 @@
 //!   receivers of Twisted's `basic` (`LineOnlyReceiver`, `NetstringReceiver`,
 //!   `Int8/16/32StringReceiver`).
 //! - [`echo`] and [`wire`]: the classic services (RFC 862–868), over TCP and UDP.
+//! - [`chat`]: the tutorials' chat room (nicknames, `/who`, `/msg`), one thread, bounded
+//!   memory for clients that stop reading.
 //! - [`command`]: the tutorials' remote command server, done safely (allow-list, no shell,
 //!   timeout, output cap, loopback by default), output streamed back length-prefixed.
 //! - [`upload`]: the tutorials' file upload server (`post|<size>|<name>`, and a framed
@@ -111,6 +113,7 @@
 #![doc(test(attr(deny(warnings), allow(dead_code))))]
 
 pub mod basic;
+pub mod chat;
 pub mod codec;
 pub mod command;
 pub mod echo;
