@@ -253,3 +253,50 @@ fn load_drives_a_served_echo_and_reports() {
     let (ok, err) = t.stop("-TERM");
     assert!(ok, "{err}");
 }
+
+#[test]
+fn serve_applies_connection_limits_and_the_idle_timeout_to_its_services() {
+    let t = Running::start(&[
+        "serve",
+        "-q",
+        "--max-per-peer",
+        "1",
+        "--idle-timeout",
+        "0.2",
+        "--listen",
+        "tcp:0:interface=127.0.0.1",
+        "echo",
+    ]);
+    let addr = t.addr("echo", "tcp");
+    let mut first = connect(addr);
+    first.write_all(b"one").unwrap();
+    let mut got = [0u8; 3];
+    first.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"one");
+    // A second connection from the same address is turned away with a reason.
+    assert_eq!(tcp_greeting(addr), b"busy: too many connections, try again later\r\n");
+    // The first one, left idle, is ended by the server (the idle timeout aborts: a
+    // reset, or EOF), freeing the slot.
+    let mut rest = Vec::new();
+    match first.read_to_end(&mut rest) {
+        Ok(_) => assert!(rest.is_empty(), "{rest:?}"),
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset),
+    }
+    let start = std::time::Instant::now();
+    while tcp_echo_or_busy(addr) != b"two" {
+        assert!(start.elapsed() < DEADLINE, "the slot never came back");
+    }
+    let (ok, err) = t.stop("-TERM");
+    assert!(ok, "{err}");
+}
+
+/// Echo of "two", or the busy line if the server still counts an old connection.
+fn tcp_echo_or_busy(addr: SocketAddr) -> Vec<u8> {
+    let mut s = connect(addr);
+    s.write_all(b"two").unwrap();
+    let mut got = vec![0; 3];
+    match s.read_exact(&mut got) {
+        Ok(()) => got,
+        Err(_) => Vec::new(),
+    }
+}

@@ -2,7 +2,7 @@
 //! to any factory or protocol without touching it.
 //!
 //! - [`IdleTimeout`]: closes a connection after a period without input (re-exported from
-//!   the reactor, which uses it too).
+//!   the reactor, which uses it too); [`TimeoutFactory`] applies it to a whole factory.
 //! - [`ConnectionLimits`] / [`LimitedFactory`]: at most N connections in total and M per
 //!   peer address; the ones over are refused politely — a one-line message, then close.
 //! - [`Throttle`] / [`Throttled`]: per-connection bandwidth limits, reads and writes, as
@@ -16,7 +16,9 @@
 
 mod limits;
 mod throttle;
+mod timeout;
 
 pub use limits::{ConnectionLimits, LimitStats, LimitedFactory, LimitsHandle};
 pub use throttle::{Throttle, Throttled};
+pub use timeout::TimeoutFactory;
 pub use torsion_reactor::IdleTimeout;
