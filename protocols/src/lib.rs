@@ -7,6 +7,8 @@
 //!   receivers of Twisted's `basic` (`LineOnlyReceiver`, `NetstringReceiver`,
 //!   `Int8/16/32StringReceiver`).
 //! - [`echo`] and [`wire`]: the classic services (RFC 862–868), over TCP and UDP.
+//! - [`http`]: an HTTP/1.1 server (keep-alive, pipelining, chunked bodies, limits, static
+//!   files) on a Twisted-web-style resource tree.
 //! - [`policies`]: idle timeout, connection limits (total and per peer, refused politely)
 //!   and bandwidth throttling, as wrappers around any factory or protocol.
 //! - [`chat`]: the tutorials' chat room (nicknames, `/who`, `/msg`), one thread, bounded
@@ -121,6 +123,7 @@ pub mod chat;
 pub mod codec;
 pub mod command;
 pub mod echo;
+pub mod http;
 pub mod policies;
 pub mod upload;
 pub mod wire;

@@ -42,7 +42,9 @@ impl VersusReport {
         out.push_str(
             "- latency: send to full echo, as the one-thread generator sees it; memory: PSS of \
              the server's process tree (forked children's shared pages split between them), \
-             before connecting; per connection: with N idle connections held, (memory − before) / \
+             before connecting; connected: connections the generator had up at the end of the window \
+             (fewer: the server's backlog overflowed and connects were still being retried); \
+             per connection: with N idle connections held, (memory − before) / \
              connections accepted; loaded: the most seen during the echo run; accepted: the \
              most connections the server had taken from its backlog during the echo run (fewer \
              than connections: the rest waited unanswered and are missing from the latency \
@@ -50,15 +52,15 @@ impl VersusReport {
              per message\n\n",
         );
         out.push_str(
-            "| size | connections | server | msg/s | p50 | p99 | p99.9 | accepted | memory before | \
+            "| size | connections | server | msg/s | p50 | p99 | p99.9 | connected | accepted | memory before | \
              per connection | memory loaded | threads | processes | server CPU | CPU/msg | generator CPU | errors |\n",
         );
-        out.push_str("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        out.push_str("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
         for p in &self.points {
             if let Some(why) = &p.failure {
                 let _ = writeln!(
                     out,
-                    "| {} | {} | {} | failed: {} |||||||||||||",
+                    "| {} | {} | {} | failed: {} ||||||||||||||",
                     p.size,
                     p.connections,
                     p.server,
@@ -68,7 +70,7 @@ impl VersusReport {
             }
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} % | {:.1} µs | {:.0} % | {} |",
+                "| {} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} % | {:.1} µs | {:.0} % | {} |",
                 p.size,
                 p.connections,
                 p.server,
@@ -76,6 +78,7 @@ impl VersusReport {
                 micros(p.p50),
                 micros(p.p99),
                 micros(p.p999),
+                p.established,
                 p.accepted,
                 bytes(p.memory_idle as f64),
                 bytes(p.memory_per_connection()),
@@ -435,7 +438,7 @@ mod tests {
         let rows: Vec<&str> = md.lines().filter(|l| l.starts_with("| 64 |")).collect();
         assert_eq!(rows.len(), 6, "{md}");
         assert!(
-            rows[3].starts_with("| 64 | 1000 | reactor | 200000 | 4500 µs | 9000 µs | 18.0 ms | 1000 | 1.0 MiB | 200 B | 2.0 MiB |"),
+            rows[3].starts_with("| 64 | 1000 | reactor | 200000 | 4500 µs | 9000 µs | 18.0 ms | 1000 | 1000 | 1.0 MiB | 200 B | 2.0 MiB |"),
             "{}",
             rows[3]
         );
