@@ -109,21 +109,12 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<(RequestHead, us
     let buf = &buf[skip..];
     // The request line's limit is checked before anything is parsed, so a long one is
     // refused as soon as the limit is passed, complete or not.
-    match buf.iter().position(|&b| b == b'\n') {
-        Some(n) if n > limits.max_request_line => {
-            return Err(HeadError::new(
-                414,
-                format!("request line over {} bytes", limits.max_request_line),
-            ))
-        }
-        None if buf.len() > limits.max_request_line => {
-            return Err(HeadError::new(
-                414,
-                format!("request line over {} bytes", limits.max_request_line),
-            ))
-        }
-        None => return Ok(None),
-        Some(_) => {}
+    let newline = buf.iter().position(|&b| b == b'\n');
+    if newline.unwrap_or(buf.len()) > limits.max_request_line {
+        return Err(HeadError::new(
+            414,
+            format!("request line over {} bytes", limits.max_request_line),
+        ));
     }
     let mut fields = vec![httparse::EMPTY_HEADER; limits.max_headers];
     let mut req = httparse::Request::new(&mut fields);
@@ -138,7 +129,9 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<(RequestHead, us
         Err(httparse::Error::Version) => return Err(HeadError::new(505, "not HTTP/1.x")),
         Err(e) => return Err(HeadError::new(400, format!("malformed request head: {e}"))),
     };
-    let line = buf.iter().position(|&b| b == b'\n').unwrap_or(0) + 1;
+    // httparse checks what it has so far: garbage (a TLS hello, say) is refused at once
+    // rather than waited on.
+    let line = newline.map_or(buf.len(), |n| n + 1);
     let n = match status {
         httparse::Status::Complete(n) => n,
         httparse::Status::Partial if buf.len() - line > limits.max_header_bytes => {

@@ -1,0 +1,60 @@
+//! HTTP/1.1 server on one thread: a hello route, a JSON echo, and a static directory.
+//!
+//! Run:   cargo run --release --example http_server -- [--listen 127.0.0.1:8080] [--dir DIR]
+//! Poke:  curl http://127.0.0.1:8080/
+//!        curl -d '{"a":1}' http://127.0.0.1:8080/echo
+//!        curl http://127.0.0.1:8080/static/Cargo.toml       (files under DIR, default .)
+//!        wrk -t1 -c100 -d10s http://127.0.0.1:8080/           (see benches/http_wrk.sh)
+#![allow(clippy::print_stderr)]
+
+use std::process::ExitCode;
+
+use torsion::protocols::http::{Dir, Handler, HttpServer, Response, ServerConfig, StaticDir};
+use torsion::reactor::Reactor;
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let mut listen = "127.0.0.1:8080".to_string();
+    let mut dir = ".".to_string();
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let value = args.next();
+        match (arg.as_str(), value) {
+            ("--listen", Some(v)) => listen = v,
+            ("--dir", Some(v)) => dir = v,
+            _ => {
+                eprintln!("usage: http_server [--listen HOST:PORT] [--dir DIR]");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    match serve(&listen, &dir) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("http_server: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(listen: &str, dir: &str) -> Result<(), Box<dyn std::error::Error>> {
+    let mut root = Dir::new();
+    root.set_index(Handler::get(|_| Response::text(200, "Hello, world!\n")));
+    root.put_child(
+        "echo",
+        Handler::post(|req| {
+            // The body back as JSON: as it is if it is JSON, else as a JSON string.
+            let text = String::from_utf8_lossy(&req.body);
+            let looks_json = matches!(text.trim_start().as_bytes().first(), Some(b'{' | b'['));
+            let body = if looks_json { text.into_owned() } else { format!("{text:?}") };
+            Response::json(200, body)
+        }),
+    );
+    root.put_child("static", StaticDir::new(dir)?);
+    let mut reactor = Reactor::new()?;
+    let port = reactor.listen_tcp(listen, HttpServer::new(root, ServerConfig::default()))?;
+    log::info!("serving http://{}/ (static files from {dir} under /static/)", port.addr);
+    reactor.stop_on_signals()?;
+    reactor.run()?;
+    Ok(())
+}
