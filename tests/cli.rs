@@ -140,10 +140,19 @@ fn serve_with_no_arguments_answers_on_every_demo_endpoint_and_stops_on_ctrl_c() 
     b.read_line(&mut heard).unwrap();
     assert_eq!(heard, "<guest1> hi there\r\n");
     drop((a, b));
+    // The HTTP status page shows the reactor's counters.
+    let mut http = connect(t.addr("http", "tcp"));
+    http.write_all(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").unwrap();
+    let mut page = String::new();
+    http.read_to_string(&mut page).unwrap();
+    assert!(page.starts_with("HTTP/1.1 200 OK\r\n"), "{page}");
+    for figure in ["accepted", "bytes_in", "iterations", "poll_s", "callbacks_s"] {
+        assert!(page.contains(figure), "{figure} missing from\n{page}");
+    }
     let (ok, err) = t.stop("-INT");
     assert!(ok, "exit status after Ctrl-C; stderr:\n{err}");
     assert!(err.contains("echo: connection from 127.0.0.1"), "{err}");
-    assert!(err.contains("served 5 connection(s)"), "{err}");
+    assert!(err.contains("served 6 connection(s)"), "{err}");
 }
 
 #[test]

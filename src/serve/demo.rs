@@ -15,6 +15,7 @@ const DEMO: &[(u16, &str, &str)] = &[
     (1, "tcp", "chat"),
     (13, "tcp", "daytime"),
     (17, "tcp", "qotd"),
+    (80, "tcp", "http"),
 ];
 
 /// The demo services on 127.0.0.1, at `port_base` plus a fixed offset each (`port_base` 0

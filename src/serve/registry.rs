@@ -12,6 +12,7 @@ use torsion_protocols::chat::{ChatOptions, ChatServer, SlowPolicy};
 use torsion_protocols::codec::LineCodec;
 use torsion_protocols::command::{AllowList, CommandFactory, CommandOptions};
 use torsion_protocols::echo::Echo;
+use torsion_protocols::http::{Dir, Handler, HttpServer, Response, ServerConfig, StaticDir};
 use torsion_protocols::upload::{Framing, UploadFactory, UploadOptions};
 use torsion_protocols::wire::{Chargen, Daytime, Discard, Qotd, Time, UdpEcho};
 use torsion_reactor::{Address, DatagramProtocol, DatagramTransport, Factory, Protocol};
@@ -330,6 +331,64 @@ fn builtin_entries() -> Vec<Entry> {
             },
         },
         Entry {
+            name: "http",
+            usage: "[--static DIR] [--max-body SIZE]",
+            about: "HTTP/1.1: status page at / (HTML or text), /stats.json, /hello, files under /static/",
+            build: |o| {
+                let dir = o.value("--static")?;
+                let defaults = ServerConfig::default();
+                let mut config = defaults.clone();
+                config.limits.max_body = o.size("--max-body", defaults.limits.max_body as usize)? as u64;
+                if let Some(d) = &dir {
+                    StaticDir::new(d).map_err(|e| format!("http: --static {d}: {e}"))?;
+                }
+                Ok(Service::stream(move || {
+                    let started = std::time::Instant::now();
+                    let mut root = Dir::new();
+                    root.set_index(Handler::get(move |req| {
+                        let status = super::Status::capture(req.stats, started.elapsed());
+                        match req.header("accept") {
+                            Some(a) if a.contains("text/html") => Response::html(200, status.to_html()),
+                            _ => Response::text(200, status.to_text()),
+                        }
+                    }));
+                    root.put_child(
+                        "stats.json",
+                        Handler::get(move |req| {
+                            let status = super::Status::capture(req.stats, started.elapsed());
+                            Response::json(200, status.to_json())
+                        }),
+                    );
+                    root.put_child("hello", Handler::get(|_| Response::text(200, "Hello, world!\n")));
+                    if let Some(d) = &dir {
+                        match StaticDir::new(d) {
+                            Ok(s) => {
+                                root.put_child("static", s);
+                            }
+                            Err(e) => log::error!("http: --static {d}: {e}"),
+                        }
+                    }
+                    HttpServer::new(root, config.clone())
+                }))
+            },
+        },
+        Entry {
+            name: "http-static",
+            usage: "DIR",
+            about: "HTTP/1.1 file server for DIR (no traversal; index.html for directories)",
+            build: |o| {
+                let dir = o.positional("DIR")?;
+                StaticDir::new(&dir).map_err(|e| format!("http-static: {dir}: {e}"))?;
+                Ok(Service::stream(move || match StaticDir::new(&dir) {
+                    Ok(s) => BoxedFactory(Box::new(HttpServer::new(s, ServerConfig::default()))),
+                    Err(e) => {
+                        log::error!("http-static: {dir}: {e}; refusing connections");
+                        BoxedFactory(Box::new(RefuseAll))
+                    }
+                }))
+            },
+        },
+        Entry {
             name: "command",
             usage: "--allow CMD... [--timeout SECS] [--output-cap SIZE] [--allow-remote]",
             about: "runs allow-listed programs (no shell), output streamed back length-prefixed",
@@ -408,6 +467,7 @@ pub fn sample_options(name: &str) -> Vec<String> {
     let words: &[&str] = match name {
         "command" => &["--allow", "echo"],
         "upload" => &["/tmp"],
+        "http-static" => &["/tmp"],
         _ => &[],
     };
     words.iter().map(|w| w.to_string()).collect()

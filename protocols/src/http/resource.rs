@@ -5,6 +5,8 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
+use torsion_reactor::Stats;
+
 use super::head::RequestHead;
 use super::response::Response;
 
@@ -25,6 +27,8 @@ pub struct Request {
     /// How many segments of `path` the walk consumed to reach the rendering resource;
     /// `path[consumed..]` is what is left for it (Twisted's `postpath`).
     pub consumed: usize,
+    /// The serving reactor's counters when the request was complete (for status pages).
+    pub stats: Stats,
 }
 
 impl Request {
@@ -237,6 +241,7 @@ mod tests {
             path,
             query,
             consumed: 0,
+            stats: Stats::default(),
         }
     }
 

@@ -317,7 +317,8 @@ impl HttpConnection {
         let mut close = !head.keep_alive()
             || self.stopping
             || self.requests >= self.config.max_requests_per_connection;
-        let mut req = Request { head, body, peer: self.peer, path, query, consumed: 0 };
+        let stats = t.ctx().stats();
+        let mut req = Request { head, body, peer: self.peer, path, query, consumed: 0, stats };
         let mut resp = dispatch(&*self.root, &mut req);
         let status = resp.status();
         let bodyless = status == 204 || status == 304 || (100..200).contains(&status);
