@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# HTTP benchmark: `wrk -t1 -c100` against the torsion http_server example's hello route and
+# against nginx (one worker) returning the same body, in the same run. Each server is pinned
+# to core 0, wrk to core 1. Prints both and writes results/http_wrk.md.
+#
+# Usage: benches/http_wrk.sh [SECONDS] [CONNECTIONS]     (defaults 10 and 100)
+# Needs wrk and nginx (Debian: apt-get install wrk nginx-light; installed if missing and
+# we are root). Every process it starts is ended by PID on exit.
+set -euo pipefail
+secs=${1:-10}
+conns=${2:-100}
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
+
+if ! command -v wrk >/dev/null || ! command -v nginx >/dev/null; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk nginx-light >/dev/null
+  else
+    echo "needs wrk and nginx (apt-get install wrk nginx-light)" >&2; exit 2
+  fi
+fi
+cargo build --release --example http_server -q
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$1/" && return 0; sleep 0.1; done; echo "no server on $1" >&2; exit 1; }
+
+# torsion
+tport=$(free_port)
+RUST_LOG=warn taskset -c 0 "$CARGO_TARGET_DIR/release/examples/http_server" --listen "127.0.0.1:$tport" &
+pids+=($!)
+wait_port "$tport"
+
+# nginx, one worker, the same body
+nport=$(free_port)
+mkdir -p "$work/nginx"
+cat >"$work/nginx/nginx.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000;
+  keepalive_timeout 15s;
+  client_body_temp_path $work/nginx/body;
+  proxy_temp_path $work/nginx/proxy;
+  fastcgi_temp_path $work/nginx/fastcgi;
+  uwsgi_temp_path $work/nginx/uwsgi;
+  scgi_temp_path $work/nginx/scgi;
+  server {
+    listen 127.0.0.1:$nport;
+    location = / { default_type "text/plain; charset=utf-8"; return 200 "Hello, world!\n"; }
+  }
+}
+CONF
+taskset -c 0 nginx -c "$work/nginx/nginx.conf" -p "$work/nginx" &
+pids+=($!)
+wait_port "$nport"
+
+run_wrk() { taskset -c 1 wrk -t1 -c"$conns" -d"${secs}s" --latency "http://127.0.0.1:$1/"; }
+echo "== torsion (http_server example) on core 0, wrk on core 1"
+run_wrk "$tport" | tee "$work/torsion.txt"
+echo "== nginx (1 worker) on core 0, wrk on core 1"
+run_wrk "$nport" | tee "$work/nginx.txt"
+
+rps() { sed -n 's/^Requests\/sec: *\([0-9.]*\)/\1/p' "$1"; }
+p99() { sed -n 's/^ *99% *\([0-9.]*[a-z]*\)/\1/p' "$1"; }
+p50() { sed -n 's/^ *50% *\([0-9.]*[a-z]*\)/\1/p' "$1"; }
+errs() { grep -E "Non-2xx|Socket errors" "$1" | tr '\n' ' ' || true; }
+t=$(rps "$work/torsion.txt"); n=$(rps "$work/nginx.txt")
+ratio=$(python3 -c "print(f'{$t/$n:.2f}')")
+mkdir -p results
+cat >results/http_wrk.md <<MD
+# HTTP: torsion vs nginx, \`wrk -t1 -c$conns -d${secs}s\`, hello route
+
+- when: $(date -u '+%Y-%m-%d %H:%M UTC'); commit $(git rev-parse --short HEAD 2>/dev/null || echo '?'); kernel $(uname -r)
+- servers pinned to core 0 (\`taskset -c 0\`), wrk to core 1; nginx $(nginx -v 2>&1 | sed 's/.*nginx\///'), \`worker_processes 1\`, access log off, the same 14-byte body
+- command: \`benches/http_wrk.sh $secs $conns\`
+
+| server | requests/s | p50 | p99 | errors |
+|---|---:|---:|---:|---|
+| torsion | $t | $(p50 "$work/torsion.txt") | $(p99 "$work/torsion.txt") | $(errs "$work/torsion.txt") |
+| nginx | $n | $(p50 "$work/nginx.txt") | $(p99 "$work/nginx.txt") | $(errs "$work/nginx.txt") |
+
+torsion / nginx requests/s: **$ratio**
+MD
+echo
+cat results/http_wrk.md
