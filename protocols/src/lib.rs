@@ -114,5 +114,6 @@ pub mod basic;
 pub mod codec;
 pub mod command;
 pub mod echo;
+pub mod http;
 pub mod upload;
 pub mod wire;
