@@ -393,8 +393,7 @@ impl ResponseParser {
                 .iter()
                 .flat_map(|v| v.split(|&b| b == b','))
                 .map(|c| c.trim_ascii())
-                .filter(|c| !c.is_empty())
-                .next_back();
+                .rfind(|c| !c.is_empty());
             return Ok(match last {
                 Some(c) if c.eq_ignore_ascii_case(b"chunked") => State::ChunkSize,
                 _ => State::UntilClose,
