@@ -45,35 +45,8 @@ pub(crate) fn start(
     bytes: Vec<u8>,
     limits: Limits,
 ) -> Deferred<Response> {
-    let attempt = Rc::new(Attempt::default());
-    let a = Rc::clone(&attempt);
-    let d = ctx.deferred_with_canceller(move |ctx: &mut Ctx<'_>| {
-        a.cancelled.set(true);
-        if let Some(id) = a.conn.get() {
-            ctx.abort(id);
-        }
-    });
+    let (d, mut factory) = prepare(ctx, request, bytes, limits);
     let url = &request.url;
-    let parser = if request.is_head() {
-        ResponseParser::for_head(limits.response)
-    } else {
-        ResponseParser::new(limits.response)
-    };
-    let exchange = Exchange {
-        request: bytes,
-        parser,
-        deferred: d.clone(),
-        response_timeout: limits.response_timeout,
-        timer: None,
-        attempt,
-        done: false,
-    };
-    let mut factory = ExchangeFactory {
-        exchange: Some(exchange),
-        to: format!("{}:{}", url.host(), url.port()),
-        addrs: VecDeque::new(),
-        connect_timeout: limits.connect_timeout,
-    };
     if let Some(ip) = url.ip() {
         factory.addrs.push_back(SocketAddr::new(ip, url.port()));
         factory.connect_next(ctx);
@@ -111,6 +84,45 @@ pub(crate) fn start(
         Ok(())
     });
     d
+}
+
+/// The exchange's deferred (cancellable) and its factory, with no address yet.
+fn prepare(
+    ctx: &mut Ctx<'_>,
+    request: &Request,
+    bytes: Vec<u8>,
+    limits: Limits,
+) -> (Deferred<Response>, ExchangeFactory) {
+    let attempt = Rc::new(Attempt::default());
+    let a = Rc::clone(&attempt);
+    let d = ctx.deferred_with_canceller(move |ctx: &mut Ctx<'_>| {
+        a.cancelled.set(true);
+        if let Some(id) = a.conn.get() {
+            ctx.abort(id);
+        }
+    });
+    let url = &request.url;
+    let parser = if request.is_head() {
+        ResponseParser::for_head(limits.response)
+    } else {
+        ResponseParser::new(limits.response)
+    };
+    let exchange = Exchange {
+        request: bytes,
+        parser,
+        deferred: d.clone(),
+        response_timeout: limits.response_timeout,
+        timer: None,
+        attempt,
+        done: false,
+    };
+    let factory = ExchangeFactory {
+        exchange: Some(exchange),
+        to: format!("{}:{}", url.host(), url.port()),
+        addrs: VecDeque::new(),
+        connect_timeout: limits.connect_timeout,
+    };
+    (d, factory)
 }
 
 /// Builds the exchange once connected; on a failed connect, tries the next resolved
@@ -366,6 +378,54 @@ mod tests {
         ex.timer_fired(&mut tr.transport(), Exchange::TIMEOUT);
         assert!(ex.deferred.is_fired(&tr.ctx()));
         assert!(matches!(tr.abort_reason(), Some(Reason::TimedOut)));
+    }
+
+    #[test]
+    fn each_address_is_tried_in_turn_until_one_connects() {
+        use std::io::{Read, Write};
+        let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let good = server.local_addr().unwrap();
+        let refused = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let serve = std::thread::spawn(move || {
+            let (mut s, _) = server.accept().unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+            let mut buf = [0u8; 1024];
+            let mut got = Vec::new();
+            while !got.ends_with(b"\r\n\r\n") {
+                let n = s.read(&mut buf).unwrap();
+                assert!(n > 0, "request complete before EOF");
+                got.extend_from_slice(&buf[..n]);
+            }
+            s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").unwrap();
+        });
+        let mut reactor = torsion_reactor::Reactor::new().unwrap();
+        let mut ctx = reactor.ctx();
+        let request = Request {
+            method: "GET".into(),
+            url: "http://example.invalid/".parse().unwrap(),
+            headers: Vec::new(),
+            body: Vec::new(),
+        };
+        let limits = Limits {
+            connect_timeout: Duration::from_secs(60),
+            response_timeout: Duration::from_secs(60),
+            response: ResponseLimits::default(),
+        };
+        let bytes = request.encode("t").unwrap();
+        let (d, mut factory) = prepare(&mut ctx, &request, bytes, limits);
+        factory.addrs.extend([refused, refused, good]);
+        factory.connect_next(&mut ctx);
+        let body = Rc::new(std::cell::RefCell::new(None));
+        let b = Rc::clone(&body);
+        d.map(&mut ctx, move |_, r| *b.borrow_mut() = Some(r.body));
+        let start = std::time::Instant::now();
+        while body.borrow().is_none() {
+            assert!(start.elapsed() < Duration::from_secs(60), "no response before the deadline");
+            reactor.run_once(Some(Duration::from_millis(5))).unwrap();
+        }
+        assert_eq!(body.borrow().as_deref(), Some(&b"ok"[..]));
+        assert_eq!(reactor.stats().connect_failed, 2, "two refused, then the good one");
+        serve.join().unwrap();
     }
 
     #[test]
