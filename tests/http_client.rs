@@ -24,6 +24,9 @@ use torsion::reactor::{Cancelled, Deferred, Failure, Reactor};
 enum Reply {
     /// Writes these bytes, then closes.
     Bytes(Vec<u8>),
+    /// Writes these bytes and keeps the connection open; reports (on `closed`) once the
+    /// client has closed or reset it. The response must end by its own framing.
+    Hold(Vec<u8>),
     /// Never answers; reports (on `closed`) once the client has closed or reset.
     Silent,
 }
@@ -119,7 +122,10 @@ fn answer(
         Reply::Bytes(bytes) => {
             let _ = s.write_all(&bytes);
         }
-        Reply::Silent => {
+        Reply::Hold(_) | Reply::Silent => {
+            if let Reply::Hold(bytes) = &what {
+                let _ = s.write_all(bytes);
+            }
             // Wait for the client to go away (EOF or reset), bounded by the deadline.
             loop {
                 match s.read(&mut buf) {
@@ -138,6 +144,12 @@ fn answer(
 fn ok(response: &str) -> impl Fn(&str) -> Reply + Send + Sync + 'static {
     let bytes = response.as_bytes().to_vec();
     move |_| Reply::Bytes(bytes.clone())
+}
+
+/// Answers with `response` and leaves the connection open.
+fn hold(response: &str) -> impl Fn(&str) -> Reply + Send + Sync + 'static {
+    let bytes = response.as_bytes().to_vec();
+    move |_| Reply::Hold(bytes.clone())
 }
 
 type Slot = Rc<RefCell<Option<Result<Response, Failure>>>>;
@@ -177,8 +189,9 @@ fn client_error(outcome: Result<Response, Failure>) -> HttpClientError {
 
 #[test]
 fn get_page_fetches_a_content_length_body_and_sends_a_proper_request() {
+    // The server keeps the connection open: the body ends by its length, not the close.
     let server =
-        Canned::start(1, ok("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Test: yes\r\n\r\nhello"));
+        Canned::start(1, hold("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Test: yes\r\n\r\nhello"));
     let page = fetch(&server.url("/a/b?c=d")).unwrap();
     assert_eq!((page.status, page.reason.as_str(), &page.body[..]), (200, "OK", &b"hello"[..]));
     assert_eq!(page.header("x-test"), Some("yes"));
@@ -189,18 +202,37 @@ fn get_page_fetches_a_content_length_body_and_sends_a_proper_request() {
     assert!(req.contains("\r\nConnection: close\r\n"), "{req}");
     assert!(req.contains("\r\nUser-Agent: torsion/"), "{req}");
     assert!(!req.contains("Content-Length"), "a GET without a body announces none: {req}");
+    server.closed.recv_timeout(DEADLINE).expect("the client closed after the response");
 }
 
 #[test]
 fn get_page_decodes_a_chunked_body_with_trailers() {
     let server = Canned::start(
         1,
-        ok("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
-            4;ext=1\r\nWiki\r\n5\r\npedia\r\nE\r\n in\r\n\r\nchunks.\r\n0\r\nX-Sum: 42\r\n\r\n"),
+        hold(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
+            4;ext=1\r\nWiki\r\n5\r\npedia\r\nE\r\n in\r\n\r\nchunks.\r\n0\r\nX-Sum: 42\r\n\r\n",
+        ),
     );
     let page = fetch(&server.url("/")).unwrap();
     assert_eq!(page.body, b"Wikipedia in\r\n\r\nchunks.");
     assert_eq!(page.trailers, [("X-Sum".to_string(), b"42".to_vec())]);
+    server.closed.recv_timeout(DEADLINE).expect("the client closed after the last chunk");
+}
+
+#[test]
+fn a_head_request_ends_with_the_head_whatever_its_content_length() {
+    let server = Canned::start(1, hold("HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n"));
+    let mut r = Reactor::new().unwrap();
+    let opts = ClientOptions::default();
+    let d = request(&mut r.ctx(), "HEAD", &server.url("/doc"), &[], Vec::new(), &opts);
+    let page = wait(&mut r, d).unwrap();
+    assert_eq!(
+        (page.status, page.header("content-length"), page.body.len()),
+        (200, Some("1234"), 0)
+    );
+    assert!(server.request().starts_with("HEAD /doc HTTP/1.1\r\n"));
+    server.closed.recv_timeout(DEADLINE).expect("the client closed after the head");
 }
 
 #[test]

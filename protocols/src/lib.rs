@@ -9,6 +9,8 @@
 //! - [`echo`] and [`wire`]: the classic services (RFC 862–868), over TCP and UDP.
 //! - [`command`]: the tutorials' remote command server, done safely (allow-list, no shell,
 //!   timeout, output cap, loopback by default), output streamed back length-prefixed.
+//! - [`http`]: HTTP/1.1; [`http::client`] is Twisted's `getPage` — `get_page(ctx, url)`
+//!   returns a `Deferred<Response>` — over a sans-IO response parser.
 //! - [`upload`]: the tutorials' file upload server (`post|<size>|<name>`, and a framed
 //!   variant): safe names, size limit, streamed to a temporary file, renamed when complete.
 //!

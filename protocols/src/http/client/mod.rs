@@ -153,7 +153,33 @@ impl ClientOptions {
 /// Fetches `url` with GET and the default [`ClientOptions`] (Twisted's `getPage`).
 ///
 /// The deferred fires on the loop with the [`Response`] (whatever its status), or fails
-/// with an [`HttpClientError`]; see the module docs for an example.
+/// with an [`HttpClientError`].
+///
+/// # Examples
+///
+/// Several pages at once, collected with `gather` (`no_run`: it needs a server):
+///
+/// ```no_run
+/// use torsion_protocols::http::client::get_page;
+/// use torsion_reactor::Reactor;
+///
+/// let mut reactor = Reactor::new()?;
+/// let mut ctx = reactor.ctx();
+/// let pages = ["http://127.0.0.1:8080/a", "http://127.0.0.1:8080/b"]
+///     .iter()
+///     .map(|url| get_page(&mut ctx, url))
+///     .collect();
+/// ctx.gather(pages).add_both(&mut ctx, |ctx, result| {
+///     match result {
+///         Ok(pages) => log::info!("{} bytes in all", pages.iter().map(|p| p.body.len()).sum::<usize>()),
+///         Err(first_failure) => log::warn!("{first_failure}"),
+///     }
+///     ctx.stop();
+///     Ok(())
+/// });
+/// reactor.run()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn get_page(ctx: &mut Ctx<'_>, url: &str) -> Deferred<Response> {
     request(ctx, "GET", url, &[], Vec::new(), &ClientOptions::default())
 }
@@ -166,6 +192,29 @@ pub fn get_page(ctx: &mut Ctx<'_>, url: &str) -> Deferred<Response> {
 /// `TE` is refused with [`HttpClientError::BadRequest`], as are header values with CR or
 /// LF. Errors found before any IO (URL, request) fail the deferred at once; it still fires
 /// in the loop's ready phase, never inside this call.
+///
+/// # Examples
+///
+/// A header that would inject another one is refused before anything is sent:
+///
+/// ```
+/// use torsion_protocols::http::client::{request, ClientOptions, HttpClientError};
+/// use torsion_reactor::Reactor;
+///
+/// let mut reactor = Reactor::new()?;
+/// let mut ctx = reactor.ctx();
+/// let headers = [("X-Name", "a\r\nSet-Cookie: evil")];
+/// let opts = ClientOptions::default();
+/// request(&mut ctx, "GET", "http://127.0.0.1:9/", &headers, Vec::new(), &opts)
+///     .add_both(&mut ctx, |ctx, result| {
+///         let failure = result.expect_err("refused");
+///         assert!(matches!(failure.downcast_ref(), Some(HttpClientError::BadRequest(_))));
+///         ctx.stop();
+///         Ok(())
+///     });
+/// reactor.run()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn request(
     ctx: &mut Ctx<'_>,
     method: &str,

@@ -172,6 +172,8 @@ pub struct ResponseParser {
     buf: Buffer,
     /// How far the search for the blank line ending a head or trailers got.
     scanned: usize,
+    /// Bytes of the interim (1xx) responses skipped so far.
+    interim: usize,
     response: Response,
 }
 
@@ -184,6 +186,7 @@ impl ResponseParser {
             state: State::Head,
             buf: Buffer::new(),
             scanned: 0,
+            interim: 0,
             response: Response::default(),
         }
     }
@@ -201,7 +204,7 @@ impl ResponseParser {
 
     /// Whether nothing of a response has arrived yet.
     pub fn is_idle(&self) -> bool {
-        self.state == State::Head && self.buf.is_empty() && self.response.status == 0
+        self.state == State::Head && self.buf.is_empty() && self.interim == 0
     }
 
     /// Parses `data`; `Ok(Some(response))` once the response is complete (exactly once).
@@ -251,7 +254,7 @@ impl ResponseParser {
             State::Done => return Ok(None),
             State::Failed(e) => return Err(e.clone()),
             State::UntilClose => Ok(std::mem::take(&mut self.response)),
-            State::Head if self.buf.is_empty() && self.response.status == 0 => {
+            State::Head if self.buf.is_empty() && self.interim == 0 => {
                 Err(ParseError::Truncated("before the response"))
             }
             State::Head => Err(ParseError::Truncated("inside the response head")),
@@ -332,13 +335,15 @@ impl ResponseParser {
     }
 
     fn head(&mut self) -> Result<Step, ParseError> {
+        // Interim responses count against the limit too: an endless stream of
+        // `100 Continue` is refused like one endless head.
         let Some(end) = self.find_blank_line() else {
-            if self.buf.len() > self.limits.max_head {
+            if self.interim + self.buf.len() > self.limits.max_head {
                 return Err(ParseError::HeadTooLarge { limit: self.limits.max_head });
             }
             return Ok(Step::Wait);
         };
-        if end > self.limits.max_head {
+        if self.interim + end > self.limits.max_head {
             return Err(ParseError::HeadTooLarge { limit: self.limits.max_head });
         }
         let mut fields = vec![httparse::EMPTY_HEADER; self.limits.max_headers];
@@ -368,6 +373,7 @@ impl ResponseParser {
             // An interim response (100 Continue, 103 Early Hints): the real one follows.
             100..=199 => {
                 log::debug!("skipping interim response {code}");
+                self.interim += end;
                 self.response = Response::default();
                 return Ok(Step::Again);
             }

@@ -254,6 +254,28 @@ fn head_size_limit_at_the_limit_and_one_over() {
 }
 
 #[test]
+fn interim_responses_count_against_the_head_limit() {
+    let interim = b"HTTP/1.1 100 Continue\r\n\r\n";
+    let mut input = interim.repeat(3);
+    input.extend_from_slice(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+    let n = input.len();
+    assert!(matches!(sweep_with(limited(n, 10, 100), &input), Outcome::Fed(_)));
+    assert_eq!(
+        sweep_with(limited(n - 1, 10, 100), &input),
+        Outcome::Error(ParseError::HeadTooLarge { limit: n - 1 })
+    );
+    // An endless stream of them is refused once past the limit.
+    let mut p = limited(1000, 10, 100)();
+    let refused = (0..100).find_map(|_| p.feed(interim).err());
+    assert_eq!(refused, Some(ParseError::HeadTooLarge { limit: 1000 }));
+    // The end of the stream after one is inside the response, not before it.
+    let mut p = ResponseParser::new(ResponseLimits::default());
+    assert_eq!(p.feed(interim), Ok(None));
+    assert!(!p.is_idle());
+    assert_eq!(p.eof(), Err(ParseError::Truncated("inside the response head")));
+}
+
+#[test]
 fn header_count_limit() {
     let input = b"HTTP/1.1 200 OK\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n";
     assert!(matches!(sweep_with(limited(1000, 3, 100), input), Outcome::AtEof(_)));
