@@ -7,6 +7,7 @@
 
 pub mod loadgen;
 pub mod serve;
+pub mod versus;
 pub use torsion_protocols as protocols;
 pub use torsion_reactor as reactor;
 pub use torsion_threaded as threaded;

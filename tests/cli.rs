@@ -129,10 +129,21 @@ fn serve_with_no_arguments_answers_on_every_demo_endpoint_and_stops_on_ctrl_c() 
     let day = String::from_utf8(tcp_greeting(t.addr("daytime", "tcp"))).unwrap();
     assert!(day.ends_with("\r\n") && day.contains(" 20"), "{day:?}");
     assert!(!tcp_greeting(t.addr("qotd", "tcp")).is_empty());
+    // Two chat members: one says something, the other hears it.
+    let chat = t.addr("chat", "tcp");
+    let (mut a, mut b) = (BufReader::new(connect(chat)), BufReader::new(connect(chat)));
+    let mut greeting = String::new();
+    b.read_line(&mut greeting).unwrap();
+    assert!(greeting.starts_with("* welcome, guest2"), "{greeting:?}");
+    a.get_mut().write_all(b"hi there\n").unwrap();
+    let mut heard = String::new();
+    b.read_line(&mut heard).unwrap();
+    assert_eq!(heard, "<guest1> hi there\r\n");
+    drop((a, b));
     let (ok, err) = t.stop("-INT");
     assert!(ok, "exit status after Ctrl-C; stderr:\n{err}");
     assert!(err.contains("echo: connection from 127.0.0.1"), "{err}");
-    assert!(err.contains("served 3 connection(s)"), "{err}");
+    assert!(err.contains("served 5 connection(s)"), "{err}");
 }
 
 #[test]
@@ -241,4 +252,51 @@ fn load_drives_a_served_echo_and_reports() {
     assert!(report.contains("errors       0 "), "{report}");
     let (ok, err) = t.stop("-TERM");
     assert!(ok, "{err}");
+}
+
+#[test]
+fn serve_applies_connection_limits_and_the_idle_timeout_to_its_services() {
+    let t = Running::start(&[
+        "serve",
+        "-q",
+        "--max-per-peer",
+        "1",
+        "--idle-timeout",
+        "0.2",
+        "--listen",
+        "tcp:0:interface=127.0.0.1",
+        "echo",
+    ]);
+    let addr = t.addr("echo", "tcp");
+    let mut first = connect(addr);
+    first.write_all(b"one").unwrap();
+    let mut got = [0u8; 3];
+    first.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"one");
+    // A second connection from the same address is turned away with a reason.
+    assert_eq!(tcp_greeting(addr), b"busy: too many connections, try again later\r\n");
+    // The first one, left idle, is ended by the server (the idle timeout aborts: a
+    // reset, or EOF), freeing the slot.
+    let mut rest = Vec::new();
+    match first.read_to_end(&mut rest) {
+        Ok(_) => assert!(rest.is_empty(), "{rest:?}"),
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset),
+    }
+    let start = std::time::Instant::now();
+    while tcp_echo_or_busy(addr) != b"two" {
+        assert!(start.elapsed() < DEADLINE, "the slot never came back");
+    }
+    let (ok, err) = t.stop("-TERM");
+    assert!(ok, "{err}");
+}
+
+/// Echo of "two", or the busy line if the server still counts an old connection.
+fn tcp_echo_or_busy(addr: SocketAddr) -> Vec<u8> {
+    let mut s = connect(addr);
+    s.write_all(b"two").unwrap();
+    let mut got = vec![0; 3];
+    match s.read_exact(&mut got) {
+        Ok(()) => got,
+        Err(_) => Vec::new(),
+    }
 }

@@ -467,3 +467,56 @@ fn the_example_fetches_urls_concurrently_and_exits() {
     assert!(stdout.contains("failed: cannot connect"), "{stdout}");
     assert_eq!(out.status.code(), Some(1), "one failure: exit code 1");
 }
+
+/// A body produced in `n` pieces of `size` bytes: the server sends it chunked.
+struct Pieces {
+    left: usize,
+    size: usize,
+}
+
+impl torsion::protocols::http::BodyStream for Pieces {
+    fn next_piece(&mut self, max: usize) -> std::io::Result<Option<Vec<u8>>> {
+        if self.left == 0 {
+            return Ok(None);
+        }
+        self.left -= 1;
+        Ok(Some(vec![b'a' + (self.left % 26) as u8; self.size.min(max)]))
+    }
+}
+
+#[test]
+fn the_client_and_torsions_own_server_share_one_loop() {
+    use torsion::protocols::http::{self as server, Body, Dir, Handler, HttpServer, ServerConfig};
+
+    let mut root = Dir::new();
+    root.set_index(Handler::get(|_| server::Response::text(200, "index\n")));
+    root.put_child("echo", Handler::post(|req| server::Response::json(200, req.body.clone())));
+    root.put_child(
+        "stream",
+        Handler::get(|_| {
+            server::Response::new(200).body(Body::Stream(Box::new(Pieces { left: 40, size: 1000 })))
+        }),
+    );
+    let mut r = Reactor::new().unwrap();
+    let port = r.listen_tcp("127.0.0.1:0", HttpServer::new(root, ServerConfig::default())).unwrap();
+    let base = format!("http://{}", port.addr);
+    let mut ctx = r.ctx();
+    let opts = ClientOptions::default();
+    let pages = vec![
+        get_page(&mut ctx, &format!("{base}/")),
+        get_page(&mut ctx, &format!("{base}/stream")),
+        get_page(&mut ctx, &format!("{base}/nowhere")),
+        request(&mut ctx, "POST", &format!("{base}/echo"), &[], b"{\"n\":1}".to_vec(), &opts),
+    ];
+    let slot: Rc<RefCell<Option<Vec<Response>>>> = Rc::default();
+    let s = Rc::clone(&slot);
+    ctx.gather(pages).map(&mut ctx, move |_, pages| *s.borrow_mut() = Some(pages));
+    run_until(&mut r, |_| slot.borrow().is_some());
+    let pages = slot.borrow_mut().take().unwrap();
+    assert_eq!((pages[0].status, &pages[0].body[..]), (200, &b"index\n"[..]));
+    assert_eq!(pages[1].header("transfer-encoding"), Some("chunked"));
+    assert_eq!(pages[1].body.len(), 40_000);
+    assert!(pages[1].body.starts_with(&[b'a' + 13; 1000]), "first piece (left = 39 → 'n')");
+    assert_eq!(pages[2].status, 404);
+    assert_eq!((pages[3].status, &pages[3].body[..]), (200, &b"{\"n\":1}"[..]));
+}

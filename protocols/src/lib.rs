@@ -7,10 +7,15 @@
 //!   receivers of Twisted's `basic` (`LineOnlyReceiver`, `NetstringReceiver`,
 //!   `Int8/16/32StringReceiver`).
 //! - [`echo`] and [`wire`]: the classic services (RFC 862–868), over TCP and UDP.
+//! - [`http`]: an HTTP/1.1 server (keep-alive, pipelining, chunked bodies, limits, static
+//!   files) on a Twisted-web-style resource tree, and the client [`http::client`]:
+//!   Twisted's `getPage`, `get_page(ctx, url)` returning a `Deferred<Response>`.
+//! - [`policies`]: idle timeout, connection limits (total and per peer, refused politely)
+//!   and bandwidth throttling, as wrappers around any factory or protocol.
+//! - [`chat`]: the tutorials' chat room (nicknames, `/who`, `/msg`), one thread, bounded
+//!   memory for clients that stop reading.
 //! - [`command`]: the tutorials' remote command server, done safely (allow-list, no shell,
 //!   timeout, output cap, loopback by default), output streamed back length-prefixed.
-//! - [`http`]: HTTP/1.1; [`http::client`] is Twisted's `getPage` — `get_page(ctx, url)`
-//!   returns a `Deferred<Response>` — over a sans-IO response parser.
 //! - [`upload`]: the tutorials' file upload server (`post|<size>|<name>`, and a framed
 //!   variant): safe names, size limit, streamed to a temporary file, renamed when complete.
 //!
@@ -103,19 +108,23 @@
 //! }
 //! ```
 //!
-//! **4. Time and slow peers.** Wrap a protocol in `torsion_reactor::IdleTimeout` to close
-//! idle connections; use `Transport::call_later` for protocol timers; a producer (a big
-//! response) should `register_producer` and write in `resume_producing`, so a client that
-//! does not read costs a bounded buffer.
+//! **4. Time and slow peers.** Wrap a protocol in a [`policies`] wrapper —
+//! `IdleTimeout` to close idle connections, `Throttled` to hold it to a byte rate — and
+//! its factory in `LimitedFactory` to cap connections in total and per peer. Use
+//! `Transport::call_later` for protocol timers; a producer (a big response) should
+//! `register_producer` and write in `resume_producing`, so a client that does not read
+//! costs a bounded buffer.
 #![deny(missing_docs)]
 // Libraries log through `log`; only binaries and examples print.
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 #![doc(test(attr(deny(warnings), allow(dead_code))))]
 
 pub mod basic;
+pub mod chat;
 pub mod codec;
 pub mod command;
 pub mod echo;
 pub mod http;
+pub mod policies;
 pub mod upload;
 pub mod wire;

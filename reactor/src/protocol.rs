@@ -98,6 +98,46 @@ pub trait Protocol: 'static {
     }
 }
 
+/// A boxed protocol is a protocol, so wrappers such as [`crate::IdleTimeout`] work on the
+/// `Box<dyn Protocol>` a [`Factory`] returns.
+impl<P: Protocol + ?Sized> Protocol for Box<P> {
+    fn connection_made(&mut self, t: &mut Transport<'_>) {
+        (**self).connection_made(t);
+    }
+
+    fn data_received(&mut self, t: &mut Transport<'_>, data: &[u8]) {
+        (**self).data_received(t, data);
+    }
+
+    fn eof_received(&mut self, t: &mut Transport<'_>) -> bool {
+        (**self).eof_received(t)
+    }
+
+    fn connection_lost(&mut self, ctx: &mut Ctx<'_>, reason: Reason) {
+        (**self).connection_lost(ctx, reason);
+    }
+
+    fn pause_writing(&mut self, t: &mut Transport<'_>) {
+        (**self).pause_writing(t);
+    }
+
+    fn resume_writing(&mut self, t: &mut Transport<'_>) {
+        (**self).resume_writing(t);
+    }
+
+    fn reactor_stopping(&mut self, t: &mut Transport<'_>) {
+        (**self).reactor_stopping(t);
+    }
+
+    fn timer_fired(&mut self, t: &mut Transport<'_>, tag: u64) {
+        (**self).timer_fired(t, tag);
+    }
+
+    fn resume_producing(&mut self, t: &mut Transport<'_>) {
+        (**self).resume_producing(t);
+    }
+}
+
 /// Builds a [`Protocol`] for each accepted connection: Twisted's `ServerFactory`.
 ///
 /// Any `FnMut() -> P` closure is a factory, so `reactor.listen_tcp(addr, || Echo)` works.

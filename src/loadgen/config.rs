@@ -101,8 +101,9 @@ pub struct LoadConfig {
     pub connect_timeout: Duration,
     /// How long closing may take at the end before the rest is aborted.
     pub drain_timeout: Duration,
-    /// The server's process ID, if known: its CPU time over the measured window and its
-    /// memory before connecting and at the end of the window are then reported.
+    /// The server's process ID, if known: the CPU time of its process tree (itself and any
+    /// children it forked) over the measured window and its memory before connecting and
+    /// at the end of the window are then reported.
     pub server_pid: Option<u32>,
 }
 

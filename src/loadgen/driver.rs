@@ -77,7 +77,7 @@ pub fn run(config: LoadConfig) -> Result<LoadReport, Error> {
     let mut reactor = Reactor::with_options(opts)?;
     let tally = Rc::new(RefCell::new(Tally::new()));
     let pattern = Rc::new(Pattern::new());
-    let server_before = config.server_pid.map(ProcessUsage::of).transpose()?;
+    let server_before = config.server_pid.map(ProcessUsage::of_tree).transpose()?;
     let mut starter = Starter { next_stream: 0, pattern, tally: Rc::clone(&tally) };
 
     let begun = Instant::now();
@@ -117,7 +117,7 @@ pub fn run(config: LoadConfig) -> Result<LoadReport, Error> {
             Phase::Warmup { until } if now >= until => {
                 tally.borrow_mut().begin_window();
                 let server_cpu = match config.server_pid {
-                    Some(pid) => Some(ProcessUsage::of(pid)?.cpu),
+                    Some(pid) => Some(ProcessUsage::of_tree(pid)?.cpu),
                     None => None,
                 };
                 let generator_cpu = ProcessUsage::current_thread()?.cpu;
@@ -133,7 +133,7 @@ pub fn run(config: LoadConfig) -> Result<LoadReport, Error> {
                 let generator_cpu =
                     ProcessUsage::current_thread()?.cpu.saturating_sub(w.generator_cpu);
                 let server_after = match config.server_pid {
-                    Some(pid) => Some(ProcessUsage::of(pid)?),
+                    Some(pid) => Some(ProcessUsage::of_tree(pid)?),
                     None => None,
                 };
                 break (elapsed, generator_cpu, server_after);

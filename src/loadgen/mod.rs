@@ -61,4 +61,5 @@ pub use config::{LoadConfig, Mode};
 pub use driver::run;
 pub use error::Error;
 pub use report::{Latency, LoadReport, ServerUsage};
+pub(crate) use usage::children as usage_children;
 pub use usage::ProcessUsage;

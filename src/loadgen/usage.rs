@@ -60,6 +60,27 @@ impl ProcessUsage {
         Ok(ProcessUsage { cpu, rss_bytes, precise })
     }
 
+    /// The figures of process `pid` and every process below it (forked workers or
+    /// per-connection children), summed: what a forking server costs. Children that end
+    /// between the listing and the reading are skipped.
+    ///
+    /// # Errors
+    ///
+    /// If `pid` itself cannot be read.
+    pub fn of_tree(pid: u32) -> io::Result<ProcessUsage> {
+        let mut total = ProcessUsage::of(pid)?;
+        let mut stack = children(pid);
+        while let Some(child) = stack.pop() {
+            if let Ok(u) = ProcessUsage::of(child) {
+                total.cpu += u.cpu;
+                total.rss_bytes += u.rss_bytes;
+                total.precise &= u.precise;
+                stack.extend(children(child));
+            }
+        }
+        Ok(total)
+    }
+
     /// The figures of the calling process.
     ///
     /// # Errors
@@ -96,6 +117,18 @@ fn sum_task_schedstat(dir: &str) -> Option<Duration> {
         total += parse_schedstat(&text)?;
     }
     Some(total)
+}
+
+/// The children of every thread of `pid` (`/proc/PID/task/TID/children`).
+pub(crate) fn children(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else { return out };
+    for task in tasks.flatten() {
+        if let Ok(list) = fs::read_to_string(task.path().join("children")) {
+            out.extend(list.split_whitespace().filter_map(|w| w.parse::<u32>().ok()));
+        }
+    }
+    out
 }
 
 fn parse_schedstat(text: &str) -> Option<Duration> {
@@ -143,6 +176,16 @@ mod tests {
         assert_eq!(parse_schedstat("123456789 55 3\n"), Some(Duration::from_nanos(123_456_789)));
         assert_eq!(parse_rss("Name:\tx\nVmRSS:\t    2048 kB\n"), Some(2048 * 1024));
         assert_eq!(parse_rss("Name:\tx\n"), None);
+    }
+
+    #[test]
+    fn a_tree_includes_its_children() {
+        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let alone = ProcessUsage::of(std::process::id()).unwrap();
+        let tree = ProcessUsage::of_tree(std::process::id()).unwrap();
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(children(std::process::id()).is_empty() || tree.rss_bytes > alone.rss_bytes);
     }
 
     #[test]

@@ -9,8 +9,13 @@ use super::{Listen, Registry};
 pub const DEFAULT_PORT_BASE: u16 = 8000;
 
 /// (port offset, transport, protocol) of each demo service.
-const DEMO: &[(u16, &str, &str)] =
-    &[(0, "tcp", "echo"), (0, "udp", "echo"), (13, "tcp", "daytime"), (17, "tcp", "qotd")];
+const DEMO: &[(u16, &str, &str)] = &[
+    (0, "tcp", "echo"),
+    (0, "udp", "echo"),
+    (1, "tcp", "chat"),
+    (13, "tcp", "daytime"),
+    (17, "tcp", "qotd"),
+];
 
 /// The demo services on 127.0.0.1, at `port_base` plus a fixed offset each (`port_base` 0
 /// gives every service a free port of its own).

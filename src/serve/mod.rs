@@ -21,6 +21,7 @@ mod logged;
 mod options;
 mod registry;
 mod runner;
+mod status;
 
 pub use demo::{demo, DEFAULT_PORT_BASE};
 pub use logged::Logged;
@@ -30,3 +31,4 @@ pub use registry::{
     Registry, Service,
 };
 pub use runner::{Bound, Listen, ServeOptions, Server};
+pub use status::Status;

@@ -8,6 +8,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use torsion_protocols::basic::{LineHandler, LineReceiver, LineTransport};
+use torsion_protocols::chat::{ChatOptions, ChatServer, SlowPolicy};
 use torsion_protocols::codec::LineCodec;
 use torsion_protocols::command::{AllowList, CommandFactory, CommandOptions};
 use torsion_protocols::echo::Echo;
@@ -305,6 +306,27 @@ fn builtin_entries() -> Vec<Entry> {
                 Ok(Service::stream(move || {
                     move || LineReceiver::with_codec(LineCodec::lenient().max_length(max), LineEcho)
                 }))
+            },
+        },
+        Entry {
+            name: "chat",
+            usage: "[--max-line SIZE] [--max-output SIZE] [--disconnect-slow]",
+            about: "chat room: lines go to everyone else; /nick /who /msg /quit /help",
+            build: |o| {
+                let defaults = ChatOptions::default();
+                let opts = ChatOptions {
+                    max_line: o.size("--max-line", defaults.max_line)?,
+                    max_output: o.size("--max-output", defaults.max_output)?,
+                    slow_policy: if o.flag("--disconnect-slow") {
+                        SlowPolicy::Disconnect
+                    } else {
+                        SlowPolicy::Drop
+                    },
+                    ..defaults
+                };
+                // One room per reactor: with --workers N, N rooms (a worker's clients see
+                // each other only).
+                Ok(Service::stream(move || ChatServer::new(opts.clone())))
             },
         },
         Entry {

@@ -13,6 +13,8 @@ use torsion_reactor::{
     Address, ListenOptions, Reactor, ReactorHandle, ServerEndpoint, Stats, UnixListenOptions,
 };
 
+use torsion_protocols::policies::{ConnectionLimits, LimitedFactory, TimeoutFactory};
+
 use super::{BoxedFactory, Logged, Registry, Service};
 
 /// One service to run: where, what, and the configured protocol.
@@ -133,6 +135,11 @@ pub struct ServeOptions {
     /// `Server::bind`, so a signal that arrives once the endpoints are known is graceful
     /// (default on).
     pub handle_signals: bool,
+    /// Connection limits applied to every stream service (default none). With several
+    /// workers each worker counts its own connections.
+    pub limits: Option<ConnectionLimits>,
+    /// Closes stream connections idle for this long (default never).
+    pub idle_timeout: Option<Duration>,
 }
 
 impl Default for ServeOptions {
@@ -142,6 +149,8 @@ impl Default for ServeOptions {
             shutdown_grace: Duration::from_secs(5),
             log_connections: true,
             handle_signals: true,
+            limits: None,
+            idle_timeout: None,
         }
     }
 }
@@ -196,11 +205,16 @@ impl Server {
             reactor.stop_on_signals().map_err(|e| format!("signal handlers: {e}"))?;
         }
         let shared = workers > 1;
+        let wrap = Wrap {
+            log: opts.log_connections,
+            limits: opts.limits.clone(),
+            idle_timeout: opts.idle_timeout,
+        };
         let mut bound = Vec::new();
         let mut resolved = Vec::new();
         for l in &listens {
             let endpoint = if shared { with_reuse_port(&l.endpoint)? } else { l.endpoint.clone() };
-            let b = bind_one(&mut reactor, &endpoint, l, opts.log_connections)?;
+            let b = bind_one(&mut reactor, &endpoint, l, &wrap)?;
             // The workers bind the port the first reactor got.
             resolved.push(match (&endpoint, &b.address) {
                 (ServerEndpoint::Tcp { backlog, reuse_port, .. }, Address::Inet(a)) => {
@@ -218,7 +232,7 @@ impl Server {
             let (tx, rx) = mpsc::channel();
             let listens = listens.clone();
             let resolved = resolved.clone();
-            let log = opts.log_connections;
+            let wrap = wrap.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("torsion-worker-{n}"))
                 .spawn(move || -> std::io::Result<Stats> {
@@ -230,7 +244,7 @@ impl Server {
                         }
                     };
                     for (l, e) in listens.iter().zip(&resolved) {
-                        if let Err(msg) = bind_one(&mut r, e, l, log) {
+                        if let Err(msg) = bind_one(&mut r, e, l, &wrap) {
                             let _ = tx.send(Err(msg));
                             return Ok(r.stats());
                         }
@@ -316,19 +330,19 @@ fn with_reuse_port(e: &ServerEndpoint) -> Result<ServerEndpoint, String> {
     })
 }
 
-fn bind_one(r: &mut Reactor, e: &ServerEndpoint, l: &Listen, log: bool) -> Result<Bound, String> {
+fn bind_one(r: &mut Reactor, e: &ServerEndpoint, l: &Listen, wrap: &Wrap) -> Result<Bound, String> {
     let name = &l.protocol;
     let fail = |err: torsion_reactor::Error| format!("{name}: {err}");
     let (address, datagram) = match e {
         ServerEndpoint::Tcp { addr, backlog, reuse_port } => {
             let opts =
                 ListenOptions { backlog: *backlog, reuse_port: *reuse_port, ..Default::default() };
-            let f = stream_factory(l, log)?;
+            let f = stream_factory(l, wrap)?;
             let port = r.listen_tcp_with(*addr, f, opts).map_err(fail)?;
             (Address::Inet(port.addr), false)
         }
         ServerEndpoint::Unix { path, mode, backlog } => {
-            let f = stream_factory(l, log)?;
+            let f = stream_factory(l, wrap)?;
             let opts = UnixListenOptions { mode: *mode, backlog: *backlog };
             let id = r.listen_unix(path, f, opts).map_err(fail)?;
             (r.listener_address(id).unwrap_or(Address::Unix(Some(path.clone()))), false)
@@ -342,9 +356,24 @@ fn bind_one(r: &mut Reactor, e: &ServerEndpoint, l: &Listen, log: bool) -> Resul
     Ok(Bound { protocol: name.clone(), address, datagram })
 }
 
-fn stream_factory(l: &Listen, log: bool) -> Result<BoxedFactory, String> {
-    let f = l.service.make_factory().ok_or_else(|| format!("{}: no stream form", l.protocol))?;
-    Ok(if log { BoxedFactory(Box::new(Logged::new(l.protocol.clone(), f))) } else { f })
+/// What every stream service is wrapped in: policies, then the connection log.
+#[derive(Clone, Debug)]
+struct Wrap {
+    log: bool,
+    limits: Option<ConnectionLimits>,
+    idle_timeout: Option<Duration>,
+}
+
+fn stream_factory(l: &Listen, wrap: &Wrap) -> Result<BoxedFactory, String> {
+    let mut f =
+        l.service.make_factory().ok_or_else(|| format!("{}: no stream form", l.protocol))?;
+    if let Some(d) = wrap.idle_timeout {
+        f = BoxedFactory(Box::new(TimeoutFactory::new(f, d)));
+    }
+    if let Some(limits) = &wrap.limits {
+        f = BoxedFactory(Box::new(LimitedFactory::new(f, limits.clone())));
+    }
+    Ok(if wrap.log { BoxedFactory(Box::new(Logged::new(l.protocol.clone(), f))) } else { f })
 }
 
 /// Sums the counters of two reactors (gauges such as `open` are summed too).

@@ -50,6 +50,17 @@ pub trait FrameHandler<C: Decoder>: 'static {
     fn connection_lost(&mut self, ctx: &mut Ctx<'_>, reason: Reason) {
         let _ = (ctx, reason);
     }
+
+    /// The output buffer passed its high-water mark. The default stops reading until it
+    /// drains, so a peer that sends but does not read cannot grow our output.
+    fn pause_writing(&mut self, out: &mut Sink<'_, '_, C>) {
+        out.transport().pause_reading();
+    }
+
+    /// The output buffer drained to its low-water mark; the default resumes reading.
+    fn resume_writing(&mut self, out: &mut Sink<'_, '_, C>) {
+        out.transport().resume_reading();
+    }
 }
 
 /// Writes frames: encodes with the codec, then writes to the transport.
@@ -103,7 +114,7 @@ impl<'s, 't, C> Sink<'s, 't, C> {
 /// A codec plus a handler, as a `Protocol`.
 ///
 /// Backpressure is on by default: when its output passes the high-water mark it stops
-/// reading until the output drains.
+/// reading until the output drains (see [`FrameHandler::pause_writing`] to change that).
 pub struct Framed<C, H> {
     codec: C,
     handler: H,
@@ -207,11 +218,11 @@ where
     }
 
     fn pause_writing(&mut self, t: &mut Transport<'_>) {
-        t.pause_reading();
+        self.handler.pause_writing(&mut Sink { codec: &mut self.codec, t });
     }
 
     fn resume_writing(&mut self, t: &mut Transport<'_>) {
-        t.resume_reading();
+        self.handler.resume_writing(&mut Sink { codec: &mut self.codec, t });
     }
 }
 

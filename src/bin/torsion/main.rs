@@ -1,5 +1,5 @@
 //! The `torsion` command: serve any registered protocol on one thread, watch the loop,
-//! generate load, benchmark the reactor against threaded servers.
+//! generate load, benchmark the reactor against threaded servers (`bench`).
 //!
 //! Run:  cargo run --release -- serve          (the demo set; Ctrl-C stops it gracefully)
 //! Help: cargo run --release -- --help
@@ -8,17 +8,19 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod bench;
 mod load;
 mod serve;
 
-/// Twisted-style single-threaded event reactor: serve, trace, load.
+/// Twisted-style single-threaded event reactor: serve, trace, load, bench.
 #[derive(Parser, Debug)]
 #[command(name = "torsion", version, about, long_about = None)]
 #[command(after_help = "Examples:\n  \
     torsion serve                                  demo services on 127.0.0.1:8000 and up\n  \
     torsion serve --listen tcp:9000 line --max-line 1K\n  \
     torsion trace --listen tcp:9000 echo           print every event the loop routes\n  \
-    torsion load --addr 127.0.0.1:8000 --connections 100 --duration 5")]
+    torsion load --addr 127.0.0.1:8000 --connections 100 --duration 5\n  \
+    torsion bench                                  reactor vs threading vs forking (quick)")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -32,14 +34,21 @@ enum Command {
     Trace(serve::ServeArgs),
     /// Run the load generator against an echo server.
     Load(load::LoadArgs),
+    /// Benchmark the reactor against threaded and forking servers (the versus harness).
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
+    // A server process of `torsion bench`: serve, never parse a command line.
+    if let Some(code) = torsion::versus::serve_if_asked() {
+        return code;
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve::run(args, false),
         Command::Trace(args) => serve::run(args, true),
         Command::Load(args) => load::run(args),
+        Command::Bench(args) => bench::run_bench(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -5,6 +5,7 @@
 use std::io::Write;
 
 use clap::Args;
+use torsion::protocols::policies::ConnectionLimits;
 use torsion::serve::{demo, Listen, Registry, ServeOptions, Server, DEFAULT_PORT_BASE};
 
 /// Options of `serve` and `trace`.
@@ -23,6 +24,15 @@ pub(crate) struct ServeArgs {
     /// Do not log each connection.
     #[arg(short, long)]
     quiet: bool,
+    /// Open connections per stream service at most; more are told "busy" and closed.
+    #[arg(long, value_name = "N")]
+    max_connections: Option<usize>,
+    /// Open connections per client IP address and stream service at most.
+    #[arg(long, value_name = "N")]
+    max_per_peer: Option<usize>,
+    /// Close stream connections idle for this many seconds.
+    #[arg(long, value_name = "SECS")]
+    idle_timeout: Option<f64>,
     /// `--listen ENDPOINT PROTOCOL [OPTIONS]`, repeatable (see below).
     #[arg(
         trailing_var_arg = true,
@@ -92,6 +102,20 @@ pub(crate) fn run(args: ServeArgs, trace: bool) -> Result<(), String> {
         shutdown_grace: std::time::Duration::from_secs_f64(args.grace),
         log_connections: !args.quiet,
         handle_signals: true,
+        limits: (args.max_connections.is_some() || args.max_per_peer.is_some()).then(|| {
+            ConnectionLimits {
+                max_total: args.max_connections,
+                max_per_peer: args.max_per_peer,
+                ..ConnectionLimits::default()
+            }
+        }),
+        idle_timeout: match args.idle_timeout {
+            Some(s) if s.is_finite() && s > 0.0 => Some(std::time::Duration::from_secs_f64(s)),
+            Some(s) => {
+                return Err(format!("--idle-timeout: {s} is not a positive number of seconds"))
+            }
+            None => None,
+        },
     };
     let server = Server::bind(listens, &opts)?;
     let mut out = std::io::stdout().lock();

@@ -1,0 +1,345 @@
+//! Request heads, sans-IO: finding a complete head in a buffer within the limits, parsing it
+//! with `httparse`, and deciding how its body is framed (refusing every ambiguity that
+//! request smuggling feeds on).
+
+use std::fmt;
+
+use super::Limits;
+
+/// A parsed request head.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestHead {
+    /// The method, as sent (`GET`, `POST`, ...).
+    pub method: String,
+    /// The request target, as sent (`/path?query`).
+    pub target: String,
+    /// The minor version: 1 for HTTP/1.1, 0 for HTTP/1.0.
+    pub version: u8,
+    /// Header fields in order, names as sent.
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+impl RequestHead {
+    /// The first field called `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| &v[..])
+    }
+
+    /// Every field called `name`.
+    pub fn headers_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.headers.iter().filter(move |(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| &v[..])
+    }
+
+    /// Whether a `Connection` field lists `token` (case-insensitive).
+    pub fn connection_has(&self, token: &str) -> bool {
+        self.headers_named("connection").any(|v| {
+            v.split(|&b| b == b',').any(|t| trim(t).eq_ignore_ascii_case(token.as_bytes()))
+        })
+    }
+
+    /// Whether the connection may carry another request after this one.
+    pub fn keep_alive(&self) -> bool {
+        if self.version >= 1 {
+            !self.connection_has("close")
+        } else {
+            self.connection_has("keep-alive")
+        }
+    }
+}
+
+/// How a request's body is delimited.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyFraming {
+    /// No body.
+    None,
+    /// Exactly this many bytes.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+}
+
+/// A request the server answers with an error status, then closes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeadError {
+    /// The status to answer with (400, 414, 431, 505, ...).
+    pub status: u16,
+    /// What was wrong, for the log and the response body.
+    pub reason: String,
+}
+
+impl HeadError {
+    pub(crate) fn new(status: u16, reason: impl Into<String>) -> HeadError {
+        HeadError { status, reason: reason.into() }
+    }
+}
+
+impl fmt::Display for HeadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.reason, self.status)
+    }
+}
+
+impl std::error::Error for HeadError {}
+
+/// Looks for one complete request head at the start of `buf`.
+///
+/// `Ok(None)`: more bytes are needed (and the limits allow them). `Ok(Some((head, n)))`: a
+/// head of `n` bytes (blank lines before it included). Errors carry the status to answer:
+/// 414 for a request line over `limits.max_request_line`, 431 for more header bytes than
+/// `limits.max_header_bytes` or fields than `limits.max_headers`, 400 for anything
+/// malformed, 505 for a version other than 1.x.
+///
+/// # Examples
+///
+/// ```
+/// use torsion_protocols::http::{parse_head, Limits};
+/// let limits = Limits::default();
+/// assert_eq!(parse_head(b"GET / HTTP/1.1\r\nHo", &limits)?, None);
+/// let (head, n) = parse_head(b"GET /a?b HTTP/1.1\r\nHost: x\r\n\r\nrest", &limits)?.unwrap();
+/// assert_eq!((head.method.as_str(), head.target.as_str(), n), ("GET", "/a?b", 30));
+/// assert_eq!(head.header("host"), Some(&b"x"[..]));
+/// # Ok::<(), torsion_protocols::http::HeadError>(())
+/// ```
+pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<(RequestHead, usize)>, HeadError> {
+    // Blank lines before a request line are ignored (RFC 9112 §2.2), within reason.
+    let skip = buf.iter().take_while(|&&b| b == b'\r' || b == b'\n').count();
+    if skip > 64 {
+        return Err(HeadError::new(400, "blank lines instead of a request"));
+    }
+    let buf = &buf[skip..];
+    // The request line's limit is checked before anything is parsed, so a long one is
+    // refused as soon as the limit is passed, complete or not.
+    match buf.iter().position(|&b| b == b'\n') {
+        Some(n) if n > limits.max_request_line => {
+            return Err(HeadError::new(
+                414,
+                format!("request line over {} bytes", limits.max_request_line),
+            ))
+        }
+        None if buf.len() > limits.max_request_line => {
+            return Err(HeadError::new(
+                414,
+                format!("request line over {} bytes", limits.max_request_line),
+            ))
+        }
+        None => return Ok(None),
+        Some(_) => {}
+    }
+    let mut fields = vec![httparse::EMPTY_HEADER; limits.max_headers];
+    let mut req = httparse::Request::new(&mut fields);
+    let status = match req.parse(buf) {
+        Ok(s) => s,
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(HeadError::new(
+                431,
+                format!("more than {} header fields", limits.max_headers),
+            ))
+        }
+        Err(httparse::Error::Version) => return Err(HeadError::new(505, "not HTTP/1.x")),
+        Err(e) => return Err(HeadError::new(400, format!("malformed request head: {e}"))),
+    };
+    let line = buf.iter().position(|&b| b == b'\n').unwrap_or(0) + 1;
+    let n = match status {
+        httparse::Status::Complete(n) => n,
+        httparse::Status::Partial if buf.len() - line > limits.max_header_bytes => {
+            return Err(HeadError::new(
+                431,
+                format!("header over {} bytes", limits.max_header_bytes),
+            ));
+        }
+        httparse::Status::Partial => return Ok(None),
+    };
+    if n - line > limits.max_header_bytes {
+        return Err(HeadError::new(431, format!("header over {} bytes", limits.max_header_bytes)));
+    }
+    let head = RequestHead {
+        method: req.method.unwrap_or_default().to_string(),
+        target: req.path.unwrap_or_default().to_string(),
+        version: req.version.unwrap_or(1),
+        headers: req.headers.iter().map(|h| (h.name.to_string(), h.value.to_vec())).collect(),
+    };
+    if head.version == 1 && head.header("host").is_none() {
+        return Err(HeadError::new(400, "HTTP/1.1 request without Host"));
+    }
+    if head.headers_named("host").count() > 1 {
+        return Err(HeadError::new(400, "more than one Host"));
+    }
+    Ok(Some((head, skip + n)))
+}
+
+/// How the body of `head` is framed, refusing what smuggling attacks rely on: a
+/// `Transfer-Encoding` with a `Content-Length`, more than one `Content-Length` (even equal),
+/// a malformed length, a transfer coding other than a single `chunked`, or one in an
+/// HTTP/1.0 request. All of them are 400s, after which the connection is closed.
+///
+/// # Examples
+///
+/// ```
+/// use torsion_protocols::http::{body_framing, parse_head, BodyFraming, Limits};
+/// let head = |raw: &[u8]| parse_head(raw, &Limits::default()).unwrap().unwrap().0;
+/// let post = head(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n");
+/// assert_eq!(body_framing(&post), Ok(BodyFraming::Length(5)));
+/// let smuggle = head(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n");
+/// assert_eq!(body_framing(&smuggle).unwrap_err().status, 400);
+/// ```
+pub fn body_framing(head: &RequestHead) -> Result<BodyFraming, HeadError> {
+    let te: Vec<&[u8]> = head.headers_named("transfer-encoding").collect();
+    let cl: Vec<&[u8]> = head.headers_named("content-length").collect();
+    if !te.is_empty() {
+        if !cl.is_empty() {
+            return Err(HeadError::new(400, "both Transfer-Encoding and Content-Length"));
+        }
+        if head.version == 0 {
+            return Err(HeadError::new(400, "Transfer-Encoding in an HTTP/1.0 request"));
+        }
+        let codings: Vec<&[u8]> = te
+            .iter()
+            .flat_map(|v| v.split(|&b| b == b','))
+            .map(trim)
+            .filter(|c| !c.is_empty())
+            .collect();
+        return match codings[..] {
+            [c] if c.eq_ignore_ascii_case(b"chunked") => Ok(BodyFraming::Chunked),
+            _ => Err(HeadError::new(400, "unsupported transfer coding (only a single chunked)")),
+        };
+    }
+    match cl[..] {
+        [] => Ok(BodyFraming::None),
+        [v] => {
+            let v = trim(v);
+            if v.is_empty() || v.len() > 18 || !v.iter().all(u8::is_ascii_digit) {
+                return Err(HeadError::new(400, "malformed Content-Length"));
+            }
+            let n: u64 = std::str::from_utf8(v)
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| HeadError::new(400, "malformed Content-Length"))?;
+            Ok(if n == 0 { BodyFraming::None } else { BodyFraming::Length(n) })
+        }
+        _ => Err(HeadError::new(400, "more than one Content-Length")),
+    }
+}
+
+fn trim(mut s: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = s {
+        s = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = s {
+        s = rest;
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Feeds `input` in chunks of every size; every chunking must give the same outcome
+    /// as the whole (a head and its length, or the same error).
+    fn sweep(input: &[u8], limits: &Limits) -> Result<Option<(RequestHead, usize)>, HeadError> {
+        let whole = parse_head(input, limits);
+        for chunk in 1..=input.len() {
+            let mut buf = Vec::new();
+            let mut got = Ok(None);
+            for piece in input.chunks(chunk) {
+                buf.extend_from_slice(piece);
+                got = parse_head(&buf, limits);
+                if !matches!(got, Ok(None)) {
+                    break;
+                }
+            }
+            assert_eq!(got, whole, "{chunk}-byte chunks");
+        }
+        whole
+    }
+
+    #[test]
+    fn a_head_is_found_in_every_chunking_with_blank_lines_before_it() {
+        let raw = b"\r\nPOST /up?x=1 HTTP/1.1\r\nHost: a\r\nX-Two: b\r\nx-two: c\r\n\r\nBODY";
+        let (head, n) = sweep(raw, &Limits::default()).unwrap().unwrap();
+        assert_eq!(n, raw.len() - 4);
+        assert_eq!(head.method, "POST");
+        assert_eq!(head.target, "/up?x=1");
+        assert_eq!(head.version, 1);
+        assert_eq!(head.headers_named("X-TWO").collect::<Vec<_>>(), [&b"b"[..], b"c"]);
+        assert!(head.keep_alive());
+    }
+
+    #[test]
+    fn keep_alive_follows_the_version_and_connection_tokens() {
+        let h = |raw: &[u8]| parse_head(raw, &Limits::default()).unwrap().unwrap().0;
+        assert!(!h(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: foo, Close\r\n\r\n").keep_alive());
+        assert!(!h(b"GET / HTTP/1.0\r\n\r\n").keep_alive());
+        assert!(h(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").keep_alive());
+    }
+
+    #[test]
+    fn the_request_line_limit_is_414_at_one_over_and_fine_at_the_limit() {
+        let limits = Limits { max_request_line: 32, ..Limits::default() };
+        // "GET /xxx HTTP/1.1\r" is the line; the limit counts up to the LF.
+        let at = format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "x".repeat(32 - 15));
+        assert!(sweep(at.as_bytes(), &limits).unwrap().is_some());
+        let over = format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "x".repeat(32 - 14));
+        assert_eq!(sweep(over.as_bytes(), &limits).unwrap_err().status, 414);
+        // Incomplete but already too long: refused without waiting for the rest.
+        assert_eq!(parse_head(&[b'G'; 40], &limits).unwrap_err().status, 414);
+    }
+
+    #[test]
+    fn header_bytes_and_field_counts_over_the_limits_are_431() {
+        let limits = Limits { max_header_bytes: 64, max_headers: 4, ..Limits::default() };
+        let big = format!("GET / HTTP/1.1\r\nHost: a\r\nX: {}\r\n\r\n", "y".repeat(80));
+        assert_eq!(sweep(big.as_bytes(), &limits).unwrap_err().status, 431);
+        let endless = format!("GET / HTTP/1.1\r\nHost: a\r\nX: {}", "y".repeat(200));
+        assert_eq!(parse_head(endless.as_bytes(), &limits).unwrap_err().status, 431);
+        let many = b"GET / HTTP/1.1\r\nHost: a\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\n\r\n";
+        assert_eq!(sweep(many, &limits).unwrap_err().status, 431);
+        let four = b"GET / HTTP/1.1\r\nHost: a\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n";
+        assert!(sweep(four, &limits).unwrap().is_some());
+    }
+
+    #[test]
+    fn malformed_heads_are_400_and_other_versions_505() {
+        for raw in [
+            &b"GET / HTTP/1.1\r\nBad Header: x\r\n\r\n"[..],
+            b"GET / HTTP/1.1\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+            b"G\x01T / HTTP/1.1\r\nHost: a\r\n\r\n",
+        ] {
+            assert_eq!(sweep(raw, &Limits::default()).unwrap_err().status, 400, "{raw:?}");
+        }
+        assert_eq!(sweep(b"GET / HTTP/2.0\r\n\r\n", &Limits::default()).unwrap_err().status, 505);
+    }
+
+    fn framing(extra: &str) -> Result<BodyFraming, HeadError> {
+        let raw = format!("POST / HTTP/1.1\r\nHost: a\r\n{extra}\r\n");
+        body_framing(&parse_head(raw.as_bytes(), &Limits::default()).unwrap().unwrap().0)
+    }
+
+    #[test]
+    fn body_framing_accepts_the_unambiguous_and_refuses_smuggling_vectors() {
+        assert_eq!(framing(""), Ok(BodyFraming::None));
+        assert_eq!(framing("Content-Length: 0\r\n"), Ok(BodyFraming::None));
+        assert_eq!(framing("Content-Length:  12 \r\n"), Ok(BodyFraming::Length(12)));
+        assert_eq!(framing("Transfer-Encoding: Chunked\r\n"), Ok(BodyFraming::Chunked));
+        for bad in [
+            "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n",
+            "Transfer-Encoding: chunked\r\nContent-Length: 5\r\n",
+            "Content-Length: 5\r\nContent-Length: 5\r\n",
+            "Content-Length: 5, 5\r\n",
+            "Content-Length: -5\r\n",
+            "Content-Length: +5\r\n",
+            "Content-Length: 0x10\r\n",
+            "Content-Length: 99999999999999999999\r\n",
+            "Transfer-Encoding: gzip, chunked\r\n",
+            "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n",
+            "Transfer-Encoding: identity\r\n",
+            "Transfer-Encoding: xchunked\r\n",
+        ] {
+            assert_eq!(framing(bad).unwrap_err().status, 400, "{bad:?}");
+        }
+        let old = b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let head = parse_head(old, &Limits::default()).unwrap().unwrap().0;
+        assert_eq!(body_framing(&head).unwrap_err().status, 400);
+    }
+}

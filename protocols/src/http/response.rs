@@ -1,0 +1,249 @@
+//! Responses: status, fields and a body (bytes, a file, or a stream of chunks), and the
+//! bytes of a response head, with the `Date` field formatted once per second.
+
+use std::cell::RefCell;
+use std::fmt;
+use std::fs::File;
+use std::io;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Produces a response body piece by piece, for bodies too large (or not known yet) to
+/// build whole. The server asks for the next piece only while the client keeps up.
+pub trait BodyStream: 'static {
+    /// The next piece of at most `max` bytes; `Ok(None)` at the end.
+    ///
+    /// # Errors
+    ///
+    /// Whatever stops the body; the connection is then closed (the response cannot be
+    /// finished).
+    fn next_piece(&mut self, max: usize) -> io::Result<Option<Vec<u8>>>;
+}
+
+/// A response body.
+pub enum Body {
+    /// Nothing.
+    Empty,
+    /// These bytes.
+    Bytes(Vec<u8>),
+    /// A file of `len` bytes, read and sent in pieces (never whole in memory).
+    File {
+        /// The open file, at its start.
+        file: File,
+        /// Its length (sent as `Content-Length`).
+        len: u64,
+    },
+    /// Pieces from a [`BodyStream`], sent with chunked transfer-encoding (HTTP/1.1) or
+    /// until the connection closes (HTTP/1.0).
+    Stream(Box<dyn BodyStream>),
+}
+
+impl fmt::Debug for Body {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Body::Empty => f.write_str("Empty"),
+            Body::Bytes(b) => write!(f, "Bytes({} bytes)", b.len()),
+            Body::File { len, .. } => write!(f, "File({len} bytes)"),
+            Body::Stream(_) => f.write_str("Stream"),
+        }
+    }
+}
+
+/// A response: status, header fields, body. The server adds `Date`, `Server`,
+/// `Content-Length` or `Transfer-Encoding`, and `Connection` itself.
+///
+/// # Examples
+///
+/// ```
+/// use torsion_protocols::http::Response;
+/// let r = Response::text(200, "hello\n").header("Cache-Control", "no-store");
+/// assert_eq!(r.status(), 200);
+/// assert_eq!(r.header_value("content-type"), Some("text/plain; charset=utf-8"));
+/// ```
+#[derive(Debug)]
+pub struct Response {
+    status: u16,
+    headers: Vec<(String, String)>,
+    pub(crate) body: Body,
+}
+
+impl Response {
+    /// A response with `status` and no body.
+    pub fn new(status: u16) -> Response {
+        Response { status, headers: Vec::new(), body: Body::Empty }
+    }
+
+    /// A `text/plain` response.
+    pub fn text(status: u16, body: impl Into<String>) -> Response {
+        Response::new(status)
+            .header("Content-Type", "text/plain; charset=utf-8")
+            .body(Body::Bytes(body.into().into_bytes()))
+    }
+
+    /// A `text/html` response.
+    pub fn html(status: u16, body: impl Into<String>) -> Response {
+        Response::new(status)
+            .header("Content-Type", "text/html; charset=utf-8")
+            .body(Body::Bytes(body.into().into_bytes()))
+    }
+
+    /// An `application/json` response of already-encoded JSON.
+    pub fn json(status: u16, body: impl Into<Vec<u8>>) -> Response {
+        Response::new(status)
+            .header("Content-Type", "application/json")
+            .body(Body::Bytes(body.into()))
+    }
+
+    /// An error page for `status`, saying `why`.
+    pub fn error(status: u16, why: &str) -> Response {
+        Response::text(status, format!("{status} {}: {why}\n", reason(status)))
+    }
+
+    /// Adds a header field.
+    pub fn header(mut self, name: &str, value: &str) -> Response {
+        self.headers.push((name.to_string(), value.to_string()));
+        self
+    }
+
+    /// Sets the body.
+    pub fn body(mut self, body: Body) -> Response {
+        self.body = body;
+        self
+    }
+
+    /// The status code.
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
+    /// The first field called `name` (case-insensitive).
+    pub fn header_value(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    /// Appends the head to `out`: status line, the response's fields (minus any framing
+    /// or connection fields, which the server owns), `Date`, `Server`, then `framing`
+    /// (e.g. `Content-Length: 5`), and `Connection: close` when `close`.
+    pub(crate) fn write_head(&self, out: &mut Vec<u8>, framing: &str, close: bool) {
+        out.extend_from_slice(b"HTTP/1.1 ");
+        out.extend_from_slice(status_line(self.status).as_bytes());
+        out.extend_from_slice(b"\r\n");
+        for (n, v) in &self.headers {
+            let owned = ["content-length", "transfer-encoding", "connection", "date"];
+            if owned.iter().any(|o| n.eq_ignore_ascii_case(o)) {
+                continue;
+            }
+            // Refuse to emit CR or LF from a handler's value: no response splitting.
+            if n.bytes().chain(v.bytes()).any(|b| b == b'\r' || b == b'\n') {
+                log::warn!("http: dropped header {n:?} with a line break in it");
+                continue;
+            }
+            out.extend_from_slice(n.as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(v.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        DATE.with(|d| d.borrow_mut().write(out));
+        out.extend_from_slice(b"Server: torsion\r\n");
+        if !framing.is_empty() {
+            out.extend_from_slice(framing.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        if close {
+            out.extend_from_slice(b"Connection: close\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// The `Date` field, formatted once per second (per thread: one per reactor).
+struct DateCache {
+    second: u64,
+    line: Vec<u8>,
+}
+
+thread_local! {
+    static DATE: RefCell<DateCache> = const { RefCell::new(DateCache { second: u64::MAX, line: Vec::new() }) };
+}
+
+impl DateCache {
+    fn write(&mut self, out: &mut Vec<u8>) {
+        let now = SystemTime::now();
+        let second = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        if second != self.second {
+            self.second = second;
+            self.line = format!("Date: {}\r\n", httpdate::fmt_http_date(now)).into_bytes();
+        }
+        out.extend_from_slice(&self.line);
+    }
+}
+
+/// `"200 OK"`-style status text.
+fn status_line(status: u16) -> String {
+    format!("{status} {}", reason(status))
+}
+
+/// The reason phrase of `status` (RFC 9110), `"Unknown"` for others.
+pub fn reason(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        200 => "OK",
+        201 => "Created",
+        204 => "No Content",
+        206 => "Partial Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
+        304 => "Not Modified",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
+        400 => "Bad Request",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        411 => "Length Required",
+        413 => "Content Too Large",
+        414 => "URI Too Long",
+        415 => "Unsupported Media Type",
+        417 => "Expectation Failed",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        503 => "Service Unavailable",
+        505 => "HTTP Version Not Supported",
+        _ => "Unknown",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heads_carry_date_server_framing_and_refuse_line_breaks_and_owned_fields() {
+        let r = Response::text(404, "nope")
+            .header("X-Ok", "yes")
+            .header("X-Evil", "a\r\nSet-Cookie: x=1")
+            .header("Content-Length", "999");
+        let mut out = Vec::new();
+        r.write_head(&mut out, "Content-Length: 4", true);
+        let head = String::from_utf8(out).unwrap();
+        assert!(head.starts_with("HTTP/1.1 404 Not Found\r\nContent-Type: text/plain; charset=utf-8\r\nX-Ok: yes\r\nDate: "), "{head}");
+        assert!(
+            head.ends_with(
+                " GMT\r\nServer: torsion\r\nContent-Length: 4\r\nConnection: close\r\n\r\n"
+            ),
+            "{head}"
+        );
+        assert!(!head.contains("Evil") && !head.contains("999"));
+    }
+
+    #[test]
+    fn the_date_is_an_imf_fixdate() {
+        let mut out = Vec::new();
+        DATE.with(|d| d.borrow_mut().write(&mut out));
+        let line = String::from_utf8(out).unwrap();
+        let value = line.strip_prefix("Date: ").unwrap().trim_end();
+        assert!(httpdate::parse_http_date(value).is_ok(), "{value}");
+    }
+}

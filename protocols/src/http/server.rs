@@ -1,0 +1,771 @@
+//! The HTTP/1.1 server protocol: one connection's state machine — heads and bodies in,
+//! pipelined requests answered in order, responses written whole or streamed under
+//! backpressure, keep-alive, limits, timeouts, and errors answered before closing.
+
+use std::cell::RefCell;
+use std::fs::File;
+use std::io::Read;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Duration;
+
+use torsion_reactor::{Address, Ctx, Factory, Protocol, Reason, TimerId, Transport};
+
+use super::body::{encode_chunk, encode_last_chunk, ChunkedDecoder, ChunkedError};
+use super::head::{body_framing, parse_head, BodyFraming, RequestHead};
+use super::resource::{dispatch, Request, Resource};
+use super::response::{Body, BodyStream, Response};
+use super::ServerConfig;
+use crate::codec::Buffer;
+
+/// Bytes of a streamed body written per turn (a file piece, a stream piece).
+const PIECE: usize = 64 * 1024;
+/// The one protocol timer tag the connection uses; what it means is in `Timer`.
+const TAG: u64 = 0x4854_5450; // "HTTP"
+
+/// Counters shared by every connection of one [`HttpServer`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HttpStats {
+    /// Requests answered (error responses included).
+    pub requests: u64,
+    /// Requests refused with a 4xx/5xx for what they were (limits, malformed, smuggling).
+    pub refused: u64,
+    /// Connections closed by a timeout (idle keep-alive, header deadline, slow body).
+    pub timeouts: u64,
+}
+
+/// The HTTP server: a [`Factory`] of connections answering from one resource tree.
+///
+/// # Examples
+///
+/// ```
+/// use torsion_protocols::http::{Dir, Handler, HttpServer, Response, ServerConfig};
+/// use torsion_reactor::Reactor;
+///
+/// let mut root = Dir::new();
+/// root.set_index(Handler::get(|_| Response::text(200, "Hello, world!\n")));
+/// let server = HttpServer::new(root, ServerConfig::default());
+/// let stats = server.stats_handle();
+/// let mut reactor = Reactor::new()?;
+/// reactor.listen_tcp("127.0.0.1:0", server)?;
+/// // reactor.run()?;   curl http://127.0.0.1:PORT/
+/// assert_eq!(stats.borrow().requests, 0);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct HttpServer {
+    root: Rc<dyn Resource>,
+    config: Rc<ServerConfig>,
+    stats: Rc<RefCell<HttpStats>>,
+}
+
+impl HttpServer {
+    /// Serves `root` with `config`.
+    pub fn new(root: impl Resource, config: ServerConfig) -> HttpServer {
+        HttpServer { root: Rc::new(root), config: Rc::new(config), stats: Rc::default() }
+    }
+
+    /// The counters, readable after the server was handed to the reactor.
+    pub fn stats_handle(&self) -> Rc<RefCell<HttpStats>> {
+        Rc::clone(&self.stats)
+    }
+
+    /// A connection of this server (for tests with the in-memory transport).
+    pub fn connection(&self, peer: Option<SocketAddr>) -> HttpConnection {
+        HttpConnection {
+            root: Rc::clone(&self.root),
+            config: Rc::clone(&self.config),
+            stats: Rc::clone(&self.stats),
+            peer,
+            buf: Buffer::new(),
+            state: State::Head,
+            requests: 0,
+            timer: None,
+            stopping: false,
+        }
+    }
+}
+
+impl Factory for HttpServer {
+    fn build_protocol(&mut self, peer: &Address) -> Option<Box<dyn Protocol>> {
+        Some(Box::new(self.connection(peer.inet())))
+    }
+}
+
+/// What the connection's timer is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Timer {
+    /// Waiting for the first byte of a request (keep-alive idle, or a new connection).
+    Idle,
+    /// One deadline for the whole head, from its first byte: not reset by trickling bytes.
+    Header,
+    /// No body bytes for a while.
+    Body,
+    /// After an error: how long to keep reading (and dropping) before closing.
+    Linger,
+}
+
+enum BodyState {
+    Length { left: u64 },
+    Chunked(ChunkedDecoder),
+}
+
+enum Streaming {
+    File { file: File, left: u64 },
+    Chunks { stream: Box<dyn BodyStream>, chunked: bool },
+}
+
+enum State {
+    /// Between requests, or inside a head.
+    Head,
+    /// Reading a body.
+    Body { head: RequestHead, body: Vec<u8>, state: BodyState },
+    /// A response body is being written piece by piece.
+    Streaming { what: Streaming, close_after: bool },
+    /// An error was answered; our side is shut, input is dropped until the peer closes
+    /// or the linger timer ends it (so the error reaches the client instead of a reset).
+    Lingering,
+    /// Done; closing.
+    Closed,
+}
+
+/// One HTTP connection (see the module documentation of [`crate::http`]).
+pub struct HttpConnection {
+    root: Rc<dyn Resource>,
+    config: Rc<ServerConfig>,
+    stats: Rc<RefCell<HttpStats>>,
+    peer: Option<SocketAddr>,
+    buf: Buffer,
+    state: State,
+    requests: u32,
+    timer: Option<(TimerId, Timer)>,
+    stopping: bool,
+}
+
+impl HttpConnection {
+    fn arm(&mut self, t: &mut Transport<'_>, kind: Timer, after: Duration) {
+        if let Some((id, _)) = self.timer.take() {
+            t.ctx().cancel(id);
+        }
+        self.timer = Some((t.call_later(after, TAG), kind));
+    }
+
+    fn disarm(&mut self, t: &mut Transport<'_>) {
+        if let Some((id, _)) = self.timer.take() {
+            t.ctx().cancel(id);
+        }
+    }
+
+    fn timer_kind(&self) -> Option<Timer> {
+        self.timer.map(|(_, k)| k)
+    }
+
+    /// Answers `status` and closes: our side shut after the response, input read and
+    /// dropped for a little while so the client sees the answer rather than a reset.
+    fn refuse(&mut self, t: &mut Transport<'_>, status: u16, why: &str) {
+        log::info!("http {}: {status} ({why})", t.id());
+        {
+            let mut s = self.stats.borrow_mut();
+            s.requests += 1;
+            s.refused += 1;
+        }
+        let resp = Response::error(status, why);
+        let body = match &resp.body {
+            Body::Bytes(b) => b.clone(),
+            _ => Vec::new(),
+        };
+        let mut out = Vec::with_capacity(256 + body.len());
+        resp.write_head(&mut out, &format!("Content-Length: {}", body.len()), true);
+        out.extend_from_slice(&body);
+        let _ = t.write_owned(out);
+        self.linger(t);
+    }
+
+    fn linger(&mut self, t: &mut Transport<'_>) {
+        self.buf = Buffer::new();
+        self.state = State::Lingering;
+        t.lose_write_connection();
+        let linger = self.config.linger;
+        self.arm(t, Timer::Linger, linger);
+    }
+
+    /// Handles whatever the buffer holds, request after request.
+    fn process(&mut self, t: &mut Transport<'_>) {
+        loop {
+            if t.is_closing() {
+                return;
+            }
+            match &mut self.state {
+                State::Head => {
+                    if self.buf.is_empty() {
+                        if self.stopping {
+                            self.state = State::Closed;
+                            t.lose_connection();
+                        } else if self.timer_kind() != Some(Timer::Idle) {
+                            let d = if self.requests == 0 {
+                                self.config.header_timeout
+                            } else {
+                                self.config.keep_alive_timeout
+                            };
+                            self.arm(t, Timer::Idle, d);
+                        }
+                        return;
+                    }
+                    match parse_head(self.buf.as_slice(), &self.config.limits) {
+                        Ok(None) => {
+                            if self.timer_kind() != Some(Timer::Header) {
+                                let d = self.config.header_timeout;
+                                self.arm(t, Timer::Header, d);
+                            }
+                            return;
+                        }
+                        Err(e) => return self.refuse(t, e.status, &e.reason),
+                        Ok(Some((head, n))) => {
+                            self.buf.consume(n);
+                            self.disarm(t);
+                            self.start_body(t, head);
+                        }
+                    }
+                }
+                State::Body { body, state, .. } => {
+                    let input = self.buf.as_slice();
+                    let (used, done) = match state {
+                        BodyState::Length { left } => {
+                            let n = (*left).min(input.len() as u64) as usize;
+                            body.extend_from_slice(&input[..n]);
+                            *left -= n as u64;
+                            (n, *left == 0)
+                        }
+                        BodyState::Chunked(d) => match d.decode(input, body) {
+                            Ok(n) => (n, d.is_done()),
+                            Err(ChunkedError::TooLarge { limit }) => {
+                                return self.refuse(t, 413, &format!("body over {limit} bytes"));
+                            }
+                            Err(e) => return self.refuse(t, 400, &e.to_string()),
+                        },
+                    };
+                    self.buf.consume(used);
+                    if !done {
+                        let d = self.config.body_timeout;
+                        self.arm(t, Timer::Body, d);
+                        return;
+                    }
+                    self.disarm(t);
+                    let State::Body { head, body, .. } =
+                        std::mem::replace(&mut self.state, State::Head)
+                    else {
+                        unreachable!("matched above")
+                    };
+                    self.respond(t, head, body);
+                }
+                State::Streaming { .. } => {
+                    // Pipelined requests wait for the response being streamed; past the
+                    // limit we stop reading (TCP pushes back on the client).
+                    if self.buf.len() > self.config.max_pipelined {
+                        t.pause_reading();
+                    }
+                    return;
+                }
+                State::Lingering | State::Closed => {
+                    self.buf = Buffer::new();
+                    return;
+                }
+            }
+        }
+    }
+
+    /// A head arrived: decide how its body is framed, refuse what must be refused.
+    fn start_body(&mut self, t: &mut Transport<'_>, head: RequestHead) {
+        let framing = match body_framing(&head) {
+            Ok(f) => f,
+            Err(e) => return self.refuse(t, e.status, &e.reason),
+        };
+        let max = self.config.limits.max_body;
+        let expects = head.header("expect").map(|v| v.eq_ignore_ascii_case(b"100-continue"));
+        if expects == Some(false) {
+            return self.refuse(t, 417, "unsupported expectation");
+        }
+        let state = match framing {
+            BodyFraming::None => return self.respond(t, head, Vec::new()),
+            // Refused from the announced length, before a byte of the body is read.
+            BodyFraming::Length(n) if n > max => {
+                return self.refuse(t, 413, &format!("body of {n} bytes, limit {max}"));
+            }
+            BodyFraming::Length(n) => BodyState::Length { left: n },
+            BodyFraming::Chunked => {
+                BodyState::Chunked(ChunkedDecoder::new(max, self.config.limits.max_header_bytes))
+            }
+        };
+        if expects == Some(true) && head.version >= 1 {
+            let _ = t.write(b"HTTP/1.1 100 Continue\r\n\r\n");
+        }
+        let capacity = match state {
+            BodyState::Length { left } => left.min(64 * 1024) as usize,
+            BodyState::Chunked(_) => 0,
+        };
+        self.state = State::Body { head, body: Vec::with_capacity(capacity), state };
+    }
+
+    /// Renders one complete request and writes (or starts streaming) its response.
+    fn respond(&mut self, t: &mut Transport<'_>, head: RequestHead, body: Vec<u8>) {
+        self.requests += 1;
+        self.stats.borrow_mut().requests += 1;
+        let Some((path, query)) = Request::split_target(&head.target) else {
+            return self.refuse(t, 400, "undecodable path");
+        };
+        let is_head = head.method == "HEAD";
+        let version = head.version;
+        let mut close = !head.keep_alive()
+            || self.stopping
+            || self.requests >= self.config.max_requests_per_connection;
+        let mut req = Request { head, body, peer: self.peer, path, query, consumed: 0 };
+        let mut resp = dispatch(&*self.root, &mut req);
+        let status = resp.status();
+        let bodyless = status == 204 || status == 304 || (100..200).contains(&status);
+        let mut out = Vec::with_capacity(512);
+        match std::mem::replace(&mut resp.body, Body::Empty) {
+            Body::Empty => {
+                resp.write_head(&mut out, if bodyless { "" } else { "Content-Length: 0" }, close);
+            }
+            Body::Bytes(bytes) => {
+                let framing = if bodyless {
+                    String::new()
+                } else {
+                    format!("Content-Length: {}", bytes.len())
+                };
+                resp.write_head(&mut out, &framing, close);
+                if !is_head && !bodyless {
+                    out.extend_from_slice(&bytes);
+                }
+            }
+            Body::File { file, len } => {
+                resp.write_head(&mut out, &format!("Content-Length: {len}"), close);
+                if !is_head && len > 0 {
+                    let _ = t.write_owned(out);
+                    return self.stream(t, Streaming::File { file, left: len }, close);
+                }
+            }
+            Body::Stream(stream) => {
+                // HTTP/1.0 has no chunked coding: the body ends when the connection does.
+                let chunked = version >= 1;
+                close |= !chunked;
+                resp.write_head(
+                    &mut out,
+                    if chunked { "Transfer-Encoding: chunked" } else { "" },
+                    close,
+                );
+                if !is_head {
+                    let _ = t.write_owned(out);
+                    return self.stream(t, Streaming::Chunks { stream, chunked }, close);
+                }
+            }
+        }
+        let _ = t.write_owned(out);
+        self.after_response(t, close);
+    }
+
+    fn stream(&mut self, t: &mut Transport<'_>, what: Streaming, close_after: bool) {
+        self.state = State::Streaming { what, close_after };
+        t.register_producer();
+        // The first piece now; the reactor asks for the next ones while the buffer is low.
+        self.produce(t);
+    }
+
+    fn after_response(&mut self, t: &mut Transport<'_>, close: bool) {
+        if close {
+            self.state = State::Closed;
+            t.lose_connection();
+        } else {
+            self.state = State::Head;
+            if t.is_reading_paused() {
+                t.resume_reading();
+            }
+        }
+    }
+
+    /// Writes the next piece of the body being streamed.
+    fn produce(&mut self, t: &mut Transport<'_>) {
+        let State::Streaming { what, close_after } = &mut self.state else { return };
+        let close_after = *close_after;
+        let finished = match what {
+            Streaming::File { file, left } => {
+                let mut piece = vec![0; (*left).min(PIECE as u64) as usize];
+                match file.read(&mut piece) {
+                    Ok(0) | Err(_) => {
+                        // The file shrank or failed: the promised length cannot be kept.
+                        log::warn!("http {}: file ended early; closing", t.id());
+                        t.unregister_producer();
+                        self.state = State::Closed;
+                        return t.abort_connection();
+                    }
+                    Ok(n) => {
+                        piece.truncate(n);
+                        *left -= n as u64;
+                        let _ = t.write_owned(piece);
+                        *left == 0
+                    }
+                }
+            }
+            Streaming::Chunks { stream, chunked } => match stream.next_piece(PIECE) {
+                Ok(Some(data)) => {
+                    if *chunked {
+                        let mut out = Vec::with_capacity(data.len() + 16);
+                        encode_chunk(&data, &mut out);
+                        let _ = t.write_owned(out);
+                    } else {
+                        let _ = t.write_owned(data);
+                    }
+                    false
+                }
+                Ok(None) => {
+                    if *chunked {
+                        let mut out = Vec::new();
+                        encode_last_chunk(&mut out);
+                        let _ = t.write_owned(out);
+                    }
+                    true
+                }
+                Err(e) => {
+                    log::warn!("http {}: body stream failed: {e}; closing", t.id());
+                    t.unregister_producer();
+                    self.state = State::Closed;
+                    return t.abort_connection();
+                }
+            },
+        };
+        if finished {
+            t.unregister_producer();
+            self.after_response(t, close_after || self.stopping);
+            self.process(t);
+        }
+    }
+}
+
+impl Protocol for HttpConnection {
+    fn connection_made(&mut self, t: &mut Transport<'_>) {
+        let d = self.config.header_timeout;
+        self.arm(t, Timer::Idle, d);
+    }
+
+    fn data_received(&mut self, t: &mut Transport<'_>, data: &[u8]) {
+        match self.state {
+            State::Lingering | State::Closed => {}
+            _ => {
+                self.buf.extend(data);
+                self.process(t);
+            }
+        }
+    }
+
+    fn eof_received(&mut self, t: &mut Transport<'_>) -> bool {
+        match &mut self.state {
+            // Finish the response being streamed, then close.
+            State::Streaming { close_after, .. } => {
+                *close_after = true;
+                true
+            }
+            State::Body { .. } => {
+                log::info!("http {}: the client closed in the middle of a body", t.id());
+                false
+            }
+            _ => false,
+        }
+    }
+
+    fn connection_lost(&mut self, ctx: &mut Ctx<'_>, _reason: Reason) {
+        if let Some((id, _)) = self.timer.take() {
+            ctx.cancel(id);
+        }
+    }
+
+    fn reactor_stopping(&mut self, t: &mut Transport<'_>) {
+        self.stopping = true;
+        match self.state {
+            State::Head if self.buf.is_empty() => {
+                self.state = State::Closed;
+                t.lose_connection();
+            }
+            // A request in flight finishes, answered with `Connection: close`.
+            _ => {}
+        }
+    }
+
+    fn timer_fired(&mut self, t: &mut Transport<'_>, tag: u64) {
+        if tag != TAG {
+            return;
+        }
+        let Some((_, kind)) = self.timer.take() else { return };
+        match kind {
+            Timer::Idle => {
+                self.state = State::Closed;
+                t.lose_connection();
+            }
+            Timer::Header | Timer::Body => {
+                self.stats.borrow_mut().timeouts += 1;
+                let what = if kind == Timer::Header { "header" } else { "body" };
+                self.refuse(t, 408, &format!("request {what} not received in time"));
+            }
+            Timer::Linger => {
+                self.state = State::Closed;
+                t.lose_connection();
+            }
+        }
+        if kind == Timer::Idle {
+            self.stats.borrow_mut().timeouts += 1;
+        }
+    }
+
+    fn resume_producing(&mut self, t: &mut Transport<'_>) {
+        self.produce(t);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::{Dir, Handler, Limits};
+    use std::time::Instant;
+    use torsion_reactor::testing::StringTransport;
+    use torsion_reactor::{Clock, ManualClock, Protocol, TransportOptions};
+
+    /// Writes `n` pieces of "piece\n".
+    struct Pieces(usize);
+    impl BodyStream for Pieces {
+        fn next_piece(&mut self, _max: usize) -> std::io::Result<Option<Vec<u8>>> {
+            if self.0 == 0 {
+                return Ok(None);
+            }
+            self.0 -= 1;
+            Ok(Some(b"piece\n".to_vec()))
+        }
+    }
+
+    fn server(config: ServerConfig) -> HttpServer {
+        let mut root = Dir::new();
+        root.set_index(Handler::get(|_| Response::text(200, "hello")));
+        root.put_child(
+            "echo",
+            Handler::post(|r| Response::new(200).body(Body::Bytes(r.body.clone()))),
+        );
+        root.put_child(
+            "stream",
+            Handler::get(|_| Response::new(200).body(Body::Stream(Box::new(Pieces(3))))),
+        );
+        HttpServer::new(root, config)
+    }
+
+    struct Conn {
+        clock: ManualClock,
+        tr: StringTransport,
+        c: HttpConnection,
+        server: HttpServer,
+    }
+
+    impl Conn {
+        fn new(config: ServerConfig) -> Conn {
+            let clock = ManualClock::new();
+            let tr = StringTransport::with_options(TransportOptions::default(), clock.now());
+            let server = server(config);
+            let mut c = server.connection(None);
+            let mut conn = Conn { clock, tr, c: server.connection(None), server };
+            c.connection_made(&mut conn.tr.transport());
+            conn.c = c;
+            conn
+        }
+
+        fn send(&mut self, data: &[u8]) -> String {
+            self.c.data_received(&mut self.tr.transport(), data);
+            String::from_utf8_lossy(&self.tr.take()).into_owned()
+        }
+
+        fn advance(&mut self, d: Duration) {
+            self.clock.advance(d);
+            self.tr.set_now(self.clock.now());
+        }
+
+        /// Fires the connection's timer if its deadline has passed.
+        fn fire_due(&mut self) -> String {
+            if let Some((id, _)) = self.c.timer {
+                if self.tr.ctx().timer_deadline(id).is_some_and(|d| d <= self.clock.now()) {
+                    self.c.timer_fired(&mut self.tr.transport(), TAG);
+                }
+            }
+            String::from_utf8_lossy(&self.tr.take()).into_owned()
+        }
+
+        fn deadline(&mut self) -> Option<Instant> {
+            let (id, _) = self.c.timer?;
+            self.tr.ctx().timer_deadline(id)
+        }
+    }
+
+    /// The status codes of the responses in `out`, walked by their Content-Length (a
+    /// chunked or 100-continue response ends the walk).
+    fn statuses(out: &str) -> Vec<String> {
+        let mut rest = out.as_bytes();
+        let mut codes = Vec::new();
+        while !rest.is_empty() {
+            let mut fields = [httparse::EMPTY_HEADER; 32];
+            let mut r = httparse::Response::new(&mut fields);
+            let Ok(httparse::Status::Complete(n)) = r.parse(rest) else { break };
+            codes.push(r.code.unwrap_or(0).to_string());
+            let len = r
+                .headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                .and_then(|h| std::str::from_utf8(h.value).ok()?.parse::<usize>().ok());
+            let Some(len) = len else { break };
+            let head_only = out.len() - rest.len() + n == out.len();
+            rest = if head_only { &rest[n..] } else { &rest[(n + len).min(rest.len())..] };
+        }
+        codes
+    }
+
+    #[test]
+    fn pipelined_requests_are_answered_in_order_in_every_chunking() {
+        let input = b"GET / HTTP/1.1\r\nHost: a\r\n\r\nPOST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabcGET /missing HTTP/1.1\r\nHost: a\r\n\r\nPOST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nxy\r\n0\r\n\r\n";
+        for chunk in 1..=input.len() {
+            let mut c = Conn::new(ServerConfig::default());
+            let mut out = String::new();
+            for piece in input.chunks(chunk) {
+                out += &c.send(piece);
+            }
+            assert_eq!(statuses(&out), ["200", "200", "404", "200"], "{chunk}-byte chunks:\n{out}");
+            assert!(out.contains("Content-Length: 5\r\n") && out.contains("\r\n\r\nhello"));
+            assert!(out.contains("Content-Length: 3\r\n"), "{out}");
+            assert!(out.contains("\r\n\r\nabc") && out.ends_with("\r\n\r\nxy"), "{out}");
+            assert!(!c.tr.is_closing(), "keep-alive");
+        }
+    }
+
+    #[test]
+    fn head_has_the_length_but_no_body_and_connection_close_is_honoured() {
+        let mut c = Conn::new(ServerConfig::default());
+        let out = c.send(b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert!(out.contains("Content-Length: 5\r\n") && out.ends_with("\r\n\r\n"), "{out}");
+        let out = c.send(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+        assert!(out.contains("Connection: close\r\n") && out.ends_with("hello"));
+        assert!(c.tr.is_closing());
+        let mut old = Conn::new(ServerConfig::default());
+        assert!(old.send(b"GET / HTTP/1.0\r\n\r\n").contains("Connection: close"));
+        assert!(old.tr.is_closing(), "HTTP/1.0 without keep-alive closes");
+    }
+
+    #[test]
+    fn a_stream_is_sent_chunked_piece_by_piece() {
+        let mut c = Conn::new(ServerConfig::default());
+        let mut out = c.send(b"GET /stream HTTP/1.1\r\nHost: a\r\n\r\n");
+        for _ in 0..5 {
+            c.c.resume_producing(&mut c.tr.transport());
+            out += &String::from_utf8_lossy(&c.tr.take());
+        }
+        assert!(out.contains("Transfer-Encoding: chunked\r\n"), "{out}");
+        assert!(
+            out.ends_with("\r\n\r\n6\r\npiece\n\r\n6\r\npiece\n\r\n6\r\npiece\n\r\n0\r\n\r\n"),
+            "{out}"
+        );
+        // The connection goes on with the next request.
+        assert_eq!(statuses(&c.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")), ["200"]);
+    }
+
+    #[test]
+    fn limits_are_answered_with_their_status_and_the_connection_lingers_then_closes() {
+        let config = ServerConfig {
+            limits: Limits {
+                max_request_line: 64,
+                max_header_bytes: 128,
+                max_headers: 8,
+                max_body: 10,
+            },
+            ..ServerConfig::default()
+        };
+        let cases: Vec<(Vec<u8>, &str)> = vec![
+            (format!("GET /{} HTTP/1.1\r\n", "x".repeat(80)).into_bytes(), "414"),
+            (format!("GET / HTTP/1.1\r\nHost: a\r\nX: {}\r\n\r\n", "y".repeat(200)).into_bytes(), "431"),
+            (b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\n".to_vec(), "413"),
+            (b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nb\r\n".to_vec(), "413"),
+            (b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec(), "400"),
+            (b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n".to_vec(), "400"),
+            (b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n".to_vec(), "400"),
+            (b"GET / HTTP/1.1\r\n\r\n".to_vec(), "400"),
+            (b"GET /%00 HTTP/1.1\r\nHost: a\r\n\r\n".to_vec(), "400"),
+            (b"GET / HTTP/3.0\r\nHost: a\r\n\r\n".to_vec(), "505"),
+        ];
+        for (input, status) in cases {
+            let mut c = Conn::new(config.clone());
+            let out = c.send(&input);
+            assert_eq!(statuses(&out), [status], "{}", String::from_utf8_lossy(&input));
+            assert!(out.contains("Connection: close\r\n"));
+            assert!(c.tr.is_write_shut() || c.tr.is_closing(), "our side is shut after an error");
+            // What follows is dropped, not parsed as another request.
+            assert_eq!(c.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"), "");
+            c.advance(config.linger);
+            c.fire_due();
+            assert!(c.tr.is_closing(), "closed after the linger");
+        }
+        assert!(Conn::new(config).server.stats_handle().borrow().refused == 0);
+    }
+
+    #[test]
+    fn the_header_deadline_is_not_reset_by_trickling_bytes_slowloris() {
+        let mut c = Conn::new(ServerConfig::default());
+        let start = c.clock.now();
+        c.send(b"GET / HTTP/1.1\r\n");
+        let deadline = c.deadline().unwrap();
+        assert_eq!(deadline, start + Duration::from_secs(10));
+        for _ in 0..9 {
+            c.advance(Duration::from_secs(1));
+            assert_eq!(c.send(b"X-A: b\r\n"), "");
+            assert_eq!(c.deadline(), Some(deadline), "a byte now and then does not buy time");
+        }
+        c.advance(Duration::from_secs(1));
+        let out = c.fire_due();
+        assert_eq!(statuses(&out), ["408"]);
+        assert_eq!(c.server.stats_handle().borrow().timeouts, 1);
+    }
+
+    #[test]
+    fn idle_keep_alive_connections_close_after_the_timeout() {
+        let mut c = Conn::new(ServerConfig::default());
+        assert_eq!(statuses(&c.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")), ["200"]);
+        let idle_from = c.clock.now();
+        assert_eq!(c.deadline(), Some(idle_from + Duration::from_secs(15)));
+        c.advance(Duration::from_secs(15));
+        assert_eq!(c.fire_due(), "", "closed without a word");
+        assert!(c.tr.is_closing());
+    }
+
+    #[test]
+    fn the_last_allowed_request_is_answered_with_connection_close() {
+        let mut c =
+            Conn::new(ServerConfig { max_requests_per_connection: 2, ..ServerConfig::default() });
+        let out = c.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert_eq!(statuses(&out), ["200", "200"]);
+        assert_eq!(out.matches("Connection: close").count(), 1);
+        assert!(c.tr.is_closing());
+    }
+
+    #[test]
+    fn expect_100_continue_is_answered_before_the_body() {
+        let mut c = Conn::new(ServerConfig::default());
+        let out = c.send(
+            b"POST /echo HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n",
+        );
+        assert_eq!(out, "HTTP/1.1 100 Continue\r\n\r\n");
+        assert!(c.send(b"ok").ends_with("\r\n\r\nok"));
+    }
+
+    #[test]
+    fn a_graceful_stop_closes_idle_connections_and_finishes_requests_in_flight() {
+        let mut idle = Conn::new(ServerConfig::default());
+        idle.c.reactor_stopping(&mut idle.tr.transport());
+        assert!(idle.tr.is_closing());
+
+        let mut busy = Conn::new(ServerConfig::default());
+        busy.send(b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\r\nab");
+        busy.c.reactor_stopping(&mut busy.tr.transport());
+        assert!(!busy.tr.is_closing());
+        let out = busy.send(b"cd");
+        assert!(out.contains("Connection: close\r\n") && out.ends_with("abcd"), "{out}");
+        assert!(busy.tr.is_closing());
+    }
+}

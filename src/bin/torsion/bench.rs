@@ -1,0 +1,129 @@
+//! `torsion bench`: the versus harness from the command line — pin the generator, run the
+//! sweep with progress on stderr, write the table and charts, print the table.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use clap::Args;
+use torsion::versus::{run, ServerSpec, VersusConfig};
+
+/// Set in the re-executed, pinned copy of `torsion bench`.
+const PINNED_ENV: &str = "TORSION_BENCH_PINNED";
+
+/// Options of `bench`.
+#[derive(Args, Debug)]
+#[command(after_help = "Examples:\n  \
+    torsion bench                                   quick: 1, 100, 1000 connections, 64 B (< 1 min)\n  \
+    torsion bench --full                            1 to 5000 connections, 64 B and 4 KiB\n  \
+    torsion bench --servers reactor,threading --connections 10,1000 --duration 5\n  \
+    torsion bench --external 'py=python3 echo_server.py {port}'\n\n\
+    Servers run in their own processes pinned to core 0, the generator on core 1.\n\
+    Results: OUT/versus.md and OUT/versus-SIZE.svg.")]
+pub(crate) struct BenchArgs {
+    /// The quick sweep (the default).
+    #[arg(long, conflicts_with = "full")]
+    quick: bool,
+    /// The whole sweep (a few minutes).
+    #[arg(long)]
+    full: bool,
+    /// Built-in servers to compare, comma-separated: reactor, threading, forking.
+    #[arg(long, value_delimiter = ',', value_name = "LIST")]
+    servers: Option<Vec<String>>,
+    /// An external echo server to add, NAME=COMMAND with {port} in it (repeatable).
+    #[arg(long, value_name = "NAME=COMMAND")]
+    external: Vec<String>,
+    /// Connection counts, comma-separated (overrides the sweep's).
+    #[arg(long, value_delimiter = ',', value_name = "LIST")]
+    connections: Option<Vec<usize>>,
+    /// Message sizes in bytes, comma-separated (overrides the sweep's).
+    #[arg(long, value_delimiter = ',', value_name = "LIST")]
+    sizes: Option<Vec<usize>>,
+    /// Seconds measured per point (overrides the sweep's).
+    #[arg(long, value_name = "SECS")]
+    duration: Option<f64>,
+    /// Seconds of warm-up per point (overrides the sweep's).
+    #[arg(long, value_name = "SECS")]
+    warmup: Option<f64>,
+    /// Messages in flight per connection.
+    #[arg(long, default_value_t = 1)]
+    in_flight: usize,
+    /// Do not pin servers and generator to cores.
+    #[arg(long)]
+    no_pin: bool,
+    /// Where the table and charts go.
+    #[arg(long, default_value = "results/versus")]
+    out: PathBuf,
+}
+
+fn seconds(what: &str, s: f64) -> Result<Duration, String> {
+    if s.is_finite() && s > 0.0 {
+        Ok(Duration::from_secs_f64(s))
+    } else {
+        Err(format!("--{what}: {s} is not a positive number of seconds"))
+    }
+}
+
+fn config(args: &BenchArgs) -> Result<VersusConfig, String> {
+    let mut c = if args.full { VersusConfig::full() } else { VersusConfig::quick() };
+    if let Some(names) = &args.servers {
+        c.servers = names.iter().map(|n| ServerSpec::parse(n)).collect::<Result<_, _>>()?;
+    }
+    for e in &args.external {
+        c.servers.push(ServerSpec::parse(e)?);
+    }
+    if let Some(list) = &args.connections {
+        c.connections.clone_from(list);
+    }
+    if let Some(list) = &args.sizes {
+        c.sizes.clone_from(list);
+    }
+    if let Some(s) = args.duration {
+        c.duration = seconds("duration", s)?;
+    }
+    if let Some(s) = args.warmup {
+        c.warmup = seconds("warmup", s)?;
+    }
+    c.in_flight = args.in_flight;
+    c.pin = !args.no_pin;
+    Ok(c)
+}
+
+pub(crate) fn run_bench(args: BenchArgs) -> Result<(), String> {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let config = config(&args)?;
+    // The generator is this process: run it on core 1 (servers get core 0) by running
+    // ourselves again under taskset, once.
+    if config.pin && std::env::var_os(PINNED_ENV).is_none() {
+        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        let status = Command::new("taskset")
+            .args(["-c", "1"])
+            .arg(exe)
+            .args(std::env::args_os().skip(1))
+            .env(PINNED_ENV, "1")
+            .status();
+        match status {
+            Ok(s) if s.success() => return Ok(()),
+            Ok(s) if s.code().is_some() => return Err(format!("pinned run failed ({s})")),
+            // No taskset or no core 1: run unpinned below.
+            _ => eprintln!(
+                "torsion bench: cannot pin the generator (taskset -c 1); running unpinned"
+            ),
+        }
+    }
+    eprintln!(
+        "torsion bench: {} point(s): servers {}; connections {:?}; sizes {:?} B; {:.1} s each",
+        config.points(),
+        config.servers.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", "),
+        config.connections,
+        config.sizes,
+        (config.warmup + config.duration).as_secs_f64()
+    );
+    let report = run(&config, &mut |line| eprintln!("{line}"))?;
+    let files = report.write_to(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
+    print!("{}", report.markdown());
+    for f in files {
+        eprintln!("wrote {}", f.display());
+    }
+    Ok(())
+}
