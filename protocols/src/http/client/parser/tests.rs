@@ -364,3 +364,38 @@ fn idle_and_done_report_the_parser_state() {
     p.feed(b"Content-Length: 0\r\n\r\n").unwrap().unwrap();
     assert!(p.is_done());
 }
+
+#[test]
+fn corrupted_responses_never_panic_and_give_the_same_outcome_in_every_chunking() {
+    let valid: [&[u8]; 3] = [
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX: y\r\n\r\nhello",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;e=1\r\nabc\r\n0\r\nT: 1\r\n\r\n",
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.0 200 OK\r\n\r\nto the end",
+    ];
+    let specials = b"\r\n:; 0aF\xff";
+    let mut seed = 0x2545_F491_4F6C_DD1Du64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let limits = ResponseLimits { max_head: 80, max_headers: 4, max_body: 64, max_chunk_line: 8 };
+    for round in 0..150 {
+        let mut input = valid[round % valid.len()].to_vec();
+        // A few bytes replaced, inserted or dropped.
+        for _ in 0..1 + next() % 3 {
+            let at = (next() as usize) % input.len();
+            let byte = specials[(next() as usize) % specials.len()];
+            match next() % 3 {
+                0 => input[at] = byte,
+                1 => input.insert(at, byte),
+                _ => {
+                    input.remove(at);
+                }
+            }
+        }
+        // `sweep_with` asserts the outcome is the same in every chunking.
+        sweep_with(|| ResponseParser::new(limits), &input);
+    }
+}
