@@ -118,7 +118,10 @@ fn prepare(
     };
     let factory = ExchangeFactory {
         exchange: Some(exchange),
-        to: format!("{}:{}", url.host(), url.port()),
+        to: match url.ip() {
+            Some(ip) => SocketAddr::new(ip, url.port()).to_string(),
+            None => format!("{}:{}", url.host(), url.port()),
+        },
         addrs: VecDeque::new(),
         connect_timeout: limits.connect_timeout,
     };
