@@ -8,7 +8,8 @@
 //!   `Int8/16/32StringReceiver`).
 //! - [`echo`] and [`wire`]: the classic services (RFC 862–868), over TCP and UDP.
 //! - [`http`]: an HTTP/1.1 server (keep-alive, pipelining, chunked bodies, limits, static
-//!   files) on a Twisted-web-style resource tree.
+//!   files) on a Twisted-web-style resource tree, and the client [`http::client`]:
+//!   Twisted's `getPage`, `get_page(ctx, url)` returning a `Deferred<Response>`.
 //! - [`policies`]: idle timeout, connection limits (total and per peer, refused politely)
 //!   and bandwidth throttling, as wrappers around any factory or protocol.
 //! - [`chat`]: the tutorials' chat room (nicknames, `/who`, `/msg`), one thread, bounded

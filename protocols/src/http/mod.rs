@@ -21,6 +21,12 @@
 //! On a graceful reactor stop, idle keep-alive connections close at once and a request in
 //! flight is finished with `Connection: close`.
 //!
+//! # The client
+//!
+//! [`client`] is Twisted's `getPage`: [`client::get_page`] and [`client::request`] return
+//! a `Deferred<client::Response>`, one request per connection, host names resolved off
+//! the loop, the response parsed by a sans-IO parser within limits. See its docs.
+//!
 //! Tested by the unit tests of each file (every parser fed in chunks of every size), by
 //! `server` tests on the in-memory transport with a manual clock, and by
 //! `tests/http_server.rs` with real sockets and clients nobody here wrote (`ureq`, curl).
@@ -43,6 +49,7 @@
 //! ```
 
 mod body;
+pub mod client;
 mod head;
 mod resource;
 mod response;
