@@ -3,9 +3,10 @@
 //! port, and ends them.
 //!
 //! A server exits when its stdin reaches EOF (the bench closed it, or died), and in any
-//! case after `MAX_LIFETIME`, so no run can leave a server behind.
+//! case after thirty minutes (`torsion::versus::announce`), so no run leaves a server
+//! behind.
 
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, ChildStdin, Command, ExitCode, Stdio};
 use std::sync::mpsc;
@@ -17,8 +18,6 @@ use torsion::reactor::Reactor;
 
 use super::mio_server;
 
-/// Longest a server process lives, whatever happens to the bench.
-const MAX_LIFETIME: Duration = Duration::from_secs(20 * 60);
 /// How long the bench waits for a server to report its port, or to exit.
 const STARTUP: Duration = Duration::from_secs(10);
 
@@ -83,28 +82,14 @@ fn serve_mio(portfile: &str) -> io::Result<()> {
     mio_server::serve(listener)
 }
 
-/// Tells the parent where we listen, then arms the watchdogs.
+/// Tells the parent where we listen (stdout for `-`, else the file), then arms the
+/// watchdogs of `torsion::versus::announce`.
 fn announce(addr: SocketAddr, portfile: &str) -> io::Result<()> {
     if portfile == "-" {
-        let mut out = io::stdout().lock();
-        writeln!(out, "{}", addr.port())?;
-        out.flush()?;
-    } else {
-        std::fs::write(portfile, format!("{}\n", addr.port()))?;
+        return torsion::versus::announce(addr);
     }
-    // Both threads sleep in the kernel: they cost the measured loop nothing.
-    std::thread::spawn(|| {
-        let mut sink = [0u8; 64];
-        let mut stdin = io::stdin().lock();
-        while !matches!(stdin.read(&mut sink), Ok(0) | Err(_)) {}
-        std::process::exit(0);
-    });
-    std::thread::spawn(|| {
-        std::thread::sleep(MAX_LIFETIME);
-        eprintln!("echo_baseline server: lifetime of {MAX_LIFETIME:?} reached, exiting");
-        std::process::exit(3);
-    });
-    Ok(())
+    std::fs::write(portfile, format!("{}\n", addr.port()))?;
+    torsion::versus::announce(addr)
 }
 
 /// A running server process, seen from the bench.

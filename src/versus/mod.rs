@@ -29,4 +29,4 @@ mod serve;
 
 pub use proc::{ServerKind, ServerSpec, TreeUsage};
 pub use run::{run, Point, VersusConfig, VersusReport};
-pub use serve::{serve_if_asked, Builtin, SERVE_ENV};
+pub use serve::{announce, serve_if_asked, Builtin, SERVE_ENV};

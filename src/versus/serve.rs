@@ -125,9 +125,14 @@ fn serve_forking() -> io::Result<()> {
     server.serve_forever(torsion_threaded::DEFAULT_POLL_INTERVAL)
 }
 
-/// Tells the harness where we listen, then arms the watchdogs: exit when stdin closes
-/// (the harness ended us, or died) and after [`MAX_LIFETIME`] in any case.
-fn announce(addr: SocketAddr) -> io::Result<()> {
+/// For a server process run by a benchmark: prints `addr`'s port on stdout (the parent
+/// reads it), then arms the watchdogs — exit when stdin closes (the parent ended us, or
+/// died) and after thirty minutes in any case — so no run leaves a server behind.
+///
+/// # Errors
+///
+/// If stdout cannot be written.
+pub fn announce(addr: SocketAddr) -> io::Result<()> {
     let mut out = io::stdout().lock();
     writeln!(out, "{}", addr.port())?;
     out.flush()?;

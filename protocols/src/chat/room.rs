@@ -295,29 +295,28 @@ impl Room {
 
     /// Sends the composed line to `to`, unless `to` is reading too slowly.
     fn send_line(&mut self, out: &mut impl Outbox, to: ConnId) {
-        let Some(m) = self.members.get_mut(&to) else { return };
-        if m.slow {
-            m.missed += 1;
-            self.stats.dropped += 1;
-        } else {
-            out.deliver(to, &self.line);
-            self.stats.delivered += 1;
+        if let Some(m) = self.members.get_mut(&to) {
+            offer(m, to, &self.line, out, &mut self.stats);
         }
     }
 
     fn send_line_to_others(&mut self, out: &mut impl Outbox, from: ConnId) {
         for (&to, m) in &mut self.members {
-            if to == from {
-                continue;
-            }
-            if m.slow {
-                m.missed += 1;
-                self.stats.dropped += 1;
-            } else {
-                out.deliver(to, &self.line);
-                self.stats.delivered += 1;
+            if to != from {
+                offer(m, to, &self.line, out, &mut self.stats);
             }
         }
+    }
+}
+
+/// Sends `line` to member `m` (`to`), or counts it dropped if `m` is reading too slowly.
+fn offer(m: &mut Member, to: ConnId, line: &[u8], out: &mut impl Outbox, stats: &mut RoomStats) {
+    if m.slow {
+        m.missed += 1;
+        stats.dropped += 1;
+    } else {
+        out.deliver(to, line);
+        stats.delivered += 1;
     }
 }
 

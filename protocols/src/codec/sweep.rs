@@ -35,11 +35,19 @@ where
     D: Decoder,
     D::Item: PartialEq + std::fmt::Debug,
 {
-    let whole = decode_chunked(&mut make, input, input.len().max(1));
-    for chunk in 1..=input.len() {
-        let got = decode_chunked(&mut make, input, chunk);
-        assert_eq!(got.0, whole.0, "frames differ with {chunk}-byte chunks");
-        assert_eq!(got.1, whole.1, "error differs with {chunk}-byte chunks");
+    same_in_every_chunking(input.len(), |chunk| decode_chunked(&mut make, input, chunk))
+}
+
+/// The sweep for any sans-IO parser: `feed(chunk)` parses the input fed `chunk` bytes at a
+/// time and returns its outcome; asserts that every chunk size from 1 to `len` gives the
+/// outcome of feeding it whole, and returns that.
+pub(crate) fn same_in_every_chunking<R: PartialEq + std::fmt::Debug>(
+    len: usize,
+    mut feed: impl FnMut(usize) -> R,
+) -> R {
+    let whole = feed(len.max(1));
+    for chunk in 1..=len {
+        assert_eq!(feed(chunk), whole, "the outcome differs with {chunk}-byte chunks");
     }
     whole
 }

@@ -246,16 +246,9 @@ mod tests {
     }
 
     fn sweep(input: &[u8], max_body: u64) -> (Vec<u8>, usize, Option<ChunkedError>) {
-        let whole = feed(input, input.len(), max_body);
-        for chunk in 1..=input.len() {
-            let got = feed(input, chunk, max_body);
-            assert_eq!(
-                (&got.0, got.1, &got.2),
-                (&whole.0, whole.1, &whole.2),
-                "{chunk}-byte chunks"
-            );
-        }
-        whole
+        crate::codec::sweep::same_in_every_chunking(input.len(), |chunk| {
+            feed(input, chunk, max_body)
+        })
     }
 
     #[test]

@@ -40,11 +40,7 @@ fn run(make: &impl Fn() -> ResponseParser, input: &[u8], chunk: usize) -> Outcom
 
 /// Asserts every chunk size from 1 to `input.len()` gives the same outcome; returns it.
 fn sweep_with(make: impl Fn() -> ResponseParser, input: &[u8]) -> Outcome {
-    let whole = run(&make, input, input.len().max(1));
-    for chunk in 1..=input.len() {
-        assert_eq!(run(&make, input, chunk), whole, "outcome differs with {chunk}-byte chunks");
-    }
-    whole
+    crate::codec::sweep::same_in_every_chunking(input.len(), |chunk| run(&make, input, chunk))
 }
 
 fn sweep(input: &[u8]) -> Outcome {
