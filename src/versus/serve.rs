@@ -51,7 +51,7 @@ impl Builtin {
 }
 
 /// Serves the server named in [`SERVE_ENV`], if the variable is set: binds 127.0.0.1:0,
-/// prints the port on stdout, serves until stdin closes (or [`MAX_LIFETIME`]), and returns
+/// prints the port on stdout, serves until stdin closes (or thirty minutes pass), and returns
 /// the exit code. `None` when the variable is not set: the caller goes on as usual.
 ///
 /// # Examples
