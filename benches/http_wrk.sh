@@ -63,10 +63,21 @@ pids+=($!)
 wait_port "$nport"
 
 run_wrk() { taskset -c 1 wrk -t1 -c"$conns" -d"${secs}s" --latency "http://127.0.0.1:$1/"; }
+# CPU ticks (user + system, 1/100 s) of a process and its children: nginx's worker is a
+# child of its master.
+ticks() {
+  local total=0 p
+  for p in "$1" $(pgrep -P "$1" || true); do
+    [ -r "/proc/$p/stat" ] || continue
+    total=$((total + $(awk '{sub(/.*\) /, ""); print $12 + $13}' "/proc/$p/stat")))
+  done
+  echo "$total"
+}
+tpid=${pids[0]}; npid=${pids[1]}
 echo "== torsion (http_server example) on core 0, wrk on core 1"
-run_wrk "$tport" | tee "$work/torsion.txt"
+t0=$(ticks "$tpid"); run_wrk "$tport" | tee "$work/torsion.txt"; t1=$(ticks "$tpid")
 echo "== nginx (1 worker) on core 0, wrk on core 1"
-run_wrk "$nport" | tee "$work/nginx.txt"
+n0=$(ticks "$npid"); run_wrk "$nport" | tee "$work/nginx.txt"; n1=$(ticks "$npid")
 
 rps() { sed -n 's/^Requests\/sec: *\([0-9.]*\)/\1/p' "$1"; }
 p99() { sed -n 's/^ *99% *\([0-9.]*[a-z]*\)/\1/p' "$1"; }
@@ -74,6 +85,12 @@ p50() { sed -n 's/^ *50% *\([0-9.]*[a-z]*\)/\1/p' "$1"; }
 errs() { grep -E "Non-2xx|Socket errors" "$1" | tr '\n' ' ' || true; }
 t=$(rps "$work/torsion.txt"); n=$(rps "$work/nginx.txt")
 ratio=$(python3 -c "print(f'{$t/$n:.2f}')")
+# Server CPU per request (µs) and as a share of the core: when both servers reach the same
+# requests/s, wrk's core is the limit and CPU per request tells them apart.
+cpu_us() { python3 -c "print(f'{($2-$1)*10000/($3*$secs):.1f}')"; }
+cpu_pct() { python3 -c "print(f'{($2-$1)/$secs:.0f}')"; }
+tcpu=$(cpu_us "$t0" "$t1" "$t"); ncpu=$(cpu_us "$n0" "$n1" "$n")
+tpct=$(cpu_pct "$t0" "$t1"); npct=$(cpu_pct "$n0" "$n1")
 mkdir -p results
 cat >results/http_wrk.md <<MD
 # HTTP: torsion vs nginx, \`wrk -t1 -c$conns -d${secs}s\`, hello route
@@ -82,12 +99,12 @@ cat >results/http_wrk.md <<MD
 - servers pinned to core 0 (\`taskset -c 0\`), wrk to core 1; nginx $(nginx -v 2>&1 | sed 's/.*nginx\///'), \`worker_processes 1\`, access log off, the same 14-byte body
 - command: \`benches/http_wrk.sh $secs $conns\`
 
-| server | requests/s | p50 | p99 | errors |
-|---|---:|---:|---:|---|
-| torsion | $t | $(p50 "$work/torsion.txt") | $(p99 "$work/torsion.txt") | $(errs "$work/torsion.txt") |
-| nginx | $n | $(p50 "$work/nginx.txt") | $(p99 "$work/nginx.txt") | $(errs "$work/nginx.txt") |
+| server | requests/s | p50 | p99 | server CPU | CPU per request | errors |
+|---|---:|---:|---:|---:|---:|---|
+| torsion | $t | $(p50 "$work/torsion.txt") | $(p99 "$work/torsion.txt") | $tpct % | $tcpu µs | $(errs "$work/torsion.txt") |
+| nginx | $n | $(p50 "$work/nginx.txt") | $(p99 "$work/nginx.txt") | $npct % | $ncpu µs | $(errs "$work/nginx.txt") |
 
-torsion / nginx requests/s: **$ratio**
+torsion / nginx requests/s: **$ratio** (server CPU from /proc ticks over the wrk run; 100 % = the whole core)
 MD
 echo
 cat results/http_wrk.md

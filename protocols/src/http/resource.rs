@@ -132,7 +132,7 @@ pub(crate) fn dispatch(root: &dyn Resource, req: &mut Request) -> Response {
         if allow.contains(&"GET") {
             allow.push("HEAD");
         }
-        return Response::error(405, "method not allowed here").header("Allow", &allow.join(", "));
+        return Response::error(405, "method not allowed here").header("Allow", allow.join(", "));
     }
     node.render(req)
 }

@@ -1,10 +1,12 @@
 //! Responses: status, fields and a body (bytes, a file, or a stream of chunks), and the
 //! bytes of a response head, with the `Date` field formatted once per second.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::fmt;
 use std::fs::File;
 use std::io;
+use std::io::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Produces a response body piece by piece, for bodies too large (or not known yet) to
@@ -62,8 +64,19 @@ impl fmt::Debug for Body {
 #[derive(Debug)]
 pub struct Response {
     status: u16,
-    headers: Vec<(String, String)>,
+    headers: Vec<(Cow<'static, str>, Cow<'static, str>)>,
     pub(crate) body: Body,
+}
+
+/// How the server frames a response body, written by [`Response::write_head`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Framing {
+    /// No framing field (bodyless statuses; HTTP/1.0 bodies ended by the close).
+    None,
+    /// `Content-Length`.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
 }
 
 impl Response {
@@ -98,9 +111,13 @@ impl Response {
         Response::text(status, format!("{status} {}: {why}\n", reason(status)))
     }
 
-    /// Adds a header field.
-    pub fn header(mut self, name: &str, value: &str) -> Response {
-        self.headers.push((name.to_string(), value.to_string()));
+    /// Adds a header field (static strings are not copied).
+    pub fn header(
+        mut self,
+        name: impl Into<Cow<'static, str>>,
+        value: impl Into<Cow<'static, str>>,
+    ) -> Response {
+        self.headers.push((name.into(), value.into()));
         self
     }
 
@@ -117,16 +134,14 @@ impl Response {
 
     /// The first field called `name` (case-insensitive).
     pub fn header_value(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| &**v)
     }
 
     /// Appends the head to `out`: status line, the response's fields (minus any framing
-    /// or connection fields, which the server owns), `Date`, `Server`, then `framing`
-    /// (e.g. `Content-Length: 5`), and `Connection: close` when `close`.
-    pub(crate) fn write_head(&self, out: &mut Vec<u8>, framing: &str, close: bool) {
-        out.extend_from_slice(b"HTTP/1.1 ");
-        out.extend_from_slice(status_line(self.status).as_bytes());
-        out.extend_from_slice(b"\r\n");
+    /// or connection fields, which the server owns), `Date`, `Server`, the `framing`
+    /// field, and `Connection: close` when `close`. Allocates nothing but `out`'s growth.
+    pub(crate) fn write_head(&self, out: &mut Vec<u8>, framing: Framing, close: bool) {
+        let _ = write!(out, "HTTP/1.1 {} {}\r\n", self.status, reason(self.status));
         for (n, v) in &self.headers {
             let owned = ["content-length", "transfer-encoding", "connection", "date"];
             if owned.iter().any(|o| n.eq_ignore_ascii_case(o)) {
@@ -144,9 +159,12 @@ impl Response {
         }
         DATE.with(|d| d.borrow_mut().write(out));
         out.extend_from_slice(b"Server: torsion\r\n");
-        if !framing.is_empty() {
-            out.extend_from_slice(framing.as_bytes());
-            out.extend_from_slice(b"\r\n");
+        match framing {
+            Framing::None => {}
+            Framing::Length(n) => {
+                let _ = write!(out, "Content-Length: {n}\r\n");
+            }
+            Framing::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
         }
         if close {
             out.extend_from_slice(b"Connection: close\r\n");
@@ -175,11 +193,6 @@ impl DateCache {
         }
         out.extend_from_slice(&self.line);
     }
-}
-
-/// `"200 OK"`-style status text.
-fn status_line(status: u16) -> String {
-    format!("{status} {}", reason(status))
 }
 
 /// The reason phrase of `status` (RFC 9110), `"Unknown"` for others.
@@ -226,7 +239,7 @@ mod tests {
             .header("X-Evil", "a\r\nSet-Cookie: x=1")
             .header("Content-Length", "999");
         let mut out = Vec::new();
-        r.write_head(&mut out, "Content-Length: 4", true);
+        r.write_head(&mut out, Framing::Length(4), true);
         let head = String::from_utf8(out).unwrap();
         assert!(head.starts_with("HTTP/1.1 404 Not Found\r\nContent-Type: text/plain; charset=utf-8\r\nX-Ok: yes\r\nDate: "), "{head}");
         assert!(

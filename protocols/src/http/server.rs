@@ -14,7 +14,7 @@ use torsion_reactor::{Address, Ctx, Factory, Protocol, Reason, TimerId, Transpor
 use super::body::{encode_chunk, encode_last_chunk, ChunkedDecoder, ChunkedError};
 use super::head::{body_framing, parse_head, BodyFraming, RequestHead};
 use super::resource::{dispatch, Request, Resource};
-use super::response::{Body, BodyStream, Response};
+use super::response::{Body, BodyStream, Framing, Response};
 use super::ServerConfig;
 use crate::codec::Buffer;
 
@@ -102,6 +102,9 @@ enum Timer {
     Body,
     /// After an error: how long to keep reading (and dropping) before closing.
     Linger,
+    /// Pending but meaningless (its head completed): re-armed by the next `arm`, ignored
+    /// if it fires first. Resetting one timer is cheaper than cancelling and scheduling.
+    Spent,
 }
 
 enum BodyState {
@@ -143,16 +146,13 @@ pub struct HttpConnection {
 
 impl HttpConnection {
     fn arm(&mut self, t: &mut Transport<'_>, kind: Timer, after: Duration) {
-        if let Some((id, _)) = self.timer.take() {
-            t.ctx().cancel(id);
+        if let Some((id, k)) = &mut self.timer {
+            if t.ctx().reset(*id, after) {
+                *k = kind;
+                return;
+            }
         }
         self.timer = Some((t.call_later(after, TAG), kind));
-    }
-
-    fn disarm(&mut self, t: &mut Transport<'_>) {
-        if let Some((id, _)) = self.timer.take() {
-            t.ctx().cancel(id);
-        }
     }
 
     fn timer_kind(&self) -> Option<Timer> {
@@ -174,7 +174,7 @@ impl HttpConnection {
             _ => Vec::new(),
         };
         let mut out = Vec::with_capacity(256 + body.len());
-        resp.write_head(&mut out, &format!("Content-Length: {}", body.len()), true);
+        resp.write_head(&mut out, Framing::Length(body.len() as u64), true);
         out.extend_from_slice(&body);
         let _ = t.write_owned(out);
         self.linger(t);
@@ -221,7 +221,9 @@ impl HttpConnection {
                         Err(e) => return self.refuse(t, e.status, &e.reason),
                         Ok(Some((head, n))) => {
                             self.buf.consume(n);
-                            self.disarm(t);
+                            if let Some((_, kind)) = &mut self.timer {
+                                *kind = Timer::Spent;
+                            }
                             self.start_body(t, head);
                         }
                     }
@@ -249,7 +251,9 @@ impl HttpConnection {
                         self.arm(t, Timer::Body, d);
                         return;
                     }
-                    self.disarm(t);
+                    if let Some((_, kind)) = &mut self.timer {
+                        *kind = Timer::Spent;
+                    }
                     let State::Body { head, body, .. } =
                         std::mem::replace(&mut self.state, State::Head)
                     else {
@@ -307,11 +311,11 @@ impl HttpConnection {
 
     /// Renders one complete request and writes (or starts streaming) its response.
     fn respond(&mut self, t: &mut Transport<'_>, head: RequestHead, body: Vec<u8>) {
-        self.requests += 1;
-        self.stats.borrow_mut().requests += 1;
         let Some((path, query)) = Request::split_target(&head.target) else {
             return self.refuse(t, 400, "undecodable path");
         };
+        self.requests += 1;
+        self.stats.borrow_mut().requests += 1;
         let is_head = head.method == "HEAD";
         let version = head.version;
         let mut close = !head.keep_alive()
@@ -325,21 +329,19 @@ impl HttpConnection {
         let mut out = Vec::with_capacity(512);
         match std::mem::replace(&mut resp.body, Body::Empty) {
             Body::Empty => {
-                resp.write_head(&mut out, if bodyless { "" } else { "Content-Length: 0" }, close);
+                let framing = if bodyless { Framing::None } else { Framing::Length(0) };
+                resp.write_head(&mut out, framing, close);
             }
             Body::Bytes(bytes) => {
-                let framing = if bodyless {
-                    String::new()
-                } else {
-                    format!("Content-Length: {}", bytes.len())
-                };
-                resp.write_head(&mut out, &framing, close);
+                let framing =
+                    if bodyless { Framing::None } else { Framing::Length(bytes.len() as u64) };
+                resp.write_head(&mut out, framing, close);
                 if !is_head && !bodyless {
                     out.extend_from_slice(&bytes);
                 }
             }
             Body::File { file, len } => {
-                resp.write_head(&mut out, &format!("Content-Length: {len}"), close);
+                resp.write_head(&mut out, Framing::Length(len), close);
                 if !is_head && len > 0 {
                     let _ = t.write_owned(out);
                     return self.stream(t, Streaming::File { file, left: len }, close);
@@ -349,11 +351,8 @@ impl HttpConnection {
                 // HTTP/1.0 has no chunked coding: the body ends when the connection does.
                 let chunked = version >= 1;
                 close |= !chunked;
-                resp.write_head(
-                    &mut out,
-                    if chunked { "Transfer-Encoding: chunked" } else { "" },
-                    close,
-                );
+                let framing = if chunked { Framing::Chunked } else { Framing::None };
+                resp.write_head(&mut out, framing, close);
                 if !is_head {
                     let _ = t.write_owned(out);
                     return self.stream(t, Streaming::Chunks { stream, chunked }, close);
@@ -509,6 +508,7 @@ impl Protocol for HttpConnection {
                 self.state = State::Closed;
                 t.lose_connection();
             }
+            Timer::Spent => {}
         }
         if kind == Timer::Idle {
             self.stats.borrow_mut().timeouts += 1;
