@@ -116,8 +116,17 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<(RequestHead, us
             format!("request line over {} bytes", limits.max_request_line),
         ));
     }
-    let mut fields = vec![httparse::EMPTY_HEADER; limits.max_headers];
-    let mut req = httparse::Request::new(&mut fields);
+    // The field slots live on the stack for the usual limits; only a limit past that
+    // pays for a heap array on every parse.
+    let mut on_stack = [httparse::EMPTY_HEADER; STACK_FIELDS];
+    let mut on_heap = Vec::new();
+    let fields = if limits.max_headers <= STACK_FIELDS {
+        &mut on_stack[..limits.max_headers]
+    } else {
+        on_heap.resize(limits.max_headers, httparse::EMPTY_HEADER);
+        &mut on_heap[..]
+    };
+    let mut req = httparse::Request::new(fields);
     let status = match req.parse(buf) {
         Ok(s) => s,
         Err(httparse::Error::TooManyHeaders) => {
@@ -213,6 +222,9 @@ pub fn body_framing(head: &RequestHead) -> Result<BodyFraming, HeadError> {
     }
 }
 
+/// Header field slots kept on the stack while parsing (the default limit is 100).
+const STACK_FIELDS: usize = 128;
+
 fn trim(mut s: &[u8]) -> &[u8] {
     while let [b' ' | b'\t', rest @ ..] = s {
         s = rest;
@@ -287,6 +299,18 @@ mod tests {
         assert_eq!(sweep(many, &limits).unwrap_err().status, 431);
         let four = b"GET / HTTP/1.1\r\nHost: a\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n";
         assert!(sweep(four, &limits).unwrap().is_some());
+    }
+
+    #[test]
+    fn a_field_limit_past_the_stack_slots_still_counts_exactly() {
+        let limits = Limits { max_headers: 150, max_header_bytes: 64 * 1024, ..Limits::default() };
+        let head =
+            |n: usize| format!("GET / HTTP/1.1\r\nHost: a\r\n{}\r\n", "X-F: v\r\n".repeat(n));
+        assert_eq!(
+            parse_head(head(149).as_bytes(), &limits).unwrap().unwrap().0.headers.len(),
+            150
+        );
+        assert_eq!(parse_head(head(150).as_bytes(), &limits).unwrap_err().status, 431);
     }
 
     #[test]
