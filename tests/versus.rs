@@ -9,6 +9,13 @@ use common::DEADLINE;
 
 const BIN: &str = env!("CARGO_BIN_EXE_torsion");
 
+/// The benches pin their servers and generators to the same cores: one at a time.
+static ONE_BENCH: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_bench() -> std::sync::MutexGuard<'static, ()> {
+    ONE_BENCH.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Python's own threading echo server, the table's external entry.
 const PY_ECHO: &str = r#"
 import socketserver, sys
@@ -27,6 +34,7 @@ Server(("127.0.0.1", int(sys.argv[1])), Echo).serve_forever()
 
 #[test]
 fn bench_quick_with_an_external_server_writes_its_table_and_charts() {
+    let _one = one_bench();
     let dir = std::env::temp_dir().join(format!("torsion-versus-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -80,12 +88,48 @@ fn bench_quick_with_an_external_server_writes_its_table_and_charts() {
 }
 
 #[test]
+fn the_line_protocol_is_served_by_each_builtin_and_every_line_comes_back_exact() {
+    let _one = one_bench();
+    let dir = std::env::temp_dir().join(format!("torsion-versus-line-{}", std::process::id()));
+    let args = [
+        "bench",
+        "--protocol",
+        "line",
+        "--servers",
+        "reactor,threading,forking",
+        "--connections",
+        "1,10",
+        "--sizes",
+        "64,1000",
+        "--duration",
+        "0.3",
+        "--warmup",
+        "0.1",
+        "--out",
+    ];
+    let out = Command::new(BIN).args(args).arg(&dir).output().expect("run torsion bench");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let md = std::fs::read_to_string(dir.join("versus.md")).unwrap();
+    assert!(md.starts_with("# versus: the reactor against threaded servers (line)"), "{md}");
+    let rows: Vec<&str> =
+        md.lines().filter(|l| l.starts_with("| 64 |") || l.starts_with("| 1000 |")).collect();
+    assert_eq!(rows.len(), 12, "{md}");
+    for row in rows {
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        assert!(cells[4].parse::<f64>().unwrap() > 0.0, "{row}");
+        assert_eq!(cells[cells.len() - 2], "0", "a line came back wrong: {row}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn bench_refuses_bad_options_clearly() {
     for (args, expect) in [
         (&["bench", "--servers", "nginx"][..], "unknown server \"nginx\""),
         (&["bench", "--external", "x=echo"][..], "{port}"),
         (&["bench", "--duration", "0"][..], "not a positive number"),
         (&["bench", "--connections", "0"][..], "at least 1"),
+        (&["bench", "--protocol", "smtp"][..], "echo or line"),
     ] {
         let out = Command::new(BIN).args(args).output().unwrap();
         assert!(!out.status.success(), "{args:?}");

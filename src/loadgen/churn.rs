@@ -33,10 +33,11 @@ impl ChurnClient {
         size: usize,
         started: Instant,
     ) -> ChurnClient {
+        let origin = pattern.origin(stream);
         ChurnClient {
             tally,
             pattern,
-            origin: Pattern::origin(stream),
+            origin,
             size: size as u64,
             started,
             received: 0,

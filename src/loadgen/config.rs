@@ -101,6 +101,10 @@ pub struct LoadConfig {
     pub connect_timeout: Duration,
     /// How long closing may take at the end before the rest is aborted.
     pub drain_timeout: Duration,
+    /// Send newline-terminated lines of printable bytes (for line-echo servers) instead of
+    /// arbitrary bytes; each message is one line of `message_size` bytes, `\n` included
+    /// (echo and churn modes).
+    pub lines: bool,
     /// The server's process ID, if known: the CPU time of its process tree (itself and any
     /// children it forked) over the measured window and its memory before connecting and
     /// at the end of the window are then reported.
@@ -120,6 +124,7 @@ impl Default for LoadConfig {
             connect_batch: 256,
             connect_timeout: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(2),
+            lines: false,
             server_pid: None,
         }
     }

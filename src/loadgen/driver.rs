@@ -76,7 +76,8 @@ pub fn run(config: LoadConfig) -> Result<LoadReport, Error> {
     let opts = ReactorOptions { shutdown_grace: config.drain_timeout, ..Default::default() };
     let mut reactor = Reactor::with_options(opts)?;
     let tally = Rc::new(RefCell::new(Tally::new()));
-    let pattern = Rc::new(Pattern::new());
+    let pattern =
+        Rc::new(if config.lines { Pattern::lines(config.message_size) } else { Pattern::new() });
     let server_before = config.server_pid.map(ProcessUsage::of_tree).transpose()?;
     let mut starter = Starter { next_stream: 0, pattern, tally: Rc::clone(&tally) };
 

@@ -39,10 +39,11 @@ impl EchoClient {
         size: usize,
         in_flight: usize,
     ) -> EchoClient {
+        let origin = pattern.origin(stream);
         EchoClient {
             tally,
             pattern,
-            origin: Pattern::origin(stream),
+            origin,
             size: size as u64,
             in_flight,
             sent: 0,

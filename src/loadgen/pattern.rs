@@ -19,6 +19,11 @@ pub(crate) const MAX_RUN: usize = 64 * 1024;
 #[derive(Debug)]
 pub(crate) struct Pattern {
     table: Box<[u8]>,
+    /// Length of the repeating part of `table`.
+    period: usize,
+    /// Streams start at multiples of this (a message size for lines, so every stream's
+    /// newlines fall at the ends of its messages).
+    align: usize,
 }
 
 impl Pattern {
@@ -33,20 +38,41 @@ impl Pattern {
         for i in PERIOD..table.len() {
             table[i] = table[i - PERIOD];
         }
-        Pattern { table: table.into_boxed_slice() }
+        Pattern { table: table.into_boxed_slice(), period: PERIOD, align: 1 }
+    }
+
+    /// A pattern of lines for line-echo servers: messages of `size` bytes, each printable
+    /// ASCII ending in one `\n` (and no other).
+    pub(crate) fn lines(size: usize) -> Pattern {
+        let size = size.max(1);
+        let period = size * (PERIOD / size).max(1);
+        let mut table = vec![0u8; period + MAX_RUN];
+        let mut state = 0x2545_F491_4F6C_DD1D_u64;
+        for (i, b) in table[..period].iter_mut().enumerate() {
+            *b = if (i + 1) % size == 0 {
+                b'\n'
+            } else {
+                b'!' + (splitmix64(&mut state) % 94) as u8
+            };
+        }
+        for i in period..table.len() {
+            table[i] = table[i - period];
+        }
+        Pattern { table: table.into_boxed_slice(), period, align: size }
     }
 
     /// Where stream `stream` starts in the table.
-    pub(crate) fn origin(stream: u64) -> u64 {
+    pub(crate) fn origin(&self, stream: u64) -> u64 {
         // Golden-ratio stride: neighbouring streams start far apart.
-        stream.wrapping_mul(40_503) % PERIOD as u64
+        let slots = (self.period / self.align) as u64;
+        stream.wrapping_mul(40_503) % slots * self.align as u64
     }
 
     /// The `len` (at most `MAX_RUN`) bytes of the stream starting at `origin` that follow
     /// its first `offset` bytes.
     pub(crate) fn run(&self, origin: u64, offset: u64, len: usize) -> &[u8] {
         debug_assert!(len <= MAX_RUN);
-        let start = ((origin + offset) % PERIOD as u64) as usize;
+        let start = ((origin + offset) % self.period as u64) as usize;
         &self.table[start..start + len]
     }
 
@@ -102,7 +128,7 @@ mod tests {
     #[test]
     fn a_stream_matches_itself_in_every_chunking() {
         let p = Pattern::new();
-        let origin = Pattern::origin(7);
+        let origin = p.origin(7);
         let s = stream(&p, origin, 3 * PERIOD + 17);
         for chunk in [1, 2, 63, 64, 4096, MAX_RUN, MAX_RUN + 1, 200_000] {
             let mut off = 0;
@@ -116,7 +142,7 @@ mod tests {
     #[test]
     fn a_flipped_byte_mismatches() {
         let p = Pattern::new();
-        let origin = Pattern::origin(3);
+        let origin = p.origin(3);
         let mut s = stream(&p, origin, 1000);
         s[500] ^= 0x01;
         assert!(!p.matches(origin, 0, &s));
@@ -127,7 +153,7 @@ mod tests {
     #[test]
     fn a_dropped_or_duplicated_byte_mismatches_what_follows() {
         let p = Pattern::new();
-        let origin = Pattern::origin(0);
+        let origin = p.origin(0);
         let s = stream(&p, origin, 256);
         let mut dropped = s.clone();
         dropped.remove(10);
@@ -138,10 +164,30 @@ mod tests {
     }
 
     #[test]
+    fn line_streams_have_one_newline_at_the_end_of_each_message_and_are_printable() {
+        for size in [1, 2, 64, 4096, 70_000] {
+            let p = Pattern::lines(size);
+            for id in [0, 1, 77] {
+                let s = stream(&p, p.origin(id), 3 * size + 5);
+                for (i, &b) in s.iter().enumerate() {
+                    if (i + 1) % size == 0 {
+                        assert_eq!(b, b'\n', "size {size} stream {id} at {i}");
+                    } else {
+                        assert!(b.is_ascii_graphic(), "size {size} stream {id} at {i}: {b}");
+                    }
+                }
+                assert!(p.matches(p.origin(id), 0, &s));
+            }
+        }
+        let p = Pattern::lines(64);
+        assert_ne!(stream(&p, p.origin(1), 64), stream(&p, p.origin(2), 64));
+    }
+
+    #[test]
     fn different_streams_differ() {
         let p = Pattern::new();
-        let a = stream(&p, Pattern::origin(1), 64);
-        let b = stream(&p, Pattern::origin(2), 64);
+        let a = stream(&p, p.origin(1), 64);
+        let b = stream(&p, p.origin(2), 64);
         assert_ne!(a, b);
     }
 }

@@ -1,5 +1,5 @@
-//! The `versus` benchmark: the same echo protocol served by the reactor, by a thread per
-//! connection and by a process per connection (or by any server command you give), each
+//! The `versus` benchmark: the same echo (or line-echo) protocol served by the reactor, by
+//! a thread per connection and by a process per connection (or by any server command you give), each
 //! in its own process pinned to one core, swept over connection counts and message sizes
 //! with one load generator and fixed settings.
 //!
@@ -29,4 +29,4 @@ mod serve;
 
 pub use proc::{ServerKind, ServerSpec, TreeUsage};
 pub use run::{run, Point, VersusConfig, VersusReport};
-pub use serve::{announce, serve_if_asked, Builtin, SERVE_ENV};
+pub use serve::{announce, serve_if_asked, Builtin, EchoProtocol, PROTOCOL_ENV, SERVE_ENV};

@@ -7,7 +7,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use super::serve::{Builtin, SERVE_ENV};
+use super::serve::{Builtin, EchoProtocol, PROTOCOL_ENV, SERVE_ENV};
 
 /// How long a server may take to start listening.
 const STARTUP: Duration = Duration::from_secs(15);
@@ -81,8 +81,13 @@ pub(crate) struct ServerProc {
 }
 
 impl ServerProc {
-    /// Starts `kind`, pinned to `core` with `taskset` when given.
-    pub(crate) fn spawn(kind: &ServerKind, core: Option<usize>) -> io::Result<ServerProc> {
+    /// Starts `kind` speaking `protocol` (built-ins), pinned to `core` with `taskset` when
+    /// given.
+    pub(crate) fn spawn(
+        kind: &ServerKind,
+        protocol: EchoProtocol,
+        core: Option<usize>,
+    ) -> io::Result<ServerProc> {
         let mut cmd = match core {
             Some(core) => {
                 let mut c = Command::new("taskset");
@@ -93,7 +98,9 @@ impl ServerProc {
         };
         let port = match kind {
             ServerKind::Builtin(b) => {
-                cmd.arg(std::env::current_exe()?).env(SERVE_ENV, b.name());
+                cmd.arg(std::env::current_exe()?)
+                    .env(SERVE_ENV, b.name())
+                    .env(PROTOCOL_ENV, protocol.name());
                 None
             }
             ServerKind::External(line) => {
@@ -340,7 +347,8 @@ mod tests {
         }
         let cmd = "python3 -c 'import socket,sys,time; s=socket.socket(); \
                    s.bind((\"127.0.0.1\", int(sys.argv[1]))); s.listen(); time.sleep(60)' {port}";
-        let p = ServerProc::spawn(&ServerKind::External(cmd.into()), None).unwrap();
+        let p =
+            ServerProc::spawn(&ServerKind::External(cmd.into()), EchoProtocol::Echo, None).unwrap();
         assert!(TcpStream::connect(p.addr).is_ok());
         let pid = p.pid;
         p.end();

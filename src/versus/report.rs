@@ -16,7 +16,8 @@ impl VersusReport {
     /// project cares about (reactor vs threading at 1,000 and 5,000 connections).
     pub fn markdown(&self) -> String {
         let c = &self.config;
-        let mut out = String::from("# versus: the reactor against threaded servers (echo)\n\n");
+        let mut out =
+            format!("# versus: the reactor against threaded servers ({})\n\n", c.protocol.name());
         let secs = self.started.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let _ = writeln!(
             out,
@@ -165,9 +166,10 @@ impl VersusReport {
             "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" \
              viewBox=\"0 0 {w} {h}\" font-family=\"sans-serif\" font-size=\"12\">\n\
              <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
-             <text x=\"{}\" y=\"20\" text-anchor=\"middle\" font-size=\"15\">echo, {size}-byte \
+             <text x=\"{}\" y=\"20\" text-anchor=\"middle\" font-size=\"15\">{}, {size}-byte \
              messages: reactor vs threaded servers</text>\n",
-            w / 2.0
+            w / 2.0,
+            self.config.protocol.name()
         );
         panel(&mut out, 60.0, "messages per second", conns, &thr, &servers, false);
         panel(&mut out, 540.0, "p99 latency (µs, log)", conns, &p99, &servers, true);

@@ -8,13 +8,15 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::loadgen::{self, LoadConfig, Mode};
 
 use super::proc::{ServerProc, ServerSpec, TreeUsage};
-use super::serve::Builtin;
+use super::serve::{Builtin, EchoProtocol};
 
 /// What to compare, and how hard.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VersusConfig {
     /// The servers, in table order.
     pub servers: Vec<ServerSpec>,
+    /// What they speak: bytes echoed as they come, or whole lines.
+    pub protocol: EchoProtocol,
     /// Connection counts to sweep.
     pub connections: Vec<usize>,
     /// Message sizes to sweep, in bytes.
@@ -35,6 +37,7 @@ impl VersusConfig {
     pub fn quick() -> VersusConfig {
         VersusConfig {
             servers: Builtin::ALL.into_iter().map(ServerSpec::builtin).collect(),
+            protocol: EchoProtocol::Echo,
             connections: vec![1, 100, 1000],
             sizes: vec![64],
             in_flight: 1,
@@ -268,7 +271,7 @@ fn measure(
     config: &VersusConfig,
     core: Option<usize>,
 ) -> Point {
-    let server = match ServerProc::spawn(&spec.kind, core) {
+    let server = match ServerProc::spawn(&spec.kind, config.protocol, core) {
         Ok(s) => s,
         Err(e) => return Point::failed(&spec.name, connections, size, format!("start: {e}")),
     };
@@ -294,6 +297,7 @@ fn measure(
         in_flight: config.in_flight,
         warmup: config.warmup,
         duration: config.duration,
+        lines: config.protocol == EchoProtocol::Line,
         server_pid: Some(server.pid),
         ..LoadConfig::default()
     });

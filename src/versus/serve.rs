@@ -1,13 +1,18 @@
 //! The servers under test, run inside their own processes: the `TORSION_VERSUS_SERVE`
-//! hook that the `torsion` binary checks first thing, and the three echo servers.
+//! hook that the `torsion` binary checks first thing, and the three echo servers (bytes
+//! or lines).
 
 use std::io::{self, BufRead, Read, Write};
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use torsion_protocols::basic::LineReceiver;
+use torsion_protocols::codec::LineCodec;
 use torsion_protocols::echo::Echo;
 use torsion_reactor::Reactor;
+
+use crate::serve::LineEcho;
 use torsion_threaded::{
     ForkingTcpServer, StreamRequest, StreamRequestHandler, StreamSocket, ThreadingTcpServer,
 };
@@ -16,6 +21,45 @@ use torsion_threaded::{
 /// parsing its command line: this is how `versus` starts each server in a process of its
 /// own (`taskset -c 0 torsion` with the variable set).
 pub const SERVE_ENV: &str = "TORSION_VERSUS_SERVE";
+
+/// Set to `line` (with [`SERVE_ENV`]), the server echoes newline-terminated lines instead
+/// of bytes.
+pub const PROTOCOL_ENV: &str = "TORSION_VERSUS_PROTOCOL";
+
+/// What the servers under test speak.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum EchoProtocol {
+    /// Every byte back as it arrives (RFC 862).
+    #[default]
+    Echo,
+    /// Every `\n`-terminated line back, once it is whole.
+    Line,
+}
+
+impl EchoProtocol {
+    /// Its name on the command line and in the table.
+    pub fn name(self) -> &'static str {
+        match self {
+            EchoProtocol::Echo => "echo",
+            EchoProtocol::Line => "line",
+        }
+    }
+}
+
+impl std::str::FromStr for EchoProtocol {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<EchoProtocol, String> {
+        match s {
+            "echo" => Ok(EchoProtocol::Echo),
+            "line" => Ok(EchoProtocol::Line),
+            _ => Err(format!("unknown protocol {s:?} (echo or line)")),
+        }
+    }
+}
+
+/// Longest line the line servers accept.
+const MAX_LINE: usize = 1 << 20;
 
 /// Longest a server process lives, whatever happens to the harness.
 pub(crate) const MAX_LIFETIME: Duration = Duration::from_secs(30 * 60);
@@ -72,10 +116,11 @@ pub fn serve_if_asked() -> Option<ExitCode> {
         let _ = writeln!(io::stderr(), "{SERVE_ENV}={name:?}: not reactor, threading or forking");
         return Some(ExitCode::from(2));
     };
+    let lines = std::env::var(PROTOCOL_ENV).is_ok_and(|p| p == "line");
     let result = match kind {
-        Builtin::Reactor => serve_reactor(),
-        Builtin::Threading => serve_threading(),
-        Builtin::Forking => serve_forking(),
+        Builtin::Reactor => serve_reactor(lines),
+        Builtin::Threading => serve_threading(lines),
+        Builtin::Forking => serve_forking(lines),
     };
     Some(match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -86,39 +131,57 @@ pub fn serve_if_asked() -> Option<ExitCode> {
     })
 }
 
-fn serve_reactor() -> io::Result<()> {
+fn serve_reactor(lines: bool) -> io::Result<()> {
     let mut reactor = Reactor::new()?;
-    let port = reactor.listen_tcp("127.0.0.1:0", Echo::new)?;
+    let port = if lines {
+        let codec = || LineCodec::lf().max_length(MAX_LINE);
+        reactor.listen_tcp("127.0.0.1:0", move || LineReceiver::with_codec(codec(), LineEcho))?
+    } else {
+        reactor.listen_tcp("127.0.0.1:0", Echo::new)?
+    };
     announce(port.addr)?;
     reactor.run()
 }
 
-/// Echoes whatever arrives, as it arrives (the socketserver tutorial's handler).
-struct EchoHandler;
+/// Echoes whatever arrives, as it arrives (the socketserver tutorial's handler); with
+/// `lines`, each whole line (the tutorial's `readline` / `write` loop).
+struct EchoHandler {
+    lines: bool,
+}
 
 impl<S: StreamSocket> StreamRequestHandler<S> for EchoHandler {
     fn handle(&mut self, req: &mut StreamRequest<'_, S>) -> io::Result<()> {
+        let mut line = Vec::new();
         loop {
-            let chunk = req.rfile.fill_buf()?;
-            if chunk.is_empty() {
-                return Ok(());
+            if self.lines {
+                line.clear();
+                let n = (&mut req.rfile).take(MAX_LINE as u64).read_until(b'\n', &mut line)?;
+                if n == 0 {
+                    return Ok(());
+                }
+                req.wfile.write_all(&line)?;
+            } else {
+                let chunk = req.rfile.fill_buf()?;
+                if chunk.is_empty() {
+                    return Ok(());
+                }
+                let n = chunk.len();
+                req.wfile.write_all(chunk)?;
+                req.rfile.consume(n);
             }
-            let n = chunk.len();
-            req.wfile.write_all(chunk)?;
             req.wfile.flush()?;
-            req.rfile.consume(n);
         }
     }
 }
 
-fn serve_threading() -> io::Result<()> {
-    let mut server = ThreadingTcpServer::bind("127.0.0.1:0", || EchoHandler)?;
+fn serve_threading(lines: bool) -> io::Result<()> {
+    let mut server = ThreadingTcpServer::bind("127.0.0.1:0", move || EchoHandler { lines })?;
     announce(*server.server_address())?;
     server.serve_forever(torsion_threaded::DEFAULT_POLL_INTERVAL)
 }
 
-fn serve_forking() -> io::Result<()> {
-    let mut server = ForkingTcpServer::bind("127.0.0.1:0", || EchoHandler)?;
+fn serve_forking(lines: bool) -> io::Result<()> {
+    let mut server = ForkingTcpServer::bind("127.0.0.1:0", move || EchoHandler { lines })?;
     // Python's default of 40 would queue all but 40 of a sweep's connections.
     server.policy_mut().set_max_children(20_000);
     announce(*server.server_address())?;

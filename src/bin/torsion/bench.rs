@@ -6,7 +6,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use clap::Args;
-use torsion::versus::{run, ServerSpec, VersusConfig};
+use torsion::versus::{run, EchoProtocol, ServerSpec, VersusConfig};
 
 /// Set in the re-executed, pinned copy of `torsion bench`.
 const PINNED_ENV: &str = "TORSION_BENCH_PINNED";
@@ -17,7 +17,8 @@ const PINNED_ENV: &str = "TORSION_BENCH_PINNED";
     torsion bench                                   quick: 1, 100, 1000 connections, 64 B (< 1 min)\n  \
     torsion bench --full                            1 to 5000 connections, 64 B and 4 KiB\n  \
     torsion bench --servers reactor,threading --connections 10,1000 --duration 5\n  \
-    torsion bench --external 'py=python3 echo_server.py {port}'\n\n\
+    torsion bench --external 'py=python3 echo_server.py {port}'\n  \
+    torsion bench --protocol line                   line-echo servers, newline-terminated messages\n\n\
     Servers run in their own processes pinned to core 0, the generator on core 1.\n\
     Results: OUT/versus.md and OUT/versus-SIZE.svg.")]
 pub(crate) struct BenchArgs {
@@ -48,6 +49,9 @@ pub(crate) struct BenchArgs {
     /// Messages in flight per connection.
     #[arg(long, default_value_t = 1)]
     in_flight: usize,
+    /// What the servers speak: echo (bytes as they come) or line (whole lines).
+    #[arg(long, default_value = "echo", value_name = "echo|line")]
+    protocol: EchoProtocol,
     /// Do not pin servers and generator to cores.
     #[arg(long)]
     no_pin: bool,
@@ -85,6 +89,7 @@ fn config(args: &BenchArgs) -> Result<VersusConfig, String> {
         c.warmup = seconds("warmup", s)?;
     }
     c.in_flight = args.in_flight;
+    c.protocol = args.protocol;
     c.pin = !args.no_pin;
     Ok(c)
 }

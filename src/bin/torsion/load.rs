@@ -38,6 +38,9 @@ pub(crate) struct LoadArgs {
     /// The server's PID, to report its CPU and memory.
     #[arg(long)]
     server_pid: Option<u32>,
+    /// Send newline-terminated lines (for a line-echo server such as `serve ... line`).
+    #[arg(long)]
+    lines: bool,
 }
 
 fn secs(name: &str, s: f64) -> Result<Duration, String> {
@@ -53,6 +56,7 @@ pub(crate) fn run(args: LoadArgs) -> Result<(), String> {
     let config = LoadConfig {
         addr: args.addr,
         mode: args.mode,
+        lines: args.lines,
         connections: args.connections,
         message_size: args.size,
         in_flight: args.in_flight,
