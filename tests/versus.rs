@@ -40,7 +40,7 @@ fn bench_quick_with_an_external_server_writes_its_table_and_charts() {
     std::fs::create_dir_all(&dir).unwrap();
     let python =
         Command::new("python3").arg("--version").output().is_ok_and(|o| o.status.success());
-    let mut args: Vec<String> = ["bench", "--quick", "--connections", "1,10", "--duration", "0.3"]
+    let mut args: Vec<String> = ["bench", "--quick", "--connections", "1,10", "--duration", "0.5"]
         .into_iter()
         .map(String::from)
         .collect();
@@ -102,7 +102,7 @@ fn the_line_protocol_is_served_by_each_builtin_and_every_line_comes_back_exact()
         "--sizes",
         "64,1000",
         "--duration",
-        "0.3",
+        "0.5",
         "--warmup",
         "0.1",
         "--out",
