@@ -217,8 +217,9 @@ impl Registry {
 
     /// The protocol list for `--help`: name, options, one line each.
     pub fn help(&self) -> String {
-        let width =
-            self.entries.iter().map(|e| e.name.len() + e.usage.len() + 1).max().unwrap_or(0);
+        // Names and usages up to this wide share a line with the description; longer
+        // ones get a line of their own, the description indented below.
+        const WIDTH: usize = 30;
         let mut out = String::new();
         for e in &self.entries {
             let head = if e.usage.is_empty() {
@@ -226,7 +227,11 @@ impl Registry {
             } else {
                 format!("{} {}", e.name, e.usage)
             };
-            out.push_str(&format!("  {head:<width$}  {}\n", e.about));
+            if head.len() <= WIDTH {
+                out.push_str(&format!("  {head:<WIDTH$}  {}\n", e.about));
+            } else {
+                out.push_str(&format!("  {head}\n  {:WIDTH$}  {}\n", "", e.about));
+            }
         }
         out
     }
@@ -488,7 +493,11 @@ mod tests {
         assert!(err.contains("no program allowed"), "{err}");
         let err = r.build("upload", &[]).unwrap_err();
         assert_eq!(err, "upload: needs DIR");
-        assert!(r.help().lines().count() == r.entries().len());
+        let help = r.help();
+        for e in r.entries() {
+            assert!(help.contains(e.name) && help.contains(e.about), "{} in\n{help}", e.name);
+        }
+        assert!(help.lines().all(|l| l.len() <= 120), "{help}");
     }
 
     #[test]
