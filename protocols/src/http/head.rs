@@ -39,11 +39,8 @@ impl RequestHead {
 
     /// Whether the connection may carry another request after this one.
     pub fn keep_alive(&self) -> bool {
-        if self.version >= 1 {
-            !self.connection_has("close")
-        } else {
-            self.connection_has("keep-alive")
-        }
+        // `close` wins over `keep-alive`, in any order and any version.
+        !self.connection_has("close") && (self.version >= 1 || self.connection_has("keep-alive"))
     }
 }
 
@@ -274,6 +271,13 @@ mod tests {
         assert!(!h(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: foo, Close\r\n\r\n").keep_alive());
         assert!(!h(b"GET / HTTP/1.0\r\n\r\n").keep_alive());
         assert!(h(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").keep_alive());
+        assert!(!h(b"GET / HTTP/1.0\r\nConnection: keep-alive, close\r\n\r\n").keep_alive());
+        assert!(!h(b"GET / HTTP/1.0\r\nConnection: close\r\nConnection: Keep-Alive\r\n\r\n")
+            .keep_alive());
+        assert!(!h(
+            b"GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive\r\nConnection: close\r\n\r\n"
+        )
+        .keep_alive());
     }
 
     #[test]

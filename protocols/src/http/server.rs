@@ -736,6 +736,20 @@ mod tests {
     }
 
     #[test]
+    fn every_response_restarts_the_idle_deadline_of_a_busy_connection() {
+        let mut c = Conn::new(ServerConfig::default());
+        assert_eq!(statuses(&c.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")), ["200"]);
+        for _ in 0..5 {
+            // Idle 12 s of the 15 allowed, then busy again.
+            c.advance(Duration::from_secs(12));
+            assert_eq!(c.fire_due(), "");
+            assert!(!c.tr.is_closing(), "closed while it kept being used");
+            assert_eq!(statuses(&c.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")), ["200"]);
+            assert_eq!(c.deadline(), Some(c.clock.now() + Duration::from_secs(15)));
+        }
+    }
+
+    #[test]
     fn the_last_allowed_request_is_answered_with_connection_close() {
         let mut c =
             Conn::new(ServerConfig { max_requests_per_connection: 2, ..ServerConfig::default() });
