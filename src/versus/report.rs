@@ -50,18 +50,19 @@ impl VersusReport {
              most connections the server had taken from its backlog during the echo run (fewer \
              than connections: the rest waited unanswered and are missing from the latency \
              figures); server CPU: its process tree over the measured window, % of one core, and \
-             per message\n\n",
+             per message; others on its core: what other programs took of the server's core \
+             during the run (more than a few % means the point was disturbed)\n\n",
         );
         out.push_str(
             "| size | connections | server | msg/s | p50 | p99 | p99.9 | connected | accepted | memory before | \
-             per connection | memory loaded | threads | processes | server CPU | CPU/msg | generator CPU | errors |\n",
+             per connection | memory loaded | threads | processes | server CPU | CPU/msg | generator CPU | others on its core | errors |\n",
         );
-        out.push_str("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        out.push_str("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
         for p in &self.points {
             if let Some(why) = &p.failure {
                 let _ = writeln!(
                     out,
-                    "| {} | {} | {} | failed: {} ||||||||||||||",
+                    "| {} | {} | {} | failed: {} |||||||||||||||",
                     p.size,
                     p.connections,
                     p.server,
@@ -71,7 +72,7 @@ impl VersusReport {
             }
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} % | {:.1} µs | {:.0} % | {} |",
+                "| {} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} % | {:.1} µs | {:.0} % | {} | {} |",
                 p.size,
                 p.connections,
                 p.server,
@@ -89,6 +90,7 @@ impl VersusReport {
                 p.server_cpu * 100.0,
                 p.cpu_per_message.as_secs_f64() * 1e6,
                 p.generator_load * 100.0,
+                p.core_others.map_or("n/a".to_string(), |o| format!("{:.0} %", o * 100.0)),
                 p.errors
             );
         }
@@ -399,6 +401,7 @@ mod tests {
             processes: 1,
             server_cpu: 0.5,
             cpu_per_message: Duration::from_nanos(1_000_000_000 / msgs.max(1.0) as u64 / 2),
+            core_others: Some(0.02),
             generator_load: 0.9,
             established: connections,
             errors: 0,
@@ -445,6 +448,7 @@ mod tests {
             rows[3]
         );
         assert!(rows[5].contains("failed: start: no / python"), "pipes would break the table");
+        assert!(rows[0].ends_with("| 90 % | 2 % | 0 |"), "{}", rows[0]);
         assert!(
             md.contains("1000 connections, 64 B: throughput 4.00× the threading server's"),
             "{md}"

@@ -105,6 +105,9 @@ pub struct Point {
     /// Server CPU per echoed message over the window: the fairest figure when the
     /// generator, not the server, is what saturates.
     pub cpu_per_message: Duration,
+    /// The share of the server's core that other programs used during the run (pinned
+    /// runs only): anything but a few percent means the point was disturbed.
+    pub core_others: Option<f64>,
     /// The generator's CPU over the window, as a fraction of one core (near 1: it may be
     /// the bottleneck).
     pub generator_load: f64,
@@ -143,6 +146,7 @@ impl Point {
             processes: 0,
             server_cpu: 0.0,
             cpu_per_message: Duration::ZERO,
+            core_others: None,
             generator_load: 0.0,
             established: 0,
             errors: 0,
@@ -289,6 +293,9 @@ fn measure(
         let (peak, stop, pid) = (Arc::clone(&peak), Arc::clone(&stop), server.pid);
         std::thread::spawn(move || sample_peak(pid, &peak, &stop))
     };
+    let core_before = core.and_then(core_busy);
+    let tree_before = TreeUsage::of(server.pid).map(|u| u.cpu).ok();
+    let run_started = Instant::now();
     let result = loadgen::run(LoadConfig {
         addr: server.addr,
         mode: Mode::Echo,
@@ -301,6 +308,17 @@ fn measure(
         server_pid: Some(server.pid),
         ..LoadConfig::default()
     });
+    // How much of the server's core something else took meanwhile: the core's busy time
+    // less the server tree's own (both in clock ticks), over the run.
+    let others =
+        match (core_before, core.and_then(core_busy), tree_before, TreeUsage::of(server.pid)) {
+            (Some(b0), Some(b1), Some(t0), Ok(t1)) => {
+                let busy = b1.saturating_sub(b0).as_secs_f64();
+                let mine = t1.cpu.saturating_sub(t0).as_secs_f64();
+                Some(((busy - mine) / run_started.elapsed().as_secs_f64()).clamp(0.0, 1.0))
+            }
+            _ => None,
+        };
     stop.store(true, Ordering::Relaxed);
     let _ = sampler.join();
     server.end();
@@ -328,6 +346,7 @@ fn measure(
             u.cpu.as_secs_f64() / report.elapsed.as_secs_f64().max(f64::MIN_POSITIVE)
         }),
         cpu_per_message: report.server_cpu_per_message().unwrap_or_default(),
+        core_others: others,
         generator_load: report.generator_load(),
         established: report.established,
         errors: report.errors(),
@@ -363,6 +382,18 @@ fn hold_idle(
             return Ok((last, accepted.min(n)));
         }
     }
+}
+
+/// Busy time of CPU `core` since boot (user, nice, system, irq, softirq, steal), from
+/// `/proc/stat`.
+fn core_busy(core: usize) -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let name = format!("cpu{core} ");
+    let line = stat.lines().find(|l| l.starts_with(&name))?;
+    let f: Vec<u64> = line.split_whitespace().skip(1).filter_map(|w| w.parse().ok()).collect();
+    // user nice system idle iowait irq softirq steal ...
+    let busy = [0, 1, 2, 5, 6, 7].iter().filter_map(|&i| f.get(i)).sum::<u64>();
+    Some(Duration::from_millis(busy * 10))
 }
 
 /// Keeps the largest memory, threads and processes seen until `stop`. Sampling a tree
