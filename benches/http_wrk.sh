@@ -73,11 +73,13 @@ ticks() {
   done
   echo "$total"
 }
+# Busy ticks of core 0 (user nice system irq softirq steal), to see what else ran there.
+core0() { awk '/^cpu0 /{print $2+$3+$4+$7+$8+$9}' /proc/stat; }
 tpid=${pids[0]}; npid=${pids[1]}
 echo "== torsion (http_server example) on core 0, wrk on core 1"
-t0=$(ticks "$tpid"); run_wrk "$tport" | tee "$work/torsion.txt"; t1=$(ticks "$tpid")
+t0=$(ticks "$tpid"); c0=$(core0); run_wrk "$tport" | tee "$work/torsion.txt"; t1=$(ticks "$tpid"); c1=$(core0)
 echo "== nginx (1 worker) on core 0, wrk on core 1"
-n0=$(ticks "$npid"); run_wrk "$nport" | tee "$work/nginx.txt"; n1=$(ticks "$npid")
+n0=$(ticks "$npid"); d0=$(core0); run_wrk "$nport" | tee "$work/nginx.txt"; n1=$(ticks "$npid"); d1=$(core0)
 
 rps() { sed -n 's/^Requests\/sec: *\([0-9.]*\)/\1/p' "$1"; }
 p99() { sed -n 's/^ *99% *\([0-9.]*[a-z]*\)/\1/p' "$1"; }
@@ -91,6 +93,9 @@ cpu_us() { python3 -c "print(f'{($2-$1)*10000/($3*$secs):.1f}')"; }
 cpu_pct() { python3 -c "print(f'{($2-$1)/$secs:.0f}')"; }
 tcpu=$(cpu_us "$t0" "$t1" "$t"); ncpu=$(cpu_us "$n0" "$n1" "$n")
 tpct=$(cpu_pct "$t0" "$t1"); npct=$(cpu_pct "$n0" "$n1")
+# Core 0's busy time not spent in the server: other programs disturbing the run.
+others() { python3 -c "print(f'{max(0, ($4-$3) - ($2-$1))/$secs:.0f}')"; }
+tother=$(others "$t0" "$t1" "$c0" "$c1"); nother=$(others "$n0" "$n1" "$d0" "$d1")
 mkdir -p results
 cat >results/http_wrk.md <<MD
 # HTTP: torsion vs nginx, \`wrk -t1 -c$conns -d${secs}s\`, hello route
@@ -99,12 +104,12 @@ cat >results/http_wrk.md <<MD
 - servers pinned to core 0 (\`taskset -c 0\`), wrk to core 1; nginx $(nginx -v 2>&1 | sed 's/.*nginx\///'), \`worker_processes 1\`, access log off, the same 14-byte body
 - command: \`benches/http_wrk.sh $secs $conns\`
 
-| server | requests/s | p50 | p99 | server CPU | CPU per request | errors |
-|---|---:|---:|---:|---:|---:|---|
-| torsion | $t | $(p50 "$work/torsion.txt") | $(p99 "$work/torsion.txt") | $tpct % | $tcpu µs | $(errs "$work/torsion.txt") |
-| nginx | $n | $(p50 "$work/nginx.txt") | $(p99 "$work/nginx.txt") | $npct % | $ncpu µs | $(errs "$work/nginx.txt") |
+| server | requests/s | p50 | p99 | server CPU | CPU per request | others on core 0 | errors |
+|---|---:|---:|---:|---:|---:|---:|---|
+| torsion | $t | $(p50 "$work/torsion.txt") | $(p99 "$work/torsion.txt") | $tpct % | $tcpu µs | $tother % | $(errs "$work/torsion.txt") |
+| nginx | $n | $(p50 "$work/nginx.txt") | $(p99 "$work/nginx.txt") | $npct % | $ncpu µs | $nother % | $(errs "$work/nginx.txt") |
 
-torsion / nginx requests/s: **$ratio** (server CPU from /proc ticks over the wrk run; 100 % = the whole core)
+torsion / nginx requests/s: **$ratio** (server CPU from /proc ticks over the wrk run, 100 % = the whole core; "others on core 0": busy time of the servers' core not spent in the server — more than a few % means the run was disturbed)
 MD
 echo
 cat results/http_wrk.md
