@@ -323,7 +323,24 @@ impl HttpConnection {
             || self.requests >= self.config.max_requests_per_connection;
         let stats = t.ctx().stats();
         let mut req = Request { head, body, peer: self.peer, path, query, consumed: 0, stats };
-        let mut resp = dispatch(&*self.root, &mut req);
+        // A resource that panics is answered with a 500 and the connection closed; the
+        // server goes on serving everyone else.
+        let root = &*self.root;
+        let rendered =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| dispatch(root, &mut req)));
+        let mut resp = match rendered {
+            Ok(resp) => resp,
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                log::error!("http {}: resource panicked on {}: {what}", t.id(), req.head.target);
+                close = true;
+                Response::error(500, "the resource failed")
+            }
+        };
         let status = resp.status();
         let bodyless = status == 204 || status == 304 || (100..200).contains(&status);
         let mut out = Vec::with_capacity(512);
@@ -551,6 +568,7 @@ mod tests {
             "stream",
             Handler::get(|_| Response::new(200).body(Body::Stream(Box::new(Pieces(3))))),
         );
+        root.put_child("boom", Handler::get(|_| -> Response { panic!("resource bug") }));
         HttpServer::new(root, config)
     }
 
@@ -747,6 +765,15 @@ mod tests {
             assert_eq!(statuses(&c.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")), ["200"]);
             assert_eq!(c.deadline(), Some(c.clock.now() + Duration::from_secs(15)));
         }
+    }
+
+    #[test]
+    fn a_panicking_resource_is_answered_with_500_and_the_connection_closed() {
+        let mut c = Conn::new(ServerConfig::default());
+        let out = c.send(b"GET /boom HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert_eq!(statuses(&out), ["500"]);
+        assert!(out.contains("Connection: close\r\n"));
+        assert!(c.tr.is_closing());
     }
 
     #[test]
