@@ -3,7 +3,8 @@
 //!
 //! Tested through `tests/cli.rs` (the log lines of a served connection).
 
-use torsion_reactor::{Address, Ctx, Factory, Protocol, Reason, Transport};
+use torsion_protocols::policies::OnLost;
+use torsion_reactor::{Address, Factory, Protocol, Reason};
 
 /// Wraps a factory; each protocol it builds logs `connection from PEER` and
 /// `PEER closed: REASON` at info level, under the service's name.
@@ -37,7 +38,9 @@ impl<F: Factory> Factory for Logged<F> {
             Some(inner) => {
                 log::info!("{}: connection from {peer}", self.name);
                 let tag = format!("{}: {peer}", self.name);
-                Some(Box::new(LoggedProtocol { tag, inner }))
+                Some(Box::new(OnLost::new(inner, move |reason: &Reason| {
+                    log::info!("{tag} closed: {reason}");
+                })))
             }
             None => {
                 log::info!("{}: connection from {peer} refused", self.name);
@@ -50,41 +53,5 @@ impl<F: Factory> Factory for Logged<F> {
     }
     fn stopped(&mut self) {
         self.inner.stopped();
-    }
-}
-
-struct LoggedProtocol {
-    tag: String,
-    inner: Box<dyn Protocol>,
-}
-
-impl Protocol for LoggedProtocol {
-    fn connection_made(&mut self, t: &mut Transport<'_>) {
-        self.inner.connection_made(t);
-    }
-    fn data_received(&mut self, t: &mut Transport<'_>, data: &[u8]) {
-        self.inner.data_received(t, data);
-    }
-    fn eof_received(&mut self, t: &mut Transport<'_>) -> bool {
-        self.inner.eof_received(t)
-    }
-    fn connection_lost(&mut self, ctx: &mut Ctx<'_>, reason: Reason) {
-        log::info!("{} closed: {reason}", self.tag);
-        self.inner.connection_lost(ctx, reason);
-    }
-    fn pause_writing(&mut self, t: &mut Transport<'_>) {
-        self.inner.pause_writing(t);
-    }
-    fn resume_writing(&mut self, t: &mut Transport<'_>) {
-        self.inner.resume_writing(t);
-    }
-    fn reactor_stopping(&mut self, t: &mut Transport<'_>) {
-        self.inner.reactor_stopping(t);
-    }
-    fn timer_fired(&mut self, t: &mut Transport<'_>, tag: u64) {
-        self.inner.timer_fired(t, tag);
-    }
-    fn resume_producing(&mut self, t: &mut Transport<'_>) {
-        self.inner.resume_producing(t);
     }
 }

@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::rc::Rc;
 
-use torsion_reactor::{Address, Ctx, Factory, Protocol, Reason, Transport};
+use torsion_reactor::{Address, Factory, Protocol, Reason, Transport};
+
+use super::OnLost;
 
 /// How many connections a [`LimitedFactory`] admits.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -134,7 +136,13 @@ impl<F: Factory> Factory for LimitedFactory<F> {
             }
         }
         match self.inner.build_protocol(peer) {
-            Some(inner) => Some(Box::new(Counted { inner, counts: Rc::clone(&self.counts), ip })),
+            Some(inner) => {
+                // Counted until it is lost.
+                let counts = Rc::clone(&self.counts);
+                Some(Box::new(OnLost::new(inner, move |_: &Reason| {
+                    counts.borrow_mut().release(ip)
+                })))
+            }
             None => {
                 self.counts.borrow_mut().release(ip);
                 None
@@ -163,52 +171,6 @@ impl Protocol for Refuse {
     }
 
     fn data_received(&mut self, _t: &mut Transport<'_>, _data: &[u8]) {}
-}
-
-/// An admitted connection: the wrapped protocol, counted until it is lost.
-struct Counted {
-    inner: Box<dyn Protocol>,
-    counts: Rc<RefCell<Counts>>,
-    ip: Option<IpAddr>,
-}
-
-impl Protocol for Counted {
-    fn connection_made(&mut self, t: &mut Transport<'_>) {
-        self.inner.connection_made(t);
-    }
-
-    fn data_received(&mut self, t: &mut Transport<'_>, data: &[u8]) {
-        self.inner.data_received(t, data);
-    }
-
-    fn eof_received(&mut self, t: &mut Transport<'_>) -> bool {
-        self.inner.eof_received(t)
-    }
-
-    fn connection_lost(&mut self, ctx: &mut Ctx<'_>, reason: Reason) {
-        self.counts.borrow_mut().release(self.ip);
-        self.inner.connection_lost(ctx, reason);
-    }
-
-    fn pause_writing(&mut self, t: &mut Transport<'_>) {
-        self.inner.pause_writing(t);
-    }
-
-    fn resume_writing(&mut self, t: &mut Transport<'_>) {
-        self.inner.resume_writing(t);
-    }
-
-    fn reactor_stopping(&mut self, t: &mut Transport<'_>) {
-        self.inner.reactor_stopping(t);
-    }
-
-    fn timer_fired(&mut self, t: &mut Transport<'_>, tag: u64) {
-        self.inner.timer_fired(t, tag);
-    }
-
-    fn resume_producing(&mut self, t: &mut Transport<'_>) {
-        self.inner.resume_producing(t);
-    }
 }
 
 #[cfg(test)]

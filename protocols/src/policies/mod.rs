@@ -7,6 +7,8 @@
 //!   peer address; the ones over are refused politely — a one-line message, then close.
 //! - [`Throttle`] / [`Throttled`]: per-connection bandwidth limits, reads and writes, as
 //!   token buckets on the reactor's timers.
+//! - [`OnLost`]: runs a closure when a connection ends — for counting or logging
+//!   connections around any protocol.
 //!
 //! Policies nest: `Throttled::new(IdleTimeout::new(proto, d), rates)` inside a
 //! `LimitedFactory` is an idle-timed, throttled, counted connection.
@@ -15,10 +17,12 @@
 //! by `tests/policies.rs` over loopback.
 
 mod limits;
+mod on_lost;
 mod throttle;
 mod timeout;
 
 pub use limits::{ConnectionLimits, LimitStats, LimitedFactory, LimitsHandle};
+pub use on_lost::OnLost;
 pub use throttle::{Throttle, Throttled};
 pub use timeout::TimeoutFactory;
 pub use torsion_reactor::IdleTimeout;
