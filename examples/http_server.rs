@@ -4,12 +4,15 @@
 //! Poke:  curl http://127.0.0.1:8080/
 //!        curl -d '{"a":1}' http://127.0.0.1:8080/echo
 //!        curl http://127.0.0.1:8080/static/Cargo.toml       (files under DIR, default .)
+//!        curl http://127.0.0.1:8080/later                    (answered from the thread pool)
 //!        wrk -t1 -c100 -d10s http://127.0.0.1:8080/           (see benches/http_wrk.sh)
 #![allow(clippy::print_stderr)]
 
 use std::process::ExitCode;
 
-use torsion::protocols::http::{Dir, Handler, HttpServer, Response, ServerConfig, StaticDir};
+use torsion::protocols::http::{
+    Dir, Handler, HttpServer, Later, Response, ServerConfig, StaticDir,
+};
 use torsion::reactor::Reactor;
 
 fn main() -> ExitCode {
@@ -51,6 +54,15 @@ fn serve(listen: &str, dir: &str) -> Result<(), Box<dyn std::error::Error>> {
         }),
     );
     root.put_child("static", StaticDir::new(dir)?);
+    // A response that comes later: the work runs on the reactor's thread pool and the
+    // Deferred it returns is the response.
+    root.put_child(
+        "later",
+        Later::get(|_req, ctx| {
+            ctx.defer_to_thread(|| (1..=20u64).product::<u64>())
+                .map(ctx, |_ctx, n| Response::text(200, format!("20! = {n}\n")))
+        }),
+    );
     let mut reactor = Reactor::new()?;
     let port = reactor.listen_tcp(listen, HttpServer::new(root, ServerConfig::default()))?;
     log::info!("serving http://{}/ (static files from {dir} under /static/)", port.addr);

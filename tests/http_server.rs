@@ -9,7 +9,10 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use common::{client, Server, DEADLINE};
-use torsion::protocols::http::{Dir, Handler, HttpServer, Response, ServerConfig, StaticDir};
+use torsion::protocols::http::{
+    Dir, Handler, HttpServer, Later, Response, ServerConfig, StaticDir,
+};
+use torsion::reactor::Failure;
 
 /// A scratch directory with a file larger than the transport's buffer caps.
 fn files() -> PathBuf {
@@ -29,6 +32,25 @@ fn serve(dir: PathBuf) -> Server {
         root.set_index(Handler::get(|_| Response::text(200, "Hello, world!\n")));
         root.put_child("echo", Handler::post(|req| Response::json(200, req.body.clone())));
         root.put_child("static", StaticDir::new(&dir).unwrap());
+        // Answers later, from the reactor's thread pool.
+        root.put_child(
+            "later",
+            Later::get(|_req, ctx| {
+                ctx.defer_to_thread(|| (1..=20u64).product::<u64>())
+                    .map(ctx, |_ctx, n| Response::text(200, format!("20! = {n}\n")))
+            }),
+        );
+        root.put_child(
+            "later-fails",
+            Later::get(|_req, ctx| {
+                ctx.defer_to_thread(|| ()).add_callback(
+                    ctx,
+                    |_ctx, ()| -> Result<Response, Failure> {
+                        Err(Failure::new(std::io::Error::other("the database is down")))
+                    },
+                )
+            }),
+        );
         r.listen_tcp("127.0.0.1:0", HttpServer::new(root, ServerConfig::default())).unwrap().addr
     })
 }
@@ -75,6 +97,24 @@ fn ureq_gets_posts_and_reuses_one_keep_alive_connection() {
     }
     let stats = server.stop();
     assert_eq!(stats.accepted, 1, "every request went over one kept-alive connection");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn responses_that_come_later_arrive_in_order_and_failures_become_500s() {
+    let dir = files();
+    let server = serve(dir.clone());
+    let mut r = agent().get(&format!("http://{}/later", server.addr)).call().unwrap();
+    assert_eq!(r.body_mut().read_to_string().unwrap(), "20! = 2432902008176640000\n");
+    let out = exchange(
+        server.addr,
+        b"GET /later HTTP/1.1\r\nHost: t\r\n\r\nGET /later-fails HTTP/1.1\r\nHost: t\r\n\r\nGET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    );
+    let first = out.find("20! = ").expect(&out);
+    let failed = out.find("HTTP/1.1 500").expect(&out);
+    let hello = out.find("Hello, world!").expect(&out);
+    assert!(first < failed && failed < hello, "pipelined answers out of order:\n{out}");
+    drop(server);
     std::fs::remove_dir_all(dir).unwrap();
 }
 

@@ -337,6 +337,39 @@ impl<'a> Ctx<'a> {
         self.shared.timers.schedule(start + interval * next as u32, action, pass)
     }
 
+    /// Calls `Protocol::timer_fired(tag)` on connection `conn` after `delay` (with zero: in
+    /// the next timer phase), if it is still open then. This is how a Deferred callback,
+    /// or another connection, hands work back to a connection's protocol without calling
+    /// it; cancel it like any timer.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use torsion_reactor::{Protocol, Transport};
+    ///
+    /// /// Answers after a thread-pool computation, through its own `timer_fired`.
+    /// struct Later(std::rc::Rc<std::cell::Cell<u64>>);
+    /// impl Protocol for Later {
+    ///     fn data_received(&mut self, t: &mut Transport<'_>, _data: &[u8]) {
+    ///         let (id, slot) = (t.id(), std::rc::Rc::clone(&self.0));
+    ///         let ctx = t.ctx();
+    ///         ctx.defer_to_thread(|| 6 * 7).map(ctx, move |ctx, n| {
+    ///             slot.set(n);
+    ///             ctx.call_protocol_later(id, Duration::ZERO, 1);
+    ///         });
+    ///     }
+    ///     fn timer_fired(&mut self, t: &mut Transport<'_>, _tag: u64) {
+    ///         let _ = t.write(format!("{}\n", self.0.get()).as_bytes());
+    ///     }
+    /// }
+    /// ```
+    pub fn call_protocol_later(&mut self, conn: ConnId, delay: Duration, tag: u64) -> TimerId {
+        let action = Action::Protocol { conn, tag };
+        let (now, pass) = (self.shared.now, self.shared.pass);
+        self.shared.timers.schedule(now + delay, action, pass)
+    }
+
     /// Runs `f` in this pass's ready phase, after the current callback (asyncio's
     /// `call_soon`); work queued by `f` itself runs after it, in order.
     pub fn call_soon(&mut self, f: impl FnOnce(&mut Ctx<'_>) + 'static) {

@@ -18,6 +18,11 @@
 //! its side and drops input for [`ServerConfig::linger`], so the client reads the answer
 //! instead of a reset.
 //!
+//! A resource that needs to wait (a thread-pool job, another request, a timer) returns
+//! [`Response::later`] with a `Deferred` from [`Resource::render_with`] — or is a
+//! [`Later`] closure; the connection answers when it fires (a failure becomes a 500), and
+//! requests pipelined behind it wait their turn.
+//!
 //! On a graceful reactor stop, idle keep-alive connections close at once and a request in
 //! flight is finished with `Connection: close`.
 //!
@@ -60,7 +65,7 @@ use std::time::Duration;
 
 pub use body::{encode_chunk, encode_last_chunk, ChunkedDecoder, ChunkedError};
 pub use head::{body_framing, parse_head, BodyFraming, HeadError, RequestHead};
-pub use resource::{Dir, Handler, Request, Resource};
+pub use resource::{Dir, Handler, Later, Request, Resource};
 pub use response::{reason, Body, BodyStream, Response};
 pub use server::{HttpConnection, HttpServer, HttpStats};
 pub use static_files::{content_type, StaticDir};

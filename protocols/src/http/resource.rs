@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
-use torsion_reactor::Stats;
+use torsion_reactor::{Ctx, Deferred, Stats};
 
 use super::head::RequestHead;
 use super::response::Response;
@@ -96,6 +96,14 @@ pub trait Resource: 'static {
     /// Answers a request for this resource.
     fn render(&self, req: &Request) -> Response;
 
+    /// Answers with the reactor's context at hand, to start work that finishes later and
+    /// return [`Response::later`] (a Deferred). The server calls this; the default is
+    /// `render`.
+    fn render_with(&self, req: &Request, ctx: &mut Ctx<'_>) -> Response {
+        let _ = ctx;
+        self.render(req)
+    }
+
     /// The child for path segment `segment`, if any.
     fn child(&self, segment: &str) -> Option<&dyn Resource> {
         let _ = segment;
@@ -111,7 +119,7 @@ pub trait Resource: 'static {
 
 /// Walks `root` along `req.path` and renders the resource found (404 when none, 405 when
 /// the method is not allowed).
-pub(crate) fn dispatch(root: &dyn Resource, req: &mut Request) -> Response {
+pub(crate) fn dispatch(root: &dyn Resource, req: &mut Request, ctx: &mut Ctx<'_>) -> Response {
     let mut node = root;
     let mut consumed = 0;
     while consumed < req.path.len() && !node.is_leaf() {
@@ -134,7 +142,7 @@ pub(crate) fn dispatch(root: &dyn Resource, req: &mut Request) -> Response {
         }
         return Response::error(405, "method not allowed here").header("Allow", allow.join(", "));
     }
-    node.render(req)
+    node.render_with(req, ctx)
 }
 
 /// A resource with children (Twisted's `Resource` with `putChild`), rendering its own
@@ -185,6 +193,13 @@ impl Resource for Dir {
         }
     }
 
+    fn render_with(&self, req: &Request, ctx: &mut Ctx<'_>) -> Response {
+        match &self.index {
+            Some(index) => index.render_with(req, ctx),
+            None => Response::error(404, "no such resource"),
+        }
+    }
+
     fn child(&self, segment: &str) -> Option<&dyn Resource> {
         self.children.get(segment).map(|c| &**c)
     }
@@ -220,6 +235,51 @@ impl<F: Fn(&Request) -> Response + 'static> Resource for Handler<F> {
 
     fn render(&self, req: &Request) -> Response {
         (self.f)(req)
+    }
+}
+
+/// A closure answering later: it gets the request and the reactor's context and returns
+/// a Deferred of the response (Twisted's `NOT_DONE_YET`, typed).
+///
+/// # Examples
+///
+/// ```
+/// use torsion_protocols::http::{Later, Response};
+/// // Computed on the reactor's thread pool, answered when done.
+/// let slow = Later::get(|_req, ctx| {
+///     ctx.defer_to_thread(|| (1..=20u64).product::<u64>())
+///         .map(ctx, |_ctx, n| Response::text(200, format!("{n}\n")))
+/// });
+/// # let _ = slow;
+/// ```
+pub struct Later<F> {
+    methods: Vec<&'static str>,
+    f: F,
+}
+
+impl<F: Fn(&Request, &mut Ctx<'_>) -> Deferred<Response> + 'static> Later<F> {
+    /// `f` answers `GET` (and so `HEAD`).
+    pub fn get(f: F) -> Later<F> {
+        Later { methods: vec!["GET"], f }
+    }
+
+    /// `f` answers `methods`.
+    pub fn methods(methods: &[&'static str], f: F) -> Later<F> {
+        Later { methods: methods.to_vec(), f }
+    }
+}
+
+impl<F: Fn(&Request, &mut Ctx<'_>) -> Deferred<Response> + 'static> Resource for Later<F> {
+    fn allowed_methods(&self) -> &[&str] {
+        &self.methods
+    }
+
+    fn render(&self, _req: &Request) -> Response {
+        Response::error(500, "this resource needs the reactor's context")
+    }
+
+    fn render_with(&self, req: &Request, ctx: &mut Ctx<'_>) -> Response {
+        Response::later((self.f)(req, ctx))
     }
 }
 
@@ -279,18 +339,22 @@ mod tests {
     #[test]
     fn the_walk_finds_children_leaves_and_refuses_what_is_not_there() {
         let root = tree();
-        assert_eq!(dispatch(&root, &mut request("GET", "/")).status(), 200);
-        assert_eq!(dispatch(&root, &mut request("HEAD", "/")).status(), 200);
-        assert_eq!(dispatch(&root, &mut request("GET", "/nope")).status(), 404);
-        assert_eq!(dispatch(&root, &mut request("GET", "/api")).status(), 404);
+        let mut ctx = torsion_reactor::testing::StringTransport::new();
+        assert_eq!(dispatch(&root, &mut request("GET", "/"), &mut ctx.ctx()).status(), 200);
+        assert_eq!(dispatch(&root, &mut request("HEAD", "/"), &mut ctx.ctx()).status(), 200);
+        assert_eq!(dispatch(&root, &mut request("GET", "/nope"), &mut ctx.ctx()).status(), 404);
+        assert_eq!(dispatch(&root, &mut request("GET", "/api"), &mut ctx.ctx()).status(), 404);
         let mut leaf = request("GET", "/rest/x/y");
-        let r = dispatch(&root, &mut leaf);
+        let r = dispatch(&root, &mut leaf, &mut ctx.ctx());
         assert_eq!((r.status(), leaf.postpath()), (200, &["x".to_string(), "y".to_string()][..]));
-        let r = dispatch(&root, &mut request("GET", "/api/echo"));
+        let r = dispatch(&root, &mut request("GET", "/api/echo"), &mut ctx.ctx());
         assert_eq!(r.status(), 405);
         assert_eq!(r.header_value("allow"), Some("POST"));
-        let r = dispatch(&root, &mut request("DELETE", "/"));
+        let r = dispatch(&root, &mut request("DELETE", "/"), &mut ctx.ctx());
         assert_eq!(r.header_value("allow"), Some("GET, HEAD"));
-        assert_eq!(dispatch(&root, &mut request("POST", "/api/echo")).status(), 200);
+        assert_eq!(
+            dispatch(&root, &mut request("POST", "/api/echo"), &mut ctx.ctx()).status(),
+            200
+        );
     }
 }

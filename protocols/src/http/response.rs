@@ -9,6 +9,8 @@ use std::io;
 use std::io::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use torsion_reactor::Deferred;
+
 /// Produces a response body piece by piece, for bodies too large (or not known yet) to
 /// build whole. The server asks for the next piece only while the client keeps up.
 pub trait BodyStream: 'static {
@@ -37,6 +39,9 @@ pub enum Body {
     /// Pieces from a [`BodyStream`], sent with chunked transfer-encoding (HTTP/1.1) or
     /// until the connection closes (HTTP/1.0).
     Stream(Box<dyn BodyStream>),
+    /// The whole response comes later, when this deferred fires (Twisted's
+    /// `NOT_DONE_YET`); a failure is answered with 500. See [`Response::later`].
+    Later(Deferred<Response>),
 }
 
 impl fmt::Debug for Body {
@@ -46,6 +51,7 @@ impl fmt::Debug for Body {
             Body::Bytes(b) => write!(f, "Bytes({} bytes)", b.len()),
             Body::File { len, .. } => write!(f, "File({len} bytes)"),
             Body::Stream(_) => f.write_str("Stream"),
+            Body::Later(d) => write!(f, "Later({d:?})"),
         }
     }
 }
@@ -104,6 +110,13 @@ impl Response {
         Response::new(status)
             .header("Content-Type", "application/json")
             .body(Body::Bytes(body.into()))
+    }
+
+    /// A response that arrives when `d` fires (from a resource's
+    /// [`Resource::render_with`](super::Resource::render_with), which has the reactor's
+    /// context to start the work). Requests pipelined behind it wait, in order.
+    pub fn later(d: Deferred<Response>) -> Response {
+        Response::new(200).body(Body::Later(d))
     }
 
     /// An error page for `status`, saying `why`.

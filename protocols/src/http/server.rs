@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
-use torsion_reactor::{Address, Ctx, Factory, Protocol, Reason, TimerId, Transport};
+use torsion_reactor::{Address, Ctx, Factory, Failure, Protocol, Reason, TimerId, Transport};
 
 use super::body::{encode_chunk, encode_last_chunk, ChunkedDecoder, ChunkedError};
 use super::head::{body_framing, parse_head, BodyFraming, RequestHead};
@@ -20,8 +20,13 @@ use crate::codec::Buffer;
 
 /// Bytes of a streamed body written per turn (a file piece, a stream piece).
 const PIECE: usize = 64 * 1024;
-/// The one protocol timer tag the connection uses; what it means is in `Timer`.
+/// The protocol timer tag of the connection's deadlines; what it means is in `Timer`.
 const TAG: u64 = 0x4854_5450; // "HTTP"
+/// The tag a later response arrives with.
+const LATER: u64 = TAG + 1;
+
+/// Where a later response is put when its deferred fires.
+type Later = Rc<RefCell<Option<Result<Response, Failure>>>>;
 
 /// Counters shared by every connection of one [`HttpServer`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -124,6 +129,8 @@ enum State {
     Body { head: RequestHead, body: Vec<u8>, state: BodyState },
     /// A response body is being written piece by piece.
     Streaming { what: Streaming, close_after: bool },
+    /// The resource answers later ([`Body::Later`]); the result lands in `result`.
+    Waiting { result: Later, is_head: bool, version: u8, close: bool },
     /// An error was answered; our side is shut, input is dropped until the peer closes
     /// or the linger timer ends it (so the error reaches the client instead of a reset).
     Lingering,
@@ -261,9 +268,10 @@ impl HttpConnection {
                     };
                     self.respond(t, head, body);
                 }
-                State::Streaming { .. } => {
-                    // Pipelined requests wait for the response being streamed; past the
-                    // limit we stop reading (TCP pushes back on the client).
+                State::Streaming { .. } | State::Waiting { .. } => {
+                    // Pipelined requests wait for the response being streamed (or still
+                    // to come); past the limit we stop reading (TCP pushes back on the
+                    // client).
                     if self.buf.len() > self.config.max_pipelined {
                         t.pause_reading();
                     }
@@ -326,9 +334,11 @@ impl HttpConnection {
         // A resource that panics is answered with a 500 and the connection closed; the
         // server goes on serving everyone else.
         let root = &*self.root;
-        let rendered =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| dispatch(root, &mut req)));
-        let mut resp = match rendered {
+        let ctx = t.ctx();
+        let rendered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            dispatch(root, &mut req, ctx)
+        }));
+        let resp = match rendered {
             Ok(resp) => resp,
             Err(panic) => {
                 let what = panic
@@ -341,6 +351,19 @@ impl HttpConnection {
                 Response::error(500, "the resource failed")
             }
         };
+        self.send(t, resp, is_head, version, close);
+    }
+
+    /// Writes (or starts streaming, or waits for) the response to a request.
+    fn send(
+        &mut self,
+        t: &mut Transport<'_>,
+        mut resp: Response,
+        is_head: bool,
+        version: u8,
+        close: bool,
+    ) {
+        let mut close = close || self.stopping;
         let status = resp.status();
         let bodyless = status == 204 || status == 304 || (100..200).contains(&status);
         let mut out = Vec::with_capacity(512);
@@ -363,6 +386,20 @@ impl HttpConnection {
                     let _ = t.write_owned(out);
                     return self.stream(t, Streaming::File { file, left: len }, close);
                 }
+            }
+            Body::Later(d) => {
+                // The resource answers later: park this connection (pipelined requests
+                // wait) until the deferred fires, which hands the result back through
+                // this protocol's own `timer_fired`.
+                let result: Later = Rc::default();
+                let (slot, id) = (Rc::clone(&result), t.id());
+                d.add_both(t.ctx(), move |ctx, r| {
+                    *slot.borrow_mut() = Some(r);
+                    ctx.call_protocol_later(id, Duration::ZERO, LATER);
+                    Ok(())
+                });
+                self.state = State::Waiting { result, is_head, version, close };
+                return;
             }
             Body::Stream(stream) => {
                 // HTTP/1.0 has no chunked coding: the body ends when the connection does.
@@ -397,6 +434,24 @@ impl HttpConnection {
                 t.resume_reading();
             }
         }
+    }
+
+    /// A later response is ready: send it (a failure becomes a 500), then go on with any
+    /// pipelined requests.
+    fn later_arrived(&mut self, t: &mut Transport<'_>) {
+        let State::Waiting { result, .. } = &self.state else { return };
+        let Some(outcome) = result.borrow_mut().take() else { return };
+        let State::Waiting { is_head, version, close, .. } =
+            std::mem::replace(&mut self.state, State::Head)
+        else {
+            unreachable!("matched above")
+        };
+        let resp = outcome.unwrap_or_else(|failure| {
+            log::error!("http {}: a later response failed: {failure}", t.id());
+            Response::error(500, "the resource failed")
+        });
+        self.send(t, resp, is_head, version, close);
+        self.process(t);
     }
 
     /// Writes the next piece of the body being streamed.
@@ -476,7 +531,7 @@ impl Protocol for HttpConnection {
     fn eof_received(&mut self, t: &mut Transport<'_>) -> bool {
         match &mut self.state {
             // Finish the response being streamed, then close.
-            State::Streaming { close_after, .. } => {
+            State::Streaming { close_after, .. } | State::Waiting { close: close_after, .. } => {
                 *close_after = true;
                 true
             }
@@ -507,6 +562,9 @@ impl Protocol for HttpConnection {
     }
 
     fn timer_fired(&mut self, t: &mut Transport<'_>, tag: u64) {
+        if tag == LATER {
+            return self.later_arrived(t);
+        }
         if tag != TAG {
             return;
         }
