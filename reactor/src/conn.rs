@@ -57,6 +57,20 @@ pub struct TransportOptions {
     /// Set `TCP_NODELAY` on new connections (default `true`: the reactor already
     /// coalesces the writes of one pass, Nagle would only add latency).
     pub nodelay: bool,
+    /// Lingering close (as nginx's `lingering_close`): once `lose_connection` has flushed
+    /// and the peer has not closed yet, our write side is shut and the reactor reads and
+    /// drops what the peer still sends for at most this long (default 2 s), so the peer
+    /// reads our last bytes instead of a reset. `None` closes at once. The protocol hears
+    /// `connection_lost` when the linger starts.
+    pub linger: Option<Duration>,
+    /// At most this many bytes are read and dropped while lingering (default 256 KiB);
+    /// past it the connection closes.
+    pub linger_bytes: usize,
+    /// Send-inactivity timeout: a connection whose buffered output has not moved for this
+    /// long (the peer stopped reading) is aborted with `Reason::TimedOut`, and its memory
+    /// and descriptor return. `None` (the default) waits forever, bounded only by
+    /// `max_buffer`. Unlike an idle timeout it never cuts off a slow but steady reader.
+    pub send_timeout: Option<Duration>,
 }
 
 impl Default for TransportOptions {
@@ -68,6 +82,9 @@ impl Default for TransportOptions {
             max_buffer: 4 * 1024 * 1024,
             overflow: OverflowPolicy::Abort,
             nodelay: true,
+            linger: Some(Duration::from_secs(2)),
+            linger_bytes: 256 * 1024,
+            send_timeout: None,
         }
     }
 }
@@ -80,6 +97,11 @@ pub(crate) struct Limits {
     pub(crate) high: u32,
     pub(crate) low: u32,
     pub(crate) cap: u32,
+    /// Lingering close: milliseconds (0: off) and KiB read at most.
+    pub(crate) linger_ms: u16,
+    pub(crate) linger_kib: u16,
+    /// Send-inactivity timeout in milliseconds (0: off).
+    pub(crate) send_timeout_ms: u32,
 }
 
 impl Limits {
@@ -92,7 +114,22 @@ impl Limits {
             high,
             low: clamp(o.low_water).min(high),
             cap: clamp(o.max_buffer).max(high),
+            linger_ms: o.linger.map_or(0, |d| d.as_millis().clamp(1, u128::from(u16::MAX)) as u16),
+            linger_kib: o.linger_bytes.div_ceil(1024).min(usize::from(u16::MAX)) as u16,
+            send_timeout_ms: o
+                .send_timeout
+                .map_or(0, |d| d.as_millis().clamp(1, u128::from(u32::MAX)) as u32),
         }
+    }
+
+    /// The lingering-close time, if lingering is on.
+    pub(crate) fn linger(&self) -> Option<Duration> {
+        (self.linger_ms > 0).then(|| Duration::from_millis(u64::from(self.linger_ms)))
+    }
+
+    /// The send-inactivity timeout, if on.
+    pub(crate) fn send_timeout(&self) -> Option<Duration> {
+        (self.send_timeout_ms > 0).then(|| Duration::from_millis(u64::from(self.send_timeout_ms)))
     }
 }
 
@@ -106,6 +143,11 @@ pub(crate) enum Stream {
 }
 
 impl Stream {
+    /// A real socket (not the testing kit's memory stream).
+    pub(crate) fn is_socket(&self) -> bool {
+        !matches!(self, Stream::Memory)
+    }
+
     pub(crate) fn source(&mut self) -> Option<&mut dyn mio::event::Source> {
         match self {
             Stream::Tcp(s) => Some(s),
@@ -115,36 +157,87 @@ impl Stream {
     }
 }
 
-/// Connection flags, one bit each.
+/// Where a connection is in its life. Directions close independently (half-close), so
+/// the states in between name which side is still open; `settle` in the loop reads them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ConnState {
+    /// Outgoing, the connect is under way; no protocol yet.
+    Connecting,
+    /// Both directions open.
+    Open,
+    /// The peer sent FIN and the protocol kept our side open (`eof_received` said so).
+    PeerHalfClosed,
+    /// `lose_write_connection`: flushing, then our write side shuts. `eof`: the peer's
+    /// FIN was read meanwhile.
+    ShuttingWrite { eof: bool },
+    /// Our write side is shut; the peer may still send.
+    WriteShut,
+    /// `lose_connection` (or the peer closed): flushing, then closing. `eof`: the peer's
+    /// FIN was read (nothing more to read); `by_peer`: the end is reported as `PeerClosed`.
+    Closing { eof: bool, by_peer: bool },
+    /// Flushed, FIN sent, protocol told: input is read and dropped until the peer closes,
+    /// the linger deadline passes or the linger byte budget is spent (lingering close).
+    Lingering,
+    /// Queued for reaping: no more callbacks but `connection_lost`.
+    Dead,
+}
+
+impl ConnState {
+    /// No more writes are accepted.
+    pub(crate) fn write_closed(self) -> bool {
+        !matches!(self, ConnState::Open | ConnState::PeerHalfClosed)
+    }
+
+    /// The peer's FIN has been read.
+    pub(crate) fn eof(self) -> bool {
+        matches!(
+            self,
+            ConnState::PeerHalfClosed
+                | ConnState::ShuttingWrite { eof: true }
+                | ConnState::Closing { eof: true, .. }
+        )
+    }
+
+    /// Reading for the protocol goes on in this state.
+    pub(crate) fn reads(self) -> bool {
+        match self {
+            ConnState::Open | ConnState::WriteShut => true,
+            ConnState::ShuttingWrite { eof } | ConnState::Closing { eof, .. } => !eof,
+            ConnState::Connecting
+            | ConnState::PeerHalfClosed
+            | ConnState::Lingering
+            | ConnState::Dead => false,
+        }
+    }
+
+    /// `lose_connection` was asked (or agreed to after the peer closed), or it is over.
+    pub(crate) fn closing(self) -> bool {
+        matches!(self, ConnState::Closing { .. } | ConnState::Lingering | ConnState::Dead)
+    }
+}
+
+/// Connection flags for what is orthogonal to its [`ConnState`], one bit each.
 pub(crate) mod flag {
-    /// Still connecting (outgoing); not yet handed to a protocol.
-    pub(crate) const CONNECTING: u16 = 1 << 0;
     /// Last known readable: a read may return data without a new event.
     pub(crate) const READABLE: u16 = 1 << 1;
     /// Last known writable: a write may succeed without waiting for an event.
     pub(crate) const WRITABLE: u16 = 1 << 2;
     /// The protocol paused reading.
     pub(crate) const READ_PAUSED: u16 = 1 << 3;
-    /// The peer's FIN has been seen (by a zero read or a read-closed event).
+    /// The peer's FIN has been seen by a read-closed event (it raises no new edge).
     pub(crate) const READ_CLOSED_HINT: u16 = 1 << 4;
-    /// EOF was read; no more reading.
-    pub(crate) const EOF: u16 = 1 << 5;
-    /// `lose_connection`: flush, then close.
-    pub(crate) const CLOSING: u16 = 1 << 6;
-    /// `lose_write_connection`: flush, then shut down the write side.
-    pub(crate) const SHUT_WRITE_PENDING: u16 = 1 << 7;
-    /// Our write side is shut down.
-    pub(crate) const WRITE_SHUT: u16 = 1 << 8;
+    /// A send-inactivity watch is armed (see `TransportOptions::send_timeout`).
+    pub(crate) const SEND_WATCHED: u16 = 1 << 5;
+    /// Output moved since the send watch last looked.
+    pub(crate) const SEND_MOVED: u16 = 1 << 6;
+    /// Timers were scheduled for this connection's protocol (cancelled when it is reaped).
+    pub(crate) const HAS_TIMERS: u16 = 1 << 7;
     /// The protocol was told `pause_writing` and not yet `resume_writing`.
     pub(crate) const WRITING_PAUSED: u16 = 1 << 9;
     /// Queued on the ready-again list.
     pub(crate) const READY_QUEUED: u16 = 1 << 10;
     /// Queued on the dirty (needs flush) list.
     pub(crate) const DIRTY_QUEUED: u16 = 1 << 11;
-    /// Ending: queued for reaping; no more callbacks but `connection_lost`.
-    pub(crate) const DEAD: u16 = 1 << 12;
-    /// The peer closed, and the close that follows is reported as `PeerClosed`.
-    pub(crate) const PEER_CLOSED: u16 = 1 << 13;
     /// A pull producer: `resume_producing` whenever the buffer is at or below low water.
     pub(crate) const PRODUCING: u16 = 1 << 14;
     /// Queued on the producers list for the next pass.
@@ -180,12 +273,13 @@ pub(crate) struct ConnIo {
     pub(crate) out: OutBuf,
     pub(crate) gen: u32,
     pub(crate) flags: u16,
+    pub(crate) state: ConnState,
     pub(crate) limits: Limits,
 }
 
 impl ConnIo {
     pub(crate) fn new(stream: Stream, gen: u32, limits: Limits) -> ConnIo {
-        ConnIo { stream, out: OutBuf::default(), gen, flags: 0, limits }
+        ConnIo { stream, out: OutBuf::default(), gen, flags: 0, state: ConnState::Open, limits }
     }
 
     #[inline]
@@ -205,13 +299,18 @@ impl ConnIo {
 
     /// No more writes accepted: closing, half-closed, or dead.
     pub(crate) fn write_closed(&self) -> bool {
-        self.has(flag::CLOSING | flag::SHUT_WRITE_PENDING | flag::WRITE_SHUT | flag::DEAD)
+        self.state.write_closed()
     }
 
-    /// Whether a read should be attempted now.
+    /// Whether a read for the protocol should be attempted now.
     pub(crate) fn wants_read(&self) -> bool {
-        self.has(flag::READABLE)
-            && !self.has(flag::READ_PAUSED | flag::EOF | flag::DEAD | flag::CONNECTING)
+        self.has(flag::READABLE) && !self.has(flag::READ_PAUSED) && self.state.reads()
+    }
+
+    /// Ends the connection: queued for reaping, its output dropped.
+    pub(crate) fn set_dead(&mut self) {
+        self.state = ConnState::Dead;
+        self.out.clear();
     }
 
     /// One read into `buf`; `Interrupted` is retried by the caller's next pass, never here.
@@ -267,9 +366,13 @@ impl ConnIo {
                 Err(e) => return (FlushOutcome::Failed(e), written),
             }
         }
-        if self.has(flag::SHUT_WRITE_PENDING) {
-            self.clear(flag::SHUT_WRITE_PENDING);
-            self.set(flag::WRITE_SHUT);
+        if let ConnState::ShuttingWrite { eof } = self.state {
+            // Both directions closed once ours shuts after the peer's FIN: it ends.
+            self.state = if eof {
+                ConnState::Closing { eof: true, by_peer: true }
+            } else {
+                ConnState::WriteShut
+            };
             if let Err(e) = self.shutdown(Shutdown::Write) {
                 return (FlushOutcome::Failed(e), written);
             }

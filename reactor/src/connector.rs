@@ -52,6 +52,10 @@ pub enum ConnectTarget {
     Tcp(SocketAddr),
     /// A Unix socket path.
     Unix(PathBuf),
+    /// A host name and port, resolved on the reactor's thread pool at every attempt (never
+    /// on the loop); a name that does not resolve fails like any connect, so a client
+    /// factory's retry policy applies to it too.
+    Name(String, u16),
 }
 
 impl std::fmt::Display for ConnectTarget {
@@ -59,6 +63,8 @@ impl std::fmt::Display for ConnectTarget {
         match self {
             ConnectTarget::Tcp(a) => write!(f, "{a}"),
             ConnectTarget::Unix(p) => write!(f, "unix:{}", p.display()),
+            ConnectTarget::Name(host, port) if host.contains(':') => write!(f, "[{host}]:{port}"),
+            ConnectTarget::Name(host, port) => write!(f, "{host}:{port}"),
         }
     }
 }

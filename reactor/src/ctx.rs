@@ -1,121 +1,24 @@
-//! The reactor-wide context handed to callbacks (`Ctx`) and the state it may touch.
+//! The reactor-wide capability handed to callbacks (`Ctx`): what a callback may do, over
+//! the state in `shared.rs`.
 //!
 //! Nothing here runs user code: operations on other objects are queued as `Command`s and
-//! applied by `reactor.rs` right after the current callback returns. Tested through
+//! applied by the loop right after the current callback returns. Tested through
 //! `tests/reentrancy.rs`.
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crate::connector::{ConnectOptions, ConnectTarget};
-use crate::deferred::{Deferred, Deferreds, Failure, ListState};
-use crate::error::{Error, Reason, WriteError};
+use crate::deferred::{Deferred, Failure};
+use crate::error::{Error, WriteError};
 use crate::id::{ConnId, ProcessId, TimerId};
 use crate::process::{ProcessOptions, ProcessProtocol};
 use crate::protocol::{ClientFactory, Factory};
+use crate::shared::{Command, Shared};
 use crate::stats::Stats;
 use crate::tcp::{self, IntoSocketAddr, ListenOptions};
-use crate::threads::{self, ReactorHandle, ThreadPool};
-use crate::timers::{Action, Repeat, TimerQueue};
-
-/// Work queued with `call_soon`.
-pub(crate) type SoonFn = Box<dyn FnOnce(&mut Ctx<'_>)>;
-
-/// Sentinel in `Shared::gens` for an empty slot.
-pub(crate) const VACANT: u32 = u32::MAX;
-
-/// Work queued by a callback for `reactor.rs` to apply after it returns.
-pub(crate) enum Command {
-    /// Append `cmd_bytes[start..start+len]` to another connection's output.
-    Write { to: ConnId, start: usize, len: usize },
-    /// `lose_connection` on another connection.
-    Lose(ConnId),
-    /// `abort_connection` on another connection.
-    Abort(ConnId),
-    /// Start an outgoing connection.
-    Connect { target: ConnectTarget, factory: Box<dyn ClientFactory>, opts: ConnectOptions },
-    /// Report a connect that failed before it could be registered.
-    ConnectorFailed { slot: usize, gen: u32, reason: Reason },
-    /// Register a bound listener.
-    Listen { listener: std::net::TcpListener, factory: Box<dyn Factory>, opts: ListenOptions },
-    /// Start a child process.
-    Spawn { proto: Box<dyn ProcessProtocol>, opts: ProcessOptions },
-    /// Send a signal to a child process.
-    Signal { id: ProcessId, sig: i32 },
-}
-
-/// The reactor state that callbacks may touch, disjoint from the connection slab.
-pub(crate) struct Shared {
-    /// The time every callback of the current phase sees.
-    pub(crate) now: Instant,
-    pub(crate) commands: Vec<Command>,
-    /// Bytes of queued `Command::Write`s, one arena instead of an allocation per write.
-    pub(crate) cmd_bytes: Vec<u8>,
-    /// Generation of the live connection in each slot, or `VACANT`.
-    pub(crate) gens: Vec<u32>,
-    /// Connections that may have more to read without a new event.
-    pub(crate) ready: Vec<ConnId>,
-    /// Connections written to since their last flush.
-    pub(crate) dirty: Vec<ConnId>,
-    /// Pull producers whose buffer is low, to call again next pass.
-    pub(crate) producers: Vec<ConnId>,
-    /// Connections to remove in the reap phase, with the reason they end.
-    pub(crate) reap: Vec<(ConnId, Reason)>,
-    pub(crate) stats: Stats,
-    pub(crate) stop_requested: bool,
-    /// Output of the connection whose callback is running, when its own buffer was empty:
-    /// written straight to the socket after the callback, so the common case allocates
-    /// nothing and makes one syscall however many writes the callback made.
-    pub(crate) scratch: Vec<u8>,
-    /// The connection `scratch` belongs to during the current callback.
-    pub(crate) scratch_owner: Option<ConnId>,
-    /// Loop passes so far; a timer never fires in the pass that scheduled it.
-    pub(crate) pass: u64,
-    pub(crate) timers: TimerQueue,
-    /// `call_soon` work, run in the ready phase.
-    pub(crate) soon: VecDeque<SoonFn>,
-    pub(crate) deferreds: Deferreds,
-    pub(crate) lists: slab::Slab<ListState>,
-    /// The cross-thread handle and the worker pool (absent in the in-memory testing kit).
-    pub(crate) threads: Option<(ReactorHandle, ThreadPool)>,
-}
-
-impl Shared {
-    pub(crate) fn new(now: Instant) -> Shared {
-        Shared {
-            now,
-            commands: Vec::new(),
-            cmd_bytes: Vec::new(),
-            gens: Vec::new(),
-            ready: Vec::new(),
-            dirty: Vec::new(),
-            producers: Vec::new(),
-            reap: Vec::new(),
-            stats: Stats::default(),
-            stop_requested: false,
-            scratch: Vec::new(),
-            scratch_owner: None,
-            pass: 0,
-            timers: TimerQueue::new(now),
-            soon: VecDeque::new(),
-            deferreds: Deferreds::default(),
-            lists: slab::Slab::new(),
-            threads: None,
-        }
-    }
-
-    pub(crate) fn is_live(&self, id: ConnId) -> bool {
-        self.gens.get(id.slot()).is_some_and(|&g| g == id.gen)
-    }
-
-    pub(crate) fn set_gen(&mut self, slot: usize, gen: u32) {
-        if self.gens.len() <= slot {
-            self.gens.resize(slot + 1, VACANT);
-        }
-        self.gens[slot] = gen;
-    }
-}
+use crate::threads::{self, ReactorHandle};
+use crate::timers::{Action, Repeat};
 
 /// Reactor-wide capabilities for callbacks: time, other connections, new listeners and
 /// connections, stopping.
@@ -464,7 +367,8 @@ impl<'a> Ctx<'a> {
     }
 
     /// Resolves `host` on the thread pool, then connects to its first address; resolution
-    /// failures go to the factory's `client_connection_failed` like any connect failure.
+    /// failures go to the factory's `client_connection_failed` like any connect failure,
+    /// and its `reconnect_delay` decides about retrying (each retry resolves again).
     pub fn connect_tcp_name(&mut self, host: &str, port: u16, factory: impl ClientFactory) {
         self.connect_tcp_name_with(host, port, factory, ConnectOptions::default());
     }
@@ -477,24 +381,7 @@ impl<'a> Ctx<'a> {
         factory: impl ClientFactory,
         opts: ConnectOptions,
     ) {
-        let what = format!("{host}:{port}");
-        let mut factory = Some(factory);
-        self.resolve(host, port).add_both(self, move |ctx, r| {
-            let Some(f) = factory.take() else { return Ok(()) };
-            match r.map(|addrs| addrs.into_iter().next()) {
-                Ok(Some(addr)) => ctx.connect(ConnectTarget::Tcp(addr), f, opts),
-                Ok(None) | Err(_) => {
-                    let e = std::io::Error::new(
-                        std::io::ErrorKind::NotFound,
-                        format!("cannot resolve {what}"),
-                    );
-                    let mut f = f;
-                    ctx.shared.stats.connect_failed += 1;
-                    f.client_connection_failed(ctx, Reason::ConnectFailed(e));
-                }
-            }
-            Ok(())
-        });
+        self.connect(ConnectTarget::Name(host.to_string(), port), factory, opts);
     }
 
     /// Asks the reactor to stop: `run` returns after the current pass and a graceful

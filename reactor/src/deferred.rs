@@ -15,8 +15,9 @@ use std::time::Duration;
 
 use slab::Slab;
 
-use crate::ctx::{Ctx, SoonFn};
+use crate::ctx::Ctx;
 use crate::id::{DeferredId, GEN_MASK};
+use crate::shared::SoonFn;
 
 /// Why a deferred failed: the error plus where the failure was created.
 ///

@@ -83,6 +83,10 @@ pub struct ProcessOptions {
     pub env: Option<Vec<(OsString, OsString)>>,
     /// Working directory (default: ours).
     pub cwd: Option<PathBuf>,
+    /// Put the child in a process group: `Some(0)` makes it the leader of a new group
+    /// (whose ID is its PID), so that [`ProcessTransport::signal_group`] reaches
+    /// everything it forks. `None` (the default): it stays in ours.
+    pub process_group: Option<i32>,
 }
 
 impl ProcessOptions {
@@ -104,6 +108,22 @@ impl ProcessOptions {
     }
 
     /// Sets the working directory.
+    /// Makes the child the leader of a new process group (see
+    /// [`ProcessOptions::process_group`]), e.g. to kill a command and all it started.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use torsion_reactor::ProcessOptions;
+    /// let opts = ProcessOptions::new("sh").arg("-c").arg("sleep 60 & wait").new_process_group();
+    /// assert_eq!(opts.process_group, Some(0));
+    /// ```
+    pub fn new_process_group(mut self) -> Self {
+        self.process_group = Some(0);
+        self
+    }
+
+    /// Working directory (default: ours).
     pub fn cwd(mut self, dir: impl Into<PathBuf>) -> Self {
         self.cwd = Some(dir.into());
         self
@@ -204,6 +224,25 @@ impl<'a> ProcessTransport<'a> {
     pub fn signal(&mut self, sig: i32) -> io::Result<()> {
         signal_child(&self.proc.child, sig)
     }
+
+    /// Sends `sig` to the child's whole process group — the child and everything it
+    /// forked — when it was spawned with [`ProcessOptions::new_process_group`].
+    ///
+    /// # Errors
+    ///
+    /// An unknown signal number, or the OS error (no such group).
+    pub fn signal_group(&mut self, sig: i32) -> io::Result<()> {
+        signal_child_group(&self.proc.child, sig)
+    }
+}
+
+/// Sends `sig` to the process group led by `child` (rustix's safe `kill(2)` of `-pgid`).
+pub(crate) fn signal_child_group(child: &Child, sig: i32) -> io::Result<()> {
+    let signal = rustix::process::Signal::from_named_raw(sig).ok_or_else(|| {
+        io::Error::new(io::ErrorKind::InvalidInput, format!("unknown signal {sig}"))
+    })?;
+    rustix::process::kill_process_group(rustix::process::Pid::from_child(child), signal)
+        .map_err(io::Error::from)
 }
 
 /// Sends `sig` to `child` (rustix's safe `kill(2)`).

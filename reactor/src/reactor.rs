@@ -7,7 +7,8 @@
 //! 2. **timeout**: zero if connections wait on the ready-again list, writes wait to be
 //!    flushed or connections wait to be reaped; otherwise the time to the next deadline
 //!    (an accept back-off, the shutdown deadline), capped by `max_wait`.
-//! 3. **poll**: `mio::Poll::poll`; `Interrupted` is retried here and nowhere else.
+//! 3. **poll**: `mio::Poll::poll`; `Interrupted` is retried here (other system calls
+//!    that report it are retried where they are made, or on the next pass).
 //! 4. **events**: each token is looked up; a stale one (its object reaped, its slot reused
 //!    by a newer generation) is counted and skipped. Listener: accept until `WouldBlock`
 //!    or the accept budget. Connecting: finish the connect, then `connection_made`.
@@ -22,7 +23,8 @@
 //! 7. **flush**: every connection written to (by itself or by `write_to`) is flushed; a
 //!    connection that finished its `lose_connection` is closed.
 //! 8. **reap**: closed, aborted or failed connections are removed from the slab,
-//!    deregistered and dropped, then `connection_lost(reason)` is called exactly once.
+//!    deregistered and dropped (or left lingering, see `TransportOptions::linger`), their
+//!    timers cancelled, then `connection_lost(reason)` is called exactly once.
 //!
 //! After every callback on a connection its buffered output is flushed at once if the
 //! socket is writable (one `write`, or `writev` for several chunks), and the water marks
@@ -35,59 +37,59 @@
 //! the reactor's fields. Operations on other objects are queued and applied after the
 //! callback returns, so no callback ever runs inside another one.
 //!
-//! This module and its children (`net`: listeners, accept, connect; `lifecycle`: reap,
-//! signals, shutdown) are the only code that invokes user callbacks.
+//! # One way in
 //!
-//! Tested by `tests/tcp.rs`, `tests/reentrancy.rs`, `tests/emfile.rs` and `tests/signals.rs`.
+//! Every call into user code — a stream, datagram, child-process or descriptor protocol,
+//! a factory, a timer, `call_soon` work, a deferred link, a shutdown trigger — goes through
+//! [`Reactor::dispatch`]: look the resource up, build its context, call, catch a panic and
+//! apply that kind's panic policy (close the resource, log once with its ID, count it),
+//! then apply the commands the callback queued. Applying commands runs no user code: what
+//! it has to report (a child started, a spawn or a connect failed, a listener started) is
+//! queued and delivered after the batch, in order, through the same path. A debug
+//! assertion checks that the path is never re-entered.
+//!
+//! Each resource kind keeps its state in one struct beside its loop code, named like its
+//! data module: `conn` (stream connections), `tcp` (listeners and accepting), `connector`
+//! (outgoing connects), `udp`, `process`, `fd`, `timers` and `deferred` (the ready phase),
+//! `lifecycle` (reaping, signals, shutdown), `endpoints` (endpoint strings).
+//!
+//! Tested by `tests/tcp.rs`, `tests/reentrancy.rs`, `tests/scenario.rs`, `tests/emfile.rs`
+//! and `tests/signals.rs`.
 
 use std::any::Any;
+use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 use std::panic::{self, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
 use log::{debug, error, trace};
-use mio::event::Event;
 use mio::{Events, Poll};
-use slab::Slab;
 
 use crate::clock::{Clock, SystemClock};
-use crate::conn::{flag, ConnIo, FlushOutcome, ReadOutcome, Stream};
-use crate::ctx::{Command, Ctx, Shared};
-use crate::error::Reason;
-use crate::id::{self, ConnId, Kind, ListenerId, GEN_MASK};
-use crate::protocol::Protocol;
-use crate::signals::SignalPipe;
+use crate::ctx::Ctx;
+use crate::error::{Error, Reason};
+use crate::id::{self, ConnId, DeferredId, FdId, Kind, ListenerId, ProcessId, UdpId, GEN_MASK};
+use crate::process::ProcessProtocol;
+use crate::shared::{Command, Shared};
 use crate::stats::Stats;
-use crate::tcp::Listener;
 use crate::threads::{ReactorHandle, ThreadPool};
-use crate::transport::Transport;
 
-mod children;
-mod datagram;
-mod descriptors;
+mod conn;
+mod connector;
+mod deferred;
 mod endpoints;
+mod fd;
 mod lifecycle;
-mod net;
-mod outgoing;
-mod ready;
+mod process;
+mod tcp;
+mod timers;
+mod udp;
 
-pub use datagram::UdpPort;
+pub use udp::UdpPort;
 
-/// How long a listener stops accepting after running out of descriptors. Queued clients
-/// wait in the kernel's backlog meanwhile; accepting resumes earlier if a connection
-/// closes and frees a descriptor.
 /// Log target of the readable event trace (`torsion trace`).
 use crate::TRACE_TARGET as TRACE;
-
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
-/// Rounds of the flush phase per pass; what is left waits for the next pass (with a zero
-/// poll timeout), so a storm of cross-connection writes cannot starve polling.
-const FLUSH_ROUNDS: usize = 8;
-/// `settle` iterations per connection (flush → water-mark callback → flush ...).
-const SETTLE_ROUNDS: usize = 8;
-/// Marks a connection that no client factory owns.
-const NO_CONNECTOR: u32 = u32::MAX;
 
 /// Reactor-wide settings.
 ///
@@ -103,8 +105,10 @@ const NO_CONNECTOR: u32 = u32::MAX;
 /// ```
 #[derive(Clone, Copy, Debug)]
 pub struct ReactorOptions {
-    /// Catch a panicking protocol callback, log it and end only that connection with
-    /// `Reason::Panicked` (default). `false` lets the panic unwind out of `run`:
+    /// Catch a panicking callback, log it with the ID of what it served, close that
+    /// resource (a connection ends with `Reason::Panicked`, a datagram socket or a watched
+    /// descriptor closes, a child is killed, a client factory stops reconnecting) and go
+    /// on serving everyone else (default). `false` lets the panic unwind out of `run`:
     /// fail-fast, for those who prefer it.
     pub catch_panics: bool,
     /// Size of the one read buffer the reactor shares among all connections (at least
@@ -165,16 +169,6 @@ pub enum ShutdownPhase {
     After,
 }
 
-/// Work the previous pass left for this one (read budgets spent, producers, accepts).
-struct ReadyAgain {
-    conns: Vec<ConnId>,
-    fds: Vec<usize>,
-    udp: Vec<usize>,
-    pipes: Vec<(usize, usize, u32)>,
-    producers: Vec<ConnId>,
-    listeners: Vec<usize>,
-}
-
 /// Where the loop is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
@@ -186,13 +180,54 @@ enum State {
     Stopped,
 }
 
-/// A connection's slab entry: IO state plus the protocol that handles it.
-struct Conn {
-    io: ConnIo,
-    /// `None` only while an outgoing connection is still connecting.
-    proto: Option<Box<dyn Protocol>>,
-    /// Index into `Reactor::connectors` for outgoing connections, else `NO_CONNECTOR`.
-    connector: u32,
+/// Whose callback runs: decides the panic policy and names it in the log.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Who {
+    /// A stream connection's protocol.
+    Conn(ConnId),
+    /// A listener's factory (`build_protocol`, `started`, `stopped`).
+    Listener(ListenerId),
+    /// A client factory (slot and generation of its connector).
+    Connector(usize, u32),
+    /// A datagram socket's protocol.
+    Udp(UdpId),
+    /// A child process's protocol.
+    Process(ProcessId),
+    /// A watched descriptor's handler.
+    Fd(FdId),
+    /// A link of a Deferred's chain: the chain goes on with the panic as its failure.
+    Link(DeferredId),
+    /// Loop-wide work: timers, `call_soon`, deferred links, shutdown triggers.
+    Loop,
+}
+
+impl std::fmt::Display for Who {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Who::Conn(id) => write!(f, "{id}"),
+            Who::Listener(id) => write!(f, "{id}"),
+            Who::Connector(slot, gen) => write!(f, "connector#{slot}.{gen}"),
+            Who::Udp(id) => write!(f, "{id}"),
+            Who::Process(id) => write!(f, "{id}"),
+            Who::Fd(id) => write!(f, "{id}"),
+            Who::Link(id) => write!(f, "{id}"),
+            Who::Loop => f.write_str("loop"),
+        }
+    }
+}
+
+/// What applying commands found to report to user code; delivered after the batch, in
+/// order, through the dispatch path (never from inside the apply loop).
+pub(crate) enum Report {
+    /// A queued `spawn_process` started: `connection_made`.
+    ProcessStarted(ProcessId),
+    /// A queued `spawn_process` could not start: `spawn_failed`.
+    SpawnFailed(Box<dyn ProcessProtocol>, Error),
+    /// A connect attempt failed (refused, unreachable, unresolvable name, or it could not
+    /// even start): `client_connection_failed`, then the factory's retry policy.
+    ConnectFailed { slot: usize, gen: u32, reason: Reason },
+    /// A listener queued by `Ctx::listen_tcp` is registered: its factory's `started`.
+    ListenerStarted(ListenerId),
 }
 
 /// The event loop: one thread, one `mio::Poll`, every connection of the process.
@@ -232,42 +267,38 @@ struct Conn {
 pub struct Reactor {
     poll: Poll,
     events: Events,
-    conns: Slab<Conn>,
-    listeners: Slab<Listener>,
-    connectors: Slab<outgoing::Connector>,
-    shared: Shared,
-    read_buf: Box<[u8]>,
     clock: Box<dyn Clock>,
-    next_gen: u32,
     opts: ReactorOptions,
     state: State,
-    /// Listeners that hit their accept budget and may have more queued.
-    ready_listeners: Vec<usize>,
-    /// Scratch list reused by the ready-again and flush phases.
-    scratch: Vec<ConnId>,
-    signals: Option<SignalPipe>,
-    /// `call_when_running` work, queued until the first pass.
-    when_running: Vec<crate::ctx::SoonFn>,
+    next_gen: u32,
+    /// The one read buffer, shared by every connection, datagram socket and pipe.
+    read_buf: Box<[u8]>,
+    /// What callbacks may touch (`Ctx`), disjoint from the kinds' slabs below.
+    shared: Shared,
+    /// Stream connections.
+    conns: conn::Conns,
+    /// Listening sockets.
+    listeners: tcp::Listeners,
+    /// Outgoing connections' owners (client factories).
+    connectors: connector::Connectors,
+    /// Datagram sockets.
+    udp: udp::Udps,
+    /// Child processes.
+    procs: process::Procs,
     /// Watched raw descriptors.
-    fds: Slab<descriptors::Watched>,
-    /// Descriptors whose handler asked to be called again.
-    ready_fds: Vec<usize>,
-    /// Child processes and their protocols.
-    procs: Slab<children::ProcEntry>,
-    /// SIGCHLD self-pipe, installed with the first child.
-    child_pipe: Option<crate::signals::ChildPipe>,
-    /// UDP sockets and their protocols.
-    udp: Slab<datagram::UdpEntry>,
-    /// UDP sockets that hit their read budget.
-    ready_udp: Vec<usize>,
-    /// Child output pipes that hit their read budget: (slot, pipe, generation).
-    ready_pipes: Vec<(usize, usize, u32)>,
-    /// Scratch list of due timers, reused every pass.
-    due: Vec<crate::id::TimerId>,
-    /// Shutdown triggers not yet run.
-    triggers: Vec<(ShutdownPhase, crate::ctx::SoonFn)>,
-    /// Factories of listeners closed by the shutdown, told `stopped` at its end.
-    stopped_factories: Vec<Box<dyn crate::protocol::Factory>>,
+    fds: fd::Fds,
+    /// Timer phase scratch.
+    timers: timers::TimerPhase,
+    /// Signals, start-up work, shutdown triggers and stopped factories.
+    life: lifecycle::Life,
+    /// Reports found while applying commands, delivered after the batch.
+    reports: VecDeque<Report>,
+    /// Inside `apply_commands`: a nested call leaves its work to the outer loop.
+    applying: bool,
+    /// Inside a user callback (checks that the dispatch path is never re-entered).
+    in_callback: bool,
+    /// The message of the last panic of a deferred link, for its chain's failure.
+    last_panic: Option<String>,
 }
 
 impl Reactor {
@@ -304,30 +335,25 @@ impl Reactor {
         Ok(Reactor {
             poll,
             events: Events::with_capacity(opts.events_capacity.max(16)),
-            conns: Slab::new(),
-            listeners: Slab::new(),
-            connectors: Slab::new(),
-            shared,
-            // Never below 64 KiB: a UDP datagram (up to 65,507 bytes) must arrive whole.
-            read_buf: vec![0; opts.read_buffer_size.max(64 * 1024)].into_boxed_slice(),
             clock: Box::new(clock),
-            next_gen: 0,
             opts,
             state: State::Running,
-            ready_listeners: Vec::new(),
-            scratch: Vec::new(),
-            signals: None,
-            when_running: Vec::new(),
-            fds: Slab::new(),
-            ready_fds: Vec::new(),
-            procs: Slab::new(),
-            child_pipe: None,
-            udp: Slab::new(),
-            ready_udp: Vec::new(),
-            ready_pipes: Vec::new(),
-            due: Vec::new(),
-            triggers: Vec::new(),
-            stopped_factories: Vec::new(),
+            next_gen: 0,
+            // Never below 64 KiB: a UDP datagram (up to 65,507 bytes) must arrive whole.
+            read_buf: vec![0; opts.read_buffer_size.max(64 * 1024)].into_boxed_slice(),
+            shared,
+            conns: conn::Conns::default(),
+            listeners: tcp::Listeners::new(),
+            connectors: connector::Connectors::default(),
+            udp: udp::Udps::default(),
+            procs: process::Procs::default(),
+            fds: fd::Fds::default(),
+            timers: timers::TimerPhase::default(),
+            life: lifecycle::Life::default(),
+            reports: VecDeque::new(),
+            applying: false,
+            in_callback: false,
+            last_panic: None,
         })
     }
 
@@ -357,7 +383,7 @@ impl Reactor {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn call_when_running(&mut self, f: impl FnOnce(&mut Ctx<'_>) + 'static) {
-        self.when_running.push(Box::new(f));
+        self.life.when_running.push(Box::new(f));
     }
 
     /// The reactor's counters.
@@ -365,7 +391,8 @@ impl Reactor {
         Stats { timers_pending: self.shared.timers.len() as u64, ..self.shared.stats }
     }
 
-    /// Number of connections in the slab (open, connecting or about to be reaped).
+    /// Number of connections in the slab (open, connecting, lingering or about to be
+    /// reaped).
     pub fn connection_count(&self) -> usize {
         self.conns.len()
     }
@@ -404,16 +431,70 @@ impl Reactor {
         // Phase 1: one `now` for the whole pass.
         self.shared.now = now;
         self.shared.pass += 1;
-        if !self.when_running.is_empty() {
-            let queued = std::mem::take(&mut self.when_running);
-            self.shared.soon.extend(queued);
-        }
+        self.life.start_queued_work(&mut self.shared);
         self.apply_commands();
 
         // Phase 2: how long poll may wait.
         let timeout = self.poll_timeout(now, max_wait);
 
-        // Phase 3: poll; EINTR is retried here and nowhere else.
+        // Phase 3: poll; EINTR is retried here.
+        let polled = self.poll(now, timeout)?;
+
+        // Phase 4: route events, then serve what the previous pass left ready-again.
+        let carried = self.take_ready_again();
+        self.dispatch_events();
+        self.serve_ready_again(carried);
+
+        // Phase 5: deadlines that fell due: timers, then listeners backing off.
+        self.fire_timers(polled);
+        self.retry_paused_listeners(polled);
+
+        // Phase 6: call-soon work and deferred chains.
+        self.run_ready();
+
+        // Phase 7: flush everything written to; close what finished closing.
+        self.flush_dirty();
+
+        // Phase 8: remove the dead, then tell their protocols.
+        self.reap();
+
+        self.advance_lifecycle();
+        let end = self.clock.now();
+        self.shared.stats.time_in_callbacks += end.saturating_duration_since(polled);
+        Ok(end)
+    }
+
+    fn poll_timeout(&mut self, now: Instant, max_wait: Option<Duration>) -> Option<Duration> {
+        let s = &self.shared;
+        if s.has_work()
+            || !self.reports.is_empty()
+            || self.listeners.has_work()
+            || self.udp.has_work()
+            || self.procs.has_work()
+            || self.fds.has_work()
+            || s.stop_requested && self.state == State::Running
+        {
+            return Some(Duration::ZERO);
+        }
+        let mut deadline = self.shared.timers.next_deadline();
+        let mut consider = |d: Instant| {
+            deadline = Some(deadline.map_or(d, |cur: Instant| cur.min(d)));
+        };
+        if let Some(d) = self.listeners.next_retry() {
+            consider(d);
+        }
+        if let State::Stopping { deadline } = self.state {
+            consider(deadline);
+        }
+        let until = deadline.map(|d| d.saturating_duration_since(now));
+        match (until, max_wait) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Phase 3: waits for readiness; returns the time it woke.
+    fn poll(&mut self, now: Instant, timeout: Option<Duration>) -> io::Result<Instant> {
         loop {
             match self.poll.poll(&mut self.events, timeout) {
                 Ok(()) => break,
@@ -433,70 +514,7 @@ impl Reactor {
         self.shared.stats.time_in_poll += polled.saturating_duration_since(now);
         self.shared.stats.iterations += 1;
         self.shared.now = polled;
-
-        // Phase 4: route events, then serve what the previous pass left ready-again.
-        let carried = self.take_ready_again();
-        self.dispatch_events();
-        self.serve_ready_again(carried);
-
-        // Phase 5: deadlines that fell due: timers, then listeners backing off.
-        self.fire_timers(polled);
-        self.retry_paused_listeners(polled);
-
-        // Phase 6: call-soon work (commands were already applied after each callback).
-        self.run_ready();
-        self.apply_commands();
-
-        // Phase 7: flush everything written to; close what finished closing.
-        self.flush_dirty();
-
-        // Phase 8: remove the dead, then tell their protocols.
-        self.reap();
-
-        self.advance_lifecycle();
-        let end = self.clock.now();
-        self.shared.stats.time_in_callbacks += end.saturating_duration_since(polled);
-        Ok(end)
-    }
-
-    fn poll_timeout(&mut self, now: Instant, max_wait: Option<Duration>) -> Option<Duration> {
-        let next_timer = self.shared.timers.next_deadline();
-        let s = &self.shared;
-        if !s.soon.is_empty()
-            || !s.deferreds.queue.is_empty()
-            || !s.ready.is_empty()
-            || !s.dirty.is_empty()
-            || !s.producers.is_empty()
-            || !s.reap.is_empty()
-            || !s.commands.is_empty()
-            || !self.ready_listeners.is_empty()
-            || !self.ready_udp.is_empty()
-            || !self.ready_pipes.is_empty()
-            || !self.ready_fds.is_empty()
-            || s.stop_requested && self.state == State::Running
-        {
-            return Some(Duration::ZERO);
-        }
-        let mut deadline: Option<Instant> = None;
-        let mut consider = |d: Instant| {
-            deadline = Some(deadline.map_or(d, |cur: Instant| cur.min(d)));
-        };
-        for (_, l) in self.listeners.iter() {
-            if let Some(d) = l.paused_until {
-                consider(d);
-            }
-        }
-        if let State::Stopping { deadline } = self.state {
-            consider(deadline);
-        }
-        if let Some(d) = next_timer {
-            consider(d);
-        }
-        let until = deadline.map(|d| d.saturating_duration_since(now));
-        match (until, max_wait) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        Ok(polled)
     }
 
     fn bump_gen(&mut self) -> u32 {
@@ -506,6 +524,7 @@ impl Reactor {
 
     // ---- phase 4: events ------------------------------------------------------------
 
+    /// Routes each readiness event to its kind by the token.
     fn dispatch_events(&mut self) {
         // Move the events out so the handlers can borrow `self` mutably.
         let events = std::mem::replace(&mut self.events, Events::with_capacity(0));
@@ -523,13 +542,7 @@ impl Reactor {
             );
             match id::untoken(ev.token()) {
                 Some((Kind::Conn, slot, gen)) => self.conn_event(slot, gen, ev),
-                Some((Kind::Listener, slot, gen)) => {
-                    if self.listeners.get(slot).is_some_and(|l| l.gen == gen) {
-                        self.accept(slot);
-                    } else {
-                        self.stale(ev);
-                    }
-                }
+                Some((Kind::Listener, slot, gen)) => self.listener_event(slot, gen, ev),
                 Some((Kind::Signal, 1, _)) => self.children_changed(),
                 Some((Kind::Signal, ..)) => self.signal_event(),
                 Some((Kind::Process, field, gen)) => self.process_event(field, gen, ev),
@@ -547,223 +560,119 @@ impl Reactor {
         self.events = events;
     }
 
-    fn stale(&mut self, ev: &Event) {
+    fn stale(&mut self, ev: &mio::event::Event) {
         self.shared.stats.stale_events += 1;
         trace!(target: TRACE, "stale event for {} dropped", id::describe(ev.token()));
     }
 
-    fn conn_event(&mut self, slot: usize, gen: u32, ev: &Event) {
-        let Some(conn) = self.conns.get_mut(slot).filter(|c| c.io.gen == gen) else {
-            return self.stale(ev);
-        };
-        let io = &mut conn.io;
-        if io.has(flag::DEAD) {
-            return;
-        }
-        if io.has(flag::CONNECTING) {
-            if ev.is_writable() || ev.is_error() || ev.is_write_closed() || ev.is_read_closed() {
-                self.finish_connect(slot, ev.is_readable());
-            }
-            return;
-        }
-        if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
-            io.set(flag::READABLE);
-        }
-        if ev.is_read_closed() {
-            io.set(flag::READ_CLOSED_HINT);
-        }
-        if ev.is_writable() {
-            io.set(flag::WRITABLE);
-        }
-        if ev.is_error() {
-            if let Stream::Tcp(s) = &io.stream {
-                if let Ok(Some(e)) | Err(e) = s.take_error() {
-                    return self.kill(slot, Reason::Lost(e));
-                }
-            }
-        }
-        if ev.is_writable() {
-            self.settle(slot);
-        }
-        // Already carried over from the previous pass: it is read once, from that list.
-        if !self.conns.get(slot).is_some_and(|c| c.io.has(flag::READY_QUEUED)) {
-            self.read(slot);
-        }
-    }
+    // ---- the dispatch path ------------------------------------------------------------
 
-    /// Reads until `WouldBlock`, EOF or the read budget, each chunk to `data_received`.
-    fn read(&mut self, slot: usize) {
-        let Some(conn) = self.conns.get(slot) else { return };
-        let budget = conn.io.limits.read_budget;
-        for _ in 0..budget {
-            let Some(conn) = self.conns.get_mut(slot) else { return };
-            if !conn.io.wants_read() {
-                return;
-            }
-            match conn.io.read(&mut self.read_buf) {
-                ReadOutcome::Data(0) => {}
-                ReadOutcome::Data(n) => {
-                    self.shared.stats.bytes_in += n as u64;
-                    let short = n < self.read_buf.len();
-                    let fin_seen = conn.io.has(flag::READ_CLOSED_HINT);
-                    if short && !fin_seen {
-                        // Drained for now: new data raises a new edge. Not so for a FIN
-                        // that came with this data, hence the read-closed exception.
-                        conn.io.clear(flag::READABLE);
-                    }
-                    if log::log_enabled!(target: TRACE, log::Level::Trace) {
-                        trace!(target: TRACE, "  {} read {n} B", ConnId::new(slot, conn.io.gen));
-                    }
-                    self.call(slot, "data_received", |p, t, buf| p.data_received(t, &buf[..n]));
-                    self.settle(slot);
-                    if short && !fin_seen {
-                        return;
-                    }
-                }
-                ReadOutcome::Eof => return self.eof(slot),
-                ReadOutcome::WouldBlock => return,
-                ReadOutcome::Failed(e) => return self.kill(slot, Reason::Lost(e)),
-            }
-        }
-        // Budget spent with data possibly left: yield to the others, come back next pass.
-        if let Some(conn) = self.conns.get_mut(slot) {
-            if conn.io.wants_read() && !conn.io.has(flag::READY_QUEUED) {
-                conn.io.set(flag::READY_QUEUED);
-                self.shared.ready.push(ConnId::new(slot, conn.io.gen));
-            }
-        }
-    }
-
-    /// The peer sent FIN: ask the protocol whether to keep our side open.
-    fn eof(&mut self, slot: usize) {
-        let conn = &mut self.conns[slot];
-        conn.io.set(flag::EOF | flag::READ_CLOSED_HINT);
-        conn.io.clear(flag::READABLE);
-        trace!("conn#{slot}: eof");
-        let mut keep_open = false;
-        self.call(slot, "eof_received", |p, t, _| keep_open = p.eof_received(t));
-        let Some(conn) = self.conns.get_mut(slot) else { return };
-        if !keep_open || conn.io.has(flag::WRITE_SHUT) {
-            conn.io.set(flag::PEER_CLOSED);
-            if !conn.io.has(flag::CLOSING) {
-                conn.io.set(flag::CLOSING);
-            }
-        }
-        self.settle(slot);
-    }
-
-    // ---- callbacks ------------------------------------------------------------------
-
-    /// Calls user code on connection `slot` with its transport, catching a panic, then
-    /// applies the commands it queued.
-    ///
-    /// `what` names the callback for `torsion trace` (log target `torsion_reactor::trace`).
-    fn call(
+    /// The one way into user code. `enter` looks the resource up, builds its context and
+    /// calls the callback (it returns `None` if the resource is gone); a panic is caught
+    /// and `who`'s panic policy applied; then the commands the callback queued are applied
+    /// (and what they report delivered, in order). `what` names the callback for
+    /// `torsion trace`.
+    pub(crate) fn dispatch<R>(
         &mut self,
-        slot: usize,
+        who: Who,
         what: &'static str,
-        f: impl FnOnce(&mut dyn Protocol, &mut Transport<'_>, &[u8]),
-    ) {
-        if !log::log_enabled!(target: TRACE, log::Level::Trace) {
-            return self.call_inner(slot, f);
-        }
-        let Some(gen) = self.conns.get(slot).map(|c| c.io.gen) else { return };
-        let started = self.clock.now();
-        self.call_inner(slot, f);
-        let took = self.clock.now().saturating_duration_since(started);
-        trace!(target: TRACE, "  {} {what} ran for {took:?}", ConnId::new(slot, gen));
-    }
-
-    fn call_inner(
-        &mut self,
-        slot: usize,
-        f: impl FnOnce(&mut dyn Protocol, &mut Transport<'_>, &[u8]),
-    ) {
-        let Some(conn) = self.conns.get_mut(slot) else { return };
-        let id = ConnId::new(slot, conn.io.gen);
-        let Some(proto) = conn.proto.as_deref_mut() else { return };
-        // Nothing queued yet: this callback's writes can go through the scratch buffer.
-        if conn.io.out.is_empty() {
-            self.shared.scratch_owner = Some(id);
-        }
-        let mut t = Transport { io: &mut conn.io, id, ctx: Ctx::new(&mut self.shared) };
-        let buf = &self.read_buf;
-        if self.opts.catch_panics {
-            if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| f(proto, &mut t, buf))) {
-                let msg = panic_message(&*payload);
-                error!("{id}: protocol callback panicked: {msg}; closing the connection");
-                t.ctx.shared.stats.panics += 1;
-                t.abort_with(Reason::Panicked(msg));
-            }
+        enter: impl FnOnce(&mut Reactor) -> Option<R>,
+    ) -> Option<R> {
+        debug_assert!(
+            !self.in_callback,
+            "{who}: {what} would run inside another callback (the dispatch path re-entered)"
+        );
+        let started = log::log_enabled!(target: TRACE, log::Level::Trace).then(|| self.clock.now());
+        self.in_callback = true;
+        let outcome = if self.opts.catch_panics {
+            panic::catch_unwind(AssertUnwindSafe(|| enter(self)))
         } else {
-            f(proto, &mut t, buf);
-        }
-        self.shared.scratch_owner = None;
-        if !self.shared.scratch.is_empty() {
-            let r = conn.io.write_through(&self.shared.scratch);
-            self.shared.scratch.clear();
-            match r {
-                Ok(n) => self.shared.stats.bytes_out += n as u64,
-                Err(e) => self.kill(slot, Reason::Lost(e)),
+            Ok(enter(self))
+        };
+        self.in_callback = false;
+        let result = match outcome {
+            Ok(r) => r,
+            Err(payload) => {
+                self.panicked(who, what, &*payload);
+                None
             }
+        };
+        if let Some(started) = started {
+            let took = self.clock.now().saturating_duration_since(started);
+            trace!(target: TRACE, "  {who} {what} ran for {took:?}");
         }
         self.apply_commands();
+        result
     }
 
-    /// Applies commands queued by callbacks, in order. Runs no user code except the
-    /// failure report of a connect or a spawn that could not start, and a spawned
-    /// child's `connection_made`.
-    fn apply_commands(&mut self) {
-        while !self.shared.commands.is_empty() {
-            let commands = std::mem::take(&mut self.shared.commands);
-            let bytes = std::mem::take(&mut self.shared.cmd_bytes);
-            for cmd in commands {
-                self.apply(cmd, &bytes);
+    /// The panic policy: log once with the ID, count, and close what the callback served.
+    /// Runs no user code (what a closed resource's protocol still hears comes later, from
+    /// the loop).
+    fn panicked(&mut self, who: Who, what: &str, payload: &(dyn Any + Send)) {
+        let msg = panic_message(payload);
+        self.shared.stats.panics += 1;
+        // Output the callback left in the scratch buffer belongs to what panicked.
+        self.shared.scratch_owner = None;
+        self.shared.scratch.clear();
+        let consequence = match who {
+            Who::Conn(id) => self.conn_panicked(id, &msg),
+            Who::Listener(_) => "the connection is refused",
+            Who::Connector(slot, gen) => self.connector_panicked(slot, gen),
+            Who::Udp(id) => self.udp_panicked(id),
+            Who::Process(id) => self.process_panicked(id),
+            Who::Fd(id) => self.fd_panicked(id),
+            Who::Link(_) => {
+                self.last_panic = Some(msg.clone());
+                "its chain goes on with the failure"
             }
-            // Keep the arena's allocation unless a command appended to a new one meanwhile.
-            if self.shared.cmd_bytes.is_empty() {
-                self.shared.cmd_bytes = bytes;
-                self.shared.cmd_bytes.clear();
-            }
+            Who::Loop => "it is dropped",
+        };
+        error!("{who}: {what} panicked: {msg}; {consequence}");
+    }
+
+    /// Applies the commands callbacks queued, in the order they were made, then delivers
+    /// what they reported, one report at a time (each report's own commands are applied
+    /// before the next report). Runs no user code itself.
+    pub(crate) fn apply_commands(&mut self) {
+        if self.applying {
+            // Called from a report's dispatch: the outer loop below applies this work
+            // next, in order.
+            return;
         }
+        self.applying = true;
+        loop {
+            while !self.shared.commands.is_empty() {
+                let commands = std::mem::take(&mut self.shared.commands);
+                let bytes = std::mem::take(&mut self.shared.cmd_bytes);
+                for cmd in commands {
+                    self.apply(cmd, &bytes);
+                }
+                // Keep the arena's allocation unless a command appended to a new one.
+                if self.shared.cmd_bytes.is_empty() {
+                    self.shared.cmd_bytes = bytes;
+                    self.shared.cmd_bytes.clear();
+                }
+            }
+            let Some(report) = self.reports.pop_front() else { break };
+            self.deliver(report);
+        }
+        self.applying = false;
     }
 
     fn apply(&mut self, cmd: Command, bytes: &[u8]) {
         match cmd {
-            Command::Write { to, start, len } => {
-                let Some(conn) = live_conn(&mut self.conns, to) else {
-                    return debug!("write_to {to}: connection gone, {len} bytes dropped");
-                };
-                let mut t = Transport { io: &mut conn.io, id: to, ctx: Ctx::new(&mut self.shared) };
-                // The same admission rules as the connection's own writes.
-                if let Err(e) = t.write(&bytes[start..start + len]) {
-                    debug!("write_to {to}: {e}");
-                }
-            }
-            Command::Lose(id) => {
-                if let Some(conn) = live_conn(&mut self.conns, id) {
-                    Transport { io: &mut conn.io, id, ctx: Ctx::new(&mut self.shared) }
-                        .lose_connection();
-                }
-            }
-            Command::Abort(id) => {
-                if let Some(conn) = live_conn(&mut self.conns, id) {
-                    Transport { io: &mut conn.io, id, ctx: Ctx::new(&mut self.shared) }
-                        .abort_connection();
-                }
-            }
+            Command::Write { to, start, len } => self.write_to(to, &bytes[start..start + len]),
+            Command::Lose(id) => self.with_transport(id, |t| t.lose_connection()),
+            Command::Abort(id) => self.with_transport(id, |t| t.abort_connection()),
             Command::Connect { target, factory, opts } => {
                 let slot = self.new_connector(target, factory, opts);
                 self.start_connect(slot);
             }
-            Command::ConnectorFailed { slot, gen, reason } => {
-                if self.connectors.get(slot).is_some_and(|c| c.gen == gen) {
-                    self.connect_failed(slot, reason);
-                }
-            }
+            Command::Resolved { slot, gen, result } => self.resolved(slot, gen, result),
             Command::Listen { listener, factory, opts } => {
-                if let Err(e) = self.add_tcp_listener(listener, factory, opts) {
-                    error!("{e}");
+                match self.add_tcp_listener(listener, factory, opts, false) {
+                    Ok(port) => self.reports.push_back(Report::ListenerStarted(port.id)),
+                    Err(e) => error!("{e}"),
                 }
             }
             Command::Spawn { proto, opts } => self.spawn_queued(proto, opts),
@@ -775,141 +684,59 @@ impl Reactor {
         }
     }
 
-    /// After user code touched connection `slot`: flush if possible, finish a requested
-    /// close, and report water-mark crossings.
-    fn settle(&mut self, slot: usize) {
-        for _ in 0..SETTLE_ROUNDS {
-            let Some(conn) = self.conns.get_mut(slot) else { return };
-            let io = &mut conn.io;
-            if io.has(flag::DEAD | flag::CONNECTING) {
-                return;
-            }
-            let pending_shut = io.has(flag::SHUT_WRITE_PENDING);
-            if (!io.out.is_empty() && io.has(flag::WRITABLE)) || (io.out.is_empty() && pending_shut)
-            {
-                let (outcome, n) = io.flush();
-                self.shared.stats.bytes_out += n as u64;
-                if let FlushOutcome::Failed(e) = outcome {
-                    return self.kill(slot, Reason::Lost(e));
+    /// Delivers one report through the dispatch path.
+    fn deliver(&mut self, report: Report) {
+        match report {
+            Report::ProcessStarted(id) => self.process_started(id),
+            Report::SpawnFailed(proto, e) => self.spawn_failed(proto, e),
+            Report::ConnectFailed { slot, gen, reason } => {
+                if self.connectors.get(slot).is_some_and(|c| c.gen == gen) {
+                    self.connect_failed(slot, reason);
                 }
             }
-            let io = &mut self.conns[slot].io;
-            if io.out.is_empty() && io.has(flag::CLOSING) {
-                let reason =
-                    if io.has(flag::PEER_CLOSED) { Reason::PeerClosed } else { Reason::Done };
-                // All flushed: the close in the reap phase sends FIN after it.
-                return self.kill(slot, reason);
-            }
-            if io.has(flag::EOF) && io.has(flag::WRITE_SHUT) && io.out.is_empty() {
-                return self.kill(slot, Reason::PeerClosed);
-            }
-            let buffered = io.out.len();
-            if !io.has(flag::WRITING_PAUSED) && buffered > io.limits.high as usize {
-                io.set(flag::WRITING_PAUSED);
-                self.call(slot, "pause_writing", |p, t, _| p.pause_writing(t));
-            } else if io.has(flag::WRITING_PAUSED) && buffered <= io.limits.low as usize {
-                io.clear(flag::WRITING_PAUSED);
-                self.call(slot, "resume_writing", |p, t, _| p.resume_writing(t));
-            } else if io.has(flag::PRODUCING)
-                && buffered <= io.limits.low as usize
-                && !io.has(flag::CLOSING | flag::SHUT_WRITE_PENDING | flag::WRITE_SHUT)
-            {
-                self.call(slot, "resume_producing", |p, t, _| p.resume_producing(t));
-            } else {
-                return;
-            }
-        }
-        // Still producing with a low buffer after the rounds: continue next pass, after
-        // the other connections had their turn.
-        if let Some(conn) = self.conns.get_mut(slot) {
-            let io = &mut conn.io;
-            if io.has(flag::PRODUCING)
-                && !io.has(flag::PRODUCE_QUEUED | flag::DEAD)
-                && io.out.len() <= io.limits.low as usize
-            {
-                io.set(flag::PRODUCE_QUEUED);
-                self.shared.producers.push(ConnId::new(slot, io.gen));
-            }
+            Report::ListenerStarted(id) => self.listener_started(id),
         }
     }
 
-    /// Marks a connection dead with `reason`; it is reaped in phase 8.
-    fn kill(&mut self, slot: usize, reason: Reason) {
-        let Some(conn) = self.conns.get_mut(slot) else { return };
-        if conn.io.has(flag::DEAD) {
-            return;
-        }
-        conn.io.set(flag::DEAD);
-        conn.io.out.clear();
-        self.shared.reap.push((ConnId::new(slot, conn.io.gen), reason));
-    }
-
-    // ---- ready-again, deadlines, flush, reap -----------------------------------------
+    // ---- ready-again ----------------------------------------------------------------
 
     /// What the previous pass left ready-again: taken before this pass's events, so
     /// whatever this pass queues waits for the next one (one budget per pass, no more).
     fn take_ready_again(&mut self) -> ReadyAgain {
         ReadyAgain {
             conns: std::mem::take(&mut self.shared.ready),
-            fds: std::mem::take(&mut self.ready_fds),
-            udp: std::mem::take(&mut self.ready_udp),
-            pipes: std::mem::take(&mut self.ready_pipes),
             producers: std::mem::take(&mut self.shared.producers),
-            listeners: std::mem::take(&mut self.ready_listeners),
+            listeners: std::mem::take(&mut self.listeners.ready),
+            udp: std::mem::take(&mut self.udp.ready),
+            pipes: std::mem::take(&mut self.procs.ready),
+            fds: std::mem::take(&mut self.fds.ready),
         }
     }
 
     fn serve_ready_again(&mut self, carried: ReadyAgain) {
-        for id in carried.conns {
-            if let Some(conn) = self.conns.get_mut(id.slot()).filter(|c| c.io.gen == id.gen) {
-                conn.io.clear(flag::READY_QUEUED);
-                self.read(id.slot());
-            }
-        }
+        self.serve_ready_conns(carried.conns, carried.producers);
+        self.serve_ready_listeners(carried.listeners);
+        self.serve_ready_udp(carried.udp);
+        self.serve_ready_pipes(carried.pipes);
         self.serve_ready_fds(carried.fds);
-        for slot in carried.udp {
-            self.serve_ready_udp(slot);
-        }
-        for (slot, pipe, gen) in carried.pipes {
-            self.serve_ready_pipe(slot, pipe, gen);
-        }
-        for id in carried.producers {
-            if let Some(conn) = self.conns.get_mut(id.slot()).filter(|c| c.io.gen == id.gen) {
-                conn.io.clear(flag::PRODUCE_QUEUED);
-                self.settle(id.slot());
-            }
-        }
-        for lslot in carried.listeners {
-            if self.listeners.contains(lslot) {
-                self.accept(lslot);
-            }
-        }
     }
+}
 
-    fn flush_dirty(&mut self) {
-        for _ in 0..FLUSH_ROUNDS {
-            if self.shared.dirty.is_empty() {
-                return;
-            }
-            let mut dirty = std::mem::take(&mut self.scratch);
-            std::mem::swap(&mut dirty, &mut self.shared.dirty);
-            for id in dirty.drain(..) {
-                if let Some(conn) = self.conns.get_mut(id.slot()).filter(|c| c.io.gen == id.gen) {
-                    conn.io.clear(flag::DIRTY_QUEUED);
-                    self.settle(id.slot());
-                }
-            }
-            self.scratch = dirty;
-        }
-    }
+/// Work the previous pass left for this one (read budgets spent, producers, accepts).
+struct ReadyAgain {
+    conns: Vec<ConnId>,
+    producers: Vec<ConnId>,
+    listeners: Vec<usize>,
+    udp: Vec<usize>,
+    pipes: Vec<(usize, usize, u32)>,
+    fds: Vec<usize>,
 }
 
 impl Drop for Reactor {
     fn drop(&mut self) {
         // Children still running outlive the loop; a small thread reaps them when they exit
         // so none is left a zombie.
-        let children: Vec<std::process::Child> =
-            std::mem::take(&mut self.procs).into_iter().map(|(_, p)| p.st.child).collect();
+        let children: Vec<std::process::Child> = self.procs.take_children();
         if !children.is_empty() {
             let reaper =
                 std::thread::Builder::new().name("torsion-reaper".into()).spawn(move || {
@@ -921,7 +748,7 @@ impl Drop for Reactor {
                 log::warn!("cannot start a reaper thread: {e}");
             }
         }
-        for factory in std::mem::take(&mut self.stopped_factories) {
+        for factory in std::mem::take(&mut self.life.stopped_factories) {
             self.call_factory_stopped(factory);
         }
         if let Some((handle, pool)) = &self.shared.threads {
@@ -929,9 +756,7 @@ impl Drop for Reactor {
             pool.shutdown();
         }
         // Listeners' factories hear `stopped` even if `run` never finished a shutdown.
-        let ids: Vec<ListenerId> =
-            self.listeners.iter().map(|(k, l)| ListenerId::new(k, l.gen)).collect();
-        for id in ids {
+        for id in self.listeners.ids() {
             self.stop_listening(id);
         }
     }
@@ -947,28 +772,15 @@ impl std::fmt::Debug for Reactor {
     }
 }
 
-/// The connection `id` names, if it is still open (not connecting, not dying).
-fn live_conn(conns: &mut Slab<Conn>, id: ConnId) -> Option<&mut Conn> {
-    conns
-        .get_mut(id.slot())
-        .filter(|c| c.io.gen == id.gen && !c.io.has(flag::DEAD | flag::CONNECTING))
-}
-
-/// Runs user code, catching a panic when `catch` is set; `None` if it panicked.
-fn guard<R>(catch: bool, what: &str, f: impl FnOnce() -> R) -> Option<R> {
-    if !catch {
-        return Some(f());
-    }
-    match panic::catch_unwind(AssertUnwindSafe(f)) {
-        Ok(r) => Some(r),
-        Err(payload) => {
-            error!("{what} panicked: {}", panic_message(&*payload));
-            None
-        }
-    }
-}
-
-pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
+/// The text of a panic payload (`&str` or `String`; anything else is named as such).
+///
+/// # Examples
+///
+/// ```
+/// let payload = std::panic::catch_unwind(|| panic!("boom {}", 1)).unwrap_err();
+/// assert_eq!(torsion_reactor::panic_message(&*payload), "boom 1");
+/// ```
+pub fn panic_message(payload: &(dyn Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).to_string()
     } else if let Some(s) = payload.downcast_ref::<String>() {

@@ -30,8 +30,11 @@ pub struct Stats {
     /// Connections refused by a factory (`build_protocol` returned `None`).
     pub refused: u64,
     /// Accepts that failed for lack of descriptors (EMFILE / ENFILE) or memory; each one
-    /// pauses accepting briefly, the client stays queued in the backlog.
+    /// sheds the waiting clients (see `shed`) and pauses accepting briefly.
     pub accept_errors: u64,
+    /// Connections accepted and closed at once because the process had run out of
+    /// descriptors (EMFILE / ENFILE): their clients learn at once instead of hanging.
+    pub shed: u64,
     /// Outgoing connections established.
     pub connected: u64,
     /// Outgoing connections that failed.
@@ -40,6 +43,11 @@ pub struct Stats {
     pub open: u64,
     /// Connections closed (for any reason).
     pub closed: u64,
+    /// Closes that lingered (read and dropped the peer's input after our FIN).
+    pub lingering: u64,
+    /// Connections aborted because their buffered output did not move for
+    /// `TransportOptions::send_timeout`.
+    pub send_timeouts: u64,
     /// Child processes spawned.
     pub processes: u64,
     /// Bytes read from connections.
@@ -50,7 +58,7 @@ pub struct Stats {
     pub timers_pending: u64,
     /// Deferred chains that ended in a failure nobody handled (each one is logged).
     pub unhandled_failures: u64,
-    /// Protocol callbacks that panicked.
+    /// Callbacks of any kind that panicked (each logged once with its resource's ID).
     pub panics: u64,
     /// Time spent waiting in `poll`.
     pub time_in_poll: Duration,

@@ -90,6 +90,9 @@ pub(crate) struct Listener {
     pub(crate) accept_budget: u32,
     /// Accepting is paused until then after running out of descriptors.
     pub(crate) paused_until: Option<Instant>,
+    /// When shedding was last logged, and how many were shed since.
+    pub(crate) shed_logged: Option<Instant>,
+    pub(crate) shed_unlogged: u64,
 }
 
 /// A numeric socket address argument: `"127.0.0.1:8000"`, `"[::1]:0"`, a `SocketAddr`, or an

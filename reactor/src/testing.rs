@@ -6,11 +6,12 @@
 use std::time::Instant;
 
 use crate::clock::{Clock, SystemClock};
-use crate::conn::{flag, ConnIo, Limits, Stream, TransportOptions};
-use crate::ctx::{Command, Ctx, Shared};
+use crate::conn::{flag, ConnIo, ConnState, Limits, Stream, TransportOptions};
+use crate::ctx::Ctx;
 use crate::error::Reason;
 use crate::id::ConnId;
 use crate::protocol::Protocol;
+use crate::shared::{Command, Shared};
 use crate::transport::Transport;
 
 /// A [`Transport`] whose output goes to memory: Twisted's `StringTransport`.
@@ -102,7 +103,7 @@ impl StringTransport {
 
     /// Marks a made-up connection as gone: `write_to` it now fails.
     pub fn unregister_peer(&mut self, id: ConnId) {
-        self.shared.set_gen(id.slot(), crate::ctx::VACANT);
+        self.shared.set_gen(id.slot(), crate::shared::VACANT);
     }
 
     /// Everything written and not yet taken.
@@ -119,12 +120,12 @@ impl StringTransport {
 
     /// Whether `lose_connection` was called (or the peer closed and the protocol agreed).
     pub fn is_closing(&self) -> bool {
-        self.io.has(flag::CLOSING)
+        self.io.state.closing()
     }
 
     /// Whether the connection was aborted (`abort_connection`, `fail`, overflow).
     pub fn is_aborted(&self) -> bool {
-        self.io.has(flag::DEAD)
+        self.io.state == ConnState::Dead
     }
 
     /// Why the connection was aborted, if it was.
@@ -134,7 +135,7 @@ impl StringTransport {
 
     /// Whether `lose_write_connection` was called.
     pub fn is_write_shut(&self) -> bool {
-        self.io.has(flag::SHUT_WRITE_PENDING | flag::WRITE_SHUT)
+        matches!(self.io.state, ConnState::ShuttingWrite { .. } | ConnState::WriteShut)
     }
 
     /// Whether the protocol paused reading.
@@ -359,9 +360,8 @@ impl<C: Protocol, S: Protocol> Pump<C, S> {
             } else if write_shut {
                 // Half-close: the peer reads EOF once.
                 let peer_tr = if client_side { &mut self.st } else { &mut self.ct };
-                if !peer_tr.io.has(flag::EOF) {
+                if !peer_tr.io.state.eof() {
                     happened = true;
-                    peer_tr.io.set(flag::EOF);
                     self.peer_hears_close(!client_side, Reason::PeerClosed, false);
                 }
             }
@@ -383,10 +383,22 @@ impl<C: Protocol, S: Protocol> Pump<C, S> {
         } else {
             (&mut self.st, &mut self.server)
         };
-        tr.io.set(flag::EOF);
+        tr.io.state = match tr.io.state {
+            ConnState::Open => ConnState::PeerHalfClosed,
+            ConnState::ShuttingWrite { .. } => ConnState::ShuttingWrite { eof: true },
+            ConnState::WriteShut => ConnState::Closing { eof: true, by_peer: true },
+            ConnState::Closing { by_peer, .. } => ConnState::Closing { eof: true, by_peer },
+            st => st,
+        };
         let keep_open = proto.eof_received(&mut tr.transport());
         if !keep_open {
-            tr.io.set(flag::CLOSING | flag::PEER_CLOSED);
+            tr.io.state = match tr.io.state {
+                ConnState::PeerHalfClosed | ConnState::ShuttingWrite { eof: true } => {
+                    ConnState::Closing { eof: true, by_peer: true }
+                }
+                ConnState::Closing { eof, .. } => ConnState::Closing { eof, by_peer: true },
+                st => st,
+            };
         }
     }
 
@@ -397,13 +409,11 @@ impl<C: Protocol, S: Protocol> Pump<C, S> {
             } else {
                 (&mut self.st, &mut self.server, &mut self.server_lost)
             };
-        let reason = if matches!(reason, Reason::Done) && tr.io.has(flag::PEER_CLOSED) {
-            Reason::PeerClosed
-        } else {
-            reason
-        };
+        let by_peer = matches!(tr.io.state, ConnState::Closing { by_peer: true, .. });
+        let reason =
+            if matches!(reason, Reason::Done) && by_peer { Reason::PeerClosed } else { reason };
         *slot = Some(reason.duplicate());
-        tr.io.set(flag::DEAD);
+        tr.io.state = ConnState::Dead;
         proto.connection_lost(&mut tr.ctx(), reason);
     }
 }

@@ -150,9 +150,9 @@ impl ReactorHandle {
     }
 
     /// Takes every queued call, in order.
-    pub(crate) fn drain(&self, into: &mut VecDeque<crate::ctx::SoonFn>) {
+    pub(crate) fn drain(&self, into: &mut VecDeque<crate::shared::SoonFn>) {
         let mut q = self.inner.queue.lock().unwrap_or_else(|e| e.into_inner());
-        into.extend(q.drain(..).map(|j| j as crate::ctx::SoonFn));
+        into.extend(q.drain(..).map(|j| j as crate::shared::SoonFn));
     }
 
     pub(crate) fn close(&self) {

@@ -34,6 +34,10 @@ pub(crate) enum Action {
     ConnectTimeout { conn: ConnId },
     /// Try a client factory's connection again.
     Reconnect { connector: u32, gen: u32 },
+    /// A lingering close ran out of time.
+    LingerEnd { conn: ConnId },
+    /// Has a connection's blocked output moved since the last look (send timeout)?
+    SendCheck { conn: ConnId },
 }
 
 /// A looping call: tick `n` is due at `start + n * interval`; `next` is the next tick to

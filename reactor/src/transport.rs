@@ -8,7 +8,7 @@ use std::io::{self, IoSlice};
 use std::time::Duration;
 
 use crate::address::Address;
-use crate::conn::{flag, ConnIo};
+use crate::conn::{flag, ConnIo, ConnState};
 use crate::ctx::Ctx;
 use crate::error::{Reason, WriteError};
 use crate::id::{ConnId, TimerId};
@@ -155,9 +155,14 @@ impl<'a> Transport<'a> {
     /// Flushes what is buffered, then closes. `connection_lost` follows with
     /// [`Reason::Done`] (or `PeerClosed` if the peer had closed first).
     pub fn lose_connection(&mut self) {
-        if !self.io.has(flag::CLOSING | flag::DEAD) {
-            self.io.set(flag::CLOSING);
-            self.mark_dirty();
+        match self.io.state {
+            ConnState::Closing { .. } | ConnState::Lingering | ConnState::Dead => {}
+            // Not connected yet: no protocol holds a transport to it.
+            ConnState::Connecting => {}
+            st => {
+                self.io.state = ConnState::Closing { eof: st.eof(), by_peer: false };
+                self.mark_dirty();
+            }
         }
     }
 
@@ -193,17 +198,20 @@ impl<'a> Transport<'a> {
     pub fn call_later(&mut self, delay: Duration, tag: u64) -> TimerId {
         let shared = &mut *self.ctx.shared;
         let action = Action::Protocol { conn: self.id, tag };
-        shared.timers.schedule(shared.now + delay, action, shared.pass)
+        let id = shared.timers.schedule(shared.now + delay, action, shared.pass);
+        // Remembered so that the reaper cancels it with the connection.
+        shared.own_timer(self.id, id);
+        self.io.set(flag::HAS_TIMERS);
+        id
     }
 
     /// Ends the connection now with `reason` (like `abort_connection`, which uses
     /// [`Reason::Aborted`]); e.g. [`Reason::TimedOut`] from an idle timer.
     pub fn abort_with(&mut self, reason: Reason) {
-        if self.io.has(flag::DEAD) {
+        if matches!(self.io.state, ConnState::Dead | ConnState::Lingering) {
             return;
         }
-        self.io.set(flag::DEAD);
-        self.io.out.clear();
+        self.io.set_dead();
         if self.uses_scratch() {
             self.ctx.shared.scratch.clear();
         }
@@ -220,10 +228,12 @@ impl<'a> Transport<'a> {
     /// Half-closes: flushes what is buffered, then shuts down our write side (the peer
     /// reads EOF); reading goes on.
     pub fn lose_write_connection(&mut self) {
-        if !self.io.write_closed() {
-            self.io.set(flag::SHUT_WRITE_PENDING);
-            self.mark_dirty();
+        match self.io.state {
+            ConnState::Open => self.io.state = ConnState::ShuttingWrite { eof: false },
+            ConnState::PeerHalfClosed => self.io.state = ConnState::ShuttingWrite { eof: true },
+            _ => return,
         }
+        self.mark_dirty();
     }
 
     /// Stops delivering `data_received` until `resume_reading`; the kernel's buffers then
@@ -292,7 +302,7 @@ impl<'a> Transport<'a> {
 
     /// Whether `lose_connection` / `abort_connection` was called (or the connection died).
     pub fn is_closing(&self) -> bool {
-        self.io.has(flag::CLOSING | flag::DEAD)
+        self.io.state.closing()
     }
 
     /// Bytes buffered and not yet written to the socket.

@@ -1,21 +1,45 @@
 //! The reactor's lifecycle: reaping closed connections (and telling their protocols),
 //! signals, and the graceful shutdown that `stop` starts.
 //!
-//! Part of the `reactor` module, the only code that invokes user callbacks. Tested by
-//! `tests/reentrancy.rs` and `tests/signals.rs`.
+//! The loop code of the reactor itself. Tested by `tests/reentrancy.rs`,
+//! `tests/lifecycle.rs` and `tests/signals.rs`.
 
 use std::io;
 
-use log::{debug, error, info, warn};
+use log::{debug, info, warn};
 use mio::Interest;
 
-use super::{guard, Conn, Reactor, ShutdownPhase, State, NO_CONNECTOR};
-use crate::conn::{flag, Stream};
-use crate::ctx::{Ctx, VACANT};
+use super::conn::NO_CONNECTOR;
+use super::{Reactor, ShutdownPhase, State, Who};
+use crate::conn::{flag, ConnState, Stream};
+use crate::ctx::Ctx;
 use crate::error::Reason;
-use crate::id::{self, ConnId, Kind, ListenerId};
-use crate::protocol::Factory;
+use crate::id::{self, ConnId, Kind};
+use crate::protocol::{Factory, Protocol};
+use crate::shared::{Shared, SoonFn, VACANT};
 use crate::signals::SignalPipe;
+
+/// The reactor's own state: signals, work queued before the loop runs, shutdown triggers
+/// and the factories waiting to hear `stopped`.
+#[derive(Default)]
+pub(super) struct Life {
+    pub(super) signals: Option<SignalPipe>,
+    /// `call_when_running` work, queued until the first pass.
+    pub(super) when_running: Vec<SoonFn>,
+    /// Shutdown triggers not yet run.
+    pub(super) triggers: Vec<(ShutdownPhase, SoonFn)>,
+    /// Factories of listeners closed by the shutdown, told `stopped` at its end.
+    pub(super) stopped_factories: Vec<Box<dyn Factory>>,
+}
+
+impl Life {
+    /// Phase 1: `call_when_running` work joins the ready phase.
+    pub(super) fn start_queued_work(&mut self, shared: &mut Shared) {
+        if !self.when_running.is_empty() {
+            shared.soon.extend(self.when_running.drain(..));
+        }
+    }
+}
 
 impl Reactor {
     /// Asks the loop to stop: `run` begins a graceful shutdown after the current pass —
@@ -32,20 +56,20 @@ impl Reactor {
     ///
     /// If the signal handlers or their wake-up pipe cannot be installed.
     pub fn stop_on_signals(&mut self) -> io::Result<()> {
-        if self.signals.is_none() {
+        if self.life.signals.is_none() {
             let mut pipe = SignalPipe::install()?;
             self.poll.registry().register(
                 pipe.source(),
                 id::token(Kind::Signal, 0, 0),
                 Interest::READABLE,
             )?;
-            self.signals = Some(pipe);
+            self.life.signals = Some(pipe);
         }
         Ok(())
     }
 
     pub(super) fn signal_event(&mut self) {
-        if let Some(pipe) = &mut self.signals {
+        if let Some(pipe) = &mut self.life.signals {
             if pipe.drain() {
                 info!("signal received: shutting down gracefully (send it again to exit now)");
                 self.shared.stop_requested = true;
@@ -53,39 +77,53 @@ impl Reactor {
         }
     }
 
+    /// Phase 8: removes the dead (a lingering connection keeps its socket a little
+    /// longer), cancels the timers they owned, then tells their protocols.
     pub(super) fn reap(&mut self) {
         let mut freed = false;
         while !self.shared.reap.is_empty() {
             let batch = std::mem::take(&mut self.shared.reap);
             for (id, reason) in batch {
-                if self.conns.get(id.slot()).is_none_or(|c| c.io.gen != id.gen) {
+                let Some(conn) = self.conns.get_mut(id.slot()).filter(|c| c.io.gen == id.gen)
+                else {
                     continue;
+                };
+                if conn.io.has(flag::HAS_TIMERS) {
+                    self.shared.cancel_conn_timers(id);
                 }
-                let mut conn = self.conns.remove(id.slot());
+                let (proto, connector) = if conn.io.state == ConnState::Lingering {
+                    // The socket lingers on; only the protocol's part is over.
+                    (conn.proto.take(), conn.connector)
+                } else {
+                    let mut conn = self.conns.remove(id.slot());
+                    if let Some(src) = conn.io.stream.source() {
+                        let _ = self.poll.registry().deregister(src);
+                    }
+                    // Close the socket before telling the protocol: it is gone when it hears.
+                    conn.io.stream = Stream::Memory;
+                    freed = true;
+                    (conn.proto, conn.connector)
+                };
                 self.shared.gens[id.slot()] = VACANT;
-                if let Some(src) = conn.io.stream.source() {
-                    let _ = self.poll.registry().deregister(src);
-                }
-                // Close the socket before telling the protocol: it is gone when it hears.
-                conn.io.stream = Stream::Memory;
-                freed = true;
                 self.shared.stats.closed += 1;
                 debug!("{id}: closed: {reason}");
-                self.lost(id, conn, reason);
+                self.lost(id, proto, connector, reason);
             }
-            self.apply_commands();
         }
         if freed {
-            // Descriptors were freed: listeners that ran out may accept again now.
-            for (_, l) in self.listeners.iter_mut() {
-                l.paused_until = l.paused_until.map(|_| self.shared.now);
-            }
+            self.descriptor_freed();
         }
     }
 
-    pub(super) fn lost(&mut self, id: ConnId, conn: Conn, reason: Reason) {
-        let Conn { proto, connector, .. } = conn;
-        let catch = self.opts.catch_panics;
+    /// `connection_lost`, then the client factory's `client_connection_lost` and retry
+    /// policy; a connection that never connected is a failed connect instead.
+    fn lost(
+        &mut self,
+        id: ConnId,
+        proto: Option<Box<dyn Protocol>>,
+        connector: u32,
+        reason: Reason,
+    ) {
         let Some(mut proto) = proto else {
             // Never connected (still connecting at shutdown): a failed connect.
             if connector != NO_CONNECTOR {
@@ -96,22 +134,19 @@ impl Reactor {
         self.shared.stats.open -= 1;
         let for_factory = (connector != NO_CONNECTOR).then(|| reason.duplicate());
         log::trace!(target: crate::TRACE_TARGET, "  {id} connection_lost: {reason}");
-        let mut ctx = Ctx::new(&mut self.shared);
-        if guard(catch, "connection_lost", || proto.connection_lost(&mut ctx, reason)).is_none() {
-            error!("{id}: connection_lost panicked");
-        }
-        self.apply_commands();
-        if let Some(r) = for_factory {
+        self.dispatch(Who::Conn(id), "connection_lost", |r| {
+            proto.connection_lost(&mut Ctx::new(&mut r.shared), reason);
+            Some(())
+        });
+        if let Some(reason) = for_factory {
             let slot = connector as usize;
-            if let Some(c) = self.connectors.get_mut(slot) {
-                let mut ctx = Ctx::new(&mut self.shared);
-                let factory = &mut c.factory;
-                guard(catch, "client_connection_lost", || {
-                    factory.client_connection_lost(&mut ctx, &r)
-                });
-                self.apply_commands();
-                self.retry_or_forget(slot, &r);
-            }
+            let Some(gen) = self.connectors.get(slot).map(|c| c.gen) else { return };
+            self.dispatch(Who::Connector(slot, gen), "client_connection_lost", |r| {
+                let c = r.connectors.get_mut(slot)?;
+                c.factory.client_connection_lost(&mut Ctx::new(&mut r.shared), &reason);
+                Some(())
+            });
+            self.retry_or_forget(slot, &reason);
         }
     }
 
@@ -143,18 +178,18 @@ impl Reactor {
         phase: ShutdownPhase,
         f: impl FnOnce(&mut Ctx<'_>) + 'static,
     ) {
-        self.triggers.push((phase, Box::new(f)));
+        self.life.triggers.push((phase, Box::new(f)));
     }
 
     fn run_triggers(&mut self, phase: ShutdownPhase) {
-        let catch = self.opts.catch_panics;
         let (now, later): (Vec<_>, Vec<_>) =
-            std::mem::take(&mut self.triggers).into_iter().partition(|(p, _)| *p == phase);
-        self.triggers = later;
+            std::mem::take(&mut self.life.triggers).into_iter().partition(|(p, _)| *p == phase);
+        self.life.triggers = later;
         for (_, f) in now {
-            let mut ctx = Ctx::new(&mut self.shared);
-            guard(catch, "shutdown trigger", || f(&mut ctx));
-            self.apply_commands();
+            self.dispatch(Who::Loop, "shutdown trigger", |r| {
+                f(&mut Ctx::new(&mut r.shared));
+                Some(())
+            });
         }
     }
 
@@ -174,8 +209,10 @@ impl Reactor {
                     );
                     let slots: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
                     for slot in slots {
-                        self.conns[slot].io.set_reset_on_close();
-                        self.kill(slot, Reason::Shutdown);
+                        if let Some(c) = self.conns.get(slot) {
+                            c.io.set_reset_on_close();
+                            self.kill(slot, Reason::Shutdown);
+                        }
                     }
                     self.reap();
                     self.finish_shutdown();
@@ -195,20 +232,21 @@ impl Reactor {
             self.listeners.len(),
             self.conns.len()
         );
-        let ids: Vec<ListenerId> =
-            self.listeners.iter().map(|(k, l)| ListenerId::new(k, l.gen)).collect();
-        for id in ids {
+        for id in self.listeners.ids() {
             let factory = self.close_listener(id);
-            self.stopped_factories.push(factory);
+            self.life.stopped_factories.push(factory);
         }
         self.close_all_udp();
         let slots: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for slot in slots {
-            if self.conns[slot].io.has(flag::CONNECTING) {
-                self.kill(slot, Reason::Shutdown);
-            } else {
-                self.call(slot, "reactor_stopping", |p, t, _| p.reactor_stopping(t));
-                self.settle(slot);
+            match self.conns.get(slot).map(|c| c.io.state) {
+                Some(ConnState::Connecting) => self.kill(slot, Reason::Shutdown),
+                // Lingering ones end by themselves, within their linger time.
+                Some(ConnState::Lingering | ConnState::Dead) | None => {}
+                Some(_) => {
+                    self.call(slot, "reactor_stopping", |p, t, _| p.reactor_stopping(t));
+                    self.settle(slot);
+                }
             }
         }
         self.run_triggers(ShutdownPhase::During);
@@ -223,20 +261,16 @@ impl Reactor {
     /// Factories' `stopped`, then after triggers.
     fn finish_shutdown(&mut self) {
         // Client factories waiting to reconnect are forgotten.
-        for (_, c) in std::mem::take(&mut self.connectors) {
+        for (_, c) in std::mem::take(&mut *self.connectors) {
             if let Some(t) = c.timer {
                 self.shared.timers.cancel(t);
             }
         }
-        for factory in std::mem::take(&mut self.stopped_factories) {
+        for factory in std::mem::take(&mut self.life.stopped_factories) {
             self.call_factory_stopped(factory);
         }
         self.run_triggers(ShutdownPhase::After);
         info!("shutdown complete");
         self.state = State::Stopped;
-    }
-
-    pub(super) fn call_factory_stopped(&mut self, mut factory: Box<dyn Factory>) {
-        guard(self.opts.catch_panics, "factory stopped", || factory.stopped());
     }
 }

@@ -1,16 +1,19 @@
 //! Child processes on the loop: spawning with non-blocking pipes, routing their output,
 //! feeding stdin, noticing exits through SIGCHLD and reaping every child (no zombies).
 //!
-//! Part of the `reactor` module, the only code that invokes user callbacks. Tested by
+//! The loop code of the kind whose data lives in `crate::process`. Tested by
 //! `tests/process.rs`.
 
 use std::io::{self, Read};
+use std::ops::{Deref, DerefMut};
+use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 
 use log::debug;
 use mio::Interest;
+use slab::Slab;
 
-use super::{guard, Reactor};
+use super::{Reactor, Report, Who};
 use crate::ctx::Ctx;
 use crate::error::Error;
 use crate::id::{self, Kind, ProcessId};
@@ -30,6 +33,42 @@ const PIPE_BUDGET: usize = 16;
 pub(super) struct ProcEntry {
     pub(super) st: ChildState,
     pub(super) proto: Box<dyn ProcessProtocol>,
+    /// A callback panicked: the child was killed, its output is dropped, and only
+    /// `process_ended` is still delivered.
+    pub(super) broken: bool,
+}
+
+/// The child-process kind's state: the slab (reached through `Deref`), output pipes that
+/// hit their read budget (slot, pipe, generation), and the SIGCHLD self-pipe.
+#[derive(Default)]
+pub(super) struct Procs {
+    slab: Slab<ProcEntry>,
+    pub(super) ready: Vec<(usize, usize, u32)>,
+    child_pipe: Option<ChildPipe>,
+}
+
+impl Procs {
+    pub(super) fn has_work(&self) -> bool {
+        !self.ready.is_empty()
+    }
+
+    /// The children still running, for the reaper thread when the reactor is dropped.
+    pub(super) fn take_children(&mut self) -> Vec<std::process::Child> {
+        std::mem::take(&mut self.slab).into_iter().map(|(_, p)| p.st.child).collect()
+    }
+}
+
+impl Deref for Procs {
+    type Target = Slab<ProcEntry>;
+    fn deref(&self) -> &Slab<ProcEntry> {
+        &self.slab
+    }
+}
+
+impl DerefMut for Procs {
+    fn deref_mut(&mut self) -> &mut Slab<ProcEntry> {
+        &mut self.slab
+    }
 }
 
 impl Reactor {
@@ -68,17 +107,36 @@ impl Reactor {
         proto: impl ProcessProtocol,
         opts: ProcessOptions,
     ) -> Result<ProcessId, Error> {
-        self.spawn_boxed(Box::new(proto), opts).map_err(|(_, e)| e)
+        let id = self.spawn_boxed(Box::new(proto), opts).map_err(|(_, e)| e)?;
+        self.process_started(id);
+        Ok(id)
     }
 
-    /// `Ctx::spawn_process`, applied after the callback that asked: a failure goes to the
-    /// protocol's `spawn_failed`.
+    /// `Ctx::spawn_process`, applied after the callback that asked: what happened is
+    /// reported after the batch (`connection_made`, or `spawn_failed`).
     pub(super) fn spawn_queued(&mut self, proto: Box<dyn ProcessProtocol>, opts: ProcessOptions) {
-        if let Err((mut proto, e)) = self.spawn_boxed(proto, opts) {
-            debug!("{e}");
-            let mut ctx = Ctx::new(&mut self.shared);
-            guard(self.opts.catch_panics, "spawn_failed", || proto.spawn_failed(&mut ctx, e));
+        match self.spawn_boxed(proto, opts) {
+            Ok(id) => self.reports.push_back(Report::ProcessStarted(id)),
+            Err((proto, e)) => {
+                debug!("{e}");
+                self.reports.push_back(Report::SpawnFailed(proto, e));
+            }
         }
+    }
+
+    /// A child started: its protocol's `connection_made`.
+    pub(super) fn process_started(&mut self, id: ProcessId) {
+        if self.procs.get(id.slot()).is_some_and(|p| p.st.gen == id.gen) {
+            self.call_proc(id.slot(), "connection_made", |p, t, _| p.connection_made(t));
+        }
+    }
+
+    /// A queued spawn failed: its protocol's `spawn_failed`.
+    pub(super) fn spawn_failed(&mut self, mut proto: Box<dyn ProcessProtocol>, e: Error) {
+        self.dispatch(Who::Loop, "spawn_failed", |r| {
+            proto.spawn_failed(&mut Ctx::new(&mut r.shared), e);
+            Some(())
+        });
     }
 
     /// Spawns and registers a child; on failure hands the protocol back with the error.
@@ -101,6 +159,9 @@ impl Reactor {
         if let Some(dir) = &opts.cwd {
             cmd.current_dir(dir);
         }
+        if let Some(pgid) = opts.process_group {
+            cmd.process_group(pgid);
+        }
         let mut child = match cmd.spawn() {
             Ok(child) => child,
             Err(e) => return Err((proto, fail(e))),
@@ -109,7 +170,7 @@ impl Reactor {
         let stdout = child.stdout.take().map(mio::unix::pipe::Receiver::from);
         let stderr = child.stderr.take().map(mio::unix::pipe::Receiver::from);
         let gen = self.bump_gen();
-        let slot = self.procs.vacant_entry().key();
+        let slot = self.procs.slab.vacant_entry().key();
         let mut st = ChildState {
             child,
             gen,
@@ -144,9 +205,8 @@ impl Reactor {
             return Err((proto, fail(e)));
         }
         debug!("spawned {name:?} as pid {}", st.child.id());
-        self.procs.insert(ProcEntry { st, proto });
+        self.procs.slab.insert(ProcEntry { st, proto, broken: false });
         self.shared.stats.processes += 1;
-        self.call_proc(slot, |p, t| p.connection_made(t));
         Ok(ProcessId::new(slot, gen))
     }
 
@@ -163,21 +223,21 @@ impl Reactor {
     }
 
     fn ensure_child_pipe(&mut self) -> io::Result<()> {
-        if self.child_pipe.is_none() {
+        if self.procs.child_pipe.is_none() {
             let mut pipe = ChildPipe::install()?;
             self.poll.registry().register(
                 pipe.source(),
                 id::token(Kind::Signal, 1, 0),
                 Interest::READABLE,
             )?;
-            self.child_pipe = Some(pipe);
+            self.procs.child_pipe = Some(pipe);
         }
         Ok(())
     }
 
     /// SIGCHLD arrived: reap every child that exited.
     pub(super) fn children_changed(&mut self) {
-        if let Some(pipe) = &mut self.child_pipe {
+        if let Some(pipe) = &mut self.procs.child_pipe {
             pipe.drain();
         }
         let slots: Vec<usize> = self.procs.iter().map(|(k, _)| k).collect();
@@ -217,11 +277,13 @@ impl Reactor {
         }
     }
 
-    /// A pipe that hit its read budget last pass, if its child is still the same.
-    pub(super) fn serve_ready_pipe(&mut self, slot: usize, pipe: usize, gen: u32) {
-        if let Some(p) = self.procs.get_mut(slot).filter(|p| p.st.gen == gen) {
-            p.st.pipe_queued[pipe] = false;
-            self.read_pipe(slot, pipe);
+    /// Pipes that hit their read budget last pass, if their child is still the same.
+    pub(super) fn serve_ready_pipes(&mut self, pipes: Vec<(usize, usize, u32)>) {
+        for (slot, pipe, gen) in pipes {
+            if let Some(p) = self.procs.get_mut(slot).filter(|p| p.st.gen == gen) {
+                p.st.pipe_queued[pipe] = false;
+                self.read_pipe(slot, pipe);
+            }
         }
     }
 
@@ -252,41 +314,57 @@ impl Reactor {
                 }
             }
         }
-        if let Some(entry) = self.procs.get_mut(slot) {
+        if let Some(entry) = self.procs.slab.get_mut(slot) {
             if !entry.st.pipe_queued[pipe] {
                 entry.st.pipe_queued[pipe] = true;
-                self.ready_pipes.push((slot, pipe, entry.st.gen));
+                self.procs.ready.push((slot, pipe, entry.st.gen));
             }
         }
     }
 
     fn deliver_output(&mut self, slot: usize, pipe: usize, n: usize) {
-        let Some(entry) = self.procs.get_mut(slot) else { return };
-        let id = ProcessId::new(slot, entry.st.gen);
-        let mut t = ProcessTransport { proc: &mut entry.st, id, ctx: Ctx::new(&mut self.shared) };
-        let data = &self.read_buf[..n];
-        let proto = &mut entry.proto;
-        guard(self.opts.catch_panics, "process output", || {
-            if pipe == STDOUT {
-                proto.out_received(&mut t, data)
-            } else {
-                proto.err_received(&mut t, data)
-            }
-        });
-        self.apply_commands();
+        if self.procs.get(slot).is_none_or(|p| p.broken) {
+            return;
+        }
+        if pipe == STDOUT {
+            self.call_proc(slot, "out_received", |p, t, buf| p.out_received(t, &buf[..n]));
+        } else {
+            self.call_proc(slot, "err_received", |p, t, buf| p.err_received(t, &buf[..n]));
+        }
     }
 
+    /// Calls user code on child `slot` through the dispatch path.
     fn call_proc(
         &mut self,
         slot: usize,
-        f: impl FnOnce(&mut dyn ProcessProtocol, &mut ProcessTransport<'_>),
+        what: &'static str,
+        f: impl FnOnce(&mut dyn ProcessProtocol, &mut ProcessTransport<'_>, &[u8]),
     ) {
-        let Some(entry) = self.procs.get_mut(slot) else { return };
-        let id = ProcessId::new(slot, entry.st.gen);
-        let mut t = ProcessTransport { proc: &mut entry.st, id, ctx: Ctx::new(&mut self.shared) };
-        let proto = &mut *entry.proto;
-        guard(self.opts.catch_panics, "process callback", || f(proto, &mut t));
-        self.apply_commands();
+        let Some(gen) = self.procs.get(slot).map(|p| p.st.gen) else { return };
+        self.dispatch(Who::Process(ProcessId::new(slot, gen)), what, |r| {
+            let entry = r.procs.slab.get_mut(slot)?;
+            let id = ProcessId::new(slot, entry.st.gen);
+            let mut t = ProcessTransport { proc: &mut entry.st, id, ctx: Ctx::new(&mut r.shared) };
+            f(&mut *entry.proto, &mut t, &r.read_buf);
+            Some(())
+        });
+    }
+
+    /// Panic policy of a process protocol: the child is killed and its output dropped;
+    /// `process_ended` still reports how it ended.
+    pub(super) fn process_panicked(&mut self, id: ProcessId) -> &'static str {
+        match self.procs.get_mut(id.slot()).filter(|p| p.st.gen == id.gen) {
+            Some(p) => {
+                p.broken = true;
+                p.st.pending.clear();
+                p.st.stdin = None;
+                if p.st.status.is_none() {
+                    let _ = p.st.child.kill();
+                }
+                "killing the child"
+            }
+            None => "the child was already gone",
+        }
     }
 
     /// Once the child exited and both outputs ended: remove it, then `process_ended`.
@@ -297,13 +375,15 @@ impl Reactor {
         if st.stdout.is_some() || st.stderr.is_some() {
             return;
         }
-        let mut entry = self.procs.remove(slot);
+        let mut entry = self.procs.slab.remove(slot);
         if let Some(mut p) = entry.st.stdin.take() {
             let _ = self.poll.registry().deregister(&mut p);
         }
-        let mut ctx = Ctx::new(&mut self.shared);
-        let proto = &mut entry.proto;
-        guard(self.opts.catch_panics, "process_ended", || proto.process_ended(&mut ctx, status));
-        self.apply_commands();
+        let id = ProcessId::new(slot, entry.st.gen);
+        let mut proto = entry.proto;
+        self.dispatch(Who::Process(id), "process_ended", |r| {
+            proto.process_ended(&mut Ctx::new(&mut r.shared), status);
+            Some(())
+        });
     }
 }

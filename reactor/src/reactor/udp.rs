@@ -1,17 +1,18 @@
 //! Datagram sockets on the loop: binding (`listen_udp`, `listen_unix_datagram`), reading
 //! datagrams within a per-pass budget, flushing queued sends, closing sockets.
 //!
-//! Part of the `reactor` module, the only code that invokes user callbacks. Tested by
-//! `tests/udp.rs`.
+//! The loop code of the kind whose data lives in `crate::udp`. Tested by `tests/udp.rs`.
 
 use std::io;
 use std::net::SocketAddr;
+use std::ops::{Deref, DerefMut};
 use std::path::Path;
 
 use log::{debug, info};
 use mio::Interest;
+use slab::Slab;
 
-use super::{guard, Reactor};
+use super::{Reactor, Who};
 use crate::address::Address;
 use crate::ctx::Ctx;
 use crate::error::Error;
@@ -52,6 +53,33 @@ pub struct UdpPort {
 pub(super) struct UdpEntry {
     pub(super) udp: UdpSocket,
     pub(super) proto: Box<dyn DatagramProtocol>,
+}
+
+/// The datagram kind's state: the slab (reached through `Deref`) and the sockets that hit
+/// their read budget.
+#[derive(Default)]
+pub(super) struct Udps {
+    slab: Slab<UdpEntry>,
+    pub(super) ready: Vec<usize>,
+}
+
+impl Udps {
+    pub(super) fn has_work(&self) -> bool {
+        !self.ready.is_empty()
+    }
+}
+
+impl Deref for Udps {
+    type Target = Slab<UdpEntry>;
+    fn deref(&self) -> &Slab<UdpEntry> {
+        &self.slab
+    }
+}
+
+impl DerefMut for Udps {
+    fn deref_mut(&mut self) -> &mut Slab<UdpEntry> {
+        &mut self.slab
+    }
 }
 
 impl Reactor {
@@ -145,7 +173,7 @@ impl Reactor {
             Interest::READABLE | Interest::WRITABLE,
         )?;
         entry.insert(UdpEntry { udp: UdpSocket::new(sock, gen), proto });
-        self.call_udp(slot, |p, t| p.started(t));
+        self.call_udp(slot, "started", |p, t, _| p.started(t));
         Ok(UdpId::new(slot, gen))
     }
 
@@ -188,7 +216,7 @@ impl Reactor {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
-                    self.call_udp(slot, |p, t| p.connection_refused(t));
+                    self.call_udp(slot, "connection_refused", |p, t, _| p.connection_refused(t));
                 }
                 Err(e) => {
                     debug!("udp receive error: {e}");
@@ -199,63 +227,73 @@ impl Reactor {
         let Some(entry) = self.udp.get_mut(slot) else { return };
         if !entry.udp.queued_ready {
             entry.udp.queued_ready = true;
-            self.ready_udp.push(slot);
+            self.udp.ready.push(slot);
         }
     }
 
     fn deliver_datagram(&mut self, slot: usize, n: usize, from: Address) {
-        let Some(entry) = self.udp.get_mut(slot) else { return };
-        let id = UdpId::new(slot, entry.udp.gen);
-        let mut t = DatagramTransport { udp: &mut entry.udp, id, ctx: Ctx::new(&mut self.shared) };
-        let data = &self.read_buf[..n];
-        let proto = &mut entry.proto;
-        guard(self.opts.catch_panics, "datagram_received", || {
-            proto.datagram_received(&mut t, data, &from)
+        self.call_udp(slot, "datagram_received", |p, t, buf| {
+            p.datagram_received(t, &buf[..n], &from)
         });
-        self.after_udp_callback(slot);
     }
 
-    /// Calls user code on UDP socket `slot`, then applies what it queued.
+    /// Calls user code on UDP socket `slot` through the dispatch path; a socket that
+    /// closed meanwhile (or whose callback panicked) is then removed.
     pub(super) fn call_udp(
         &mut self,
         slot: usize,
-        f: impl FnOnce(&mut dyn DatagramProtocol, &mut DatagramTransport<'_>),
+        what: &'static str,
+        f: impl FnOnce(&mut dyn DatagramProtocol, &mut DatagramTransport<'_>, &[u8]),
     ) {
-        let Some(entry) = self.udp.get_mut(slot) else { return };
-        let id = UdpId::new(slot, entry.udp.gen);
-        let mut t = DatagramTransport { udp: &mut entry.udp, id, ctx: Ctx::new(&mut self.shared) };
-        let proto = &mut *entry.proto;
-        guard(self.opts.catch_panics, "udp callback", || f(proto, &mut t));
-        self.after_udp_callback(slot);
-    }
-
-    fn after_udp_callback(&mut self, slot: usize) {
-        self.apply_commands();
+        let Some(gen) = self.udp.get(slot).map(|e| e.udp.gen) else { return };
+        self.dispatch(Who::Udp(UdpId::new(slot, gen)), what, |r| {
+            let entry = r.udp.slab.get_mut(slot)?;
+            let id = UdpId::new(slot, entry.udp.gen);
+            let mut t = DatagramTransport { udp: &mut entry.udp, id, ctx: Ctx::new(&mut r.shared) };
+            f(&mut *entry.proto, &mut t, &r.read_buf);
+            Some(())
+        });
         if self.udp.get(slot).is_some_and(|e| e.udp.closing) {
             self.finish_udp(slot);
         }
     }
 
+    /// Panic policy of a datagram protocol: the socket closes (its protocol still hears
+    /// `stopped`).
+    pub(super) fn udp_panicked(&mut self, id: UdpId) -> &'static str {
+        match self.udp.get_mut(id.slot()).filter(|e| e.udp.gen == id.gen) {
+            Some(e) => {
+                e.udp.closing = true;
+                "closing the socket"
+            }
+            None => "the socket was already gone",
+        }
+    }
+
     /// Removes a closing UDP socket and tells its protocol.
     pub(super) fn finish_udp(&mut self, slot: usize) {
-        let mut entry = self.udp.remove(slot);
+        let mut entry = self.udp.slab.remove(slot);
         let _ = self.poll.registry().deregister(entry.udp.sock.source());
         info!(
             "udp socket {} closed",
             entry.udp.sock.local_addr().map_or("?".into(), |a| a.to_string())
         );
+        let id = UdpId::new(slot, entry.udp.gen);
         drop(entry.udp);
-        let mut ctx = Ctx::new(&mut self.shared);
-        let proto = &mut entry.proto;
-        guard(self.opts.catch_panics, "udp stopped", || proto.stopped(&mut ctx));
-        self.apply_commands();
+        let mut proto = entry.proto;
+        self.dispatch(Who::Udp(id), "stopped", |r| {
+            proto.stopped(&mut Ctx::new(&mut r.shared));
+            Some(())
+        });
     }
 
-    /// Serves a UDP socket that hit its read budget last pass.
-    pub(super) fn serve_ready_udp(&mut self, slot: usize) {
-        if let Some(e) = self.udp.get_mut(slot) {
-            e.udp.queued_ready = false;
-            self.read_udp(slot);
+    /// Serves the UDP sockets that hit their read budget last pass.
+    pub(super) fn serve_ready_udp(&mut self, slots: Vec<usize>) {
+        for slot in slots {
+            if let Some(e) = self.udp.get_mut(slot) {
+                e.udp.queued_ready = false;
+                self.read_udp(slot);
+            }
         }
     }
 

@@ -1,16 +1,18 @@
 //! Watching raw descriptors: registering them, routing readable / writable / hang-up to
 //! their `DescriptorHandler`, and calling handlers again that asked to.
 //!
-//! Part of the `reactor` module, the only code that invokes user callbacks. Tested by
+//! The loop code of the kind whose data lives in `crate::fd`. Tested by
 //! `tests/descriptors.rs`.
 
 use std::io;
+use std::ops::{Deref, DerefMut};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use mio::unix::SourceFd;
 use mio::Interest;
+use slab::Slab;
 
-use super::{guard, Reactor};
+use super::{Reactor, Who};
 use crate::ctx::Ctx;
 use crate::fd::DescriptorHandler;
 use crate::id::{self, FdId, Kind};
@@ -23,6 +25,33 @@ pub(super) struct Watched {
     /// Asked to be called again next pass, for reading / for writing.
     again_read: bool,
     again_write: bool,
+}
+
+/// The descriptor kind's state: the slab (reached through `Deref`) and the handlers that
+/// asked to be called again.
+#[derive(Default)]
+pub(super) struct Fds {
+    slab: Slab<Watched>,
+    pub(super) ready: Vec<usize>,
+}
+
+impl Fds {
+    pub(super) fn has_work(&self) -> bool {
+        !self.ready.is_empty()
+    }
+}
+
+impl Deref for Fds {
+    type Target = Slab<Watched>;
+    fn deref(&self) -> &Slab<Watched> {
+        &self.slab
+    }
+}
+
+impl DerefMut for Fds {
+    fn deref_mut(&mut self) -> &mut Slab<Watched> {
+        &mut self.slab
+    }
 }
 
 impl Reactor {
@@ -60,7 +89,7 @@ impl Reactor {
     ) -> io::Result<FdId> {
         crate::fd::set_nonblocking(fd.as_fd())?;
         let gen = self.bump_gen();
-        let entry = self.fds.vacant_entry();
+        let entry = self.fds.slab.vacant_entry();
         let slot = entry.key();
         self.poll.registry().register(
             &mut SourceFd(&fd.as_raw_fd()),
@@ -82,7 +111,7 @@ impl Reactor {
         if self.fds.get(id.slot()).is_none_or(|w| w.gen != id.gen) {
             return None;
         }
-        let w = self.fds.remove(id.slot());
+        let w = self.fds.slab.remove(id.slot());
         let _ = self.poll.registry().deregister(&mut SourceFd(&w.fd.as_raw_fd()));
         Some(w.fd)
     }
@@ -108,37 +137,57 @@ impl Reactor {
         }
     }
 
-    /// Calls the handler; remembers whether it wants another turn.
+    /// Calls the handler through the dispatch path; remembers whether it wants another
+    /// turn.
     fn fd_ready(&mut self, slot: usize, read: bool) {
-        let Some(w) = self.fds.get_mut(slot) else { return };
-        let mut ctx = Ctx::new(&mut self.shared);
-        let (fd, handler) = (w.fd.as_fd(), &mut w.handler);
-        let again = guard(self.opts.catch_panics, "descriptor handler", || {
-            if read {
-                handler.readable(&mut ctx, fd)
-            } else {
-                handler.writable(&mut ctx, fd)
-            }
-        })
-        .unwrap_or(false);
+        let Some(gen) = self.fds.get(slot).map(|w| w.gen) else { return };
+        let what = if read { "readable" } else { "writable" };
+        let again = self
+            .dispatch(Who::Fd(FdId::new(slot, gen)), what, |r| {
+                let w = r.fds.slab.get_mut(slot)?;
+                let mut ctx = Ctx::new(&mut r.shared);
+                let fd = w.fd.as_fd();
+                Some(if read {
+                    w.handler.readable(&mut ctx, fd)
+                } else {
+                    w.handler.writable(&mut ctx, fd)
+                })
+            })
+            .unwrap_or(false);
+        let Some(w) = self.fds.get_mut(slot).filter(|w| w.gen == gen) else { return };
         if read {
             w.again_read = again;
         } else {
             w.again_write = again;
         }
-        if again && !self.ready_fds.contains(&slot) {
-            self.ready_fds.push(slot);
+        if again && !self.fds.ready.contains(&slot) {
+            self.fds.ready.push(slot);
         }
-        self.apply_commands();
     }
 
     fn fd_closed(&mut self, slot: usize) {
-        let Some(mut w) = (self.fds.contains(slot)).then(|| self.fds.remove(slot)) else { return };
+        if !self.fds.contains(slot) {
+            return;
+        }
+        let mut w = self.fds.slab.remove(slot);
         let _ = self.poll.registry().deregister(&mut SourceFd(&w.fd.as_raw_fd()));
-        let mut ctx = Ctx::new(&mut self.shared);
-        let handler = &mut w.handler;
-        guard(self.opts.catch_panics, "descriptor closed", || handler.closed(&mut ctx));
-        self.apply_commands();
+        let id = FdId::new(slot, w.gen);
+        self.dispatch(Who::Fd(id), "closed", |r| {
+            w.handler.closed(&mut Ctx::new(&mut r.shared));
+            Some(())
+        });
+    }
+
+    /// Panic policy of a descriptor handler: it stops being watched and the descriptor is
+    /// closed.
+    pub(super) fn fd_panicked(&mut self, id: FdId) -> &'static str {
+        if self.fds.get(id.slot()).is_some_and(|w| w.gen == id.gen) {
+            let w = self.fds.slab.remove(id.slot());
+            let _ = self.poll.registry().deregister(&mut SourceFd(&w.fd.as_raw_fd()));
+            "closing the descriptor"
+        } else {
+            "the descriptor was already gone"
+        }
     }
 
     /// Handlers that asked to be called again.
