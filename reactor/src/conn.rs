@@ -228,8 +228,6 @@ pub(crate) mod flag {
     pub(crate) const READ_CLOSED_HINT: u16 = 1 << 4;
     /// A send-inactivity watch is armed (see `TransportOptions::send_timeout`).
     pub(crate) const SEND_WATCHED: u16 = 1 << 5;
-    /// Output moved since the send watch last looked.
-    pub(crate) const SEND_MOVED: u16 = 1 << 6;
     /// Timers were scheduled for this connection's protocol (cancelled when it is reaped).
     pub(crate) const HAS_TIMERS: u16 = 1 << 7;
     /// The protocol was told `pause_writing` and not yet `resume_writing`.

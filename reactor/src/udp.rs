@@ -158,20 +158,23 @@ impl UdpSocket {
         }
     }
 
-    /// Sends what waited for the socket; stops at the first `WouldBlock`.
-    pub(crate) fn flush(&mut self) {
+    /// Sends what waited for the socket; stops at the first `WouldBlock`. Returns the
+    /// bytes sent.
+    pub(crate) fn flush(&mut self) -> usize {
+        let mut sent = 0;
         while let Some((data, to)) = self.queue.front() {
             let r = match to {
                 Some(addr) => self.sock.send_to(data, addr),
                 None => self.sock.send(data),
             };
             match r {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return sent,
                 Err(e) => log::debug!("datagram send failed: {e}"),
-                Ok(_) => {}
+                Ok(n) => sent += n,
             }
             self.queue.pop_front();
         }
+        sent
     }
 }
 
@@ -207,7 +210,10 @@ impl<'a> DatagramTransport<'a> {
                 None => self.udp.sock.send(data),
             };
             match r {
-                Ok(_) => return Ok(()),
+                Ok(n) => {
+                    self.ctx.shared.stats.bytes_out += n as u64;
+                    return Ok(());
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => return Err(e),
             }

@@ -7,6 +7,7 @@ use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use crate::conn::TransportOptions;
 use crate::error::Error;
 
 /// How a Unix listener is set up.
@@ -24,11 +25,13 @@ pub struct UnixListenOptions {
     pub mode: u32,
     /// Length of the kernel's accept queue.
     pub backlog: u32,
+    /// Limits of every connection this listener accepts (stream sockets only).
+    pub transport: TransportOptions,
 }
 
 impl Default for UnixListenOptions {
     fn default() -> Self {
-        UnixListenOptions { mode: 0o600, backlog: 1024 }
+        UnixListenOptions { mode: 0o600, backlog: 1024, transport: TransportOptions::default() }
     }
 }
 

@@ -10,7 +10,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use torsion_reactor::{
-    Address, ListenOptions, Reactor, ReactorHandle, ServerEndpoint, Stats, UnixListenOptions,
+    Address, ListenOptions, Reactor, ReactorHandle, ServerEndpoint, Stats, TransportOptions,
+    UnixListenOptions,
 };
 
 use torsion_protocols::policies::{ConnectionLimits, LimitedFactory, TimeoutFactory};
@@ -140,6 +141,9 @@ pub struct ServeOptions {
     pub limits: Option<ConnectionLimits>,
     /// Closes stream connections idle for this long (default never).
     pub idle_timeout: Option<Duration>,
+    /// Aborts stream connections whose buffered output has not moved for this long — a
+    /// peer that stopped reading (default never; see `TransportOptions::send_timeout`).
+    pub send_timeout: Option<Duration>,
 }
 
 impl Default for ServeOptions {
@@ -151,6 +155,7 @@ impl Default for ServeOptions {
             handle_signals: true,
             limits: None,
             idle_timeout: None,
+            send_timeout: None,
         }
     }
 }
@@ -209,6 +214,7 @@ impl Server {
             log: opts.log_connections,
             limits: opts.limits.clone(),
             idle_timeout: opts.idle_timeout,
+            send_timeout: opts.send_timeout,
         };
         let mut bound = Vec::new();
         let mut resolved = Vec::new();
@@ -335,15 +341,23 @@ fn bind_one(r: &mut Reactor, e: &ServerEndpoint, l: &Listen, wrap: &Wrap) -> Res
     let fail = |err: torsion_reactor::Error| format!("{name}: {err}");
     let (address, datagram) = match e {
         ServerEndpoint::Tcp { addr, backlog, reuse_port } => {
-            let opts =
-                ListenOptions { backlog: *backlog, reuse_port: *reuse_port, ..Default::default() };
+            let transport =
+                TransportOptions { send_timeout: wrap.send_timeout, ..Default::default() };
+            let opts = ListenOptions {
+                backlog: *backlog,
+                reuse_port: *reuse_port,
+                transport,
+                ..Default::default()
+            };
             let f = stream_factory(l, wrap)?;
             let port = r.listen_tcp_with(*addr, f, opts).map_err(fail)?;
             (Address::Inet(port.addr), false)
         }
         ServerEndpoint::Unix { path, mode, backlog } => {
             let f = stream_factory(l, wrap)?;
-            let opts = UnixListenOptions { mode: *mode, backlog: *backlog };
+            let transport =
+                TransportOptions { send_timeout: wrap.send_timeout, ..Default::default() };
+            let opts = UnixListenOptions { mode: *mode, backlog: *backlog, transport };
             let id = r.listen_unix(path, f, opts).map_err(fail)?;
             (r.listener_address(id).unwrap_or(Address::Unix(Some(path.clone()))), false)
         }
@@ -362,6 +376,7 @@ struct Wrap {
     log: bool,
     limits: Option<ConnectionLimits>,
     idle_timeout: Option<Duration>,
+    send_timeout: Option<Duration>,
 }
 
 fn stream_factory(l: &Listen, wrap: &Wrap) -> Result<BoxedFactory, String> {

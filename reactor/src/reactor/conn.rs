@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::io;
 use std::net::Shutdown;
 use std::ops::{Deref, DerefMut};
+use std::time::Instant;
 
 use log::{debug, info, trace};
 use mio::Interest;
@@ -53,6 +54,16 @@ pub(super) struct Conns {
     scratch: Vec<ConnId>,
     /// Bytes each lingering connection may still read and drop, by slot.
     linger_left: HashMap<usize, usize>,
+    /// When the output of each watched connection (send timeout) last moved, by slot with
+    /// its generation. Only connections whose output is blocked have an entry.
+    send_moved: HashMap<usize, (u32, Instant)>,
+}
+
+impl Conns {
+    /// The send watch of a connection being reaped ends with it.
+    pub(super) fn forget_send_watch(&mut self, slot: usize) {
+        self.send_moved.remove(&slot);
+    }
 }
 
 impl Deref for Conns {
@@ -249,7 +260,7 @@ impl Reactor {
     /// close, and report water-mark crossings.
     pub(super) fn settle(&mut self, slot: usize) {
         for _ in 0..SETTLE_ROUNDS {
-            let Some(conn) = self.conns.get_mut(slot) else { return };
+            let Some(conn) = self.conns.slab.get_mut(slot) else { return };
             let io = &mut conn.io;
             if matches!(io.state, ConnState::Dead | ConnState::Connecting | ConnState::Lingering) {
                 return;
@@ -259,7 +270,9 @@ impl Reactor {
                 let (outcome, n) = io.flush();
                 if n > 0 {
                     self.shared.stats.bytes_out += n as u64;
-                    io.set(flag::SEND_MOVED);
+                    if io.has(flag::SEND_WATCHED) {
+                        self.conns.send_moved.insert(slot, (io.gen, self.shared.now));
+                    }
                 }
                 if let FlushOutcome::Failed(e) = outcome {
                     return self.kill(slot, Reason::Lost(e));
@@ -398,41 +411,50 @@ impl Reactor {
         }
     }
 
-    /// Buffered output could not be written: check in `send_timeout` whether it moved.
+    /// Buffered output could not be written: from now on, note when it moves, and look
+    /// again when `send_timeout` has passed.
     fn watch_send(&mut self, slot: usize) {
-        let io = &mut self.conns[slot].io;
-        io.set(flag::SEND_WATCHED);
-        io.clear(flag::SEND_MOVED);
+        let io = &mut self.conns.slab[slot].io;
         let Some(after) = io.limits.send_timeout() else { return };
-        let action = Action::SendCheck { conn: ConnId::new(slot, io.gen) };
+        io.set(flag::SEND_WATCHED);
+        let (gen, now) = (io.gen, self.shared.now);
+        self.conns.send_moved.insert(slot, (gen, now));
         let s = &mut self.shared;
-        s.timers.schedule(s.now + after, action, s.pass);
+        s.timers.schedule(now + after, Action::SendCheck { conn: ConnId::new(slot, gen) }, s.pass);
     }
 
-    /// Timer: the send watch looks again. Output that has not moved since the last look
-    /// ends the connection, so a stalled peer is cut off between one and two timeouts
-    /// after its last progress; a slow but steady reader never is.
+    /// Timer: the send watch looks again. Output that has not moved for `send_timeout`
+    /// ends the connection; a slow but steady reader never is cut off.
     pub(super) fn send_check(&mut self, conn: ConnId) {
-        let Some(c) = self.conns.get_mut(conn.slot()).filter(|c| c.io.gen == conn.gen) else {
+        let Some(c) = self.conns.slab.get_mut(conn.slot()).filter(|c| c.io.gen == conn.gen) else {
             return;
         };
         let io = &mut c.io;
-        if matches!(io.state, ConnState::Dead | ConnState::Lingering) {
+        let moved = match self.conns.send_moved.get(&conn.slot()) {
+            Some(&(gen, at)) if gen == conn.gen => at,
+            _ => return,
+        };
+        let (Some(after), false) =
+            (io.limits.send_timeout(), matches!(io.state, ConnState::Dead | ConnState::Lingering))
+        else {
             return;
-        }
+        };
+        let s = &mut self.shared;
         if io.out.is_empty() {
-            io.clear(flag::SEND_WATCHED | flag::SEND_MOVED);
-        } else if io.has(flag::SEND_MOVED) {
-            self.watch_send(conn.slot());
+            // Drained: the watch ends until output blocks again.
+            io.clear(flag::SEND_WATCHED);
+            self.conns.send_moved.remove(&conn.slot());
+        } else if s.now.saturating_duration_since(moved) < after {
+            s.timers.schedule(moved + after, Action::SendCheck { conn }, s.pass);
         } else {
             io.clear(flag::SEND_WATCHED);
+            self.conns.send_moved.remove(&conn.slot());
             info!(
-                "{conn}: {} buffered bytes have not moved for {:?}; aborting (send timeout)",
+                "{conn}: {} buffered bytes have not moved for {after:?}; aborting (send timeout)",
                 io.out.len(),
-                io.limits.send_timeout().unwrap_or_default()
             );
             io.set_reset_on_close();
-            self.shared.stats.send_timeouts += 1;
+            s.stats.send_timeouts += 1;
             self.kill(conn.slot(), Reason::TimedOut);
         }
     }

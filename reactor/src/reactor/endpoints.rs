@@ -42,9 +42,11 @@ impl Reactor {
                 let opts = ListenOptions { backlog, reuse_port, ..ListenOptions::default() };
                 Ok(self.listen_tcp_with(addr, factory, opts)?.id)
             }
-            ServerEndpoint::Unix { path, mode, backlog } => {
-                self.listen_unix(path, factory, UnixListenOptions { mode, backlog })
-            }
+            ServerEndpoint::Unix { path, mode, backlog } => self.listen_unix(
+                path,
+                factory,
+                UnixListenOptions { mode, backlog, ..Default::default() },
+            ),
             ServerEndpoint::Udp { .. } => Err(Error::new(
                 format!("bad endpoint {endpoint:?}"),
                 std::io::Error::new(

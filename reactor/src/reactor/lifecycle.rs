@@ -91,6 +91,7 @@ impl Reactor {
                 if conn.io.has(flag::HAS_TIMERS) {
                     self.shared.cancel_conn_timers(id);
                 }
+                let watched = conn.io.has(flag::SEND_WATCHED);
                 let (proto, connector) = if conn.io.state == ConnState::Lingering {
                     // The socket lingers on; only the protocol's part is over.
                     (conn.proto.take(), conn.connector)
@@ -104,6 +105,9 @@ impl Reactor {
                     freed = true;
                     (conn.proto, conn.connector)
                 };
+                if watched {
+                    self.conns.forget_send_watch(id.slot());
+                }
                 self.shared.gens[id.slot()] = VACANT;
                 self.shared.stats.closed += 1;
                 debug!("{id}: closed: {reason}");

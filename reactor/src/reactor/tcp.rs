@@ -174,7 +174,11 @@ impl Reactor {
         let path = path.as_ref();
         let listener = crate::unix::bind(path, &opts)?;
         let addr = Address::Unix(Some(path.to_path_buf()));
-        let listen = ListenOptions { backlog: opts.backlog, ..ListenOptions::default() };
+        let listen = ListenOptions {
+            backlog: opts.backlog,
+            transport: opts.transport,
+            ..ListenOptions::default()
+        };
         let id =
             self.add_listener(ListenSocket::Unix(listener), addr, Box::new(factory), listen)?;
         self.listener_started(id);

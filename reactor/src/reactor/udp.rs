@@ -193,7 +193,8 @@ impl Reactor {
             return;
         }
         if ev.is_writable() {
-            self.udp[slot].udp.flush();
+            let sent = self.udp[slot].udp.flush();
+            self.shared.stats.bytes_out += sent as u64;
         }
         // Already carried over from the previous pass: it is read once, from that list.
         if (ev.is_readable() || ev.is_error()) && !self.udp[slot].udp.queued_ready {

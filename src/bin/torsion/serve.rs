@@ -33,6 +33,10 @@ pub(crate) struct ServeArgs {
     /// Close stream connections idle for this many seconds.
     #[arg(long, value_name = "SECS")]
     idle_timeout: Option<f64>,
+    /// Abort stream connections whose unsent output has not moved for this many seconds
+    /// (a peer that stopped reading); a slow but steady reader is never cut off.
+    #[arg(long, value_name = "SECS")]
+    send_timeout: Option<f64>,
     /// `--listen ENDPOINT PROTOCOL [OPTIONS]`, repeatable (see below).
     #[arg(
         trailing_var_arg = true,
@@ -113,6 +117,13 @@ pub(crate) fn run(args: ServeArgs, trace: bool) -> Result<(), String> {
             Some(s) if s.is_finite() && s > 0.0 => Some(std::time::Duration::from_secs_f64(s)),
             Some(s) => {
                 return Err(format!("--idle-timeout: {s} is not a positive number of seconds"))
+            }
+            None => None,
+        },
+        send_timeout: match args.send_timeout {
+            Some(s) if s.is_finite() && s > 0.0 => Some(std::time::Duration::from_secs_f64(s)),
+            Some(s) => {
+                return Err(format!("--send-timeout: {s} is not a positive number of seconds"))
             }
             None => None,
         },
