@@ -789,3 +789,26 @@ pub fn panic_message(payload: &(dyn Any + Send)) -> String {
         "non-string panic payload".to_string()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "the dispatch path re-entered")]
+    fn the_dispatch_path_refuses_to_be_entered_from_inside_a_callback() {
+        let opts = ReactorOptions { catch_panics: false, ..Default::default() };
+        let mut r = Reactor::with_options(opts).unwrap();
+        r.dispatch(Who::Loop, "outer", |r| r.dispatch(Who::Loop, "inner", |_| Some(())));
+    }
+
+    #[test]
+    fn a_caught_panic_is_counted_and_the_path_can_be_entered_again() {
+        let mut r = Reactor::new().unwrap();
+        let out: Option<()> = r.dispatch(Who::Loop, "boom", |_| panic!("injected"));
+        assert!(out.is_none());
+        assert_eq!(r.stats().panics, 1);
+        assert_eq!(r.dispatch(Who::Loop, "fine", |_| Some(7)), Some(7));
+    }
+}

@@ -20,7 +20,7 @@ use crate::address::Address;
 use crate::conn::{flag, ConnIo, ConnState, FlushOutcome, Limits, ReadOutcome, Stream};
 use crate::ctx::Ctx;
 use crate::error::Reason;
-use crate::id::{self, ConnId, Kind};
+use crate::id::{self, ConnId, Kind, TimerId};
 use crate::protocol::Protocol;
 use crate::shared::VACANT;
 use crate::timers::Action;
@@ -52,17 +52,19 @@ pub(super) struct Conns {
     slab: Slab<Conn>,
     /// Scratch list reused by the flush phase.
     scratch: Vec<ConnId>,
-    /// Bytes each lingering connection may still read and drop, by slot.
-    linger_left: HashMap<usize, usize>,
-    /// When the output of each watched connection (send timeout) last moved, by slot with
-    /// its generation. Only connections whose output is blocked have an entry.
-    send_moved: HashMap<usize, (u32, Instant)>,
+    /// Bytes each lingering connection may still read and drop, and its deadline timer,
+    /// by slot.
+    linger_left: HashMap<usize, (usize, TimerId)>,
+    /// When the output of each watched connection (send timeout) last moved, and the timer
+    /// that looks again, by slot with its generation. Only connections whose output is
+    /// blocked have an entry.
+    send_moved: HashMap<usize, (u32, Instant, TimerId)>,
 }
 
 impl Conns {
-    /// The send watch of a connection being reaped ends with it.
-    pub(super) fn forget_send_watch(&mut self, slot: usize) {
-        self.send_moved.remove(&slot);
+    /// The send watch of a connection being reaped ends with it; returns its timer.
+    pub(super) fn forget_send_watch(&mut self, slot: usize) -> Option<TimerId> {
+        self.send_moved.remove(&slot).map(|(_, _, timer)| timer)
     }
 }
 
@@ -271,7 +273,9 @@ impl Reactor {
                 if n > 0 {
                     self.shared.stats.bytes_out += n as u64;
                     if io.has(flag::SEND_WATCHED) {
-                        self.conns.send_moved.insert(slot, (io.gen, self.shared.now));
+                        if let Some(w) = self.conns.send_moved.get_mut(&slot) {
+                            w.1 = self.shared.now;
+                        }
                     }
                 }
                 if let FlushOutcome::Failed(e) = outcome {
@@ -337,9 +341,9 @@ impl Reactor {
         conn.io.state = ConnState::Lingering;
         conn.io.clear(flag::WRITING_PAUSED | flag::PRODUCING);
         let budget = usize::from(conn.io.limits.linger_kib) * 1024;
-        self.conns.linger_left.insert(slot, budget);
         let s = &mut self.shared;
-        s.timers.schedule(s.now + linger, Action::LingerEnd { conn: id }, s.pass);
+        let timer = s.timers.schedule(s.now + linger, Action::LingerEnd { conn: id }, s.pass);
+        self.conns.linger_left.insert(slot, (budget, timer));
         s.stats.lingering += 1;
         trace!(target: TRACE, "  {id} lingering (at most {linger:?}, {budget} B)");
         // The protocol hears `connection_lost` now, in the reap phase; the socket stays.
@@ -356,7 +360,7 @@ impl Reactor {
             let conn = &mut self.conns.slab[slot];
             match conn.io.read(&mut self.read_buf) {
                 ReadOutcome::Data(n) => {
-                    let left = self.conns.linger_left.entry(slot).or_default();
+                    let Some((left, _)) = self.conns.linger_left.get_mut(&slot) else { return };
                     *left = left.saturating_sub(n);
                     if *left == 0 {
                         debug!("conn#{slot}: linger byte budget spent; closing");
@@ -385,7 +389,9 @@ impl Reactor {
     /// Closes a lingering connection's socket. If its protocol has not been told yet (the
     /// reap phase has not run), the reaper removes it instead.
     fn end_linger(&mut self, slot: usize) {
-        self.conns.linger_left.remove(&slot);
+        if let Some((_, timer)) = self.conns.linger_left.remove(&slot) {
+            self.shared.timers.cancel(timer);
+        }
         let conn = &mut self.conns.slab[slot];
         if conn.proto.is_some() {
             conn.io.state = ConnState::Dead;
@@ -418,9 +424,10 @@ impl Reactor {
         let Some(after) = io.limits.send_timeout() else { return };
         io.set(flag::SEND_WATCHED);
         let (gen, now) = (io.gen, self.shared.now);
-        self.conns.send_moved.insert(slot, (gen, now));
         let s = &mut self.shared;
-        s.timers.schedule(now + after, Action::SendCheck { conn: ConnId::new(slot, gen) }, s.pass);
+        let action = Action::SendCheck { conn: ConnId::new(slot, gen) };
+        let timer = s.timers.schedule(now + after, action, s.pass);
+        self.conns.send_moved.insert(slot, (gen, now, timer));
     }
 
     /// Timer: the send watch looks again. Output that has not moved for `send_timeout`
@@ -431,7 +438,7 @@ impl Reactor {
         };
         let io = &mut c.io;
         let moved = match self.conns.send_moved.get(&conn.slot()) {
-            Some(&(gen, at)) if gen == conn.gen => at,
+            Some(&(gen, at, _)) if gen == conn.gen => at,
             _ => return,
         };
         let (Some(after), false) =
@@ -445,7 +452,10 @@ impl Reactor {
             io.clear(flag::SEND_WATCHED);
             self.conns.send_moved.remove(&conn.slot());
         } else if s.now.saturating_duration_since(moved) < after {
-            s.timers.schedule(moved + after, Action::SendCheck { conn }, s.pass);
+            let timer = s.timers.schedule(moved + after, Action::SendCheck { conn }, s.pass);
+            if let Some(w) = self.conns.send_moved.get_mut(&conn.slot()) {
+                w.2 = timer;
+            }
         } else {
             io.clear(flag::SEND_WATCHED);
             self.conns.send_moved.remove(&conn.slot());

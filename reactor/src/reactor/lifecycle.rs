@@ -106,7 +106,9 @@ impl Reactor {
                     (conn.proto, conn.connector)
                 };
                 if watched {
-                    self.conns.forget_send_watch(id.slot());
+                    if let Some(timer) = self.conns.forget_send_watch(id.slot()) {
+                        self.shared.timers.cancel(timer);
+                    }
                 }
                 self.shared.gens[id.slot()] = VACANT;
                 self.shared.stats.closed += 1;
