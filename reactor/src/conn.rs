@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use crate::address::Address;
 use crate::outbuf::{OutBuf, MAX_SLICES};
+use crate::tls::{TlsRead, TlsStream};
 
 /// What happens when a write would take a connection's output buffer past its hard cap.
 ///
@@ -163,6 +164,8 @@ impl Stream {
 pub(crate) enum ConnState {
     /// Outgoing, the connect is under way; no protocol yet.
     Connecting,
+    /// TLS: the handshake is under way; `connection_made` comes when it completes.
+    Handshaking,
     /// Both directions open.
     Open,
     /// The peer sent FIN and the protocol kept our side open (`eof_received` said so).
@@ -201,7 +204,7 @@ impl ConnState {
     /// Reading for the protocol goes on in this state.
     pub(crate) fn reads(self) -> bool {
         match self {
-            ConnState::Open | ConnState::WriteShut => true,
+            ConnState::Open | ConnState::WriteShut | ConnState::Handshaking => true,
             ConnState::ShuttingWrite { eof } | ConnState::Closing { eof, .. } => !eof,
             ConnState::Connecting
             | ConnState::PeerHalfClosed
@@ -230,6 +233,8 @@ pub(crate) mod flag {
     pub(crate) const SEND_WATCHED: u16 = 1 << 5;
     /// Timers were scheduled for this connection's protocol (cancelled when it is reaped).
     pub(crate) const HAS_TIMERS: u16 = 1 << 7;
+    /// `connection_made` was called (a TLS connection whose handshake failed never was).
+    pub(crate) const MADE: u16 = 1 << 0;
     /// The protocol was told `pause_writing` and not yet `resume_writing`.
     pub(crate) const WRITING_PAUSED: u16 = 1 << 9;
     /// Queued on the ready-again list.
@@ -246,7 +251,9 @@ pub(crate) mod flag {
 pub(crate) enum ReadOutcome {
     /// `n` bytes are in the read buffer.
     Data(usize),
-    /// The peer sent FIN.
+    /// The TLS handshake just completed.
+    Handshaken,
+    /// The peer sent FIN (or, over TLS, close_notify).
     Eof,
     /// Nothing more right now.
     WouldBlock,
@@ -273,11 +280,21 @@ pub(crate) struct ConnIo {
     pub(crate) flags: u16,
     pub(crate) state: ConnState,
     pub(crate) limits: Limits,
+    /// The TLS session, for connections that have one (one pointer otherwise).
+    pub(crate) tls: Option<Box<TlsStream>>,
 }
 
 impl ConnIo {
     pub(crate) fn new(stream: Stream, gen: u32, limits: Limits) -> ConnIo {
-        ConnIo { stream, out: OutBuf::default(), gen, flags: 0, state: ConnState::Open, limits }
+        ConnIo {
+            stream,
+            out: OutBuf::default(),
+            gen,
+            flags: 0,
+            state: ConnState::Open,
+            limits,
+            tls: None,
+        }
     }
 
     #[inline]
@@ -311,8 +328,35 @@ impl ConnIo {
         self.out.clear();
     }
 
+    /// Bytes held for sending (over TLS, rustls holds at most 64 KiB of records beyond).
+    pub(crate) fn buffered(&self) -> usize {
+        self.out.len()
+    }
+
+    /// TLS records wait to be written.
+    pub(crate) fn tls_wants_write(&self) -> bool {
+        self.tls.as_ref().is_some_and(|t| t.conn.wants_write())
+    }
+
     /// One read into `buf`; `Interrupted` is retried by the caller's next pass, never here.
     pub(crate) fn read(&mut self, buf: &mut [u8]) -> ReadOutcome {
+        if let Some(tls) = &mut self.tls {
+            return match tls.read(&mut StreamIo(&mut self.stream), buf) {
+                TlsRead::Data(n) => ReadOutcome::Data(n),
+                TlsRead::Handshaken => ReadOutcome::Handshaken,
+                TlsRead::Eof { clean } => {
+                    if !clean {
+                        log::debug!("TLS peer closed without close_notify");
+                    }
+                    ReadOutcome::Eof
+                }
+                TlsRead::WouldBlock => {
+                    self.clear(flag::READABLE);
+                    ReadOutcome::WouldBlock
+                }
+                TlsRead::Failed(e) => ReadOutcome::Failed(e),
+            };
+        }
         let r = match &mut self.stream {
             Stream::Tcp(s) => s.read(buf),
             Stream::Unix(s) => s.read(buf),
@@ -333,6 +377,9 @@ impl ConnIo {
     /// Writes buffered output until the buffer is empty or the socket is full; then applies
     /// a pending half-close. One `write` for one chunk, `writev` for several.
     pub(crate) fn flush(&mut self) -> (FlushOutcome, usize) {
+        if self.tls.is_some() {
+            return self.flush_tls();
+        }
         let mut written = 0;
         while !self.out.is_empty() {
             let r = if self.out.chunk_count() == 1 {
@@ -378,10 +425,88 @@ impl ConnIo {
         (FlushOutcome::Drained, written)
     }
 
+    /// TLS flush: plaintext from the buffer into rustls (as much as its buffer limit
+    /// takes), records to the socket, until both are empty or the socket is full; then a
+    /// pending half-close (after close_notify).
+    fn flush_tls(&mut self) -> (FlushOutcome, usize) {
+        let Some(tls) = &mut self.tls else { return (FlushOutcome::Drained, 0) };
+        let mut written = 0;
+        loop {
+            while !self.out.is_empty() {
+                match tls.encrypt(self.out.first()) {
+                    Ok(0) => break,
+                    Ok(n) => self.out.consume(n),
+                    Err(e) => return (FlushOutcome::Failed(e), written),
+                }
+            }
+            let (n, err) = tls.write_pending(&mut StreamIo(&mut self.stream));
+            written += n;
+            match err {
+                None => {}
+                Some(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.flags &= !flag::WRITABLE;
+                    return (FlushOutcome::Blocked, written);
+                }
+                Some(e) => return (FlushOutcome::Failed(e), written),
+            }
+            if self.out.is_empty() || tls.conn.is_handshaking() {
+                break;
+            }
+        }
+        if !self.out.is_empty() {
+            // Waiting for the handshake: the plaintext stays buffered.
+            return (FlushOutcome::Blocked, written);
+        }
+        if let ConnState::ShuttingWrite { eof } = self.state {
+            if !tls.notify_sent {
+                tls.notify_sent = true;
+                tls.conn.send_close_notify();
+                let (n, err) = tls.write_pending(&mut StreamIo(&mut self.stream));
+                written += n;
+                match err {
+                    None => {}
+                    Some(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        self.flags &= !flag::WRITABLE;
+                        return (FlushOutcome::Blocked, written);
+                    }
+                    Some(e) => return (FlushOutcome::Failed(e), written),
+                }
+            }
+            self.state = if eof {
+                ConnState::Closing { eof: true, by_peer: true }
+            } else {
+                ConnState::WriteShut
+            };
+            if let Err(e) = self.shutdown(Shutdown::Write) {
+                return (FlushOutcome::Failed(e), written);
+            }
+        }
+        (FlushOutcome::Drained, written)
+    }
+
+    /// `lose_connection` has flushed the plaintext: queue close_notify once (TLS). Returns
+    /// `true` if records now wait to be written.
+    pub(crate) fn queue_close_notify(&mut self) -> bool {
+        match &mut self.tls {
+            Some(tls) if !tls.notify_sent => {
+                tls.notify_sent = true;
+                tls.conn.send_close_notify();
+                true
+            }
+            Some(tls) => tls.conn.wants_write(),
+            None => false,
+        }
+    }
+
     /// Writes `data` (a callback's scratch output) straight to the socket if it is
     /// writable and nothing is queued before it; whatever the socket does not take is
     /// queued. Returns the bytes written, or the error that ended the connection.
     pub(crate) fn write_through(&mut self, data: &[u8]) -> Result<usize, io::Error> {
+        if self.tls.is_some() {
+            // Encrypted on the next flush, right after this callback.
+            self.out.push(data);
+            return Ok(0);
+        }
         let mut done = 0;
         if self.out.is_empty() && self.has(flag::WRITABLE) {
             while done < data.len() {
@@ -456,6 +581,31 @@ impl ConnIo {
             None => sock.set_keepalive(false),
             Some(t) => sock.set_tcp_keepalive(&socket2::TcpKeepalive::new().with_time(t)),
         }
+    }
+}
+
+/// The socket under a TLS session, as `Read + Write` for rustls.
+struct StreamIo<'a>(&'a mut Stream);
+
+impl Read for StreamIo<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self.0 {
+            Stream::Tcp(s) => s.read(buf),
+            Stream::Unix(s) => s.read(buf),
+            Stream::Memory => Err(io::ErrorKind::WouldBlock.into()),
+        }
+    }
+}
+
+impl Write for StreamIo<'_> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        write_stream(self.0, data)
+    }
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        writev_stream(self.0, bufs)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
 

@@ -53,6 +53,25 @@ pub enum ServerEndpoint {
         /// `SO_REUSEPORT`.
         reuse_port: bool,
     },
+    /// `tls:PORT:cert=PATH:key=PATH[:interface=IP][:alpn=P1,P2][:ca=PATH][:backlog=N]
+    /// [:reuseport=1]` (Twisted's `ssl:` spelling is accepted too): TCP with TLS;
+    /// `ca=` requires client certificates signed by that CA.
+    Tls {
+        /// Interface and port.
+        addr: SocketAddr,
+        /// Accept queue length (default 1024).
+        backlog: u32,
+        /// `SO_REUSEPORT`.
+        reuse_port: bool,
+        /// PEM certificate chain.
+        cert: PathBuf,
+        /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+        key: PathBuf,
+        /// ALPN protocols offered, in order.
+        alpn: Vec<String>,
+        /// CA for client certificates, if they are required.
+        ca: Option<PathBuf>,
+    },
 }
 
 /// Where a client connects.
@@ -94,6 +113,21 @@ pub enum ClientEndpoint {
         /// Connect timeout (default 30 s).
         timeout: Duration,
     },
+    /// `tls:host=H:port=P[:ca=PATH][:timeout=S][:bindAddress=IP]` (or `ssl:`): TCP with
+    /// TLS, the server's certificate checked against `host` and the CA file (default: the
+    /// system's roots).
+    Tls {
+        /// Host name or address; also the name the certificate must carry.
+        host: String,
+        /// Port.
+        port: u16,
+        /// Connect timeout (default 30 s).
+        timeout: Duration,
+        /// Local address to bind.
+        bind: Option<IpAddr>,
+        /// Trusted CA file instead of the system's roots.
+        ca: Option<PathBuf>,
+    },
 }
 
 /// A malformed endpoint string: what is wrong, and what was expected.
@@ -120,9 +154,10 @@ impl From<EndpointError> for crate::Error {
     }
 }
 
-const SERVER_FORMS: &str =
-    "expected tcp:PORT[:interface=IP], tcp6:PORT, unix:PATH[:mode=600] or udp:PORT";
-const CLIENT_FORMS: &str = "expected tcp:host=HOST:port=PORT[:timeout=S] or unix:path=PATH";
+const SERVER_FORMS: &str = "expected tcp:PORT[:interface=IP], tcp6:PORT, unix:PATH[:mode=600], \
+     udp:PORT or tls:PORT:cert=PATH:key=PATH";
+const CLIENT_FORMS: &str = "expected tcp:host=HOST:port=PORT[:timeout=S], unix:path=PATH or \
+     tls:host=HOST:port=PORT[:ca=PATH]";
 
 /// Splits on unescaped `:`; `\:` and `\\` are a literal colon and backslash.
 fn split(s: &str) -> Vec<String> {
@@ -286,6 +321,41 @@ impl FromStr for ServerEndpoint {
                     reuse_port: a.flag("reuseport")?,
                 })
             }
+            "tls" | "ssl" => {
+                let keys = [
+                    "port",
+                    "interface",
+                    "backlog",
+                    "reuseport",
+                    "cert",
+                    "key",
+                    "alpn",
+                    "ca",
+                    "certKey",
+                    "privateKey",
+                ];
+                a.check(&keys, 1)?;
+                let ip = a.ip("interface", IpAddr::V4(Ipv4Addr::UNSPECIFIED))?;
+                let path = |key: &str, alias: &str| {
+                    a.get(key, None).or_else(|| a.get(alias, None)).filter(|p| !p.is_empty())
+                };
+                let cert = path("cert", "certKey")
+                    .ok_or_else(|| a.err("missing cert=PATH (a PEM certificate chain)"))?;
+                let key = path("key", "privateKey").unwrap_or(cert);
+                let alpn = a
+                    .get("alpn", None)
+                    .map(|v| v.split(',').filter(|p| !p.is_empty()).map(str::to_string).collect())
+                    .unwrap_or_default();
+                Ok(ServerEndpoint::Tls {
+                    addr: SocketAddr::new(ip, a.port(Some(0))?),
+                    backlog: a.number("backlog", 1024)?,
+                    reuse_port: a.flag("reuseport")?,
+                    cert: cert.into(),
+                    key: key.into(),
+                    alpn,
+                    ca: a.get("ca", None).map(PathBuf::from),
+                })
+            }
             "" => Err(a.err(format!("empty endpoint; {SERVER_FORMS}"))),
             other => Err(a.err(format!("unknown endpoint type {other:?}; {SERVER_FORMS}"))),
         }
@@ -320,6 +390,23 @@ impl FromStr for ClientEndpoint {
                 let path = path.ok_or_else(|| a.err(format!("missing path; {CLIENT_FORMS}")))?;
                 Ok(ClientEndpoint::Unix { path: path.into(), timeout: a.timeout()? })
             }
+            "tls" | "ssl" => {
+                a.check(&["host", "port", "timeout", "bindAddress", "ca"], 2)?;
+                let host = a.get("host", Some(0)).filter(|h| !h.is_empty());
+                let host = host.ok_or_else(|| a.err(format!("missing host; {CLIENT_FORMS}")))?;
+                let port_index = if a.get("host", None).is_some() { 0 } else { 1 };
+                let bind = match a.get("bindAddress", None) {
+                    None => None,
+                    Some(_) => Some(a.ip("bindAddress", IpAddr::V4(Ipv4Addr::UNSPECIFIED))?),
+                };
+                Ok(ClientEndpoint::Tls {
+                    host: host.to_string(),
+                    port: a.port(Some(port_index))?,
+                    timeout: a.timeout()?,
+                    bind,
+                    ca: a.get("ca", None).map(PathBuf::from),
+                })
+            }
             "" => Err(a.err(format!("empty endpoint; {CLIENT_FORMS}"))),
             other => Err(a.err(format!("unknown endpoint type {other:?}; {CLIENT_FORMS}"))),
         }
@@ -336,6 +423,40 @@ mod tests {
 
     fn client(s: &str) -> ClientEndpoint {
         s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
+    }
+
+    #[test]
+    fn tls_endpoints_parse_in_both_spellings() {
+        let e = server("tls:8443:cert=/c.pem:key=/k.pem:interface=127.0.0.1:alpn=h2,http/1.1");
+        assert_eq!(
+            e,
+            ServerEndpoint::Tls {
+                addr: "127.0.0.1:8443".parse().unwrap(),
+                backlog: 1024,
+                reuse_port: false,
+                cert: "/c.pem".into(),
+                key: "/k.pem".into(),
+                alpn: vec!["h2".into(), "http/1.1".into()],
+                ca: None,
+            }
+        );
+        // Twisted's spelling, with the key in the certificate file.
+        let ServerEndpoint::Tls { cert, key, .. } = server("ssl:443:certKey=/both.pem") else {
+            panic!("not tls");
+        };
+        assert_eq!((cert, key), ("/both.pem".into(), "/both.pem".into()));
+        let err = "tls:8443".parse::<ServerEndpoint>().unwrap_err().to_string();
+        assert!(err.contains("missing cert=PATH"), "{err}");
+        assert_eq!(
+            client("tls:host=localhost:port=8443:ca=/ca.pem"),
+            ClientEndpoint::Tls {
+                host: "localhost".into(),
+                port: 8443,
+                timeout: Duration::from_secs(30),
+                bind: None,
+                ca: Some("/ca.pem".into()),
+            }
+        );
     }
 
     #[test]

@@ -108,6 +108,9 @@ pub enum Reason {
     },
     /// The reactor shut down before the connection finished.
     Shutdown,
+    /// The TLS session failed: a bad or truncated handshake, a certificate that does not
+    /// verify, a corrupt record. The message says which.
+    Tls(String),
 }
 
 impl Reason {
@@ -132,6 +135,7 @@ impl Reason {
                 Reason::Overflow { buffered: *buffered, cap: *cap }
             }
             Reason::Shutdown => Reason::Shutdown,
+            Reason::Tls(m) => Reason::Tls(m.clone()),
         }
     }
 }
@@ -151,6 +155,7 @@ impl fmt::Display for Reason {
                 write!(f, "output buffer overflow: {buffered} bytes buffered, cap {cap}")
             }
             Reason::Shutdown => f.write_str("reactor shut down"),
+            Reason::Tls(m) => write!(f, "TLS failed: {m}"),
         }
     }
 }

@@ -35,6 +35,8 @@ pub struct Stats {
     /// Connections accepted and closed at once because the process had run out of
     /// descriptors (EMFILE / ENFILE): their clients learn at once instead of hanging.
     pub shed: u64,
+    /// Accepted TLS connections whose handshake failed or timed out (each logged once).
+    pub tls_failed: u64,
     /// Outgoing connections established.
     pub connected: u64,
     /// Outgoing connections that failed.

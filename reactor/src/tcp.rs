@@ -93,6 +93,8 @@ pub(crate) struct Listener {
     /// When shedding was last logged, and how many were shed since.
     pub(crate) shed_logged: Option<Instant>,
     pub(crate) shed_unlogged: u64,
+    /// A TLS listener's configuration.
+    pub(crate) tls: Option<crate::tls::TlsServerConfig>,
 }
 
 /// A numeric socket address argument: `"127.0.0.1:8000"`, `"[::1]:0"`, a `SocketAddr`, or an

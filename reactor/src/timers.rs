@@ -38,6 +38,8 @@ pub(crate) enum Action {
     LingerEnd { conn: ConnId },
     /// Has a connection's blocked output moved since the last look (send timeout)?
     SendCheck { conn: ConnId },
+    /// A TLS handshake ran out of time.
+    HandshakeTimeout { conn: ConnId },
 }
 
 /// A looping call: tick `n` is due at `start + n * interval`; `next` is the next tick to

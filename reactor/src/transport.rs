@@ -308,7 +308,13 @@ impl<'a> Transport<'a> {
     /// Bytes buffered and not yet written to the socket.
     pub fn buffered_len(&self) -> usize {
         let scratch = if self.uses_scratch() { self.ctx.shared.scratch.len() } else { 0 };
-        self.io.out.len() + scratch
+        self.io.buffered() + scratch
+    }
+
+    /// What the TLS handshake settled (version, cipher suite, ALPN, SNI, the peer's
+    /// certificates); `None` on a connection without TLS.
+    pub fn tls_info(&self) -> Option<crate::tls::TlsInfo> {
+        self.io.tls.as_ref().map(|t| t.info())
     }
 
     /// Sets the water marks (`low` is clamped to `high`).

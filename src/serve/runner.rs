@@ -10,8 +10,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use torsion_reactor::{
-    Address, ListenOptions, Reactor, ReactorHandle, ServerEndpoint, Stats, TransportOptions,
-    UnixListenOptions,
+    Address, ListenOptions, Reactor, ReactorHandle, ServerEndpoint, Stats, TlsServerConfig,
+    TransportOptions, UnixListenOptions,
 };
 
 use torsion_protocols::policies::{ConnectionLimits, LimitedFactory, TimeoutFactory};
@@ -229,6 +229,18 @@ impl Server {
                 (ServerEndpoint::Udp { reuse_port, .. }, Address::Inet(a)) => {
                     ServerEndpoint::Udp { addr: *a, reuse_port: *reuse_port }
                 }
+                (
+                    ServerEndpoint::Tls { backlog, reuse_port, cert, key, alpn, ca, .. },
+                    Address::Inet(a),
+                ) => ServerEndpoint::Tls {
+                    addr: *a,
+                    backlog: *backlog,
+                    reuse_port: *reuse_port,
+                    cert: cert.clone(),
+                    key: key.clone(),
+                    alpn: alpn.clone(),
+                    ca: ca.clone(),
+                },
                 (e, _) => e.clone(),
             });
             bound.push(b);
@@ -327,6 +339,9 @@ fn with_reuse_port(e: &ServerEndpoint) -> Result<ServerEndpoint, String> {
             ServerEndpoint::Tcp { addr, backlog, reuse_port: true }
         }
         ServerEndpoint::Udp { addr, .. } => ServerEndpoint::Udp { addr, reuse_port: true },
+        ServerEndpoint::Tls { reuse_port: _, addr, backlog, cert, key, alpn, ca } => {
+            ServerEndpoint::Tls { addr, backlog, reuse_port: true, cert, key, alpn, ca }
+        }
         ServerEndpoint::Unix { path, .. } => {
             return Err(format!(
                 "{}: a Unix socket cannot be shared by several workers",
@@ -351,6 +366,22 @@ fn bind_one(r: &mut Reactor, e: &ServerEndpoint, l: &Listen, wrap: &Wrap) -> Res
             };
             let f = stream_factory(l, wrap)?;
             let port = r.listen_tcp_with(*addr, f, opts).map_err(fail)?;
+            (Address::Inet(port.addr), false)
+        }
+        ServerEndpoint::Tls { addr, backlog, reuse_port, .. } => {
+            let transport =
+                TransportOptions { send_timeout: wrap.send_timeout, ..Default::default() };
+            let opts = ListenOptions {
+                backlog: *backlog,
+                reuse_port: *reuse_port,
+                transport,
+                ..Default::default()
+            };
+            let f = stream_factory(l, wrap)?;
+            let config = TlsServerConfig::for_endpoint(e)
+                .map_err(fail)?
+                .ok_or_else(|| format!("{name}: not a TLS endpoint"))?;
+            let port = r.listen_tls_with(*addr, f, config, opts).map_err(fail)?;
             (Address::Inet(port.addr), false)
         }
         ServerEndpoint::Unix { path, mode, backlog } => {

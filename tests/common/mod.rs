@@ -9,6 +9,8 @@ use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+pub mod pki;
+
 use torsion::reactor::{ManualClock, Reactor, ReactorOptions, Stats};
 
 /// Upper bound for any one test step: generous, only ever hit when something is broken.

@@ -139,7 +139,9 @@ impl Reactor {
                 ReadOutcome::Data(0) => {}
                 ReadOutcome::Data(n) => {
                     self.shared.stats.bytes_in += n as u64;
-                    let short = n < self.read_buf.len();
+                    // Over TLS a short read says nothing: rustls may hold more plaintext, or
+                    // ciphertext already taken from the socket, which no edge announces.
+                    let short = n < self.read_buf.len() && conn.io.tls.is_none();
                     let fin_seen = conn.io.has(flag::READ_CLOSED_HINT);
                     if short && !fin_seen {
                         // Drained for now: new data raises a new edge. Not so for a FIN
@@ -155,9 +157,13 @@ impl Reactor {
                         return;
                     }
                 }
+                ReadOutcome::Handshaken => self.handshake_done(slot),
                 ReadOutcome::Eof => return self.eof(slot),
                 ReadOutcome::WouldBlock => return,
-                ReadOutcome::Failed(e) => return self.kill(slot, Reason::Lost(e)),
+                ReadOutcome::Failed(e) => {
+                    let reason = failure(&conn.io, e);
+                    return self.kill(slot, reason);
+                }
             }
         }
         // Budget spent with data possibly left: yield to the others, come back next pass.
@@ -268,7 +274,8 @@ impl Reactor {
                 return;
             }
             let shutting = matches!(io.state, ConnState::ShuttingWrite { .. });
-            if (!io.out.is_empty() && io.has(flag::WRITABLE)) || (io.out.is_empty() && shutting) {
+            let pending = !io.out.is_empty() || io.tls_wants_write();
+            if (pending && io.has(flag::WRITABLE)) || (io.out.is_empty() && shutting) {
                 let (outcome, n) = io.flush();
                 if n > 0 {
                     self.shared.stats.bytes_out += n as u64;
@@ -279,12 +286,23 @@ impl Reactor {
                     }
                 }
                 if let FlushOutcome::Failed(e) = outcome {
-                    return self.kill(slot, Reason::Lost(e));
+                    let reason = failure(io, e);
+                    return self.kill(slot, reason);
                 }
             }
-            let io = &mut self.conns[slot].io;
-            if io.out.is_empty() {
+            let io = &mut self.conns.slab[slot].io;
+            if io.state == ConnState::Handshaking {
+                return;
+            }
+            if io.out.is_empty() && !io.tls_wants_write() {
                 if let ConnState::Closing { eof, by_peer } = io.state {
+                    // TLS says goodbye first (close_notify), then the socket closes.
+                    if io.queue_close_notify() {
+                        if io.has(flag::WRITABLE) {
+                            continue;
+                        }
+                        return;
+                    }
                     // All flushed: close (the FIN follows the last byte), or linger.
                     return self.finish_close(slot, eof, by_peer);
                 }
@@ -293,7 +311,7 @@ impl Reactor {
                 self.watch_send(slot);
             }
             let io = &mut self.conns[slot].io;
-            let buffered = io.out.len();
+            let buffered = io.buffered();
             if !io.has(flag::WRITING_PAUSED) && buffered > io.limits.high as usize {
                 io.set(flag::WRITING_PAUSED);
                 self.call(slot, "pause_writing", |p, t, _| p.pause_writing(t));
@@ -316,11 +334,46 @@ impl Reactor {
             if io.has(flag::PRODUCING)
                 && !io.has(flag::PRODUCE_QUEUED)
                 && io.state != ConnState::Dead
-                && io.out.len() <= io.limits.low as usize
+                && io.buffered() <= io.limits.low as usize
             {
                 io.set(flag::PRODUCE_QUEUED);
                 self.shared.producers.push(ConnId::new(slot, io.gen));
             }
+        }
+    }
+
+    /// The TLS handshake completed: the protocol's `connection_made` (it may look at
+    /// `Transport::tls_info`), then what it already buffered goes out encrypted.
+    fn handshake_done(&mut self, slot: usize) {
+        let io = &mut self.conns.slab[slot].io;
+        io.state = ConnState::Open;
+        if let Some(timer) = io.tls.as_mut().and_then(|t| t.deadline.take()) {
+            self.shared.timers.cancel(timer);
+        }
+        trace!(target: TRACE, "  {} TLS handshake done", ConnId::new(slot, io.gen));
+        self.made(slot);
+    }
+
+    /// `connection_made`, once.
+    pub(super) fn made(&mut self, slot: usize) {
+        if let Some(c) = self.conns.slab.get_mut(slot) {
+            c.io.set(flag::MADE);
+        }
+        self.call(slot, "connection_made", |p, t, _| p.connection_made(t));
+        self.settle(slot);
+    }
+
+    /// Timer: a TLS client that has not finished its handshake loses its slot.
+    pub(super) fn handshake_timed_out(&mut self, conn: ConnId) {
+        let Some(c) = self.conns.get_mut(conn.slot()).filter(|c| c.io.gen == conn.gen) else {
+            return;
+        };
+        if c.io.state == ConnState::Handshaking {
+            debug!("{conn}: TLS handshake not finished in time; closing");
+            if let Some(t) = c.io.tls.as_mut() {
+                t.deadline = None;
+            }
+            self.kill(conn.slot(), Reason::Tls("handshake timed out".into()));
         }
     }
 
@@ -368,6 +421,7 @@ impl Reactor {
                     }
                 }
                 ReadOutcome::WouldBlock => return,
+                ReadOutcome::Handshaken => {}
                 ReadOutcome::Eof | ReadOutcome::Failed(_) => return self.end_linger(slot),
             }
         }
@@ -596,8 +650,14 @@ impl Reactor {
                 };
                 self.conns[slot].proto = Some(proto);
                 debug!("{id}: connected");
-                self.call(slot, "connection_made", |p, t, _| p.connection_made(t));
-                self.settle(slot);
+                if let Some(session) = self.connectors.get_mut(cslot).and_then(|c| c.tls_session())
+                {
+                    match session {
+                        Ok(tls) => return self.start_handshake(slot, tls, None),
+                        Err(e) => return self.kill(slot, Reason::Tls(e.to_string())),
+                    }
+                }
+                self.made(slot);
                 self.read(slot);
             }
             Err(e) => {
@@ -608,6 +668,27 @@ impl Reactor {
         }
     }
 
+    /// Wraps connection `slot` in a TLS session and starts the handshake (a client speaks
+    /// first); `connection_made` comes when it completes, within `deadline`.
+    pub(super) fn start_handshake(
+        &mut self,
+        slot: usize,
+        tls: crate::tls::TlsStream,
+        deadline: Option<std::time::Duration>,
+    ) {
+        let io = &mut self.conns.slab[slot].io;
+        io.state = ConnState::Handshaking;
+        let mut tls = Box::new(tls);
+        if let Some(d) = deadline {
+            let s = &mut self.shared;
+            let action = Action::HandshakeTimeout { conn: ConnId::new(slot, io.gen) };
+            tls.deadline = Some(s.timers.schedule(s.now + d, action, s.pass));
+        }
+        io.tls = Some(tls);
+        self.settle(slot);
+        self.read(slot);
+    }
+
     /// Removes a connection that never connected (no protocol to tell).
     pub(super) fn drop_connecting(&mut self, slot: usize) {
         let mut conn = self.conns.slab.remove(slot);
@@ -615,6 +696,17 @@ impl Reactor {
         if let Some(src) = conn.io.stream.source() {
             let _ = self.poll.registry().deregister(src);
         }
+    }
+}
+
+/// The reason an IO error ends a connection: over TLS, a TLS failure.
+fn failure(io: &ConnIo, e: io::Error) -> Reason {
+    if io.tls.is_some() && e.kind() == io::ErrorKind::InvalidData {
+        Reason::Tls(e.to_string().trim_start_matches("TLS: ").to_string())
+    } else if io.state == ConnState::Handshaking {
+        Reason::Tls(format!("handshake: {e}"))
+    } else {
+        Reason::Lost(e)
     }
 }
 

@@ -22,6 +22,7 @@ use crate::id::{ConnId, TimerId};
 use crate::protocol::ClientFactory;
 use crate::shared::Command;
 use crate::timers::Action;
+use crate::tls::{TlsClientConfig, TlsStream};
 
 /// An outgoing connection's owner: the factory, where to connect, and the attempt under way.
 pub(super) struct Connector {
@@ -33,6 +34,16 @@ pub(super) struct Connector {
     pub(super) timer: Option<TimerId>,
     /// A callback of the factory panicked: no more attempts.
     pub(super) given_up: bool,
+    /// TLS: the client configuration and the name the server's certificate must carry.
+    pub(super) tls: Option<(TlsClientConfig, String)>,
+}
+
+impl Connector {
+    /// A new TLS client session for an attempt, if this connector speaks TLS.
+    pub(super) fn tls_session(&mut self) -> Option<Result<TlsStream, crate::Error>> {
+        let (config, name) = self.tls.as_mut()?;
+        Some(config.session(name).map(TlsStream::new))
+    }
 }
 
 /// The connector kind's state: its slab, reached through `Deref`.
@@ -69,6 +80,44 @@ impl Reactor {
         self.start_connect(slot)
     }
 
+    /// Connects to `target` over TLS, checking that the server's certificate is valid for
+    /// `server_name` under `config`'s roots; the factory's protocol hears `connection_made`
+    /// once the handshake completes (a failed handshake is a failed connect, with
+    /// `Reason::Tls`). Returns the connection, or `None` if the attempt failed at once.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use torsion_reactor::{ConnectTarget, Protocol, Reactor, TlsClientConfig, Transport};
+    /// struct Get;
+    /// impl Protocol for Get {
+    ///     fn connection_made(&mut self, t: &mut Transport<'_>) {
+    ///         let _ = t.write(b"GET / HTTP/1.1\r\nHost: example.org\r\nConnection: close\r\n\r\n");
+    ///     }
+    ///     fn data_received(&mut self, _t: &mut Transport<'_>, d: &[u8]) {
+    ///         log::info!("{}", String::from_utf8_lossy(d));
+    ///     }
+    /// }
+    /// let mut reactor = Reactor::new()?;
+    /// let config = TlsClientConfig::system_roots()?;
+    /// let target = ConnectTarget::Name("example.org".into(), 443);
+    /// reactor.connect_tls(target, "example.org", config, || Get, Default::default());
+    /// reactor.run()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn connect_tls(
+        &mut self,
+        target: ConnectTarget,
+        server_name: &str,
+        config: TlsClientConfig,
+        factory: impl ClientFactory,
+        opts: ConnectOptions,
+    ) -> Option<ConnId> {
+        let slot = self.new_connector(target, Box::new(factory), opts);
+        self.connectors[slot].tls = Some((config, server_name.to_string()));
+        self.start_connect(slot)
+    }
+
     pub(super) fn new_connector(
         &mut self,
         target: ConnectTarget,
@@ -83,6 +132,7 @@ impl Reactor {
             gen,
             timer: None,
             given_up: false,
+            tls: None,
         })
     }
 

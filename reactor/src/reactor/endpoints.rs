@@ -11,6 +11,7 @@ use crate::error::Error;
 use crate::id::ListenerId;
 use crate::protocol::{ClientFactory, Factory};
 use crate::tcp::ListenOptions;
+use crate::tls::{TlsClientConfig, TlsServerConfig};
 use crate::udp::DatagramProtocol;
 use crate::unix::UnixListenOptions;
 use crate::UdpPort;
@@ -47,6 +48,11 @@ impl Reactor {
                 factory,
                 UnixListenOptions { mode, backlog, ..Default::default() },
             ),
+            ServerEndpoint::Tls { addr, backlog, reuse_port, cert, key, alpn, ca } => {
+                let opts = ListenOptions { backlog, reuse_port, ..ListenOptions::default() };
+                let config = tls_server_config(&cert, &key, &alpn, ca.as_deref())?;
+                Ok(self.listen_tls_with(addr, factory, config, opts)?.id)
+            }
             ServerEndpoint::Udp { .. } => Err(Error::new(
                 format!("bad endpoint {endpoint:?}"),
                 std::io::Error::new(
@@ -104,6 +110,22 @@ impl Reactor {
                     Err(_) => self.ctx().connect_tcp_name_with(&host, port, factory, opts),
                 }
             }
+            ClientEndpoint::Tls { host, port, timeout, bind, ca } => {
+                let opts = ConnectOptions {
+                    timeout,
+                    bind: bind.map(|ip| std::net::SocketAddr::new(ip, 0)),
+                    ..ConnectOptions::default()
+                };
+                let config = match ca {
+                    Some(ca) => TlsClientConfig::with_ca_file(ca)?,
+                    None => TlsClientConfig::system_roots()?,
+                };
+                let target = match host.parse::<std::net::IpAddr>() {
+                    Ok(ip) => ConnectTarget::Tcp(std::net::SocketAddr::new(ip, port)),
+                    Err(_) => ConnectTarget::Name(host.clone(), port),
+                };
+                self.connect_tls(target, &host, config, factory, opts);
+            }
             ClientEndpoint::Unix { path, timeout } => {
                 let opts = ConnectOptions { timeout, ..ConnectOptions::default() };
                 self.connect(ConnectTarget::Unix(path), factory, opts);
@@ -116,4 +138,39 @@ impl Reactor {
     pub fn listener_address(&self, id: ListenerId) -> Option<Address> {
         self.listeners.get(id.slot()).filter(|l| l.gen == id.gen).map(|l| l.addr.clone())
     }
+}
+
+impl TlsServerConfig {
+    /// The configuration a `tls:` endpoint names (its certificate, key, ALPN list and
+    /// client CA); `None` for other endpoints.
+    ///
+    /// # Errors
+    ///
+    /// A file that cannot be read or parsed (the error names it).
+    pub fn for_endpoint(e: &ServerEndpoint) -> Result<Option<TlsServerConfig>, Error> {
+        match e {
+            ServerEndpoint::Tls { cert, key, alpn, ca, .. } => {
+                tls_server_config(cert, key, alpn, ca.as_deref()).map(Some)
+            }
+            _ => Ok(None),
+        }
+    }
+}
+
+/// The server configuration a `tls:` endpoint names.
+fn tls_server_config(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    alpn: &[String],
+    ca: Option<&std::path::Path>,
+) -> Result<TlsServerConfig, Error> {
+    let mut config = TlsServerConfig::from_pem_files(cert, key)?;
+    if !alpn.is_empty() {
+        let names: Vec<&str> = alpn.iter().map(String::as_str).collect();
+        config = config.with_alpn(&names)?;
+    }
+    if let Some(ca) = ca {
+        config = config.with_client_ca_file(ca)?;
+    }
+    Ok(config)
 }

@@ -92,6 +92,7 @@ impl Reactor {
                     self.shared.cancel_conn_timers(id);
                 }
                 let watched = conn.io.has(flag::SEND_WATCHED);
+                let made = conn.io.has(flag::MADE);
                 let (proto, connector) = if conn.io.state == ConnState::Lingering {
                     // The socket lingers on; only the protocol's part is over.
                     (conn.proto.take(), conn.connector)
@@ -113,11 +114,36 @@ impl Reactor {
                 self.shared.gens[id.slot()] = VACANT;
                 self.shared.stats.closed += 1;
                 debug!("{id}: closed: {reason}");
+                if !made {
+                    // A TLS handshake that never completed: its protocol never started.
+                    self.never_made(id, proto, connector, reason);
+                    continue;
+                }
                 self.lost(id, proto, connector, reason);
             }
         }
         if freed {
             self.descriptor_freed();
+        }
+    }
+
+    /// A connection whose protocol never heard `connection_made` (its TLS handshake
+    /// failed or timed out): a client factory hears a failed connect; a server logs it.
+    fn never_made(
+        &mut self,
+        id: ConnId,
+        proto: Option<Box<dyn Protocol>>,
+        connector: u32,
+        reason: Reason,
+    ) {
+        if proto.is_some() {
+            self.shared.stats.open -= 1;
+        }
+        if connector != NO_CONNECTOR {
+            self.connect_failed(connector as usize, reason);
+        } else {
+            self.shared.stats.tls_failed += 1;
+            info!("{id}: {reason}");
         }
     }
 

@@ -23,6 +23,7 @@ use crate::id::{self, ConnId, Kind, ListenerId};
 use crate::protocol::{ClientFactory, Factory};
 use crate::reactor::ListeningPort;
 use crate::tcp::{self, IntoSocketAddr, ListenOptions, ListenSocket, Listener};
+use crate::tls::{TlsServerConfig, TlsStream};
 use crate::unix::UnixListenOptions;
 
 /// How long a listener stops accepting after running out of descriptors (the clients
@@ -141,6 +142,62 @@ impl Reactor {
         Ok(ListeningPort { id, addr })
     }
 
+    /// Listens for TLS on `addr` (port 0 picks a free port): every connection completes a
+    /// handshake with `config` (within its `handshake_timeout`) before its protocol hears
+    /// `connection_made`; the protocol then reads and writes plaintext.
+    ///
+    /// # Errors
+    ///
+    /// If the address is not numeric or cannot be bound, or the configuration is unusable.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use torsion_reactor::{Protocol, Reactor, TlsServerConfig, Transport};
+    /// struct Echo;
+    /// impl Protocol for Echo {
+    ///     fn data_received(&mut self, t: &mut Transport<'_>, d: &[u8]) {
+    ///         let _ = t.write(d);
+    ///     }
+    /// }
+    /// let mut reactor = Reactor::new()?;
+    /// let config = TlsServerConfig::from_pem_files("cert.pem", "key.pem")?;
+    /// reactor.listen_tls("127.0.0.1:8443", || Echo, config)?;
+    /// reactor.run()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn listen_tls(
+        &mut self,
+        addr: impl IntoSocketAddr,
+        factory: impl Factory,
+        config: TlsServerConfig,
+    ) -> Result<ListeningPort, Error> {
+        self.listen_tls_with(addr, factory, config, ListenOptions::default())
+    }
+
+    /// As [`Reactor::listen_tls`], with listen options.
+    ///
+    /// # Errors
+    ///
+    /// As [`Reactor::listen_tls`].
+    pub fn listen_tls_with(
+        &mut self,
+        addr: impl IntoSocketAddr,
+        factory: impl Factory,
+        mut config: TlsServerConfig,
+        opts: ListenOptions,
+    ) -> Result<ListeningPort, Error> {
+        // Built now, so a bad configuration fails here and not at the first client.
+        config.rustls()?;
+        let listener = tcp::bind(addr.into_socket_addr()?, &opts)?;
+        let addr = listener.local_addr().map_err(|e| Error::new("listener address", e))?;
+        let sock = ListenSocket::Tcp(mio::net::TcpListener::from_std(listener));
+        let id = self.add_listener(sock, Address::Inet(addr), Box::new(factory), opts)?;
+        self.listeners[id.slot()].tls = Some(config);
+        self.listener_started(id);
+        Ok(ListeningPort { id, addr })
+    }
+
     /// Listens on the Unix socket `path` with `opts` (file mode 0600 by default). A stale
     /// socket file is replaced; one another process still listens on is an error. The
     /// file is removed when the listener closes.
@@ -226,6 +283,7 @@ impl Reactor {
             paused_until: None,
             shed_logged: None,
             shed_unlogged: 0,
+            tls: None,
         });
         Ok(ListenerId::new(slot, gen))
     }
@@ -343,13 +401,25 @@ impl Reactor {
         if let (true, Stream::Tcp(s)) = (nodelay, &stream) {
             let _ = s.set_nodelay(true);
         }
+        let tls = match self.listeners[lslot]
+            .tls
+            .as_mut()
+            .map(|c| (TlsStream::server(c), c.handshake_timeout))
+        {
+            None => None,
+            Some((Ok(tls), deadline)) => Some((tls, deadline)),
+            Some((Err(e), _)) => return error!("TLS session for {peer}: {e}"),
+        };
         match self.insert_conn(stream, Some(proto), limits, NO_CONNECTOR) {
             Ok(id) => {
                 self.shared.stats.accepted += 1;
                 self.shared.stats.open += 1;
                 debug!(target: crate::TRACE_TARGET, "{id}: accepted from {peer}");
-                self.call(id.slot(), "connection_made", |p, t, _| p.connection_made(t));
-                self.settle(id.slot());
+                match tls {
+                    // `connection_made` once the handshake completes.
+                    Some((tls, deadline)) => self.start_handshake(id.slot(), tls, Some(deadline)),
+                    None => self.made(id.slot()),
+                }
             }
             Err(e) => error!("cannot register connection from {peer}: {e}"),
         }

@@ -72,6 +72,7 @@ impl Reactor {
                 Action::Reconnect { connector, gen } => self.reconnect(connector as usize, gen),
                 Action::LingerEnd { conn } => self.linger_timed_out(conn),
                 Action::SendCheck { conn } => self.send_check(conn),
+                Action::HandshakeTimeout { conn } => self.handshake_timed_out(conn),
             }
             if !self.shared.commands.is_empty() {
                 self.apply_commands();
