@@ -261,6 +261,90 @@ fn an_untrusted_or_misnamed_certificate_fails_the_connect_with_a_tls_reason() {
     assert_eq!(reactor.connection_count(), 0);
 }
 
+/// Records how its connection ended.
+struct Ends(Log);
+
+impl Protocol for Ends {
+    fn data_received(&mut self, _t: &mut Transport<'_>, _data: &[u8]) {}
+    fn connection_lost(&mut self, _ctx: &mut Ctx<'_>, reason: Reason) {
+        self.0.borrow_mut().push(reason.to_string());
+    }
+}
+
+#[test]
+fn a_close_without_close_notify_is_not_a_clean_end() {
+    let ca = TestCa::new("notify");
+    let issued = ca.issue("server", &["localhost"]);
+    let mut reactor = Reactor::new().unwrap();
+    let log: Log = Rc::default();
+    let l = Rc::clone(&log);
+    let config = TlsServerConfig::from_pem_files(&issued.cert, &issued.key).unwrap();
+    let port = reactor.listen_tls("127.0.0.1:0", move || Ends(Rc::clone(&l)), config).unwrap();
+    // A client completes the handshake on a thread, then drops its socket bare.
+    let ca_pem = ca.ca_pem.clone();
+    let handle = std::thread::spawn(move || {
+        let mut roots = rustls::RootCertStore::empty();
+        for c in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+            roots.add(c.unwrap()).unwrap();
+        }
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let name = ServerName::try_from("localhost".to_string()).unwrap();
+        let mut conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+        let mut sock = TcpStream::connect(port.addr).unwrap();
+        while conn.is_handshaking() {
+            conn.complete_io(&mut sock).unwrap();
+        }
+        conn.writer().write_all(b"x").unwrap();
+        conn.complete_io(&mut sock).unwrap();
+        drop(sock); // no close_notify
+    });
+    run_until(&mut reactor, |_| !log.borrow().is_empty());
+    handle.join().unwrap();
+    assert_eq!(log.borrow()[0], "TLS failed: the peer closed without close_notify");
+}
+
+#[test]
+fn an_expired_certificate_fails_the_connect() {
+    let ca = TestCa::new("expired");
+    let issued = ca.issue_expired("server", &["localhost"]);
+    let mut reactor = Reactor::new().unwrap();
+    let config = TlsServerConfig::from_pem_files(&issued.cert, &issued.key).unwrap();
+    let port = reactor.listen_tls("127.0.0.1:0", || Echo, config).unwrap();
+    let log: Log = Rc::default();
+    let client = TlsClientConfig::with_ca_pem(&ca.ca_pem).unwrap();
+    let f = ClientF(Rc::clone(&log));
+    reactor.connect_tls(ConnectTarget::Tcp(port.addr), "localhost", client, f, Default::default());
+    run_until(&mut reactor, |_| !log.borrow().is_empty());
+    let line = log.borrow()[0].clone();
+    assert!(line.starts_with("failed: TLS failed:") && line.contains("xpired"), "{line}");
+}
+
+#[test]
+fn a_thousand_concurrent_tls_connections_are_served_from_one_thread() {
+    let ca = TestCa::new("many");
+    let server = tls_echo(&ca);
+    let mut clients: Vec<_> =
+        (0..1000).map(|_| rustls_client(server.addr, &ca, "localhost")).collect();
+    for (i, c) in clients.iter_mut().enumerate() {
+        c.write_all(format!("{i:04}").as_bytes()).unwrap();
+    }
+    for (i, c) in clients.iter_mut().enumerate() {
+        let mut got = [0u8; 4];
+        c.read_exact(&mut got).unwrap();
+        assert_eq!(got, *format!("{i:04}").as_bytes());
+    }
+    drop(clients);
+    let stats = server.stop();
+    assert_eq!(stats.accepted, 1000);
+    assert_eq!(stats.tls_failed, 0);
+}
+
 #[test]
 fn plaintext_and_garbage_to_a_tls_port_are_refused_and_others_still_served() {
     let ca = TestCa::new("garbage");

@@ -344,12 +344,12 @@ impl ConnIo {
             return match tls.read(&mut StreamIo(&mut self.stream), buf) {
                 TlsRead::Data(n) => ReadOutcome::Data(n),
                 TlsRead::Handshaken => ReadOutcome::Handshaken,
-                TlsRead::Eof { clean } => {
-                    if !clean {
-                        log::debug!("TLS peer closed without close_notify");
-                    }
-                    ReadOutcome::Eof
-                }
+                TlsRead::Eof { clean: true } => ReadOutcome::Eof,
+                // A truncation attack looks exactly like this: not a clean end.
+                TlsRead::Eof { clean: false } => ReadOutcome::Failed(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "TLS: the peer closed without close_notify",
+                )),
                 TlsRead::WouldBlock => {
                     self.clear(flag::READABLE);
                     ReadOutcome::WouldBlock

@@ -49,8 +49,21 @@ impl TestCa {
     /// A certificate for `names` (DNS names or IP addresses), written as `<stem>.pem` and
     /// `<stem>.key`.
     pub fn issue(&self, stem: &str, names: &[&str]) -> Issued {
+        self.issue_with(stem, names, false)
+    }
+
+    /// As `issue`, for a certificate that expired last year.
+    pub fn issue_expired(&self, stem: &str, names: &[&str]) -> Issued {
+        self.issue_with(stem, names, true)
+    }
+
+    fn issue_with(&self, stem: &str, names: &[&str], expired: bool) -> Issued {
         let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
-        let params = CertificateParams::new(names).unwrap();
+        let mut params = CertificateParams::new(names).unwrap();
+        if expired {
+            params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+            params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+        }
         let key = KeyPair::generate().unwrap();
         let cert = params.signed_by(&key, &self.issuer).unwrap();
         let (cert_pem, key_pem) = (cert.pem(), key.serialize_pem());
