@@ -81,6 +81,35 @@ pub struct Bound {
 }
 
 impl Bound {
+    /// The kind of endpoint: `tcp`, `udp` or `unix`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use torsion::serve::Bound;
+    /// let b = Bound {
+    ///     protocol: "upper".into(),
+    ///     address: torsion::reactor::Address::Unix(Some("/tmp/echo.sock".into())),
+    ///     datagram: false,
+    /// };
+    /// assert_eq!((b.kind(), b.location()), ("unix", "/tmp/echo.sock".to_string()));
+    /// ```
+    pub fn kind(&self) -> &'static str {
+        match (&self.address, self.datagram) {
+            (Address::Unix(_), _) => "unix",
+            (_, true) => "udp",
+            (_, false) => "tcp",
+        }
+    }
+
+    /// Where it listens, without the kind: `127.0.0.1:8000` or a socket's path.
+    pub fn location(&self) -> String {
+        match &self.address {
+            Address::Unix(Some(p)) => p.display().to_string(),
+            a => a.to_string(),
+        }
+    }
+
     /// A one-line way to try it from a shell.
     ///
     /// # Examples
@@ -206,6 +235,7 @@ impl Server {
         }
         let shared = workers > 1;
         let wrap = Wrap {
+            worker: shared.then_some(0),
             log: opts.log_connections,
             limits: opts.limits.clone(),
             idle_timeout: opts.idle_timeout,
@@ -232,7 +262,7 @@ impl Server {
             let (tx, rx) = mpsc::channel();
             let listens = listens.clone();
             let resolved = resolved.clone();
-            let wrap = wrap.clone();
+            let wrap = Wrap { worker: Some(n), ..wrap.clone() };
             let thread = std::thread::Builder::new()
                 .name(format!("torsion-worker-{n}"))
                 .spawn(move || -> std::io::Result<Stats> {
@@ -359,6 +389,8 @@ fn bind_one(r: &mut Reactor, e: &ServerEndpoint, l: &Listen, wrap: &Wrap) -> Res
 /// What every stream service is wrapped in: policies, then the connection log.
 #[derive(Clone, Debug)]
 struct Wrap {
+    /// Which worker (reactor) this is, when there are several: named in the log.
+    worker: Option<usize>,
     log: bool,
     limits: Option<ConnectionLimits>,
     idle_timeout: Option<Duration>,
@@ -373,7 +405,11 @@ fn stream_factory(l: &Listen, wrap: &Wrap) -> Result<BoxedFactory, String> {
     if let Some(limits) = &wrap.limits {
         f = BoxedFactory(Box::new(LimitedFactory::new(f, limits.clone())));
     }
-    Ok(if wrap.log { BoxedFactory(Box::new(Logged::new(l.protocol.clone(), f))) } else { f })
+    Ok(match (wrap.log, wrap.worker) {
+        (false, _) => f,
+        (true, None) => BoxedFactory(Box::new(Logged::new(l.protocol.clone(), f))),
+        (true, Some(n)) => BoxedFactory(Box::new(Logged::on_worker(&l.protocol, n, f))),
+    })
 }
 
 /// Sums the counters of two reactors (gauges such as `open` are summed too).

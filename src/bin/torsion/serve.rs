@@ -121,12 +121,12 @@ pub(crate) fn run(args: ServeArgs, trace: bool) -> Result<(), String> {
     let mut out = std::io::stdout().lock();
     let width = server.bound().iter().map(|b| b.protocol.len()).max().unwrap_or(0);
     for b in server.bound() {
-        let kind = if b.datagram { "udp" } else { "tcp" };
         let _ = writeln!(
             out,
-            "{:<width$}  {kind} {:<21}  try: {}",
+            "{:<width$}  {:<4} {:<21}  try: {}",
             b.protocol,
-            b.address.to_string(),
+            b.kind(),
+            b.location(),
             b.hint()
         );
     }
