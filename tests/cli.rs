@@ -289,6 +289,15 @@ fn load_names_a_failed_connect_once() {
 }
 
 #[test]
+fn serve_help_says_a_bare_port_binds_every_interface_and_shows_the_local_form() {
+    let out = Command::new(BIN).args(["serve", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{help}");
+    assert!(help.contains("bind ALL interfaces (0.0.0.0)"), "{help}");
+    assert!(help.contains("tcp:9000:interface=127.0.0.1"), "{help}");
+}
+
+#[test]
 fn trace_prints_events_and_callbacks() {
     let t = Running::start(&["trace", "--listen", "tcp:0:interface=127.0.0.1", "echo"]);
     assert_eq!(tcp_echo(t.addr("echo", "tcp"), b"traced"), b"traced");
