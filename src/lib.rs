@@ -5,8 +5,11 @@
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 #![doc(test(attr(deny(warnings), allow(dead_code))))]
 
+#[cfg(feature = "loadgen")]
 pub mod loadgen;
 pub mod serve;
+mod usage;
+#[cfg(feature = "loadgen")]
 pub mod versus;
 pub use torsion_protocols as protocols;
 pub use torsion_reactor as reactor;

@@ -16,8 +16,8 @@ use super::idle::IdleClient;
 use super::pattern::Pattern;
 use super::report::{Latency, LoadReport, ServerUsage};
 use super::tally::Tally;
-use super::usage::ProcessUsage;
 use super::{Error, LoadConfig, Mode};
+use crate::usage::ProcessUsage;
 
 /// The longest a loop pass waits for events: how late a phase change can be noticed.
 const TICK: Duration = Duration::from_millis(1);

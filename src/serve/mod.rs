@@ -23,6 +23,7 @@ mod registry;
 mod runner;
 mod status;
 
+pub use crate::usage::ProcessUsage;
 pub use demo::{demo, DEFAULT_PORT_BASE};
 pub use logged::Logged;
 pub use options::{parse_size, Options};

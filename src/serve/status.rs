@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use torsion_reactor::Stats;
 
-use crate::loadgen::ProcessUsage;
+use crate::usage::ProcessUsage;
 
 /// What the status page shows: the serving reactor's [`Stats`] and its process.
 #[derive(Clone, Debug, PartialEq, Eq)]
