@@ -15,6 +15,7 @@ use torsion_reactor::{
 
 use torsion_protocols::policies::{ConnectionLimits, LimitedFactory, TimeoutFactory};
 
+use super::board::{self, Counted};
 use super::{BoxedFactory, Logged, Registry, Service};
 
 /// One service to run: where, what, and the configured protocol.
@@ -230,6 +231,8 @@ impl Server {
             ..Default::default()
         };
         let mut reactor = Reactor::with_options(ropts).map_err(|e| format!("reactor: {e}"))?;
+        board::reset();
+        board::start_sampling(&mut reactor);
         if opts.handle_signals {
             reactor.stop_on_signals().map_err(|e| format!("signal handlers: {e}"))?;
         }
@@ -273,6 +276,8 @@ impl Server {
                             return Err(e);
                         }
                     };
+                    board::reset();
+                    board::start_sampling(&mut r);
                     for (l, e) in listens.iter().zip(&resolved) {
                         if let Err(msg) = bind_one(&mut r, e, l, &wrap) {
                             let _ = tx.send(Err(msg));
@@ -367,15 +372,18 @@ fn bind_one(r: &mut Reactor, e: &ServerEndpoint, l: &Listen, wrap: &Wrap) -> Res
         ServerEndpoint::Tcp { addr, backlog, reuse_port } => {
             let opts =
                 ListenOptions { backlog: *backlog, reuse_port: *reuse_port, ..Default::default() };
-            let f = stream_factory(l, wrap)?;
+            let f = BoxedFactory(Box::new(Counted::new(name, "tcp", stream_factory(l, wrap)?)));
             let port = r.listen_tcp_with(*addr, f, opts).map_err(fail)?;
+            board::located(&Address::Inet(port.addr));
             (Address::Inet(port.addr), false)
         }
         ServerEndpoint::Unix { path, mode, backlog } => {
-            let f = stream_factory(l, wrap)?;
+            let f = BoxedFactory(Box::new(Counted::new(name, "unix", stream_factory(l, wrap)?)));
             let opts = UnixListenOptions { mode: *mode, backlog: *backlog };
             let id = r.listen_unix(path, f, opts).map_err(fail)?;
-            (r.listener_address(id).unwrap_or(Address::Unix(Some(path.clone()))), false)
+            let address = r.listener_address(id).unwrap_or(Address::Unix(Some(path.clone())));
+            board::located(&address);
+            (address, false)
         }
         ServerEndpoint::Udp { addr, reuse_port } => {
             let p = l.service.make_datagram().ok_or_else(|| format!("{name}: no datagram form"))?;
