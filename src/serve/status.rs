@@ -252,9 +252,9 @@ impl Status {
         out.push_str("</tbody></table>\n");
         out.push_str(HTML_CHART);
         // The figures the script draws first; `<` escaped so no string can end the script.
-        let _ = write!(
+        let _ = writeln!(
             out,
-            "<script type=\"application/json\" id=\"initial\">{}</script>\n",
+            "<script type=\"application/json\" id=\"initial\">{}</script>",
             self.to_json().replace('<', "\\u003c")
         );
         out.push_str(HTML_SCRIPT);
