@@ -146,7 +146,6 @@ impl Status {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use torsion::reactor::Stats;
     /// use torsion::serve::Status;
     ///
     /// let s = Status { uptime: Duration::from_secs(3), worker: "main".into(), ..Status::default() };
