@@ -17,7 +17,8 @@ const BIN: &str = env!("CARGO_BIN_EXE_torsion");
 /// A running `torsion` with its printed service lines.
 struct Running {
     child: Child,
-    services: Vec<(String, String, SocketAddr)>,
+    /// (name, kind, where) of each printed service line.
+    services: Vec<(String, String, String)>,
     stderr: mpsc::Receiver<String>,
 }
 
@@ -52,7 +53,7 @@ impl Running {
             }
             // `NAME  tcp ADDR  try: ...`
             let f: Vec<&str> = line.split_whitespace().collect();
-            services.push((f[0].to_string(), f[1].to_string(), f[2].parse().expect(&line)));
+            services.push((f[0].to_string(), f[1].to_string(), f[2].to_string()));
         }
         Running { child, services, stderr: erx }
     }
@@ -63,6 +64,8 @@ impl Running {
             .find(|s| s.0 == name && s.1 == kind)
             .unwrap_or_else(|| panic!("{name}/{kind} in {:?}", self.services))
             .2
+            .parse()
+            .expect("an IP address and port")
     }
 
     /// Sends `sig`, waits for the exit, returns (success, stderr).
@@ -233,6 +236,65 @@ fn workers_share_one_port() {
     let (ok, err) = t.stop("-TERM");
     assert!(ok, "{err}");
     assert!(err.contains("served 20 connection(s)"), "{err}");
+}
+
+#[test]
+fn with_several_workers_the_log_says_which_worker_took_each_connection() {
+    let t = Running::start(&[
+        "serve",
+        "--workers",
+        "2",
+        "--listen",
+        "tcp:0:interface=127.0.0.1",
+        "echo",
+    ]);
+    assert_eq!(tcp_echo(t.addr("echo", "tcp"), b"w"), b"w");
+    let (ok, err) = t.stop("-TERM");
+    assert!(ok, "{err}");
+    assert!(
+        err.lines()
+            .any(|l| l.contains("echo[worker ") && l.contains("]: connection from 127.0.0.1:")),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_unix_endpoint_is_labelled_unix_with_its_path() {
+    let dir = std::env::temp_dir().join(format!("torsion-cli-unix-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("upper.sock");
+    let _ = std::fs::remove_file(&path);
+    let endpoint = format!("unix:{}", path.display());
+    let t = Running::start(&["serve", "-q", "--listen", &endpoint, "upper"]);
+    assert_eq!(t.services, vec![("upper".into(), "unix".into(), path.display().to_string())]);
+    let (ok, err) = t.stop("-TERM");
+    assert!(ok, "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn load_names_a_failed_connect_once() {
+    // A port nobody listens on: bound, then released.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let out = Command::new(BIN)
+        .args(["load", "--addr", &format!("127.0.0.1:{port}"), "--connections", "1"])
+        .args(["--duration", "0.2", "--warmup", "0"])
+        .output()
+        .unwrap();
+    let all =
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!out.status.success(), "{all}");
+    assert!(all.contains("connect failed: "), "{all}");
+    assert!(!all.contains("connect failed: connect failed"), "{all}");
+}
+
+#[test]
+fn serve_help_says_a_bare_port_binds_every_interface_and_shows_the_local_form() {
+    let out = Command::new(BIN).args(["serve", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{help}");
+    assert!(help.contains("bind ALL interfaces (0.0.0.0)"), "{help}");
+    assert!(help.contains("tcp:9000:interface=127.0.0.1"), "{help}");
 }
 
 #[test]

@@ -131,11 +131,26 @@ pub trait LineHandler: 'static {
         let _ = (t, data);
     }
 
-    /// A line passed the length limit; `buffered` is what was held. The default closes the
-    /// connection (after flushing replies), as Twisted's does. A handler that leaves the
-    /// connection open gets the lines after the offending one (its rest is skipped).
+    /// More than the limit arrived without a delimiter (Twisted's `lineLengthExceeded`);
+    /// `buffered` is what was held. The default logs it and closes the connection (after
+    /// flushing replies), as Twisted's does; override it to tell the peer why first (send a
+    /// line, then `t.transport().lose_connection()`). A handler that leaves the connection
+    /// open gets the lines after the offending one (its rest is skipped).
+    ///
+    /// With the default CRLF delimiter, a peer that ends its lines with a bare `\n` lands
+    /// here once the limit is reached: none of its lines ever completed.
     fn line_length_exceeded(&mut self, t: &mut LineTransport<'_, '_>, buffered: &[u8]) {
-        log::info!("{}: line over {} bytes; closing", t.transport().id(), buffered.len());
+        let hint = if t.codec.is_crlf_only() && buffered.contains(&b'\n') {
+            " (it holds bare \\n line ends: LineCodec::lenient() accepts those)"
+        } else {
+            ""
+        };
+        log::warn!(
+            "{}: {} bytes without a line end, over the limit of {}{hint}; closing",
+            t.transport().id(),
+            buffered.len(),
+            t.codec.limit()
+        );
         t.transport().lose_connection();
     }
 
@@ -177,6 +192,11 @@ impl<'s, 't> LineTransport<'s, 't> {
         self.pushback.extend_from_slice(leftover);
     }
 
+    /// The line codec: its delimiter rules and [`limit`](LineCodec::limit).
+    pub fn codec(&self) -> &LineCodec {
+        self.codec
+    }
+
     /// Whether raw mode is on.
     pub fn is_raw_mode(&self) -> bool {
         *self.raw
@@ -188,7 +208,36 @@ impl<'s, 't> LineTransport<'s, 't> {
     }
 }
 
-/// A line protocol with raw mode, as a [`Protocol`].
+/// A line protocol with raw mode, as a [`Protocol`] (Twisted's `basic.LineReceiver`).
+///
+/// **[`LineReceiver::new`] splits on CRLF (`\r\n`) only**, as Twisted does: a peer that
+/// ends lines with a bare `\n` (`nc` on Linux, `"…\n"` in a unit test) never completes a
+/// line. For such peers use [`LineReceiver::lenient`] (`\n` or `\r\n`) or
+/// [`LineReceiver::with_codec`]`(`[`LineCodec::lf`]`(), handler)`. More than the limit
+/// (16 KiB by default) without a line end calls [`LineHandler::line_length_exceeded`],
+/// which closes the connection unless the handler does otherwise.
+///
+/// # Examples
+///
+/// ```
+/// use torsion_protocols::basic::{LineHandler, LineReceiver, LineTransport};
+/// use torsion_reactor::{testing::StringTransport, Protocol};
+///
+/// struct Shout;
+/// impl LineHandler for Shout {
+///     fn line_received(&mut self, t: &mut LineTransport<'_, '_>, line: &[u8]) {
+///         let _ = t.send_line(&line.to_ascii_uppercase());
+///     }
+/// }
+///
+/// let mut tr = StringTransport::new();
+/// let mut crlf = LineReceiver::new(Shout);
+/// crlf.data_received(&mut tr.transport(), b"hi\n"); // bare LF: not a line here
+/// assert_eq!(tr.value(), b"");
+/// let mut lenient = LineReceiver::lenient(Shout);
+/// lenient.data_received(&mut tr.transport(), b"hi\n");
+/// assert_eq!(tr.value(), b"HI\r\n");
+/// ```
 pub struct LineReceiver<H> {
     codec: LineCodec,
     handler: H,
@@ -199,9 +248,16 @@ pub struct LineReceiver<H> {
 }
 
 impl<H: LineHandler> LineReceiver<H> {
-    /// CRLF lines of up to 16 KiB.
+    /// Lines ended by CRLF (`\r\n`) only — Twisted's default; a bare `\n` does not end a
+    /// line (use [`LineReceiver::lenient`] for that) — of up to 16 KiB.
     pub fn new(handler: H) -> LineReceiver<H> {
         LineReceiver::with_codec(LineCodec::new(), handler)
+    }
+
+    /// Lines ended by `\n` or `\r\n` ([`LineCodec::lenient`]) of up to 16 KiB; replies are
+    /// sent with `\r\n`. The choice for peers such as `nc` or a tutorial's client.
+    pub fn lenient(handler: H) -> LineReceiver<H> {
+        LineReceiver::with_codec(LineCodec::lenient(), handler)
     }
 
     /// Lines as `codec` defines them (delimiter, lenient mode, length limit).
@@ -471,6 +527,54 @@ mod tests {
             }
             assert_eq!(tr.value(), b"a\r\nERR too long\r\nb\r\n", "chunk {chunk}");
             assert!(!tr.is_closing());
+        }
+    }
+
+    /// Records what `line_length_exceeded` was given, then closes as the default does.
+    #[derive(Default)]
+    struct Watcher {
+        lines: usize,
+        exceeded: Vec<Vec<u8>>,
+    }
+    impl LineHandler for Watcher {
+        fn line_received(&mut self, _t: &mut LineTransport<'_, '_>, _line: &[u8]) {
+            self.lines += 1;
+        }
+        fn line_length_exceeded(&mut self, t: &mut LineTransport<'_, '_>, held: &[u8]) {
+            self.exceeded.push(held.to_vec());
+            t.transport().lose_connection();
+        }
+    }
+
+    #[test]
+    fn lf_lines_under_the_crlf_default_never_complete_and_the_close_reaches_the_handler() {
+        let wire = b"one\ntwo\nthree\n";
+        for chunk in 1..=wire.len() {
+            let mut tr = StringTransport::new();
+            let mut r =
+                LineReceiver::with_codec(LineCodec::new().max_length(8), Watcher::default());
+            for piece in wire.chunks(chunk) {
+                r.data_received(&mut tr.transport(), piece);
+            }
+            let h = r.handler();
+            assert_eq!(h.lines, 0, "chunk {chunk}");
+            assert_eq!(h.exceeded.len(), 1, "chunk {chunk}");
+            assert!(h.exceeded[0].starts_with(b"one\ntwo\n"), "chunk {chunk}");
+            assert!(tr.is_closing(), "chunk {chunk}");
+        }
+    }
+
+    #[test]
+    fn lenient_takes_lf_and_crlf_lines_in_every_chunking() {
+        let wire = b"one\ntwo\r\nthree\n";
+        for chunk in 1..=wire.len() {
+            let mut tr = StringTransport::new();
+            let mut r = LineReceiver::lenient(Watcher::default());
+            for piece in wire.chunks(chunk) {
+                r.data_received(&mut tr.transport(), piece);
+            }
+            assert_eq!(r.handler().lines, 3, "chunk {chunk}");
+            assert!(r.handler().exceeded.is_empty() && !tr.is_closing(), "chunk {chunk}");
         }
     }
 }

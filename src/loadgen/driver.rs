@@ -16,8 +16,8 @@ use super::idle::IdleClient;
 use super::pattern::Pattern;
 use super::report::{Latency, LoadReport, ServerUsage};
 use super::tally::Tally;
-use super::usage::ProcessUsage;
 use super::{Error, LoadConfig, Mode};
+use crate::usage::ProcessUsage;
 
 /// The longest a loop pass waits for events: how late a phase change can be noticed.
 const TICK: Duration = Duration::from_millis(1);
@@ -256,6 +256,30 @@ impl ClientFactory for Connector {
     }
 
     fn client_connection_failed(&mut self, _ctx: &mut Ctx<'_>, reason: Reason) {
-        self.tally.borrow_mut().connect_failed(|| format!("connect failed: {reason}"));
+        self.tally.borrow_mut().connect_failed(|| connect_failure(&reason));
+    }
+}
+
+/// What a failed connect is reported as: the reason once, with `connect failed` in front
+/// unless the reason already says it (a refused connect displays as `connect failed: …`).
+fn connect_failure(reason: &Reason) -> String {
+    let text = reason.to_string();
+    if text.starts_with("connect failed") {
+        text
+    } else {
+        format!("connect failed: {text}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_connect_is_reported_with_one_connect_failed_prefix() {
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let text = connect_failure(&Reason::ConnectFailed(refused));
+        assert_eq!(text.matches("connect failed").count(), 1, "{text}");
+        assert!(text.starts_with("connect failed: "), "{text}");
     }
 }

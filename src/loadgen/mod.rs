@@ -55,11 +55,10 @@ mod idle;
 mod pattern;
 mod report;
 mod tally;
-mod usage;
 
+pub(crate) use crate::usage::children as usage_children;
+pub use crate::usage::ProcessUsage;
 pub use config::{LoadConfig, Mode};
 pub use driver::run;
 pub use error::Error;
 pub use report::{Latency, LoadReport, ServerUsage};
-pub(crate) use usage::children as usage_children;
-pub use usage::ProcessUsage;

@@ -25,10 +25,25 @@ pub struct Logged<F> {
     inner: F,
 }
 
+/// The name a connection is logged under: the service's, with the worker's number when
+/// several reactors share the ports (`echo[worker 1]`).
+fn tag(name: &str, worker: Option<usize>) -> String {
+    match worker {
+        Some(n) => format!("{name}[worker {n}]"),
+        None => name.to_string(),
+    }
+}
+
 impl<F: Factory> Logged<F> {
     /// Logs the connections of `inner` as service `name`.
     pub fn new(name: impl Into<String>, inner: F) -> Logged<F> {
         Logged { name: name.into(), inner }
+    }
+
+    /// Logs the connections of `inner` as service `name` on worker (reactor) `worker`:
+    /// `echo[worker 1]: connection from PEER`.
+    pub fn on_worker(name: &str, worker: usize, inner: F) -> Logged<F> {
+        Logged { name: tag(name, Some(worker)), inner }
     }
 }
 

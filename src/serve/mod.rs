@@ -16,6 +16,7 @@
 //! # Ok::<(), String>(())
 //! ```
 
+mod board;
 mod demo;
 mod logged;
 mod options;
@@ -23,6 +24,8 @@ mod registry;
 mod runner;
 mod status;
 
+pub use crate::usage::ProcessUsage;
+pub use board::{Sample, ServiceRow, SAMPLE_CAPACITY};
 pub use demo::{demo, DEFAULT_PORT_BASE};
 pub use logged::Logged;
 pub use options::{parse_size, Options};

@@ -306,7 +306,7 @@ fn builtin_entries() -> Vec<Entry> {
         Entry {
             name: "line",
             usage: "[--max-line SIZE]",
-            about: "echoes each line (CRLF or LF) back; longer lines close the connection",
+            about: "echoes each line (CRLF or LF) back; a longer line gets one ERR line, then close",
             build: |o| {
                 let max = o.size("--max-line", LineCodec::DEFAULT_MAX_LENGTH)?;
                 Ok(Service::stream(move || {
@@ -458,6 +458,15 @@ impl LineHandler for LineEcho {
             t.transport().lose_connection();
         }
     }
+
+    /// Tells the client why, in one line, then closes after flushing it.
+    fn line_length_exceeded(&mut self, t: &mut LineTransport<'_, '_>, held: &[u8]) {
+        let limit = t.codec().limit();
+        log::info!("{}: line over {limit} bytes; closing", t.transport().id());
+        let _ = t.send_line(format!("ERR line longer than {limit} bytes; closing").as_bytes());
+        let _ = held;
+        t.transport().lose_connection();
+    }
 }
 
 /// Options that make each protocol start (for tests and the help text's examples).
@@ -481,6 +490,22 @@ pub fn sample_options(name: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_line_service_tells_the_client_why_it_closes_an_over_long_line() {
+        use torsion_reactor::testing::StringTransport;
+        let wire = [&b"ok\n"[..], &[b'x'; 40][..]].concat();
+        for chunk in 1..=wire.len() {
+            let mut tr = StringTransport::new();
+            let mut p = LineReceiver::with_codec(LineCodec::lenient().max_length(16), LineEcho);
+            for piece in wire.chunks(chunk) {
+                p.data_received(&mut tr.transport(), piece);
+            }
+            let said = String::from_utf8_lossy(&tr.value()).into_owned();
+            assert_eq!(said, "ok\r\nERR line longer than 16 bytes; closing\r\n", "chunk {chunk}");
+            assert!(tr.is_closing(), "chunk {chunk}");
+        }
+    }
 
     #[test]
     fn every_builtin_builds_with_no_options_except_those_that_need_some() {

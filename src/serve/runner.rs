@@ -16,6 +16,7 @@ use torsion_reactor::{
 
 use torsion_protocols::policies::{ConnectionLimits, LimitedFactory, TimeoutFactory};
 
+use super::board::{self, Counted};
 use super::{BoxedFactory, Logged, Registry, Service};
 
 /// One service to run: where, what, and the configured protocol.
@@ -82,6 +83,35 @@ pub struct Bound {
 }
 
 impl Bound {
+    /// The kind of endpoint: `tcp`, `udp` or `unix`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use torsion::serve::Bound;
+    /// let b = Bound {
+    ///     protocol: "upper".into(),
+    ///     address: torsion::reactor::Address::Unix(Some("/tmp/echo.sock".into())),
+    ///     datagram: false,
+    /// };
+    /// assert_eq!((b.kind(), b.location()), ("unix", "/tmp/echo.sock".to_string()));
+    /// ```
+    pub fn kind(&self) -> &'static str {
+        match (&self.address, self.datagram) {
+            (Address::Unix(_), _) => "unix",
+            (_, true) => "udp",
+            (_, false) => "tcp",
+        }
+    }
+
+    /// Where it listens, without the kind: `127.0.0.1:8000` or a socket's path.
+    pub fn location(&self) -> String {
+        match &self.address {
+            Address::Unix(Some(p)) => p.display().to_string(),
+            a => a.to_string(),
+        }
+    }
+
     /// A one-line way to try it from a shell.
     ///
     /// # Examples
@@ -206,11 +236,14 @@ impl Server {
             ..Default::default()
         };
         let mut reactor = Reactor::with_options(ropts).map_err(|e| format!("reactor: {e}"))?;
+        board::reset();
+        board::start_sampling(&mut reactor);
         if opts.handle_signals {
             reactor.stop_on_signals().map_err(|e| format!("signal handlers: {e}"))?;
         }
         let shared = workers > 1;
         let wrap = Wrap {
+            worker: shared.then_some(0),
             log: opts.log_connections,
             limits: opts.limits.clone(),
             idle_timeout: opts.idle_timeout,
@@ -250,7 +283,7 @@ impl Server {
             let (tx, rx) = mpsc::channel();
             let listens = listens.clone();
             let resolved = resolved.clone();
-            let wrap = wrap.clone();
+            let wrap = Wrap { worker: Some(n), ..wrap.clone() };
             let thread = std::thread::Builder::new()
                 .name(format!("torsion-worker-{n}"))
                 .spawn(move || -> std::io::Result<Stats> {
@@ -261,6 +294,8 @@ impl Server {
                             return Err(e);
                         }
                     };
+                    board::reset();
+                    board::start_sampling(&mut r);
                     for (l, e) in listens.iter().zip(&resolved) {
                         if let Err(msg) = bind_one(&mut r, e, l, &wrap) {
                             let _ = tx.send(Err(msg));
@@ -364,8 +399,9 @@ fn bind_one(r: &mut Reactor, e: &ServerEndpoint, l: &Listen, wrap: &Wrap) -> Res
                 transport,
                 ..Default::default()
             };
-            let f = stream_factory(l, wrap)?;
+            let f = BoxedFactory(Box::new(Counted::new(name, "tcp", stream_factory(l, wrap)?)));
             let port = r.listen_tcp_with(*addr, f, opts).map_err(fail)?;
+            board::located(&Address::Inet(port.addr));
             (Address::Inet(port.addr), false)
         }
         ServerEndpoint::Tls { addr, backlog, reuse_port, .. } => {
@@ -377,20 +413,23 @@ fn bind_one(r: &mut Reactor, e: &ServerEndpoint, l: &Listen, wrap: &Wrap) -> Res
                 transport,
                 ..Default::default()
             };
-            let f = stream_factory(l, wrap)?;
+            let f = BoxedFactory(Box::new(Counted::new(name, "tls", stream_factory(l, wrap)?)));
             let config = TlsServerConfig::for_endpoint(e)
                 .map_err(fail)?
                 .ok_or_else(|| format!("{name}: not a TLS endpoint"))?;
             let port = r.listen_tls_with(*addr, f, config, opts).map_err(fail)?;
+            board::located(&Address::Inet(port.addr));
             (Address::Inet(port.addr), false)
         }
         ServerEndpoint::Unix { path, mode, backlog } => {
-            let f = stream_factory(l, wrap)?;
+            let f = BoxedFactory(Box::new(Counted::new(name, "unix", stream_factory(l, wrap)?)));
             let transport =
                 TransportOptions { send_timeout: wrap.send_timeout, ..Default::default() };
             let opts = UnixListenOptions { mode: *mode, backlog: *backlog, transport };
             let id = r.listen_unix(path, f, opts).map_err(fail)?;
-            (r.listener_address(id).unwrap_or(Address::Unix(Some(path.clone()))), false)
+            let address = r.listener_address(id).unwrap_or(Address::Unix(Some(path.clone())));
+            board::located(&address);
+            (address, false)
         }
         ServerEndpoint::Udp { addr, reuse_port } => {
             let p = l.service.make_datagram().ok_or_else(|| format!("{name}: no datagram form"))?;
@@ -404,6 +443,8 @@ fn bind_one(r: &mut Reactor, e: &ServerEndpoint, l: &Listen, wrap: &Wrap) -> Res
 /// What every stream service is wrapped in: policies, then the connection log.
 #[derive(Clone, Debug)]
 struct Wrap {
+    /// Which worker (reactor) this is, when there are several: named in the log.
+    worker: Option<usize>,
     log: bool,
     limits: Option<ConnectionLimits>,
     idle_timeout: Option<Duration>,
@@ -419,7 +460,11 @@ fn stream_factory(l: &Listen, wrap: &Wrap) -> Result<BoxedFactory, String> {
     if let Some(limits) = &wrap.limits {
         f = BoxedFactory(Box::new(LimitedFactory::new(f, limits.clone())));
     }
-    Ok(if wrap.log { BoxedFactory(Box::new(Logged::new(l.protocol.clone(), f))) } else { f })
+    Ok(match (wrap.log, wrap.worker) {
+        (false, _) => f,
+        (true, None) => BoxedFactory(Box::new(Logged::new(l.protocol.clone(), f))),
+        (true, Some(n)) => BoxedFactory(Box::new(Logged::on_worker(&l.protocol, n, f))),
+    })
 }
 
 /// Sums the counters of two reactors (gauges such as `open` are summed too).

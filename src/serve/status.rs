@@ -1,15 +1,21 @@
-//! The status page of `torsion serve`: one reactor's counters and the process's figures,
-//! rendered as HTML, JSON or plain text (sans-IO; the HTTP service serves it).
+//! The status page of `torsion serve`: one reactor's counters, its services' connections,
+//! rates over the last seconds and the process's figures, rendered as HTML (with a live
+//! chart that refreshes itself from `/stats.json`), JSON or plain text (sans-IO; the HTTP
+//! service serves it).
 
 use std::fmt::Write as _;
 use std::time::Duration;
 
 use torsion_reactor::Stats;
 
-use crate::loadgen::ProcessUsage;
+use super::board::{self, Sample, ServiceRow};
+use crate::usage::ProcessUsage;
+
+/// Rates are measured over at most this many seconds (the newest samples).
+const RATE_WINDOW: usize = 5;
 
 /// What the status page shows: the serving reactor's [`Stats`] and its process.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct Status {
     /// The counters of the reactor answering the request.
     pub stats: Stats,
@@ -19,13 +25,73 @@ pub struct Status {
     pub worker: String,
     /// The process's resident memory and CPU time, when `/proc` can tell.
     pub process: Option<ProcessUsage>,
+    /// That reactor's stream services and their connections.
+    pub services: Vec<ServiceRow>,
+    /// One-second samples of that reactor's counters, oldest first (at most
+    /// [`SAMPLE_CAPACITY`](super::SAMPLE_CAPACITY)).
+    pub samples: Vec<Sample>,
+}
+
+/// Rates over the newest samples.
+#[derive(Clone, Copy, Debug, PartialEq, Default)]
+pub struct Rates {
+    /// Seconds between the first and last sample used (0: fewer than two samples yet).
+    pub window_s: f64,
+    /// Readiness events per second.
+    pub events_per_s: f64,
+    /// Bytes read and written per second.
+    pub bytes_per_s: f64,
+    /// Connections accepted per second.
+    pub accepts_per_s: f64,
+}
+
+impl Rates {
+    /// Rates over the last [`RATE_WINDOW`] seconds of `samples` (oldest first).
+    fn of(samples: &[Sample]) -> Rates {
+        let (Some(last), n) = (samples.last(), samples.len()) else { return Rates::default() };
+        let first = &samples[n.saturating_sub(RATE_WINDOW + 1)];
+        let dt = last.at.saturating_sub(first.at).as_secs_f64();
+        if dt <= 0.0 {
+            return Rates::default();
+        }
+        let per_s = |a: u64, b: u64| b.saturating_sub(a) as f64 / dt;
+        Rates {
+            window_s: dt,
+            events_per_s: per_s(first.events, last.events),
+            bytes_per_s: per_s(first.bytes, last.bytes),
+            accepts_per_s: per_s(first.accepted, last.accepted),
+        }
+    }
 }
 
 impl Status {
     /// The figures now, for a reactor with `stats` that started `uptime` ago.
     pub fn capture(stats: Stats, uptime: Duration) -> Status {
         let worker = std::thread::current().name().unwrap_or("main").to_string();
-        Status { stats, uptime, worker, process: ProcessUsage::current().ok() }
+        Status {
+            stats,
+            uptime,
+            worker,
+            process: ProcessUsage::current().ok(),
+            services: board::services(),
+            samples: board::samples(),
+        }
+    }
+
+    /// Events, bytes and accepts per second over the last few samples.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use torsion::serve::{Sample, Status};
+    ///
+    /// let at = |s| Sample { at: Duration::from_secs(s), events: 100 * s, ..Sample::default() };
+    /// let status = Status { samples: vec![at(0), at(1), at(2)], ..Status::default() };
+    /// assert_eq!(status.rates().events_per_s, 100.0);
+    /// ```
+    pub fn rates(&self) -> Rates {
+        Rates::of(&self.samples)
     }
 
     /// (name, value, what it means) of every figure, in display order.
@@ -71,53 +137,126 @@ impl Status {
         rows
     }
 
-    /// A JSON object of every figure (numbers as numbers, the worker as a string).
+    /// A JSON object of every figure (numbers as numbers, the worker as a string), then
+    /// `rates`, `services` (one object per service) and `samples` (one per second, oldest
+    /// first: `t` seconds, `open`, and what each second added: `events`, `bytes`, `poll_ms`,
+    /// `callbacks_ms`).
     ///
     /// # Examples
     ///
     /// ```
     /// use std::time::Duration;
-    /// use torsion::reactor::Stats;
     /// use torsion::serve::Status;
     ///
-    /// let s = Status { stats: Stats::default(), uptime: Duration::from_secs(3), worker: "main".into(), process: None };
-    /// assert!(s.to_json().starts_with(r#"{"worker":"main","uptime_s":3.0,"open":0,"#));
+    /// let s = Status { uptime: Duration::from_secs(3), worker: "main".into(), ..Status::default() };
+    /// let j = s.to_json();
+    /// assert!(j.starts_with(r#"{"worker":"main","uptime_s":3.0,"open":0,"#));
+    /// assert!(j.ends_with(r#""services":[],"samples":[]}"#), "{j}");
     /// ```
     pub fn to_json(&self) -> String {
         let mut out = String::from("{");
-        for (i, (name, value, _)) in self.rows().into_iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
+        for (name, value, _) in self.rows() {
             if name == "worker" {
-                let _ = write!(out, "\"{name}\":\"{}\"", json_escape(&value));
+                let _ = write!(out, "\"{name}\":\"{}\",", json_escape(&value));
             } else {
-                let _ = write!(out, "\"{name}\":{value}");
+                let _ = write!(out, "\"{name}\":{value},");
             }
         }
-        out.push('}');
+        let r = self.rates();
+        let _ = write!(
+            out,
+            "\"rates\":{{\"window_s\":{:.1},\"events_per_s\":{:.1},\"bytes_per_s\":{:.1},\
+             \"accepts_per_s\":{:.1}}},\"services\":[",
+            r.window_s, r.events_per_s, r.bytes_per_s, r.accepts_per_s
+        );
+        for (i, svc) in self.services.iter().enumerate() {
+            let _ = write!(
+                out,
+                "{}{{\"name\":\"{}\",\"kind\":\"{}\",\"address\":\"{}\",\"open\":{},\"accepted\":{},\
+                 \"refused\":{}}}",
+                if i > 0 { "," } else { "" },
+                json_escape(&svc.name),
+                json_escape(&svc.kind),
+                json_escape(&svc.address),
+                svc.open,
+                svc.accepted,
+                svc.refused
+            );
+        }
+        out.push_str("],\"samples\":[");
+        for (i, s) in self.samples.iter().enumerate() {
+            let prev = if i > 0 { self.samples[i - 1] } else { *s };
+            let ms = |a: Duration, b: Duration| b.saturating_sub(a).as_secs_f64() * 1000.0;
+            let _ = write!(
+                out,
+                "{}{{\"t\":{:.1},\"open\":{},\"events\":{},\"bytes\":{},\"poll_ms\":{:.2},\
+                 \"callbacks_ms\":{:.2}}}",
+                if i > 0 { "," } else { "" },
+                s.at.as_secs_f64(),
+                s.open,
+                s.events.saturating_sub(prev.events),
+                s.bytes.saturating_sub(prev.bytes),
+                ms(prev.time_in_poll, s.time_in_poll),
+                ms(prev.time_in_callbacks, s.time_in_callbacks)
+            );
+        }
+        out.push_str("]}");
         out
     }
 
-    /// A small HTML page: a table of the figures, refreshed every 2 s.
+    /// A self-contained HTML page (no outside resources): the figures, the services, the
+    /// rates and a chart of open connections and of time in poll vs. callbacks per second;
+    /// a script refreshes it every second from `/stats.json` on the same origin.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let html = torsion::serve::Status::default().to_html();
+    /// assert!(html.contains("<svg") && html.contains("fetch('/stats.json'"));
+    /// ```
     pub fn to_html(&self) -> String {
-        let mut out = String::from(
-            "<!doctype html>\n<html><head><meta charset=\"utf-8\">\
-             <meta http-equiv=\"refresh\" content=\"2\"><title>torsion status</title>\
-             <style>body{font-family:sans-serif;margin:2em}td{padding:2px 12px}\
-             td:nth-child(2){text-align:right;font-family:monospace}</style></head>\
-             <body><h1>torsion status</h1><table>\n",
-        );
+        let mut out = String::from(HTML_HEAD);
+        out.push_str("<h2>Reactor</h2><table id=\"figures\">\n");
         for (name, value, about) in self.rows() {
             let _ = writeln!(
                 out,
-                "<tr><td>{name}</td><td>{}</td><td>{about}</td></tr>",
+                "<tr><td>{name}</td><td id=\"v-{name}\">{}</td><td>{about}</td></tr>",
                 html_escape(&value)
             );
         }
-        out.push_str(
-            "</table><p>JSON: <a href=\"/stats.json\">/stats.json</a></p></body></html>\n",
+        let r = self.rates();
+        let _ = write!(
+            out,
+            "</table>\n<h2>Rates <small id=\"rate-window\">(last {:.0} s)</small></h2>\
+             <table id=\"rates\"><tr><td>events/s</td><td id=\"r-events\">{:.1}</td></tr>\
+             <tr><td>bytes/s</td><td id=\"r-bytes\">{:.1}</td></tr>\
+             <tr><td>accepts/s</td><td id=\"r-accepts\">{:.1}</td></tr></table>\n\
+             <h2>Services</h2><table id=\"services\"><thead><tr><th>service</th><th>kind</th>\
+             <th>address</th><th>open</th><th>accepted</th><th>refused</th></tr></thead><tbody>",
+            r.window_s, r.events_per_s, r.bytes_per_s, r.accepts_per_s
         );
+        for svc in &self.services {
+            let _ = write!(
+                out,
+                "<tr class=\"service\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
+                 <td>{}</td></tr>",
+                html_escape(&svc.name),
+                html_escape(&svc.kind),
+                html_escape(&svc.address),
+                svc.open,
+                svc.accepted,
+                svc.refused
+            );
+        }
+        out.push_str("</tbody></table>\n");
+        out.push_str(HTML_CHART);
+        // The figures the script draws first; `<` escaped so no string can end the script.
+        let _ = writeln!(
+            out,
+            "<script type=\"application/json\" id=\"initial\">{}</script>",
+            self.to_json().replace('<', "\\u003c")
+        );
+        out.push_str(HTML_SCRIPT);
         out
     }
 
@@ -125,9 +264,119 @@ impl Status {
     pub fn to_text(&self) -> String {
         let rows = self.rows();
         let width = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
-        rows.into_iter().map(|(n, v, a)| format!("{n:<width$}  {v:>14}  {a}\n")).collect()
+        let mut out: String =
+            rows.into_iter().map(|(n, v, a)| format!("{n:<width$}  {v:>14}  {a}\n")).collect();
+        let r = self.rates();
+        let _ = writeln!(
+            out,
+            "rates over {:.0} s: {:.1} events/s, {:.1} bytes/s, {:.1} accepts/s",
+            r.window_s, r.events_per_s, r.bytes_per_s, r.accepts_per_s
+        );
+        for svc in &self.services {
+            let _ = writeln!(
+                out,
+                "service {} {} {}: {} open, {} accepted, {} refused",
+                svc.name, svc.kind, svc.address, svc.open, svc.accepted, svc.refused
+            );
+        }
+        out
     }
 }
+
+/// The page's head and style; no outside resources (the icon is an empty data URL, so the
+/// browser asks for no `/favicon.ico`).
+const HTML_HEAD: &str = "<!doctype html>\n<html><head><meta charset=\"utf-8\">\
+<title>torsion status</title><link rel=\"icon\" href=\"data:,\">\
+<style>body{font-family:sans-serif;margin:2em}td,th{padding:2px 12px;text-align:left}\
+#figures td:nth-child(2),#rates td:nth-child(2),#services td:nth-child(n+4)\
+{text-align:right;font-family:monospace}svg{border:1px solid #ccc;background:#fafafa}\
+.open{stroke:#1f77b4}.poll{stroke:#2ca02c}.callbacks{stroke:#d62728}\
+polyline{fill:none;stroke-width:1.5}</style></head>\
+<body><h1>torsion status</h1><p id=\"live\">live: <span id=\"sample-count\">0</span> \
+one-second samples, <span id=\"update-count\">0</span> updates \
+(<a href=\"/stats.json\">/stats.json</a>)</p>\n";
+
+/// The chart: open connections, and milliseconds per second in poll and in callbacks.
+const HTML_CHART: &str = "<h2>Last two minutes</h2>\
+<svg id=\"chart\" width=\"600\" height=\"220\" viewBox=\"0 0 600 220\" \
+xmlns=\"http://www.w3.org/2000/svg\">\
+<text x=\"4\" y=\"14\" font-size=\"12\">open connections (max <tspan id=\"open-max\">0</tspan>)</text>\
+<polyline id=\"open-line\" class=\"open\" points=\"\"/>\
+<line x1=\"0\" y1=\"105\" x2=\"600\" y2=\"105\" stroke=\"#ccc\"/>\
+<text x=\"4\" y=\"124\" font-size=\"12\">ms per second: <tspan fill=\"#2ca02c\">in poll</tspan> \
+vs <tspan fill=\"#d62728\">in callbacks</tspan> (max <tspan id=\"ms-max\">0</tspan>)</text>\
+<polyline id=\"poll-line\" class=\"poll\" points=\"\"/>\
+<polyline id=\"callbacks-line\" class=\"callbacks\" points=\"\"/></svg>\n";
+
+/// Draws the figures from the embedded JSON, then from `/stats.json` every second.
+const HTML_SCRIPT: &str = r#"<script>
+(function () {
+  'use strict';
+  var updates = 0;
+  function el(id) { return document.getElementById(id); }
+  function points(values, top, height, max) {
+    var n = values.length;
+    return values.map(function (v, i) {
+      var x = n < 2 ? 0 : i * 600 / (n - 1);
+      var y = top + height - (max > 0 ? v * height / max : 0);
+      return x.toFixed(1) + ',' + y.toFixed(1);
+    }).join(' ');
+  }
+  function cell(tr, text) {
+    var td = document.createElement('td');
+    td.textContent = String(text);
+    tr.appendChild(td);
+  }
+  function draw(s) {
+    var samples = s.samples || [];
+    el('sample-count').textContent = String(samples.length);
+    document.body.setAttribute('data-samples', String(samples.length));
+    Object.keys(s).forEach(function (k) {
+      var td = el('v-' + k);
+      if (td && typeof s[k] !== 'object') { td.textContent = String(s[k]); }
+    });
+    var r = s.rates || {};
+    el('rate-window').textContent = '(last ' + Math.round(r.window_s || 0) + ' s)';
+    el('r-events').textContent = (r.events_per_s || 0).toFixed(1);
+    el('r-bytes').textContent = (r.bytes_per_s || 0).toFixed(1);
+    el('r-accepts').textContent = (r.accepts_per_s || 0).toFixed(1);
+    var body = el('services').tBodies[0];
+    while (body.firstChild) { body.removeChild(body.firstChild); }
+    (s.services || []).forEach(function (svc) {
+      var tr = document.createElement('tr');
+      tr.className = 'service';
+      [svc.name, svc.kind, svc.address, svc.open, svc.accepted, svc.refused].forEach(function (v) { cell(tr, v); });
+      body.appendChild(tr);
+    });
+    var open = samples.map(function (p) { return p.open; });
+    var poll = samples.map(function (p) { return p.poll_ms; });
+    var cbs = samples.map(function (p) { return p.callbacks_ms; });
+    var maxOpen = Math.max.apply(null, open.concat([1]));
+    var maxMs = Math.max.apply(null, poll.concat(cbs, [1]));
+    el('open-max').textContent = String(maxOpen);
+    el('ms-max').textContent = maxMs.toFixed(0);
+    el('open-line').setAttribute('points', points(open, 20, 80, maxOpen));
+    el('poll-line').setAttribute('points', points(poll, 130, 85, maxMs));
+    el('callbacks-line').setAttribute('points', points(cbs, 130, 85, maxMs));
+  }
+  function refresh() {
+    fetch('/stats.json', { cache: 'no-store' })
+      .then(function (r) { return r.json(); })
+      .then(function (s) {
+        updates += 1;
+        el('update-count').textContent = String(updates);
+        document.body.setAttribute('data-updates', String(updates));
+        draw(s);
+      })
+      .catch(function (e) { el('live').textContent = 'not updating: ' + e; });
+  }
+  draw(JSON.parse(el('initial').textContent));
+  setInterval(refresh, 1000);
+  refresh();
+})();
+</script>
+</body></html>
+"#;
 
 fn json_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -168,6 +417,25 @@ mod tests {
                 rss_bytes: 4096,
                 precise: true,
             }),
+            services: vec![ServiceRow {
+                name: "echo".into(),
+                kind: "tcp".into(),
+                address: "127.0.0.1:8000".into(),
+                open: 2,
+                accepted: 7,
+                refused: 1,
+            }],
+            samples: (0..8u64)
+                .map(|s| Sample {
+                    at: Duration::from_secs(s),
+                    open: s % 3,
+                    events: 10 * s,
+                    accepted: s,
+                    bytes: 1000 * s,
+                    time_in_poll: Duration::from_millis(900 * s),
+                    time_in_callbacks: Duration::from_millis(100 * s),
+                })
+                .collect(),
         }
     }
 
@@ -184,28 +452,65 @@ mod tests {
         ] {
             assert!(j.contains(field), "{field} in {j}");
         }
-        assert!(j.ends_with('}'));
-        assert_eq!(j.matches(':').count(), sample().rows().len());
+        assert!(j.contains(
+            r#""rates":{"window_s":5.0,"events_per_s":10.0,"bytes_per_s":1000.0,"accepts_per_s":1.0}"#
+        ), "{j}");
+        assert!(j.contains(
+            r#""services":[{"name":"echo","kind":"tcp","address":"127.0.0.1:8000","open":2,"accepted":7,"refused":1}]"#
+        ), "{j}");
+        assert!(
+            j.contains(
+                r#"{"t":0.0,"open":0,"events":0,"bytes":0,"poll_ms":0.00,"callbacks_ms":0.00}"#
+            ),
+            "{j}"
+        );
+        assert!(j.ends_with(r#"{"t":7.0,"open":1,"events":10,"bytes":1000,"poll_ms":900.00,"callbacks_ms":100.00}]}"#), "{j}");
+    }
+
+    #[test]
+    fn html_has_the_service_rows_the_chart_and_the_figures_for_the_script() {
+        let h = sample().to_html();
+        assert!(
+            h.contains(
+                "<tr class=\"service\"><td>echo</td><td>tcp</td><td>127.0.0.1:8000</td><td>2</td>"
+            ),
+            "{h}"
+        );
+        assert!(h.contains("<svg id=\"chart\"") && h.contains("id=\"open-line\""));
+        assert!(
+            h.contains("<script type=\"application/json\" id=\"initial\">{\"worker\":\"w\\u003c1>"),
+            "{h}"
+        );
+        assert!(!h.contains("http://") || !h.contains("src=\"http"), "no outside resources");
+        assert!(!h.contains("<script src"));
+        let t = sample().to_text();
+        assert!(
+            t.contains("service echo tcp 127.0.0.1:8000: 2 open, 7 accepted, 1 refused"),
+            "{t}"
+        );
+        assert!(t.contains("rates over 5 s: 10.0 events/s, 1000.0 bytes/s, 1.0 accepts/s"), "{t}");
+    }
+
+    #[test]
+    fn rates_need_two_samples() {
+        let one = Status { samples: vec![Sample::default()], ..Status::default() };
+        assert_eq!(one.rates(), Rates::default());
+        assert_eq!(Status::default().rates(), Rates::default());
     }
 
     #[test]
     fn html_escapes_and_text_aligns() {
         let h = sample().to_html();
-        assert!(h.contains("<td>worker</td><td>w&lt;1&gt;&quot;</td>"), "{h}");
-        assert!(h.contains("<td>open</td><td>3</td>"));
+        assert!(h.contains("<td>worker</td><td id=\"v-worker\">w&lt;1&gt;&quot;</td>"), "{h}");
+        assert!(h.contains("<td>open</td><td id=\"v-open\">3</td>"));
         let t = sample().to_text();
-        assert_eq!(t.lines().count(), sample().rows().len());
+        assert_eq!(t.lines().count(), sample().rows().len() + 2);
         assert!(t.lines().any(|l| l.starts_with("bytes_in ") && l.contains(" 1234  bytes read")));
     }
 
     #[test]
     fn no_time_measured_yet_is_zero_percent_not_nan() {
-        let s = Status {
-            stats: Stats::default(),
-            uptime: Duration::ZERO,
-            worker: "main".into(),
-            process: None,
-        };
+        let s = Status { worker: "main".into(), ..Status::default() };
         assert!(s.to_json().contains("\"poll_pct\":0.0"));
         assert!(!s.to_json().contains("rss_bytes"));
     }

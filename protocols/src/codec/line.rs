@@ -53,7 +53,8 @@ impl LineCodec {
     /// Default line length limit (16 KiB).
     pub const DEFAULT_MAX_LENGTH: usize = 16 * 1024;
 
-    /// CRLF-delimited lines (Twisted's default).
+    /// CRLF-delimited lines (Twisted's default): a bare `\n` does not end a line; see
+    /// [`LineCodec::lenient`] for peers that send one.
     pub fn new() -> LineCodec {
         LineCodec::with_delimiter(b"\r\n")
     }
@@ -90,6 +91,19 @@ impl LineCodec {
     /// The longest line accepted.
     pub fn limit(&self) -> usize {
         self.max_length
+    }
+
+    /// Whether only CRLF ends a line (the default; not lenient, delimiter `\r\n`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use torsion_protocols::codec::LineCodec;
+    /// assert!(LineCodec::new().is_crlf_only());
+    /// assert!(!LineCodec::lenient().is_crlf_only() && !LineCodec::lf().is_crlf_only());
+    /// ```
+    pub fn is_crlf_only(&self) -> bool {
+        !self.lenient && self.delimiter == b"\r\n"
     }
 
     /// Recovers from `LineTooLong`: drops the buffered part of the offending line and

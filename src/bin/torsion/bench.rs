@@ -1,7 +1,7 @@
 //! `torsion bench`: the versus harness from the command line — pin the generator, run the
 //! sweep with progress on stderr, write the table and charts, print the table.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -20,7 +20,9 @@ const PINNED_ENV: &str = "TORSION_BENCH_PINNED";
     torsion bench --external 'py=python3 echo_server.py {port}'\n  \
     torsion bench --protocol line                   line-echo servers, newline-terminated messages\n\n\
     Servers run in their own processes pinned to core 0, the generator on core 1.\n\
-    Results: OUT/versus.md and OUT/versus-SIZE.svg.")]
+    Results: OUT/versus.md and OUT/versus-SIZE.svg; OUT defaults to target/torsion-bench (the\n\
+    build's target directory), never the current directory. To refresh the committed tables:\n  \
+    torsion bench --full --out results/versus")]
 pub(crate) struct BenchArgs {
     /// The quick sweep (the default).
     #[arg(long, conflicts_with = "full")]
@@ -55,9 +57,26 @@ pub(crate) struct BenchArgs {
     /// Do not pin servers and generator to cores.
     #[arg(long)]
     no_pin: bool,
-    /// Where the table and charts go.
-    #[arg(long, default_value = "results/versus")]
-    out: PathBuf,
+    /// Where the table and charts go [default: target/torsion-bench in the build's target
+    /// directory].
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+}
+
+/// Where results go without `--out`: `torsion-bench` in the target directory — the one
+/// `CARGO_TARGET_DIR` names, else the `target` the binary was built in
+/// (`target/release/torsion`), else `./target` — so a run never writes over the repository's
+/// committed `results/`.
+fn default_out(target_env: Option<&Path>, exe: Option<&Path>) -> PathBuf {
+    let built_in = exe
+        .and_then(|e| e.parent()?.parent())
+        .filter(|t| t.file_name().is_some_and(|n| n == "target"));
+    let target = match (target_env, built_in) {
+        (Some(t), _) if !t.as_os_str().is_empty() => t.to_path_buf(),
+        (_, Some(t)) => t.to_path_buf(),
+        _ => PathBuf::from("target"),
+    };
+    target.join("torsion-bench")
 }
 
 fn seconds(what: &str, s: f64) -> Result<Duration, String> {
@@ -124,11 +143,35 @@ pub(crate) fn run_bench(args: BenchArgs) -> Result<(), String> {
         config.sizes,
         (config.warmup + config.duration).as_secs_f64()
     );
+    let out = args.out.clone().unwrap_or_else(|| {
+        let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from);
+        default_out(target.as_deref(), std::env::current_exe().ok().as_deref())
+    });
+    eprintln!("torsion bench: results go to {}", out.display());
     let report = run(&config, &mut |line| eprintln!("{line}"))?;
-    let files = report.write_to(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
+    let files = report.write_to(&out).map_err(|e| format!("{}: {e}", out.display()))?;
     print!("{}", report.markdown());
     for f in files {
         eprintln!("wrote {}", f.display());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn results_go_under_the_target_directory_never_into_the_current_one() {
+        let exe = Path::new("/src/torsion/target/release/torsion");
+        assert_eq!(default_out(None, Some(exe)), Path::new("/src/torsion/target/torsion-bench"));
+        let env = Path::new("/tmp/t");
+        assert_eq!(default_out(Some(env), Some(exe)), Path::new("/tmp/t/torsion-bench"));
+        let installed = Path::new("/home/me/.cargo/bin/torsion");
+        assert_eq!(default_out(None, Some(installed)), Path::new("target/torsion-bench"));
+        assert_eq!(default_out(Some(Path::new("")), None), Path::new("target/torsion-bench"));
+        for out in [default_out(None, Some(exe)), default_out(None, Some(installed))] {
+            assert!(!out.starts_with("results"), "{}", out.display());
+        }
+    }
 }

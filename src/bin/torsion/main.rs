@@ -17,8 +17,8 @@ mod serve;
 #[command(name = "torsion", version, about, long_about = None)]
 #[command(after_help = "Examples:\n  \
     torsion serve                                  demo services on 127.0.0.1:8000 and up\n  \
-    torsion serve --listen tcp:9000 line --max-line 1K\n  \
-    torsion trace --listen tcp:9000 echo           print every event the loop routes\n  \
+    torsion serve --listen tcp:9000:interface=127.0.0.1 line --max-line 1K\n  \
+    torsion trace --listen tcp:9000:interface=127.0.0.1 echo   print every event the loop routes\n  \
     torsion load --addr 127.0.0.1:8000 --connections 100 --duration 5\n  \
     torsion bench                                  reactor vs threading vs forking (quick)")]
 struct Cli {

@@ -51,9 +51,14 @@ fn after_help() -> String {
         "Services:\n  --listen ENDPOINT PROTOCOL [OPTIONS]   repeatable; everything up to the next \
          --listen\n                                         belongs to that protocol\n\n\
          Endpoints:\n  tcp:PORT[:interface=IP][:backlog=N]   unix:PATH[:mode=600]   \
-         udp:PORT[:interface=IP]\n\nProtocols:\n{}\n\
+         udp:PORT[:interface=IP]\n  \
+         Without interface=IP, tcp:PORT and udp:PORT bind ALL interfaces (0.0.0.0): other \
+         hosts\n  can connect. Add :interface=127.0.0.1 to stay local (the demo set does).\n\n\
+         Protocols:\n{}\n\
          Examples:\n  torsion serve\n  torsion serve --listen tcp:9000:interface=127.0.0.1 line \
-         --max-line 4K --listen udp:9000 echo\n  torsion serve --workers 2 --listen tcp:9000 echo",
+         --max-line 4K --listen udp:9000:interface=127.0.0.1 echo\n  torsion serve --workers 2 --listen \
+         tcp:9000:interface=127.0.0.1 echo\n  torsion serve --listen tcp:9000 echo      \
+         (every interface)",
         Registry::builtin().help()
     )
 }
@@ -132,12 +137,12 @@ pub(crate) fn run(args: ServeArgs, trace: bool) -> Result<(), String> {
     let mut out = std::io::stdout().lock();
     let width = server.bound().iter().map(|b| b.protocol.len()).max().unwrap_or(0);
     for b in server.bound() {
-        let kind = if b.datagram { "udp" } else { "tcp" };
         let _ = writeln!(
             out,
-            "{:<width$}  {kind} {:<21}  try: {}",
+            "{:<width$}  {:<4} {:<21}  try: {}",
             b.protocol,
-            b.address.to_string(),
+            b.kind(),
+            b.location(),
             b.hint()
         );
     }

@@ -22,7 +22,7 @@ const CLK_TCK: u64 = 100;
 /// # Examples
 ///
 /// ```
-/// use torsion::loadgen::ProcessUsage;
+/// use torsion::serve::ProcessUsage;
 ///
 /// let before = ProcessUsage::current()?;
 /// let mut x = 0u64;
