@@ -210,6 +210,43 @@ fn a_413_reaches_a_client_that_keeps_sending_its_body() {
 }
 
 #[test]
+fn one_byte_chunks_with_8_kib_extensions_are_refused_at_the_first_chunk() {
+    // A short linger so the refused connection closes soon after its 400.
+    let server = Server::start(|r| {
+        let mut root = Dir::new();
+        root.put_child("echo", Handler::post(|req| Response::json(200, req.body.clone())));
+        let config =
+            ServerConfig { linger: std::time::Duration::from_millis(100), ..Default::default() };
+        r.listen_tcp("127.0.0.1:0", HttpServer::new(root, config)).unwrap().addr
+    });
+    let mut s = client(server.addr);
+    s.write_all(b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n").unwrap();
+    // The attack: 1-byte chunks, each with 8 KiB of extensions the body limit never sees,
+    // sent until the server closes (at most 1 GiB: an unbounded server would take it all).
+    let mut w = s.try_clone().unwrap();
+    let attacker = std::thread::spawn(move || {
+        let chunk = format!("1;{}\r\nX\r\n", "e".repeat(8 * 1024)).repeat(8);
+        let mut sent = 0u64;
+        while sent < 1 << 30 {
+            if w.write_all(chunk.as_bytes()).is_err() {
+                return Some(sent);
+            }
+            sent += chunk.len() as u64;
+        }
+        None
+    });
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 400");
+    let mut rest = Vec::new();
+    let _ = s.read_to_end(&mut rest);
+    assert!(String::from_utf8_lossy(&rest).contains("chunk-size line too long"));
+    let sent = attacker.join().unwrap();
+    assert!(sent.is_some(), "the server read the whole 1 GiB attack instead of closing");
+    drop(server);
+}
+
+#[test]
 fn curl_gets_the_page_where_curl_is_installed() {
     if Command::new("curl").arg("--version").output().is_err() {
         return;

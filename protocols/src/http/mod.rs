@@ -81,6 +81,13 @@ pub struct Limits {
     pub max_headers: usize,
     /// Largest request body, decoded (default 1 MiB; over → 413).
     pub max_body: u64,
+    /// Longest chunk-size line of a chunked body, extensions included (default 4 KiB, as
+    /// Twisted; over → 400).
+    pub max_chunk_size_line: usize,
+    /// Most chunk-extension bytes in one chunked body (default 16 KiB, as Node; over → 413).
+    /// Extensions are ignored, so without this budget 1-byte chunks with large extensions
+    /// would keep the server reading without ever reaching `max_body`.
+    pub max_chunk_extensions: usize,
 }
 
 impl Default for Limits {
@@ -90,6 +97,8 @@ impl Default for Limits {
             max_header_bytes: 16 * 1024,
             max_headers: 100,
             max_body: 1 << 20,
+            max_chunk_size_line: body::DEFAULT_MAX_SIZE_LINE,
+            max_chunk_extensions: body::DEFAULT_MAX_EXTENSIONS,
         }
     }
 }

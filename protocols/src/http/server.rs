@@ -249,6 +249,9 @@ impl HttpConnection {
                             Err(ChunkedError::TooLarge { limit }) => {
                                 return self.refuse(t, 413, &format!("body over {limit} bytes"));
                             }
+                            Err(e @ ChunkedError::ExtensionsTooLarge { .. }) => {
+                                return self.refuse(t, 413, &e.to_string());
+                            }
                             Err(e) => return self.refuse(t, 400, &e.to_string()),
                         },
                     };
@@ -304,7 +307,13 @@ impl HttpConnection {
             }
             BodyFraming::Length(n) => BodyState::Length { left: n },
             BodyFraming::Chunked => {
-                BodyState::Chunked(ChunkedDecoder::new(max, self.config.limits.max_header_bytes))
+                let limits = &self.config.limits;
+                BodyState::Chunked(
+                    ChunkedDecoder::new(max, limits.max_header_bytes).with_extension_limits(
+                        limits.max_chunk_size_line,
+                        limits.max_chunk_extensions,
+                    ),
+                )
             }
         };
         if expects == Some(true) && head.version >= 1 {
@@ -715,6 +724,38 @@ mod tests {
     }
 
     #[test]
+    fn chunk_extensions_past_their_budget_are_refused_in_every_chunking() {
+        let config = ServerConfig {
+            limits: Limits { max_chunk_size_line: 32, max_chunk_extensions: 40, ..Limits::default() },
+            ..ServerConfig::default()
+        };
+        let head = "POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n";
+        // 1-byte chunks with 10 bytes of extensions: four fit the budget of 40, five do not.
+        let chunks = |n: usize| format!("{head}{}0\r\n\r\n", "1;ext=abcd\r\nX\r\n".repeat(n));
+        let long_line = format!("{head}1;{}\r\nX\r\n0\r\n\r\n", "e".repeat(40));
+        for (input, status) in
+            [(chunks(4), "200"), (chunks(5), "413"), (long_line, "400")]
+        {
+            let input = input.as_bytes();
+            for chunk in 1..=input.len() {
+                let mut c = Conn::new(config.clone());
+                let mut out = String::new();
+                for piece in input.chunks(chunk) {
+                    out += &c.send(piece);
+                }
+                assert_eq!(statuses(&out), [status], "{chunk}-byte chunks:\n{out}");
+                if status != "200" {
+                    assert!(out.contains("Connection: close\r\n"), "{out}");
+                    assert!(c.tr.is_write_shut() || c.tr.is_closing(), "our side is shut");
+                    c.advance(config.linger);
+                    c.fire_due();
+                    assert!(c.tr.is_closing(), "closed after the linger");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn head_has_the_length_but_no_body_and_connection_close_is_honoured() {
         let mut c = Conn::new(ServerConfig::default());
         let out = c.send(b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\n");
@@ -752,6 +793,7 @@ mod tests {
                 max_header_bytes: 128,
                 max_headers: 8,
                 max_body: 10,
+                ..Limits::default()
             },
             ..ServerConfig::default()
         };
@@ -903,6 +945,7 @@ mod tests {
                 max_header_bytes: 512,
                 max_headers: 8,
                 max_body: 64,
+                ..Limits::default()
             },
             ..ServerConfig::default()
         };
