@@ -336,7 +336,7 @@ impl HttpConnection {
         let is_head = head.method == "HEAD";
         let version = head.version;
         let mut close = !head.keep_alive()
-            || self.stopping
+            || self.last_before_stop()
             || self.requests >= self.config.max_requests_per_connection;
         let stats = t.ctx().stats();
         let mut req = Request { head, body, peer: self.peer, path, query, consumed: 0, stats };
@@ -372,7 +372,7 @@ impl HttpConnection {
         version: u8,
         close: bool,
     ) {
-        let mut close = close || self.stopping;
+        let mut close = close || self.last_before_stop();
         let status = resp.status();
         let bodyless = status == 204 || status == 304 || (100..200).contains(&status);
         let mut out = Vec::with_capacity(512);
@@ -431,6 +431,14 @@ impl HttpConnection {
         t.register_producer();
         // The first piece now; the reactor asks for the next ones while the buffer is low.
         self.produce(t);
+    }
+
+    /// Whether the response being written is the last one of a graceful stop: stopping, and
+    /// no byte of another request has been read. As nginx does, requests already read
+    /// (pipelined behind a response in flight) are answered before closing, the last of
+    /// them with `Connection: close` so the client knows not to send more.
+    fn last_before_stop(&self) -> bool {
+        self.stopping && self.buf.is_empty()
     }
 
     fn after_response(&mut self, t: &mut Transport<'_>, close: bool) {
@@ -515,7 +523,9 @@ impl HttpConnection {
         };
         if finished {
             t.unregister_producer();
-            self.after_response(t, close_after || self.stopping);
+            // On a graceful stop, requests already read behind this one are still answered
+            // (the last with `Connection: close`); with none, `process` closes.
+            self.after_response(t, close_after);
             self.process(t);
         }
     }
@@ -565,7 +575,8 @@ impl Protocol for HttpConnection {
                 self.state = State::Closed;
                 t.lose_connection();
             }
-            // A request in flight finishes, answered with `Connection: close`.
+            // A request in flight finishes, and so do the requests already read behind it;
+            // the last response carries `Connection: close`.
             _ => {}
         }
     }
@@ -909,6 +920,43 @@ mod tests {
         let out = busy.send(b"cd");
         assert!(out.contains("Connection: close\r\n") && out.ends_with("abcd"), "{out}");
         assert!(busy.tr.is_closing());
+    }
+
+    #[test]
+    fn a_graceful_stop_answers_the_requests_already_read_behind_a_long_response() {
+        let mut c = Conn::new(ServerConfig::default());
+        let mut out = c.send(
+            b"GET /stream HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\nPOST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc",
+        );
+        // The stream's head went out before the stop, without `Connection: close`.
+        assert!(out.contains("Transfer-Encoding: chunked\r\n") && !out.contains("close"), "{out}");
+        c.c.reactor_stopping(&mut c.tr.transport());
+        assert!(!c.tr.is_closing(), "the response in flight goes on");
+        for _ in 0..5 {
+            c.c.resume_producing(&mut c.tr.transport());
+            out += &String::from_utf8_lossy(&c.tr.take());
+        }
+        let (stream, rest) = out.split_once("0\r\n\r\n").expect("the stream ended");
+        assert!(stream.ends_with("6\r\npiece\n\r\n"), "{out}");
+        // Both pipelined requests are answered; only the last says the connection closes.
+        assert_eq!(statuses(rest), ["200", "200"], "{rest}");
+        let (hello, echo) = rest.split_once("hello").expect("the second request answered");
+        assert!(!hello.contains("Connection: close"), "{rest}");
+        assert!(echo.contains("Connection: close\r\n") && echo.ends_with("abc"), "{rest}");
+        assert!(c.tr.is_closing());
+    }
+
+    #[test]
+    fn a_graceful_stop_with_nothing_read_behind_a_stream_closes_after_it() {
+        let mut c = Conn::new(ServerConfig::default());
+        let mut out = c.send(b"GET /stream HTTP/1.1\r\nHost: a\r\n\r\n");
+        c.c.reactor_stopping(&mut c.tr.transport());
+        for _ in 0..5 {
+            c.c.resume_producing(&mut c.tr.transport());
+            out += &String::from_utf8_lossy(&c.tr.take());
+        }
+        assert!(out.ends_with("0\r\n\r\n"), "{out}");
+        assert!(c.tr.is_closing(), "nothing read behind it: closed after the response");
     }
 
     /// Random mixtures of request pieces and garbage, in random chunkings: never a panic,
