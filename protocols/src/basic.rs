@@ -88,6 +88,12 @@ pub type Int16StringReceiver<H> = Framed<LengthPrefixed, H>;
 /// ```
 pub type Int32StringReceiver<H> = Framed<LengthPrefixed, H>;
 
+thread_local! {
+    /// The log of over-long lines of every line protocol on this thread (one reactor).
+    static OVERLONG_LINES: std::cell::RefCell<crate::policies::RateLimitedLog> =
+        std::cell::RefCell::default();
+}
+
 /// What a [`LineReceiver`] does with lines and raw data.
 ///
 /// # Examples
@@ -117,6 +123,7 @@ pub type Int32StringReceiver<H> = Framed<LengthPrefixed, H>;
 ///     }
 /// }
 /// ```
+
 pub trait LineHandler: 'static {
     /// The connection is open.
     fn connection_made(&mut self, t: &mut LineTransport<'_, '_>) {
@@ -135,7 +142,14 @@ pub trait LineHandler: 'static {
     /// connection (after flushing replies), as Twisted's does. A handler that leaves the
     /// connection open gets the lines after the offending one (its rest is skipped).
     fn line_length_exceeded(&mut self, t: &mut LineTransport<'_, '_>, buffered: &[u8]) {
-        log::info!("{}: line over {} bytes; closing", t.transport().id(), buffered.len());
+        let (id, n) = (t.transport().id(), buffered.len());
+        let now = t.transport().ctx().now();
+        // Any peer can trigger this line once per connection: rate-limited per reactor thread.
+        OVERLONG_LINES.with(|log| {
+            log.borrow_mut().log(now, log::Level::Info, "line: over-long line", || {
+                format!("{id}: line over {n} bytes; closing")
+            })
+        });
         t.transport().lose_connection();
     }
 

@@ -63,7 +63,10 @@ mod static_files;
 
 use std::time::Duration;
 
-pub use body::{encode_chunk, encode_last_chunk, ChunkedDecoder, ChunkedError};
+pub use body::{
+    encode_chunk, encode_last_chunk, ChunkedDecoder, ChunkedError, DEFAULT_MAX_EXTENSIONS,
+    DEFAULT_MAX_SIZE_LINE,
+};
 pub use head::{body_framing, parse_head, BodyFraming, HeadError, RequestHead};
 pub use resource::{Dir, Handler, Later, Request, Resource};
 pub use response::{reason, Body, BodyStream, Response};

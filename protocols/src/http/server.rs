@@ -17,6 +17,7 @@ use super::resource::{dispatch, Request, Resource};
 use super::response::{Body, BodyStream, Framing, Response};
 use super::ServerConfig;
 use crate::codec::Buffer;
+use crate::policies::RateLimitedLog;
 
 /// Bytes of a streamed body written per turn (a file piece, a stream piece).
 const PIECE: usize = 64 * 1024;
@@ -33,10 +34,29 @@ type Later = Rc<RefCell<Option<Result<Response, Failure>>>>;
 pub struct HttpStats {
     /// Requests answered (error responses included).
     pub requests: u64,
-    /// Requests refused with a 4xx/5xx for what they were (limits, malformed, smuggling).
+    /// Requests refused with a 4xx/5xx for what they were (limits, malformed, smuggling,
+    /// timeouts): every refusal, whether or not its log line was rate-limited away.
     pub refused: u64,
+    /// Of `refused`: malformed or unsupported requests (400, 417, 505).
+    pub malformed: u64,
+    /// Of `refused`: over a size limit (413, 414, 431).
+    pub too_large: u64,
     /// Connections closed by a timeout (idle keep-alive, header deadline, slow body).
     pub timeouts: u64,
+}
+
+/// The rate-limited log's reason for a refusal with `status`.
+fn refusal_reason(status: u16) -> &'static str {
+    match status {
+        400 => "http: 400 bad request",
+        408 => "http: 408 request timeout",
+        413 => "http: 413 content too large",
+        414 => "http: 414 URI too long",
+        417 => "http: 417 expectation failed",
+        431 => "http: 431 header fields too large",
+        505 => "http: 505 version not supported",
+        _ => "http: refused request",
+    }
 }
 
 /// The HTTP server: a [`Factory`] of connections answering from one resource tree.
@@ -57,16 +77,26 @@ pub struct HttpStats {
 /// assert_eq!(stats.borrow().requests, 0);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+///
+/// Refusals are counted in [`HttpStats`] and logged at INFO through a [`RateLimitedLog`]
+/// shared by the server's connections: one line per kind of refusal, then a periodic
+/// "N more" summary, so malformed traffic cannot flood the log.
 pub struct HttpServer {
     root: Rc<dyn Resource>,
     config: Rc<ServerConfig>,
     stats: Rc<RefCell<HttpStats>>,
+    log: Rc<RefCell<RateLimitedLog>>,
 }
 
 impl HttpServer {
     /// Serves `root` with `config`.
     pub fn new(root: impl Resource, config: ServerConfig) -> HttpServer {
-        HttpServer { root: Rc::new(root), config: Rc::new(config), stats: Rc::default() }
+        HttpServer {
+            root: Rc::new(root),
+            config: Rc::new(config),
+            stats: Rc::default(),
+            log: Rc::default(),
+        }
     }
 
     /// The counters, readable after the server was handed to the reactor.
@@ -80,6 +110,7 @@ impl HttpServer {
             root: Rc::clone(&self.root),
             config: Rc::clone(&self.config),
             stats: Rc::clone(&self.stats),
+            log: Rc::clone(&self.log),
             peer,
             buf: Buffer::new(),
             state: State::Head,
@@ -143,6 +174,7 @@ pub struct HttpConnection {
     root: Rc<dyn Resource>,
     config: Rc<ServerConfig>,
     stats: Rc<RefCell<HttpStats>>,
+    log: Rc<RefCell<RateLimitedLog>>,
     peer: Option<SocketAddr>,
     buf: Buffer,
     state: State,
@@ -169,11 +201,21 @@ impl HttpConnection {
     /// Answers `status` and closes: our side shut after the response, input read and
     /// dropped for a little while so the client sees the answer rather than a reset.
     fn refuse(&mut self, t: &mut Transport<'_>, status: u16, why: &str) {
-        log::info!("http {}: {status} ({why})", t.id());
+        let now = t.ctx().now();
+        let peer = self.peer;
+        self.log.borrow_mut().log(now, log::Level::Info, refusal_reason(status), || {
+            let from = peer.map(|p| format!(" from {p}")).unwrap_or_default();
+            format!("{}{from}: {status} ({why})", t.id())
+        });
         {
             let mut s = self.stats.borrow_mut();
             s.requests += 1;
             s.refused += 1;
+            match status {
+                413 | 414 | 431 => s.too_large += 1,
+                400 | 417 | 505 => s.malformed += 1,
+                _ => {}
+            }
         }
         let resp = Response::error(status, why);
         let body = match &resp.body {
@@ -555,7 +597,14 @@ impl Protocol for HttpConnection {
                 true
             }
             State::Body { .. } => {
-                log::info!("http {}: the client closed in the middle of a body", t.id());
+                let now = t.ctx().now();
+                let id = t.id();
+                self.log.borrow_mut().log(
+                    now,
+                    log::Level::Info,
+                    "http: client closed in the middle of a body",
+                    || id.to_string(),
+                );
                 false
             }
             _ => false,
@@ -957,6 +1006,28 @@ mod tests {
         }
         assert!(out.ends_with("0\r\n\r\n"), "{out}");
         assert!(c.tr.is_closing(), "nothing read behind it: closed after the response");
+    }
+
+    #[test]
+    fn every_refusal_is_counted_and_logged_once_per_reason_per_window() {
+        let server = server(ServerConfig::default());
+        let clock = ManualClock::new();
+        for raw in [&b"GET / HTTP/1.1\r\n\r\n"[..], b"BREW / HTCPCP/1.0\r\n\r\n"]
+            .iter()
+            .cycle()
+            .take(100)
+        {
+            let mut tr = StringTransport::with_options(TransportOptions::default(), clock.now());
+            let mut c = server.connection(None);
+            c.connection_made(&mut tr.transport());
+            c.data_received(&mut tr.transport(), raw);
+            assert!(String::from_utf8_lossy(&tr.take()).starts_with("HTTP/1.1 "));
+        }
+        let stats = *server.stats_handle().borrow();
+        assert_eq!((stats.refused, stats.malformed, stats.too_large), (100, 100, 0));
+        let log = server.log.borrow();
+        assert_eq!(log.suppressed(refusal_reason(400)), 49, "one line for fifty 400s");
+        assert_eq!(log.suppressed(refusal_reason(505)), 49, "and one for fifty 505s");
     }
 
     /// Random mixtures of request pieces and garbage, in random chunkings: never a panic,

@@ -4,7 +4,7 @@
 //!
 //! Tested below with the testing kit, and over sockets in `tests/upload.rs`.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::collections::hash_map::RandomState;
 use std::fs;
 use std::hash::{BuildHasher, Hasher};
@@ -16,6 +16,7 @@ use std::time::Duration;
 use torsion_reactor::{Address, Ctx, Error, Factory, Protocol, Reason, TimerId, Transport};
 
 use super::file::PartialFile;
+use crate::policies::RateLimitedLog;
 use super::parser::{Event, Framing, UploadParser};
 
 /// Timer tags.
@@ -85,6 +86,22 @@ struct Config {
     opts: UploadOptions,
     next: Cell<u64>,
     random: RandomState,
+    /// Uploads refused, counted for every connection of the server.
+    refusals: Cell<u64>,
+    /// Refusal lines, rate-limited per reason (a peer can trigger them at will).
+    log: RefCell<RateLimitedLog>,
+}
+
+impl Config {
+    /// Counts a refusal and logs it, at most one line per window.
+    fn refused(&self, t: &mut Transport<'_>, why: &str) {
+        self.refusals.set(self.refusals.get() + 1);
+        let now = t.ctx().now();
+        let id = t.id();
+        self.log
+            .borrow_mut()
+            .log(now, log::Level::Info, "upload: refused upload", || format!("{id}: {why}"));
+    }
 }
 
 impl Config {
@@ -152,13 +169,26 @@ impl UploadFactory {
             let e = io::Error::new(io::ErrorKind::NotADirectory, "not a directory");
             return Err(Error::new(what, e));
         }
-        let cfg = Config { dir, opts, next: Cell::new(0), random: RandomState::new() };
+        let cfg = Config {
+            dir,
+            opts,
+            next: Cell::new(0),
+            random: RandomState::new(),
+            refusals: Cell::new(0),
+            log: RefCell::default(),
+        };
         Ok(UploadFactory { cfg: Rc::new(cfg) })
     }
 
     /// The upload directory (canonical).
     pub fn dir(&self) -> &Path {
         &self.cfg.dir
+    }
+
+    /// Uploads refused so far by this server's connections (every refusal, including the
+    /// ones whose log line was rate-limited away).
+    pub fn refusals(&self) -> u64 {
+        self.cfg.refusals.get()
     }
 
     /// A protocol for one connection.
@@ -336,7 +366,7 @@ impl UploadProtocol {
     /// Answers `error <why>`, drops the partial file, half-closes, and hangs up once the
     /// client closes or after a short linger.
     fn refuse(&mut self, t: &mut Transport<'_>, why: &str) {
-        log::info!("{}: refused upload: {why}", t.id());
+        self.cfg.refused(t, why);
         self.current = None; // removes the temporary file
         self.refused = true;
         let _ = t.write(format!("error {why}\n").as_bytes());
@@ -388,7 +418,7 @@ impl Protocol for UploadProtocol {
             None => Ok(()),
         };
         if let Err(why) = result {
-            log::info!("{}: refused upload: {why}", t.id());
+            self.cfg.refused(t, &why);
             self.current = None;
             let _ = t.write(format!("error {why}\n").as_bytes());
         }
