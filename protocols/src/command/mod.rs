@@ -51,8 +51,10 @@
 
 mod allow;
 mod server;
+mod text;
 mod wire;
 
 pub use allow::{AllowList, AllowListError};
-pub use server::{CommandFactory, CommandOptions, CommandProtocol};
+pub use server::{CommandFactory, CommandOptions, CommandProtocol, CommandStats};
+pub use text::CommandFraming;
 pub use wire::{Reply, ReplyCodec, Request, RequestError};
