@@ -333,3 +333,35 @@ fn the_info_header_framing_sends_the_size_first_with_or_without_an_ack() {
     assert_eq!(info_exchange(&mut s, b"rm -rf /", None), b"error: not allowed: rm\n");
     assert_eq!(info_exchange(&mut s, b"true", Some(b"ready")), b"(no output, exit 0)\n");
 }
+
+#[test]
+fn the_example_client_shows_the_token_from_its_file() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+
+    let token = std::env::temp_dir().join(format!("torsion-cmd-token-{}", std::process::id()));
+    std::fs::write(&token, "t0ken\n").unwrap();
+    let mut server = Command::new(common::example("command_server"))
+        .args(["--allow", "echo", "--listen", "127.0.0.1:0", "--token-file"])
+        .arg(&token)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(server.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let _server = common::KillOnDrop(server);
+    let addr = line.split(" on ").nth(1).and_then(|r| r.split(' ').next()).expect(&line);
+    let with = Command::new(common::example("command_client"))
+        .args(["--connect", addr, "--token-file"])
+        .arg(&token)
+        .args(["echo", "let", "in"])
+        .output()
+        .unwrap();
+    assert_eq!((with.status.code(), &with.stdout[..]), (Some(0), &b"let in\n"[..]));
+    let without =
+        Command::new(common::example("command_client")).args(["--connect", addr, "echo", "x"]).output().unwrap();
+    assert_eq!(without.status.code(), Some(127));
+    assert!(String::from_utf8_lossy(&without.stderr).contains("authentication required"));
+    std::fs::remove_file(&token).unwrap();
+}
