@@ -268,7 +268,10 @@ fn with_a_token_nothing_runs_before_auth_and_a_wrong_token_closes() {
     // A wrong token: the same.
     let mut s = client(server.addr);
     send(&mut s, &["auth", "guess"]);
-    assert_eq!(answer(&mut s, &mut Buffer::new()).last(), Some(&Reply::Refused("authentication required".into())));
+    assert_eq!(
+        answer(&mut s, &mut Buffer::new()).last(),
+        Some(&Reply::Refused("authentication required".into()))
+    );
     // The right one, then commands run.
     let mut s = client(server.addr);
     let mut buf = Buffer::new();
@@ -359,8 +362,10 @@ fn the_example_client_shows_the_token_from_its_file() {
         .output()
         .unwrap();
     assert_eq!((with.status.code(), &with.stdout[..]), (Some(0), &b"let in\n"[..]));
-    let without =
-        Command::new(common::example("command_client")).args(["--connect", addr, "echo", "x"]).output().unwrap();
+    let without = Command::new(common::example("command_client"))
+        .args(["--connect", addr, "echo", "x"])
+        .output()
+        .unwrap();
     assert_eq!(without.status.code(), Some(127));
     assert!(String::from_utf8_lossy(&without.stderr).contains("authentication required"));
     std::fs::remove_file(&token).unwrap();

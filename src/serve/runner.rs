@@ -65,7 +65,8 @@ impl Listen {
         if !datagram && !service.serves_stream() {
             return Err(format!("{protocol} is datagram-only; serve it on udp:"));
         }
-        let parsed = if service.is_loopback_only() { on_loopback(parsed, protocol)? } else { parsed };
+        let parsed =
+            if service.is_loopback_only() { on_loopback(parsed, protocol)? } else { parsed };
         Ok(Listen { endpoint: parsed, protocol: protocol.to_string(), service })
     }
 }
@@ -441,9 +442,10 @@ mod tests {
         assert!(tcp_ip(&l).is_loopback(), "tcp:PORT means loopback for command");
         let l = Listen::new(&r, "tcp6:0", "command", &words(&["--allow", "echo"])).unwrap();
         assert_eq!(tcp_ip(&l), std::net::Ipv6Addr::LOCALHOST);
-        let err = Listen::new(&r, "tcp:0:interface=192.0.2.1", "command", &words(&["--allow", "echo"]))
-            .err()
-            .unwrap();
+        let err =
+            Listen::new(&r, "tcp:0:interface=192.0.2.1", "command", &words(&["--allow", "echo"]))
+                .err()
+                .unwrap();
         assert!(err.contains("--allow-remote"), "{err}");
         let remote = words(&["--allow", "echo", "--allow-remote"]);
         let l = Listen::new(&r, "tcp:0", "command", &remote).unwrap();
@@ -461,9 +463,10 @@ mod tests {
         let mut w = w;
         w.push(path.display().to_string());
         assert!(Listen::new(&r, "tcp:0", "command", &w).is_ok());
-        let err = Listen::new(&r, "tcp:0", "command", &words(&["--allow", "echo", "--framing", "x"]))
-            .err()
-            .unwrap();
+        let err =
+            Listen::new(&r, "tcp:0", "command", &words(&["--allow", "echo", "--framing", "x"]))
+                .err()
+                .unwrap();
         assert!(err.contains("unknown framing"), "{err}");
         std::fs::write(&path, "\n").unwrap();
         assert!(Listen::new(&r, "tcp:0", "command", &w).err().unwrap().contains("no token"));

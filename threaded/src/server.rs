@@ -360,8 +360,8 @@ where
         if !<L::Request as RequestKind>::SHARES_SERVER_SOCKET {
             server_fds.push(self.live_socket().as_fd().as_raw_fd());
         }
-        let job = Job::new(move || serve_request(&*service, request))
-            .with_server_descriptors(server_fds);
+        let job =
+            Job::new(move || serve_request(&*service, request)).with_server_descriptors(server_fds);
         if let Err(e) = self.policy.process_request(job) {
             report_error(&*self.service, &client, &RequestError::Io(e));
         }

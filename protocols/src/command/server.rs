@@ -412,7 +412,9 @@ impl CommandProtocol {
                 CommandFraming::Framed => match self.frames.decode(&mut self.buf) {
                     Ok(Some(frame)) => match Request::parse(&frame, opts.max_args) {
                         Ok(req) => self.start(t, req),
-                        Err(e) => self.refuse(t, "command: bad request", format!("bad request: {e}")),
+                        Err(e) => {
+                            self.refuse(t, "command: bad request", format!("bad request: {e}"))
+                        }
                     },
                     Ok(None) => break,
                     Err(e) => self.fail(t, e.to_string()),
@@ -886,7 +888,8 @@ mod tests {
         assert_eq!(p.job.borrow().phase, Phase::Starting);
 
         // The child's relay sends output and its end; then the wake-up serves the rest.
-        let mut relay = Relay { job: Rc::clone(&p.job), seq, cfg: Rc::clone(&p.cfg), own_group: false };
+        let mut relay =
+            Relay { job: Rc::clone(&p.job), seq, cfg: Rc::clone(&p.cfg), own_group: false };
         let conn = tr.id();
         assert!(!relay.forward(&mut tr.ctx(), b'o', b"one\n"));
         relay.ended(&mut tr.ctx(), ExitStatus::from_raw(0));
@@ -925,8 +928,12 @@ mod tests {
         let mut tr = StringTransport::new();
         p.connection_made(&mut tr.transport());
         p.data_received(&mut tr.transport(), &request(&["echo"]));
-        let mut relay =
-            Relay { job: Rc::clone(&p.job), seq: p.job.borrow().seq, cfg: Rc::clone(&p.cfg), own_group: false };
+        let mut relay = Relay {
+            job: Rc::clone(&p.job),
+            seq: p.job.borrow().seq,
+            cfg: Rc::clone(&p.cfg),
+            own_group: false,
+        };
         assert!(!relay.forward(&mut tr.ctx(), b'o', b"123456"));
         assert!(relay.forward(&mut tr.ctx(), b'e', b"789abc"), "past the cap: kill");
         assert!(!relay.forward(&mut tr.ctx(), b'o', b"more"), "killed already: dropped");
@@ -964,8 +971,12 @@ mod tests {
         assert_eq!(replies(&tr.take()), vec![Reply::TimedOut(Duration::from_secs(1))]);
         assert_eq!(p.job.borrow().phase, Phase::Idle);
         // The abandoned relay stays silent and asks for the kill.
-        let mut stale =
-            Relay { job: Rc::clone(&p.job), seq: p.job.borrow().seq - 1, cfg: Rc::clone(&p.cfg), own_group: false };
+        let mut stale = Relay {
+            job: Rc::clone(&p.job),
+            seq: p.job.borrow().seq - 1,
+            cfg: Rc::clone(&p.cfg),
+            own_group: false,
+        };
         assert!(stale.forward(&mut tr.ctx(), b'o', b"late"));
         stale.ended(&mut tr.ctx(), ExitStatus::from_raw(SIGKILL));
         assert!(tr.writes_to(tr.id()).is_empty());
@@ -979,7 +990,8 @@ mod tests {
         p.data_received(&mut tr.transport(), &request(&["echo"]));
         assert!(p.eof_received(&mut tr.transport()), "write side kept open while it runs");
         let seq = p.job.borrow().seq;
-        let mut relay = Relay { job: Rc::clone(&p.job), seq, cfg: Rc::clone(&p.cfg), own_group: false };
+        let mut relay =
+            Relay { job: Rc::clone(&p.job), seq, cfg: Rc::clone(&p.cfg), own_group: false };
         relay.ended(&mut tr.ctx(), ExitStatus::from_raw(3 << 8));
         p.timer_fired(&mut tr.transport(), seq);
         assert!(tr.is_closing());
@@ -994,7 +1006,8 @@ mod tests {
         p.data_received(&mut tr.transport(), &request(&["sleep", "100"]));
         let seq = p.job.borrow().seq;
         p.connection_lost(&mut tr.ctx(), Reason::PeerClosed);
-        let mut relay = Relay { job: Rc::clone(&p.job), seq, cfg: Rc::clone(&p.cfg), own_group: false };
+        let mut relay =
+            Relay { job: Rc::clone(&p.job), seq, cfg: Rc::clone(&p.cfg), own_group: false };
         assert!(relay.forward(&mut tr.ctx(), b'o', b"x"), "nobody listens: kill it");
         assert!(tr.writes_to(tr.id()).is_empty());
     }

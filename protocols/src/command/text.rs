@@ -96,8 +96,11 @@ pub(crate) fn take_text_command(
     if line.len() > max_request {
         return Err(format!("command over {max_request} bytes"));
     }
-    let argv: Vec<Vec<u8>> =
-        line.split(|b| b.is_ascii_whitespace()).filter(|w| !w.is_empty()).map(<[u8]>::to_vec).collect();
+    let argv: Vec<Vec<u8>> = line
+        .split(|b| b.is_ascii_whitespace())
+        .filter(|w| !w.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect();
     buf.consume(used);
     Ok(Some(if argv.is_empty() {
         TextCommand::Empty
@@ -187,7 +190,10 @@ mod tests {
     fn a_silent_command_and_failures_get_a_status_line() {
         assert_eq!(final_text(&Reply::Exited(0), false), b"(no output, exit 0)\n");
         assert_eq!(final_text(&Reply::Exited(3), true), b"");
-        assert_eq!(final_text(&Reply::Refused("not allowed: rm".into()), false), b"error: not allowed: rm\n");
+        assert_eq!(
+            final_text(&Reply::Refused("not allowed: rm".into()), false),
+            b"error: not allowed: rm\n"
+        );
         assert_eq!(info_header(12), b"info|12");
     }
 }

@@ -210,7 +210,9 @@ impl ChunkedDecoder {
                 if let Some(extensions) = parts.next() {
                     self.extension_bytes += extensions.len() + 1;
                     if self.extension_bytes > self.max_extensions {
-                        return Err(ChunkedError::ExtensionsTooLarge { limit: self.max_extensions });
+                        return Err(ChunkedError::ExtensionsTooLarge {
+                            limit: self.max_extensions,
+                        });
                     }
                 }
                 if size.is_empty() || size.len() > 15 || !size.iter().all(u8::is_ascii_hexdigit) {

@@ -786,16 +786,18 @@ mod tests {
     #[test]
     fn chunk_extensions_past_their_budget_are_refused_in_every_chunking() {
         let config = ServerConfig {
-            limits: Limits { max_chunk_size_line: 32, max_chunk_extensions: 40, ..Limits::default() },
+            limits: Limits {
+                max_chunk_size_line: 32,
+                max_chunk_extensions: 40,
+                ..Limits::default()
+            },
             ..ServerConfig::default()
         };
         let head = "POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n";
         // 1-byte chunks with 10 bytes of extensions: four fit the budget of 40, five do not.
         let chunks = |n: usize| format!("{head}{}0\r\n\r\n", "1;ext=abcd\r\nX\r\n".repeat(n));
         let long_line = format!("{head}1;{}\r\nX\r\n0\r\n\r\n", "e".repeat(40));
-        for (input, status) in
-            [(chunks(4), "200"), (chunks(5), "413"), (long_line, "400")]
-        {
+        for (input, status) in [(chunks(4), "200"), (chunks(5), "413"), (long_line, "400")] {
             let input = input.as_bytes();
             for chunk in 1..=input.len() {
                 let mut c = Conn::new(config.clone());
@@ -1012,10 +1014,8 @@ mod tests {
     fn every_refusal_is_counted_and_logged_once_per_reason_per_window() {
         let server = server(ServerConfig::default());
         let clock = ManualClock::new();
-        for raw in [&b"GET / HTTP/1.1\r\n\r\n"[..], b"BREW / HTCPCP/1.0\r\n\r\n"]
-            .iter()
-            .cycle()
-            .take(100)
+        for raw in
+            [&b"GET / HTTP/1.1\r\n\r\n"[..], b"BREW / HTCPCP/1.0\r\n\r\n"].iter().cycle().take(100)
         {
             let mut tr = StringTransport::with_options(TransportOptions::default(), clock.now());
             let mut c = server.connection(None);

@@ -16,8 +16,8 @@ use std::time::Duration;
 use torsion_reactor::{Address, Ctx, Error, Factory, Protocol, Reason, TimerId, Transport};
 
 use super::file::PartialFile;
-use crate::policies::RateLimitedLog;
 use super::parser::{Event, Framing, UploadParser};
+use crate::policies::RateLimitedLog;
 
 /// Timer tags.
 const IDLE: u64 = 1;
