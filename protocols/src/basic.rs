@@ -123,7 +123,6 @@ thread_local! {
 ///     }
 /// }
 /// ```
-
 pub trait LineHandler: 'static {
     /// The connection is open.
     fn connection_made(&mut self, t: &mut LineTransport<'_, '_>) {

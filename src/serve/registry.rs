@@ -514,6 +514,18 @@ pub fn sample_options(name: &str) -> Vec<String> {
     words.iter().map(|w| w.to_string()).collect()
 }
 
+/// Reads a shared-secret token from `path`: the file's first line, trimmed; an empty token
+/// is refused.
+fn read_token(path: &str) -> Result<Vec<u8>, String> {
+    let text = std::fs::read(path).map_err(|e| format!("command: --token-file {path}: {e}"))?;
+    let line = text.split(|&b| b == b'\n').next().unwrap_or_default();
+    let token = line.trim_ascii().to_vec();
+    if token.is_empty() {
+        return Err(format!("command: --token-file {path} holds no token"));
+    }
+    Ok(token)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -550,16 +562,4 @@ mod tests {
         assert!(q.serves_stream() && q.serves_datagram());
         assert!(!r.build("udp-echo", &[]).unwrap().serves_stream());
     }
-}
-
-/// Reads a shared-secret token from `path`: the file's first line, trimmed; an empty token
-/// is refused.
-fn read_token(path: &str) -> Result<Vec<u8>, String> {
-    let text = std::fs::read(path).map_err(|e| format!("command: --token-file {path}: {e}"))?;
-    let line = text.split(|&b| b == b'\n').next().unwrap_or_default();
-    let token = line.trim_ascii().to_vec();
-    if token.is_empty() {
-        return Err(format!("command: --token-file {path} holds no token"));
-    }
-    Ok(token)
 }
