@@ -41,9 +41,20 @@ fn answer(s: &mut TcpStream, buf: &mut Buffer) -> Vec<Reply> {
                 return out;
             }
         }
-        let n = s.read(&mut chunk).expect("read before the deadline");
+        let n = read_some(s, &mut chunk);
         assert!(n > 0, "server closed before the final reply: {out:?}");
         buf.extend(&chunk[..n]);
+    }
+}
+
+/// One `read`, retried when interrupted: the reactors of these tests run in this process and
+/// take SIGCHLD for their commands, which can interrupt a client thread's read.
+fn read_some(s: &mut TcpStream, buf: &mut [u8]) -> usize {
+    loop {
+        match s.read(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            other => return other.expect("read before the deadline"),
+        }
     }
 }
 
@@ -289,7 +300,7 @@ fn serve_framing(framing: CommandFraming) -> Server {
 /// The tutorial client's one `recv(1024)`, as it does after each command.
 fn recv_1024(s: &mut TcpStream) -> Vec<u8> {
     let mut chunk = [0u8; 1024];
-    let n = s.read(&mut chunk).expect("read before the deadline");
+    let n = read_some(s, &mut chunk);
     chunk[..n].to_vec()
 }
 
