@@ -1,5 +1,5 @@
 //! Rate-limited logging of what peers can trigger: one line per reason, then a periodic
-//! "N more <reason> in the last Ns" summary. Tested below with explicit instants.
+//! `"N more <reason> in the last Ns"` summary. Tested below with explicit instants.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
