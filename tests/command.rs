@@ -251,6 +251,12 @@ fn the_examples_refuse_to_start_without_allow_and_run_allowed_commands() {
 
 #[test]
 fn a_timeout_kills_the_whole_process_group_grandchildren_included() {
+    assert!(
+        ["/usr/bin/setsid", "/bin/setsid", "/usr/local/bin/setsid"]
+            .iter()
+            .any(|p| std::path::Path::new(p).is_file()),
+        "setsid(1) is needed (apt-get install util-linux)"
+    );
     let opts = CommandOptions { timeout: Duration::from_millis(300), ..CommandOptions::default() };
     let server = serve(&["sh"], opts);
     // A command that forks a grandchild and waits for it (the shell is only the command
