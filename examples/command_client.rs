@@ -4,7 +4,11 @@
 //! refused).
 //!
 //! Run:  cargo run --example command_server -- --allow seq &   then
-//!       cargo run --example command_client -- [--connect 127.0.0.1:8002] seq 1 5
+//!       cargo run --example command_client -- [--connect 127.0.0.1:8002] [--token-file F] seq 1 5
+//!
+//! It speaks the server's default framing (`framed`). The socket tutorials' clients speak
+//! `--framing tutorial` (a command string out, the raw output back) and
+//! `--framing info-header` (`info|<size>` then the output) of the same server instead.
 
 use std::cell::Cell;
 use std::io::Write;
@@ -19,6 +23,8 @@ use torsion::reactor::{ClientFactory, Ctx, Protocol, Reactor, Reason};
 struct Client {
     request: Vec<u8>,
     code: Rc<Cell<Option<i32>>>,
+    /// An `auth` request was sent first: its answer is not the command's.
+    authenticating: bool,
 }
 
 impl FrameHandler<ReplyCodec> for Client {
@@ -33,6 +39,10 @@ impl FrameHandler<ReplyCodec> for Client {
             }
             Reply::Stderr(d) => {
                 let _ = std::io::stderr().write_all(d);
+            }
+            Reply::Exited(0) if self.authenticating => {
+                self.authenticating = false;
+                return;
             }
             Reply::Exited(_) => {}
             other => eprintln!("command_client: {other}"),
@@ -86,16 +96,36 @@ fn main() -> ExitCode {
         argv.remove(0);
     }
     let mut request = Vec::new();
+    let mut authenticating = false;
+    if argv.first().map(String::as_str) == Some("--token-file") {
+        if argv.len() < 2 {
+            eprintln!("command_client: --token-file needs FILE");
+            return ExitCode::from(2);
+        }
+        let path = argv.remove(1);
+        argv.remove(0);
+        let token = match std::fs::read_to_string(&path) {
+            Ok(t) => t.lines().next().unwrap_or_default().trim().to_string(),
+            Err(e) => {
+                eprintln!("command_client: --token-file {path}: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        // The first request of the connection shows the token.
+        let _ = Request::new(["auth", token.as_str()]).encode(&mut request);
+        authenticating = true;
+    }
     if let Err(e) = Request::new(argv.iter().map(String::as_str)).encode(&mut request) {
         eprintln!(
-            "command_client: {e}\nusage: command_client [--connect HOST:PORT] PROGRAM [ARGS...]"
+            "command_client: {e}\nusage: command_client [--connect HOST:PORT] \
+             [--token-file FILE] PROGRAM [ARGS...]"
         );
         return ExitCode::from(2);
     }
     let code = Rc::new(Cell::new(None));
     let run = || -> Result<(), Box<dyn std::error::Error>> {
         let mut reactor = Reactor::new()?;
-        let client = Client { request, code: Rc::clone(&code) };
+        let client = Client { request, code: Rc::clone(&code), authenticating };
         reactor.connect_tcp(connect.as_str(), Factory { client: Some(client) })?;
         reactor.run()?;
         Ok(())

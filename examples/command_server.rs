@@ -3,10 +3,15 @@
 //!
 //! Run:   cargo run --example command_server -- --allow uname --allow ls --allow seq
 //!        [--listen 127.0.0.1:8002] [--timeout-ms 10000] [--output-cap 1048576]
+//!        [--framing framed|tutorial|info-header] [--token-file FILE]
 //! Poke:  cargo run --example command_client -- uname -a
 //!        cargo run --example command_client -- rm -rf /     (refused: not on the list)
 //! Without `--allow` it refuses to start. Peers outside 127.0.0.0/8 are refused unless
-//! `--allow-remote-peers` is given.
+//! `--allow-remote-peers` is given: the service is for trusted networks (a token, sent in
+//! clear, keeps out who can connect but does not know it; it is no encryption).
+//! `command_client` speaks the default `framed` framing; the socket tutorials' clients speak
+//! `--framing tutorial` (command string out, raw output back) or `--framing info-header`
+//! (`info|<size>`, then the output).
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -16,6 +21,7 @@ use torsion::reactor::Reactor;
 
 const USAGE: &str = "usage: command_server --allow PROGRAM [--allow PROGRAM ...] \
 [--listen HOST:PORT] [--timeout-ms N] [--output-cap BYTES] [--allow-remote-peers]
+  [--framing framed|tutorial|info-header] [--token-file FILE]
   PROGRAM is a name looked up in PATH now, NAME=/abs/path, or /abs/path";
 
 fn main() -> ExitCode {
@@ -36,6 +42,17 @@ fn main() -> ExitCode {
             }),
             "--output-cap" => value("BYTES")
                 .and_then(|v| v.parse().map(|n| opts.output_cap = n).map_err(|e| e.to_string())),
+            "--framing" => value("framed|tutorial|info-header")
+                .and_then(|v| v.parse().map(|f| opts.framing = f)),
+            "--token-file" => value("FILE").and_then(|path| {
+                let text = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
+                let token = text.lines().next().unwrap_or_default().trim();
+                if token.is_empty() {
+                    return Err(format!("{path} holds no token"));
+                }
+                opts.token = Some(token.as_bytes().to_vec());
+                Ok(())
+            }),
             "--allow-remote-peers" => {
                 opts.allow_remote_peers = true;
                 Ok(())

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use common::{client, write_all, Server, DEADLINE};
 use torsion::protocols::codec::{Buffer, Decoder};
 use torsion::protocols::command::{
-    AllowListError, CommandFactory, CommandOptions, Reply, ReplyCodec, Request,
+    AllowListError, CommandFactory, CommandFraming, CommandOptions, Reply, ReplyCodec, Request,
 };
 
 fn serve(allow: &'static [&'static str], opts: CommandOptions) -> Server {
@@ -41,9 +41,20 @@ fn answer(s: &mut TcpStream, buf: &mut Buffer) -> Vec<Reply> {
                 return out;
             }
         }
-        let n = s.read(&mut chunk).expect("read before the deadline");
+        let n = read_some(s, &mut chunk);
         assert!(n > 0, "server closed before the final reply: {out:?}");
         buf.extend(&chunk[..n]);
+    }
+}
+
+/// One `read`, retried when interrupted: the reactors of these tests run in this process and
+/// take SIGCHLD for their commands, which can interrupt a client thread's read.
+fn read_some(s: &mut TcpStream, buf: &mut [u8]) -> usize {
+    loop {
+        match s.read(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            other => return other.expect("read before the deadline"),
+        }
     }
 }
 
@@ -236,4 +247,143 @@ fn the_examples_refuse_to_start_without_allow_and_run_allowed_commands() {
     let refused = client(&["rm", "-rf", "/"]);
     assert_eq!(refused.status.code(), Some(127));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("not allowed: rm"));
+}
+
+#[test]
+fn a_timeout_kills_the_whole_process_group_grandchildren_included() {
+    assert!(
+        ["/usr/bin/setsid", "/bin/setsid", "/usr/local/bin/setsid"]
+            .iter()
+            .any(|p| std::path::Path::new(p).is_file()),
+        "setsid(1) is needed (apt-get install util-linux)"
+    );
+    let opts = CommandOptions { timeout: Duration::from_millis(300), ..CommandOptions::default() };
+    let server = serve(&["sh"], opts);
+    // A command that forks a grandchild and waits for it (the shell is only the command
+    // under test here, allowed by name; the service itself never uses a shell).
+    let marker = format!("3001.{}", std::process::id());
+    let script = format!("sleep {marker} & wait");
+    let mut s = client(server.addr);
+    let mut buf = Buffer::new();
+    send(&mut s, &["sh", "-c", &script]);
+    eventually(|| running_with_arg(&marker));
+    assert_eq!(answer(&mut s, &mut buf), vec![Reply::TimedOut(Duration::from_millis(300))]);
+    // The grandchild was in the command's process group, and died with it.
+    eventually(|| !running_with_arg(&marker));
+}
+
+#[test]
+fn with_a_token_nothing_runs_before_auth_and_a_wrong_token_closes() {
+    let opts = CommandOptions { token: Some(b"s3cret".to_vec()), ..CommandOptions::default() };
+    let server = serve(&["echo"], opts);
+    // No token: refused and closed, nothing ran.
+    let mut s = client(server.addr);
+    let mut buf = Buffer::new();
+    send(&mut s, &["echo", "sneaky"]);
+    assert_eq!(answer(&mut s, &mut buf), vec![Reply::Refused("authentication required".into())]);
+    assert_eq!(s.read(&mut [0u8; 16]).unwrap_or(0), 0, "closed after the refusal");
+    // A wrong token: the same.
+    let mut s = client(server.addr);
+    send(&mut s, &["auth", "guess"]);
+    assert_eq!(
+        answer(&mut s, &mut Buffer::new()).last(),
+        Some(&Reply::Refused("authentication required".into()))
+    );
+    // The right one, then commands run.
+    let mut s = client(server.addr);
+    let mut buf = Buffer::new();
+    send(&mut s, &["auth", "s3cret"]);
+    assert_eq!(answer(&mut s, &mut buf), vec![Reply::Exited(0)]);
+    send(&mut s, &["echo", "in"]);
+    assert_eq!(stdout_of(&answer(&mut s, &mut buf)), b"in\n");
+}
+
+fn serve_framing(framing: CommandFraming) -> Server {
+    let opts = CommandOptions { framing, ..CommandOptions::default() };
+    serve(&["echo", "true", "uname"], opts)
+}
+
+/// The tutorial client's one `recv(1024)`, as it does after each command.
+fn recv_1024(s: &mut TcpStream) -> Vec<u8> {
+    let mut chunk = [0u8; 1024];
+    let n = read_some(s, &mut chunk);
+    chunk[..n].to_vec()
+}
+
+#[test]
+fn the_tutorial_framing_answers_the_tutorial_clients_send_and_recv() {
+    let server = serve_framing(CommandFraming::Tutorial);
+    let mut s = client(server.addr);
+    // The tutorial's client: `s.send(cmd.encode())`, no newline, then `s.recv(1024)`.
+    write_all(&mut s, b"echo hello world");
+    assert_eq!(recv_1024(&mut s), b"hello world\n");
+    // A 2-byte command (it hung against the framed service) and a silent one.
+    write_all(&mut s, b"ls");
+    assert_eq!(recv_1024(&mut s), b"error: not allowed: ls\n");
+    write_all(&mut s, b"true");
+    assert_eq!(recv_1024(&mut s), b"(no output, exit 0)\n");
+    // No shell: metacharacters are arguments.
+    write_all(&mut s, b"echo a;uname $(id)");
+    assert_eq!(recv_1024(&mut s), b"a;uname $(id)\n");
+}
+
+/// The "sticky packet" client: reads `info|<size>`, then exactly `size` bytes.
+fn info_exchange(s: &mut TcpStream, cmd: &[u8], ack: Option<&[u8]>) -> Vec<u8> {
+    write_all(s, cmd);
+    let header = recv_1024(s);
+    let header = String::from_utf8(header).unwrap();
+    let size: usize = header.strip_prefix("info|").expect(&header).parse().expect(&header);
+    if let Some(ack) = ack {
+        write_all(s, ack);
+    }
+    let mut out = Vec::new();
+    while out.len() < size {
+        out.extend(recv_1024(s));
+    }
+    assert_eq!(out.len(), size);
+    out
+}
+
+#[test]
+fn the_info_header_framing_sends_the_size_first_with_or_without_an_ack() {
+    let server = serve_framing(CommandFraming::InfoHeader);
+    let mut s = client(server.addr);
+    assert_eq!(info_exchange(&mut s, b"echo sticky", None), b"sticky\n");
+    assert_eq!(info_exchange(&mut s, b"echo acked", Some(b"ok")), b"acked\n");
+    assert_eq!(info_exchange(&mut s, b"rm -rf /", None), b"error: not allowed: rm\n");
+    assert_eq!(info_exchange(&mut s, b"true", Some(b"ready")), b"(no output, exit 0)\n");
+}
+
+#[test]
+fn the_example_client_shows_the_token_from_its_file() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+
+    let token = std::env::temp_dir().join(format!("torsion-cmd-token-{}", std::process::id()));
+    std::fs::write(&token, "t0ken\n").unwrap();
+    let mut server = Command::new(common::example("command_server"))
+        .args(["--allow", "echo", "--listen", "127.0.0.1:0", "--token-file"])
+        .arg(&token)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(server.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let _server = common::KillOnDrop(server);
+    let addr = line.split(" on ").nth(1).and_then(|r| r.split(' ').next()).expect(&line);
+    let with = Command::new(common::example("command_client"))
+        .args(["--connect", addr, "--token-file"])
+        .arg(&token)
+        .args(["echo", "let", "in"])
+        .output()
+        .unwrap();
+    assert_eq!((with.status.code(), &with.stdout[..]), (Some(0), &b"let in\n"[..]));
+    let without = Command::new(common::example("command_client"))
+        .args(["--connect", addr, "echo", "x"])
+        .output()
+        .unwrap();
+    assert_eq!(without.status.code(), Some(127));
+    assert!(String::from_utf8_lossy(&without.stderr).contains("authentication required"));
+    std::fs::remove_file(&token).unwrap();
 }

@@ -10,9 +10,9 @@ use std::process::Command;
 
 use common::{client, Server, DEADLINE};
 use torsion::protocols::http::{
-    Dir, Handler, HttpServer, Later, Response, ServerConfig, StaticDir,
+    Body, BodyStream, Dir, Handler, HttpServer, Later, Response, ServerConfig, StaticDir,
 };
-use torsion::reactor::Failure;
+use torsion::reactor::{Failure, Reactor};
 
 /// A scratch directory with a file larger than the transport's buffer caps.
 fn files() -> PathBuf {
@@ -210,6 +210,43 @@ fn a_413_reaches_a_client_that_keeps_sending_its_body() {
 }
 
 #[test]
+fn one_byte_chunks_with_8_kib_extensions_are_refused_at_the_first_chunk() {
+    // A short linger so the refused connection closes soon after its 400.
+    let server = Server::start(|r| {
+        let mut root = Dir::new();
+        root.put_child("echo", Handler::post(|req| Response::json(200, req.body.clone())));
+        let config =
+            ServerConfig { linger: std::time::Duration::from_millis(100), ..Default::default() };
+        r.listen_tcp("127.0.0.1:0", HttpServer::new(root, config)).unwrap().addr
+    });
+    let mut s = client(server.addr);
+    s.write_all(b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n").unwrap();
+    // The attack: 1-byte chunks, each with 8 KiB of extensions the body limit never sees,
+    // sent until the server closes (at most 1 GiB: an unbounded server would take it all).
+    let mut w = s.try_clone().unwrap();
+    let attacker = std::thread::spawn(move || {
+        let chunk = format!("1;{}\r\nX\r\n", "e".repeat(8 * 1024)).repeat(8);
+        let mut sent = 0u64;
+        while sent < 1 << 30 {
+            if w.write_all(chunk.as_bytes()).is_err() {
+                return Some(sent);
+            }
+            sent += chunk.len() as u64;
+        }
+        None
+    });
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 400");
+    let mut rest = Vec::new();
+    let _ = s.read_to_end(&mut rest);
+    assert!(String::from_utf8_lossy(&rest).contains("chunk-size line too long"));
+    let sent = attacker.join().unwrap();
+    assert!(sent.is_some(), "the server read the whole 1 GiB attack instead of closing");
+    drop(server);
+}
+
+#[test]
 fn curl_gets_the_page_where_curl_is_installed() {
     if Command::new("curl").arg("--version").output().is_err() {
         return;
@@ -237,4 +274,52 @@ fn curl_gets_the_page_where_curl_is_installed() {
     let stats = server.stop();
     assert_eq!(stats.accepted, 2, "curl reused its connection for the second URL");
     std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// 8 MiB of `x`, in 64 KiB pieces: a response long enough to be in flight at a stop.
+struct Long(usize);
+
+impl BodyStream for Long {
+    fn next_piece(&mut self, max: usize) -> std::io::Result<Option<Vec<u8>>> {
+        let n = self.0.min(max);
+        self.0 -= n;
+        Ok((n > 0).then(|| vec![b'x'; n]))
+    }
+}
+
+#[test]
+fn a_graceful_stop_answers_a_pipelined_request_read_behind_a_long_response() {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reactor_thread = std::thread::spawn(move || {
+        let mut r = Reactor::new().unwrap();
+        let mut root = Dir::new();
+        root.set_index(Handler::get(|_| Response::text(200, "second\n")));
+        root.put_child(
+            "long",
+            Handler::get(|_| Response::new(200).body(Body::Stream(Box::new(Long(8 << 20))))),
+        );
+        let addr = r.listen_tcp("127.0.0.1:0", HttpServer::new(root, ServerConfig::default()));
+        tx.send((addr.unwrap().addr, r.handle())).unwrap();
+        r.run().unwrap();
+    });
+    let (addr, handle) = rx.recv_timeout(DEADLINE).unwrap();
+    let mut s = client(addr);
+    // Both requests in one write: the second is read while the first streams.
+    s.write_all(b"GET /long HTTP/1.1\r\nHost: t\r\n\r\nGET / HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    let mut head = [0u8; 15];
+    s.read_exact(&mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200 OK");
+    // The client has not read the 8 MiB: the first response is in flight at the stop.
+    handle.stop().unwrap();
+    let mut rest = Vec::new();
+    s.read_to_end(&mut rest).unwrap();
+    let rest = String::from_utf8_lossy(&rest);
+    let (first, second) = rest.split_once("0\r\n\r\n").expect("the long response ends");
+    assert_eq!(first.matches('x').count(), 8 << 20);
+    assert!(
+        second.starts_with("HTTP/1.1 200 OK\r\n"),
+        "the second request is answered: {second:.200}"
+    );
+    assert!(second.contains("Connection: close\r\n") && second.ends_with("second\n"), "{second}");
+    reactor_thread.join().unwrap();
 }

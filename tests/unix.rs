@@ -100,6 +100,20 @@ fn a_stale_socket_file_is_replaced_and_a_live_one_is_refused() {
     assert_eq!(std::fs::read(&path.0).unwrap(), b"precious");
 }
 
+#[test]
+fn stopping_leaves_a_socket_file_that_replaced_ours_in_place() {
+    let path = TempPath::new("replaced");
+    let mut reactor = Reactor::new().unwrap();
+    let id = reactor.listen_unix(&path.0, Echo::new, UnixListenOptions::default()).unwrap();
+    // Another server removes our file and binds its own socket at the same path.
+    std::fs::remove_file(&path.0).unwrap();
+    let newcomer = UnixListener::bind(&path.0).unwrap();
+    assert!(reactor.stop_listening(id));
+    assert!(path.0.exists(), "the newcomer's socket file is left alone");
+    assert!(UnixStream::connect(&path.0).is_ok(), "and the newcomer still serves");
+    let _ = newcomer.accept();
+}
+
 #[derive(Default)]
 struct Outcome {
     peer: Option<String>,

@@ -88,6 +88,12 @@ pub type Int16StringReceiver<H> = Framed<LengthPrefixed, H>;
 /// ```
 pub type Int32StringReceiver<H> = Framed<LengthPrefixed, H>;
 
+thread_local! {
+    /// The log of over-long lines of every line protocol on this thread (one reactor).
+    static OVERLONG_LINES: std::cell::RefCell<crate::policies::RateLimitedLog> =
+        std::cell::RefCell::default();
+}
+
 /// What a [`LineReceiver`] does with lines and raw data.
 ///
 /// # Examples
@@ -145,12 +151,16 @@ pub trait LineHandler: 'static {
         } else {
             ""
         };
-        log::warn!(
-            "{}: {} bytes without a line end, over the limit of {}{hint}; closing",
-            t.transport().id(),
-            buffered.len(),
-            t.codec.limit()
-        );
+        let (id, n, limit) = (t.transport().id(), buffered.len(), t.codec.limit());
+        let now = t.transport().ctx().now();
+        // Any peer can trigger this line once per connection: rate-limited per reactor thread.
+        OVERLONG_LINES.with(|log| {
+            log.borrow_mut().log(now, log::Level::Warn, "line: over-long line", || {
+                format!(
+                    "{id}: {n} bytes without a line end, over the limit of {limit}{hint}; closing"
+                )
+            })
+        });
         t.transport().lose_connection();
     }
 

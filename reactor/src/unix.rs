@@ -1,10 +1,10 @@
 //! Unix stream sockets: binding a listener safely (stale-file check, file mode, removal on
-//! close) and accepting from it.
+//! close only while the file is still ours) and accepting from it.
 //!
 //! Tested by `tests/unix.rs`.
 
 use std::io;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::conn::TransportOptions;
@@ -35,16 +35,35 @@ impl Default for UnixListenOptions {
     }
 }
 
-/// A bound Unix listener; removes its socket file when dropped.
+/// A bound Unix listener; removes its socket file when dropped, if the file is still ours.
 pub(crate) struct UnixListener {
     pub(crate) sock: mio::net::UnixListener,
     pub(crate) path: PathBuf,
+    /// Device and inode of the socket file as bound; `None` until known (then never removed).
+    pub(crate) identity: Option<(u64, u64)>,
+}
+
+/// Device and inode of the file at `path` (not following a symlink).
+fn identity_of(path: &Path) -> io::Result<(u64, u64)> {
+    let meta = std::fs::symlink_metadata(path)?;
+    Ok((meta.dev(), meta.ino()))
 }
 
 impl Drop for UnixListener {
     fn drop(&mut self) {
-        if let Err(e) = std::fs::remove_file(&self.path) {
-            log::debug!("cannot remove {}: {e}", self.path.display());
+        // Someone may have removed our file and bound their own socket at the same path while
+        // we ran: removing the path then would cut their service off. Only our inode goes.
+        match (self.identity, identity_of(&self.path)) {
+            (Some(ours), Ok(now)) if ours == now => {
+                if let Err(e) = std::fs::remove_file(&self.path) {
+                    log::debug!("cannot remove {}: {e}", self.path.display());
+                }
+            }
+            (_, Err(e)) => log::debug!("not removing {}: {e}", self.path.display()),
+            _ => log::info!(
+                "not removing {}: the file was replaced since we bound it",
+                self.path.display()
+            ),
         }
     }
 }
@@ -86,10 +105,12 @@ pub(crate) fn bind(path: &Path, opts: &UnixListenOptions) -> Result<UnixListener
         socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::STREAM, None).map_err(fail)?;
     sock.set_nonblocking(true).map_err(fail)?;
     sock.bind(&socket2::SockAddr::unix(path).map_err(fail)?).map_err(fail)?;
-    let listener = UnixListener {
+    let mut listener = UnixListener {
         sock: mio::net::UnixListener::from_std(sock.into()),
         path: path.to_path_buf(),
+        identity: None,
     };
+    listener.identity = Some(identity_of(path).map_err(fail)?);
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(opts.mode)).map_err(fail)?;
     // Listening only after the mode is set: nobody connects through looser permissions.
     socket2::SockRef::from(&listener.sock)

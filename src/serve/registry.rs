@@ -42,18 +42,41 @@ pub type MakeDatagram = Arc<dyn Fn() -> Box<dyn DatagramProtocol> + Send + Sync>
 pub struct Service {
     stream: Option<MakeFactory>,
     datagram: Option<MakeDatagram>,
+    /// Served on loopback only: `tcp:PORT` binds 127.0.0.1 (::1 for tcp6), and an explicit
+    /// other interface is refused.
+    loopback_only: bool,
 }
 
 impl Service {
     /// A stream service whose factory is `make()` (any `Factory`, such as a closure
     /// returning a protocol).
     pub fn stream<F: Factory>(make: impl Fn() -> F + Send + Sync + 'static) -> Service {
-        Service { stream: Some(Arc::new(move || Box::new(make()))), datagram: None }
+        Service {
+            stream: Some(Arc::new(move || Box::new(make()))),
+            datagram: None,
+            loopback_only: false,
+        }
     }
 
     /// A datagram-only service.
     pub fn datagram<D: DatagramProtocol>(make: impl Fn() -> D + Send + Sync + 'static) -> Service {
-        Service { stream: None, datagram: Some(Arc::new(move || Box::new(make()))) }
+        Service {
+            stream: None,
+            datagram: Some(Arc::new(move || Box::new(make()))),
+            loopback_only: false,
+        }
+    }
+
+    /// Marks the service as loopback-only: `tcp:PORT` (every interface by default) binds
+    /// the loopback address instead, and an explicit non-loopback interface is refused.
+    pub fn loopback_only(mut self) -> Service {
+        self.loopback_only = true;
+        self
+    }
+
+    /// Whether the service only listens on loopback (see [`Service::loopback_only`]).
+    pub fn is_loopback_only(&self) -> bool {
+        self.loopback_only
     }
 
     /// Adds the datagram form of the same protocol (served on `udp:` endpoints).
@@ -395,21 +418,34 @@ fn builtin_entries() -> Vec<Entry> {
         },
         Entry {
             name: "command",
-            usage: "--allow CMD... [--timeout SECS] [--output-cap SIZE] [--allow-remote]",
-            about: "runs allow-listed programs (no shell), output streamed back length-prefixed",
+            usage: "--allow CMD... [--timeout SECS] [--output-cap SIZE] [--framing F] \
+                    [--token-file FILE] [--allow-remote]",
+            about: "runs allow-listed programs, no shell; loopback only unless --allow-remote",
             build: |o| {
                 let allow = o.all("--allow")?;
                 let defaults = CommandOptions::default();
+                let framing = match o.value("--framing")? {
+                    Some(f) => f.parse().map_err(|e| format!("command: {e}"))?,
+                    None => defaults.framing,
+                };
+                let token = match o.value("--token-file")? {
+                    Some(path) => Some(read_token(&path)?),
+                    None => None,
+                };
+                let allow_remote = o.flag("--allow-remote");
                 let opts = CommandOptions {
                     timeout: o.seconds("--timeout", defaults.timeout)?,
                     output_cap: o.size("--output-cap", defaults.output_cap as usize)? as _,
-                    allow_remote_peers: o.flag("--allow-remote"),
+                    allow_remote_peers: allow_remote,
+                    framing,
+                    token,
                     ..defaults
                 };
                 let list = AllowList::resolve(&allow).map_err(|e| format!("command: {e}"))?;
-                Ok(Service::stream(move || {
+                let service = Service::stream(move || {
                     CommandFactory::with_allow_list(list.clone(), opts.clone())
-                }))
+                });
+                Ok(if allow_remote { service } else { service.loopback_only() })
             },
         },
         Entry {
@@ -485,6 +521,18 @@ pub fn sample_options(name: &str) -> Vec<String> {
         _ => &[],
     };
     words.iter().map(|w| w.to_string()).collect()
+}
+
+/// Reads a shared-secret token from `path`: the file's first line, trimmed; an empty token
+/// is refused.
+fn read_token(path: &str) -> Result<Vec<u8>, String> {
+    let text = std::fs::read(path).map_err(|e| format!("command: --token-file {path}: {e}"))?;
+    let line = text.split(|&b| b == b'\n').next().unwrap_or_default();
+    let token = line.trim_ascii().to_vec();
+    if token.is_empty() {
+        return Err(format!("command: --token-file {path} holds no token"));
+    }
+    Ok(token)
 }
 
 #[cfg(test)]

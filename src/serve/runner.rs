@@ -67,6 +67,8 @@ impl Listen {
         if !datagram && !service.serves_stream() {
             return Err(format!("{protocol} is datagram-only; serve it on udp:"));
         }
+        let parsed =
+            if service.is_loopback_only() { on_loopback(parsed, protocol)? } else { parsed };
         Ok(Listen { endpoint: parsed, protocol: protocol.to_string(), service })
     }
 }
@@ -368,6 +370,32 @@ fn stop_all(threads: Vec<(ReactorHandle, JoinHandle<std::io::Result<Stats>>)>) {
     }
 }
 
+/// A loopback-only service's endpoint: every-interface TCP becomes loopback (logged); an
+/// explicit other interface is refused.
+fn on_loopback(e: ServerEndpoint, protocol: &str) -> Result<ServerEndpoint, String> {
+    match e {
+        ServerEndpoint::Tcp { mut addr, backlog, reuse_port } => {
+            if addr.ip().is_unspecified() {
+                let loopback: std::net::IpAddr = if addr.is_ipv4() {
+                    std::net::Ipv4Addr::LOCALHOST.into()
+                } else {
+                    std::net::Ipv6Addr::LOCALHOST.into()
+                };
+                log::info!("{protocol}: listening on {loopback} only (add --allow-remote to serve other hosts)");
+                addr.set_ip(loopback);
+            } else if !addr.ip().is_loopback() {
+                return Err(format!(
+                    "{protocol}: {} is not a loopback interface; the service is for trusted \
+                     networks: add --allow-remote to serve it there",
+                    addr.ip()
+                ));
+            }
+            Ok(ServerEndpoint::Tcp { addr, backlog, reuse_port })
+        }
+        other => Ok(other),
+    }
+}
+
 fn with_reuse_port(e: &ServerEndpoint) -> Result<ServerEndpoint, String> {
     Ok(match e.clone() {
         ServerEndpoint::Tcp { addr, backlog, .. } => {
@@ -481,4 +509,58 @@ fn add(mut a: Stats, b: &Stats) -> Stats {
     a.time_in_poll += b.time_in_poll;
     a.time_in_callbacks += b.time_in_callbacks;
     a
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(w: &[&str]) -> Vec<String> {
+        w.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn tcp_ip(l: &Listen) -> std::net::IpAddr {
+        match &l.endpoint {
+            ServerEndpoint::Tcp { addr, .. } => addr.ip(),
+            other => panic!("not tcp: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn command_binds_loopback_unless_allow_remote_is_given() {
+        let r = Registry::builtin();
+        let l = Listen::new(&r, "tcp:0", "command", &words(&["--allow", "echo"])).unwrap();
+        assert!(tcp_ip(&l).is_loopback(), "tcp:PORT means loopback for command");
+        let l = Listen::new(&r, "tcp6:0", "command", &words(&["--allow", "echo"])).unwrap();
+        assert_eq!(tcp_ip(&l), std::net::Ipv6Addr::LOCALHOST);
+        let err =
+            Listen::new(&r, "tcp:0:interface=192.0.2.1", "command", &words(&["--allow", "echo"]))
+                .err()
+                .unwrap();
+        assert!(err.contains("--allow-remote"), "{err}");
+        let remote = words(&["--allow", "echo", "--allow-remote"]);
+        let l = Listen::new(&r, "tcp:0", "command", &remote).unwrap();
+        assert!(tcp_ip(&l).is_unspecified(), "--allow-remote keeps every interface");
+        // Other services keep Twisted's default.
+        assert!(tcp_ip(&Listen::new(&r, "tcp:0", "echo", &[]).unwrap()).is_unspecified());
+    }
+
+    #[test]
+    fn command_reads_its_framing_and_token_file() {
+        let r = Registry::builtin();
+        let path = std::env::temp_dir().join(format!("torsion-token-{}", std::process::id()));
+        std::fs::write(&path, "  s3cret \n").unwrap();
+        let w = words(&["--allow", "echo", "--framing", "info-header", "--token-file"]);
+        let mut w = w;
+        w.push(path.display().to_string());
+        assert!(Listen::new(&r, "tcp:0", "command", &w).is_ok());
+        let err =
+            Listen::new(&r, "tcp:0", "command", &words(&["--allow", "echo", "--framing", "x"]))
+                .err()
+                .unwrap();
+        assert!(err.contains("unknown framing"), "{err}");
+        std::fs::write(&path, "\n").unwrap();
+        assert!(Listen::new(&r, "tcp:0", "command", &w).err().unwrap().contains("no token"));
+        std::fs::remove_file(&path).unwrap();
+    }
 }

@@ -56,6 +56,9 @@ impl<D: DatagramSocket> RequestKind for Datagram<D> {
     type Addr = D::Addr;
 
     fn shutdown_request(self) {}
+
+    // The child of a forking datagram server replies through the server's socket.
+    const SHARES_SERVER_SOCKET: bool = true;
 }
 
 /// A datagram request as a [`DatagramRequestHandler`] sees it.

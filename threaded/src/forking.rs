@@ -12,7 +12,10 @@ use crate::sys::{self, ChildState, Pid};
 ///
 /// The serving process forks for each request; the child runs the handler and then `_exit`s
 /// (status 0, or 1 if the request failed) without running any of the parent's destructors.
-/// The parent closes its copy of the connection at once.
+/// The parent closes its copy of the connection at once. The child first closes its copies
+/// of the server's listening socket and internal wake-up socket (as socketserver's children
+/// do), so a server restarted on the same port binds while old children still run; a
+/// datagram server's child keeps the server socket, which it answers through.
 ///
 /// Children are reaped with `waitpid(pid, WNOHANG)` on every iteration of `serve_forever`
 /// and when `handle_request` times out (Python's `collect_children`): a child that exits
@@ -151,7 +154,8 @@ impl Policy for Forking {
         // Python bounds the children only in service_actions; bounding here too keeps the
         // promise for servers driven by handle_request alone.
         self.collect_children(false);
-        let pid = sys::fork_and_run(move || if job.run() { 0 } else { 1 })?;
+        let server_fds = job.server_descriptors().to_vec();
+        let pid = sys::fork_and_run(&server_fds, move || if job.run() { 0 } else { 1 })?;
         // In the parent the job was dropped unrun inside fork_and_run: our copy of the
         // connection is closed, the child's stays open.
         self.active_children.push(pid);

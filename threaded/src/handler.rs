@@ -28,6 +28,11 @@ pub trait RequestKind: crate::sealed::Sealed + Send + 'static {
     /// shut down for writing, so the client reads end-of-file, then closed; a datagram needs
     /// nothing.
     fn shutdown_request(self);
+
+    /// Whether a request carries the server's own socket (a datagram is answered through
+    /// it), so that a forked child must keep that socket open.
+    #[doc(hidden)]
+    const SHARES_SERVER_SOCKET: bool = false;
 }
 
 /// One request, as a handler sees it: Python's `self.request`, `self.client_address` and

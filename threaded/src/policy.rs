@@ -7,6 +7,7 @@
 
 use std::fmt;
 use std::io;
+use std::os::fd::RawFd;
 use std::thread::{self, JoinHandle};
 
 /// How a server runs the requests it accepted (Python's `process_request` and the mixins).
@@ -84,11 +85,25 @@ pub trait Policy: fmt::Debug + Send + 'static {
 /// the parent of a forked child must do with its copy.
 pub struct Job {
     run: Box<dyn FnOnce() -> bool + Send>,
+    /// The server's own descriptors that the job never uses: a forked child closes them.
+    server_descriptors: Vec<RawFd>,
 }
 
 impl Job {
     pub(crate) fn new(run: impl FnOnce() -> bool + Send + 'static) -> Job {
-        Job { run: Box::new(run) }
+        Job { run: Box::new(run), server_descriptors: Vec::new() }
+    }
+
+    /// Names the server's descriptors (listening socket, wake-up socket) that the job does not
+    /// own and never touches, for a forking policy to close in the child.
+    pub(crate) fn with_server_descriptors(mut self, fds: Vec<RawFd>) -> Job {
+        self.server_descriptors = fds;
+        self
+    }
+
+    /// The server's descriptors a forked child should close (see `with_server_descriptors`).
+    pub(crate) fn server_descriptors(&self) -> &[RawFd] {
+        &self.server_descriptors
     }
 
     /// Runs the request to completion on the calling thread. Never panics (a handler's panic

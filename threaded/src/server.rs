@@ -6,7 +6,7 @@
 use std::fmt;
 use std::fs;
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -354,7 +354,14 @@ where
         let service = Arc::clone(&self.service);
         let request = Request { request, client_address, server: Arc::clone(&self.info) };
         let client = request.client_address.clone();
-        let job = Job::new(move || serve_request(&*service, request));
+        // A forked child must not keep the server's sockets: with the listener open in old
+        // children, a restarted server cannot bind its port ("address in use").
+        let mut server_fds = vec![self.wake.as_fd().as_raw_fd()];
+        if !<L::Request as RequestKind>::SHARES_SERVER_SOCKET {
+            server_fds.push(self.live_socket().as_fd().as_raw_fd());
+        }
+        let job =
+            Job::new(move || serve_request(&*service, request)).with_server_descriptors(server_fds);
         if let Err(e) = self.policy.process_request(job) {
             report_error(&*self.service, &client, &RequestError::Io(e));
         }

@@ -13,7 +13,8 @@
 //!
 //! - **poll**: the `pollfd` array is a local, live for the whole call, and every descriptor in
 //!   it is borrowed ([`BorrowedFd`]) so it cannot be closed while the kernel looks at it.
-//! - **fork**: [`fork_and_run`] is the only way to fork. In the child it runs the given closure
+//! - **fork**: [`fork_and_run`] is the only way to fork. In the child it closes the server's own
+//!   descriptors it was given (never used by the job), runs the given closure
 //!   (catching any panic), then calls `_exit` with the closure's status. The child therefore
 //!   never returns into the caller, never unwinds through the parent's frames and never runs
 //!   the destructors of the parent's values (which would, for instance, flush buffers twice or
@@ -31,7 +32,7 @@
 
 use std::io;
 use std::mem::MaybeUninit;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::panic::{self, AssertUnwindSafe};
 use std::time::Duration;
 
@@ -69,13 +70,21 @@ pub(crate) fn poll_readable<const N: usize>(
     Ok(pollfds.map(|p| p.revents & ready != 0))
 }
 
-/// Forks. In the parent, returns the child's pid. In the child, runs `child` and `_exit`s with
-/// the status it returns (`1` if it panicked); the child never returns from this function.
+/// Forks. In the parent, returns the child's pid. In the child, closes `close_in_child`, runs
+/// `child` and `_exit`s with the status it returns (`1` if it panicked); the child never
+/// returns from this function.
+///
+/// `close_in_child` must name descriptors that `child` neither owns nor uses (the server's
+/// listening and wake-up sockets): their owners live in the parent's frames, which the child
+/// never returns to, so nothing in the child closes or reads them again.
 ///
 /// # Errors
 ///
 /// `fork(2)` failed (`EAGAIN`: process limit; `ENOMEM`); nothing was run.
-pub(crate) fn fork_and_run(child: impl FnOnce() -> i32) -> io::Result<Pid> {
+pub(crate) fn fork_and_run(
+    close_in_child: &[RawFd],
+    child: impl FnOnce() -> i32,
+) -> io::Result<Pid> {
     // SAFETY: fork has no memory-safety preconditions of its own; what makes forking hazardous
     // is what the child does afterwards, and that is confined right here: the child runs
     // `child` under catch_unwind and then `_exit`s, so it never returns into, unwinds through or
@@ -84,6 +93,13 @@ pub(crate) fn fork_and_run(child: impl FnOnce() -> i32) -> io::Result<Pid> {
     match pid {
         -1 => Err(io::Error::last_os_error()),
         0 => {
+            for &fd in close_in_child {
+                // SAFETY: close(2) on an integer has no memory-safety preconditions; the
+                // hazard would be a double close, and there is none: the descriptors' owners
+                // are values in the parent's frames, never dropped in the child, which `_exit`s
+                // below (see the doc comment's contract on `close_in_child`).
+                unsafe { libc::close(fd) };
+            }
             let status = panic::catch_unwind(AssertUnwindSafe(child)).unwrap_or(1);
             // SAFETY: _exit ends the process at once without running atexit handlers or Rust
             // destructors, which is exactly what a forked child must do (see above).

@@ -21,7 +21,7 @@ use common::{
     Background, DatagramEcho, Echo, TempDir, IO_DEADLINE,
 };
 use torsion_threaded::{
-    ForkingTcpServer, ForkingUdpServer, ForkingUnixStreamServer, StreamRequest,
+    BindOptions, ForkingTcpServer, ForkingUdpServer, ForkingUnixStreamServer, StreamRequest,
     StreamRequestHandler,
 };
 
@@ -87,6 +87,47 @@ fn forking_at_max_children_waits_for_a_child_then_serves() {
     first.read_to_end(&mut Vec::new()).unwrap();
     assert_eq!(third.join().unwrap(), b"third");
     second.shutdown(Shutdown::Both).unwrap();
+    bg.stop().server_close();
+    assert_eq!(children_of_this_process(), Vec::new());
+}
+
+#[test]
+fn a_server_restarts_on_its_port_while_an_old_child_still_runs() {
+    let _serial = serial();
+    let reuse = BindOptions::new().allow_reuse_address(true);
+    let server = ForkingTcpServer::bind_with("127.0.0.1:0", || Echo, &reuse).unwrap();
+    let bg = Background::start(server, Duration::from_millis(50));
+    let address = bg.address;
+    // A client that has not hung up keeps its child running.
+    let mut old = connect(address);
+    old.write_all(b"old\n").unwrap();
+    let mut line = String::new();
+    io::BufReader::new(&old).read_line(&mut line).unwrap();
+    assert_eq!(line, "old\n");
+    // Close the old server on a thread: it closes its socket, then waits for the child.
+    let server = bg.stop();
+    let closing = std::thread::spawn(move || server.server_close());
+    // Had the child kept the listening socket, the port would stay taken until it exits.
+    let deadline = std::time::Instant::now() + IO_DEADLINE;
+    let restarted = loop {
+        match ForkingTcpServer::bind_with(address, || Echo, &reuse) {
+            Ok(server) => break server,
+            Err(e) if std::time::Instant::now() < deadline => {
+                assert_eq!(e.kind(), io::ErrorKind::AddrInUse, "{e}");
+                std::thread::yield_now();
+            }
+            Err(e) => panic!("cannot restart on {address} while the old child runs: {e}"),
+        }
+    };
+    let bg = Background::start(restarted, Duration::from_millis(50));
+    assert_eq!(tcp_exchange(bg.address, b"new"), b"new");
+    // The old child still serves its client, then ends with it.
+    old.write_all(b"still\n").unwrap();
+    old.shutdown(Shutdown::Write).unwrap();
+    let mut rest = String::new();
+    old.read_to_string(&mut rest).unwrap();
+    assert_eq!(rest, "still\n");
+    closing.join().unwrap();
     bg.stop().server_close();
     assert_eq!(children_of_this_process(), Vec::new());
 }

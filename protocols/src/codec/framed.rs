@@ -9,6 +9,12 @@ use torsion_reactor::{Ctx, Protocol, Reason, Transport, WriteError};
 
 use super::{Buffer, CodecError, Decoder, Encoder, LengthPrefixed, LineCodec, NetstringCodec};
 
+thread_local! {
+    /// The log of broken streams of every framed protocol on this thread (one reactor).
+    static BROKEN_FRAMING: std::cell::RefCell<crate::policies::RateLimitedLog> =
+        std::cell::RefCell::default();
+}
+
 /// What a framed protocol does with frames.
 ///
 /// # Examples
@@ -42,7 +48,14 @@ pub trait FrameHandler<C: Decoder>: 'static {
     /// Call `out.transport().fail(..)` instead to drop pending output and report
     /// `Reason::Protocol`.
     fn decode_error(&mut self, out: &mut Sink<'_, '_, C>, err: CodecError) {
-        log::info!("{}: {err}; closing", out.transport().id());
+        let id = out.transport().id();
+        let now = out.transport().ctx().now();
+        // Any peer can trigger this once per connection: rate-limited per reactor thread.
+        BROKEN_FRAMING.with(|log| {
+            log.borrow_mut().log(now, log::Level::Info, "framing: broken stream", || {
+                format!("{id}: {err}; closing")
+            })
+        });
         out.transport().lose_connection();
     }
 

@@ -22,10 +22,19 @@
 //! Clients that leave: a reset connection kills its running command at once (SIGKILL).
 //! A FIN looks like a half-close (`nc -N`, or a client that sent its last request), so
 //! the server still answers what was asked and closes afterwards: the running command's
-//! deadline bounds how long a vanished client's command runs. Only the child itself is
-//! killed: processes it started (it was allowed to fork) live on in their own right.
+//! deadline bounds how long a vanished client's command runs. Each command runs in its own
+//! process group (through `setsid(1)`; [`CommandOptions::own_process_group`]), and a kill
+//! (timeout, output cap, reset) goes to the whole group: what the command started dies
+//! with it. Without `setsid` only the child is killed (with a warning at startup).
 //!
-//! Wire format: see [`Request`] and [`Reply`]. Tested in each file and over sockets in
+//! Trust: the service is for trusted networks. It binds where it is told (the `torsion
+//! serve` registry binds loopback unless `--allow-remote`), refuses non-loopback peers by
+//! default, and can require a shared secret ([`CommandOptions::token`], sent in clear) as
+//! the first request. Every command leaves one audit line at INFO (peer, argv, exit status,
+//! duration); refusals are rate-limited in the log and counted in [`CommandStats`].
+//!
+//! Wire format: see [`Request`] and [`Reply`]; the socket tutorials' text framings, and
+//! which client speaks which, are in [`CommandFraming`]. Tested in each file and over sockets in
 //! `tests/command.rs`.
 //!
 //! # Examples
@@ -51,8 +60,10 @@
 
 mod allow;
 mod server;
+mod text;
 mod wire;
 
 pub use allow::{AllowList, AllowListError};
-pub use server::{CommandFactory, CommandOptions, CommandProtocol};
+pub use server::{CommandFactory, CommandOptions, CommandProtocol, CommandStats};
+pub use text::CommandFraming;
 pub use wire::{Reply, ReplyCodec, Request, RequestError};

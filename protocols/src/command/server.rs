@@ -4,14 +4,14 @@
 //!
 //! Tested below with the testing kit, and over sockets in `tests/command.rs`.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::ExitStatus;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use torsion_reactor::{
     Address, ConnId, Ctx, Error, Factory, ProcessId, ProcessOptions, ProcessProtocol,
@@ -19,8 +19,10 @@ use torsion_reactor::{
 };
 
 use super::allow::{AllowList, AllowListError};
+use super::text::{final_text, info_header, take_text_command, CommandFraming, TextCommand};
 use super::wire::{encode_frame, Reply, Request};
 use crate::codec::{Buffer, Decoder, Encoder, LengthPrefixed};
+use crate::policies::RateLimitedLog;
 
 /// SIGKILL: 9 on every Unix (POSIX fixes it).
 const SIGKILL: i32 = 9;
@@ -61,6 +63,22 @@ pub struct CommandOptions {
     /// Serve peers outside the loopback network too (default `false`: a non-loopback peer
     /// is refused at accept, whatever address the server listens on).
     pub allow_remote_peers: bool,
+    /// How requests and replies are framed (default [`CommandFraming::Framed`]; the text
+    /// framings speak the socket tutorials' clients).
+    pub framing: CommandFraming,
+    /// A shared secret (default none). When set, the first request of every connection
+    /// must be `auth <token>` (argv `["auth", token]`); anything else is refused and the
+    /// connection closed before any command runs. It is sent in clear: the service is for
+    /// trusted networks, and the token only keeps out whoever can connect but does not
+    /// know it (other local users, a misrouted client).
+    pub token: Option<Vec<u8>>,
+    /// Run each command in its own process group (through `setsid(1)`, default `true`), so
+    /// a timeout, the output cap or a vanished client kills the command *and* everything
+    /// it started. Without `setsid` on the PATH the server warns and kills the child only.
+    pub own_process_group: bool,
+    /// Info-header framing: how long the output waits after its header for the client's
+    /// acknowledgement before it is sent anyway (default 200 ms).
+    pub info_ack_wait: Duration,
 }
 
 impl Default for CommandOptions {
@@ -77,15 +95,66 @@ impl Default for CommandOptions {
             ],
             cwd: None,
             allow_remote_peers: false,
+            framing: CommandFraming::Framed,
+            token: None,
+            own_process_group: true,
+            info_ack_wait: Duration::from_millis(200),
         }
     }
 }
 
-/// What the connections of one server share (read-only).
+/// What the connections of one server share: configuration, counters and the log.
 #[derive(Debug)]
 struct Config {
     allow: AllowList,
     opts: CommandOptions,
+    /// `setsid(1)`, when commands get their own process group.
+    setsid: Option<PathBuf>,
+    stats: Cell<CommandStats>,
+    /// Lines a peer can trigger at will (refusals), rate-limited per reason.
+    log: RefCell<RateLimitedLog>,
+}
+
+impl Config {
+    fn count(&self, f: impl FnOnce(&mut CommandStats)) {
+        let mut s = self.stats.get();
+        f(&mut s);
+        self.stats.set(s);
+    }
+
+    fn log_refusal(&self, now: Instant, reason: &'static str, detail: impl FnOnce() -> String) {
+        self.log.borrow_mut().log(now, log::Level::Info, reason, detail);
+    }
+}
+
+/// Counters of one command server, for every connection it served.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CommandStats {
+    /// Commands started.
+    pub run: u64,
+    /// Requests refused: off the allow-list, malformed, over a limit, or from a peer
+    /// outside the loopback network.
+    pub refused: u64,
+    /// Connections closed for a missing or wrong token.
+    pub auth_failures: u64,
+    /// Commands killed at the deadline.
+    pub timeouts: u64,
+}
+
+/// Finds `setsid(1)` for running commands in their own process group.
+fn find_setsid() -> Option<PathBuf> {
+    ["/usr/bin/setsid", "/bin/setsid", "/usr/local/bin/setsid"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+}
+
+/// Kills process group `pgid` (the command and whatever it started); harmless if gone.
+fn kill_group(pgid: Option<u32>) {
+    let Some(pid) = pgid.and_then(|p| rustix::process::Pid::from_raw(p as i32)) else { return };
+    if let Err(e) = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL) {
+        log::debug!("command: cannot kill process group {}: {e}", pid.as_raw_nonzero());
+    }
 }
 
 /// The remote-command service: the tutorial's "run a command, send back its output",
@@ -132,7 +201,22 @@ impl CommandFactory {
 
     /// A factory for an already-resolved allow-list.
     pub fn with_allow_list(allow: AllowList, opts: CommandOptions) -> CommandFactory {
-        CommandFactory { cfg: Rc::new(Config { allow, opts }) }
+        let setsid = if opts.own_process_group {
+            let found = find_setsid();
+            if found.is_none() {
+                log::warn!("command: no setsid(1); a killed command's own children survive it");
+            }
+            found
+        } else {
+            None
+        };
+        let cfg = Config { allow, opts, setsid, stats: Cell::default(), log: RefCell::default() };
+        CommandFactory { cfg: Rc::new(cfg) }
+    }
+
+    /// The server's counters so far (every connection's).
+    pub fn stats(&self) -> CommandStats {
+        self.cfg.stats.get()
     }
 
     /// The allow-list.
@@ -142,7 +226,14 @@ impl CommandFactory {
 
     /// A protocol for one connection (what `build_protocol` returns for an accepted peer).
     pub fn protocol(&self) -> CommandProtocol {
+        self.protocol_for(String::from("-"), false)
+    }
+
+    fn protocol_for(&self, peer: String, refuse: bool) -> CommandProtocol {
         CommandProtocol {
+            peer,
+            refuse,
+            authenticated: self.cfg.opts.token.is_none(),
             frames: LengthPrefixed::int32().max_frame(self.cfg.opts.max_request),
             cfg: Rc::clone(&self.cfg),
             job: Rc::default(),
@@ -156,11 +247,10 @@ impl CommandFactory {
 impl Factory for CommandFactory {
     fn build_protocol(&mut self, peer: &Address) -> Option<Box<dyn Protocol>> {
         let loopback = peer.inet().is_some_and(|a| a.ip().is_loopback());
-        if !loopback && !self.cfg.opts.allow_remote_peers {
-            log::warn!("command: refusing {peer}: not a loopback peer");
-            return None;
-        }
-        Some(Box::new(self.protocol()))
+        // A refused peer is closed in `connection_made`, where the reactor's `now` is at hand
+        // for the rate-limited log.
+        let refuse = !loopback && !self.cfg.opts.allow_remote_peers;
+        Some(Box::new(self.protocol_for(peer.to_string(), refuse)))
     }
 }
 
@@ -183,6 +273,9 @@ enum Phase {
     Starting,
     /// The child runs.
     Running(ProcessId),
+    /// Info-header framing: the header was sent; the output waits for the client's
+    /// acknowledgement or `info_ack_wait`.
+    Holding,
 }
 
 /// State shared by a connection's protocol and its child's relay: data and IDs only.
@@ -198,6 +291,14 @@ struct Job {
     sent: u64,
     /// The deadline (then the kill grace) of the current command.
     timer: Option<TimerId>,
+    /// The command's process group (its pid), when it runs in its own.
+    pgid: Option<u32>,
+    /// For the audit line: who asked, what, and when it started.
+    audit: Option<(String, String, Instant)>,
+    /// Info-header framing: the output, held until it is complete.
+    output: Vec<u8>,
+    /// Info-header framing: output whose header was sent, held for the client's ack.
+    held: Option<Vec<u8>>,
 }
 
 /// One connection of the remote-command service (see [`CommandFactory`]).
@@ -229,6 +330,12 @@ struct Job {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct CommandProtocol {
+    /// The peer, for the audit log.
+    peer: String,
+    /// A peer outside the loopback network, closed at once.
+    refuse: bool,
+    /// The token was shown (or none is needed).
+    authenticated: bool,
     cfg: Rc<Config>,
     job: Rc<RefCell<Job>>,
     frames: LengthPrefixed,
@@ -241,9 +348,58 @@ pub struct CommandProtocol {
 }
 
 impl CommandProtocol {
-    fn reply(t: &mut Transport<'_>, reply: &Reply) {
-        let mut out = Vec::new();
-        if super::ReplyCodec::new().encode(reply, &mut out).is_ok() {
+    /// Answers a request that ran nothing (a refusal, or `auth`), in the connection's framing.
+    fn reply(&mut self, t: &mut Transport<'_>, reply: &Reply) {
+        match self.cfg.opts.framing {
+            CommandFraming::Framed => {
+                let mut out = Vec::new();
+                if super::ReplyCodec::new().encode(reply, &mut out).is_ok() {
+                    let _ = t.write_owned(out);
+                }
+            }
+            CommandFraming::Tutorial => {
+                let _ = t.write_owned(final_text(reply, false));
+            }
+            CommandFraming::InfoHeader => {
+                let text = final_text(reply, false);
+                let _ = t.write_owned(info_header(text.len()));
+                let wait = self.cfg.opts.info_ack_wait;
+                let mut job = self.job.borrow_mut();
+                job.held = Some(text);
+                job.phase = Phase::Holding;
+                job.timer = Some(t.call_later(wait, job.seq));
+            }
+        }
+    }
+
+    /// A request the stream cannot recover from: answer, then close.
+    fn fail(&mut self, t: &mut Transport<'_>, why: String) {
+        let now = t.ctx().now();
+        let id = t.id();
+        self.cfg.log_refusal(now, "command: bad request", || format!("{id}: {why}; closing"));
+        self.cfg.count(|s| s.refused += 1);
+        self.reply(t, &Reply::Refused(format!("bad request: {why}")));
+        self.release(t);
+        self.failed = true;
+        self.buf = Buffer::new();
+        t.lose_connection();
+    }
+
+    /// Info-header framing: sends the held output (the client acknowledged its header, or
+    /// stopped waiting) and goes back to idle.
+    fn release(&mut self, t: &mut Transport<'_>) {
+        let held = {
+            let mut job = self.job.borrow_mut();
+            if job.phase != Phase::Holding {
+                return;
+            }
+            job.phase = Phase::Idle;
+            if let Some(timer) = job.timer.take() {
+                t.ctx().cancel(timer);
+            }
+            job.held.take()
+        };
+        if let Some(out) = held {
             let _ = t.write_owned(out);
         }
     }
@@ -251,15 +407,28 @@ impl CommandProtocol {
     /// Starts requests while idle; then decides whether to read on.
     fn serve(&mut self, t: &mut Transport<'_>) {
         while !self.failed && !t.is_closing() && self.job.borrow().phase == Phase::Idle {
-            match self.frames.decode(&mut self.buf) {
-                Ok(Some(frame)) => self.start(t, &frame),
-                Ok(None) => break,
-                Err(e) => {
-                    log::info!("{}: bad request: {e}; closing", t.id());
-                    Self::reply(t, &Reply::Refused(format!("bad request: {e}")));
-                    self.failed = true;
-                    self.buf = Buffer::new();
-                    t.lose_connection();
+            let opts = &self.cfg.opts;
+            match opts.framing {
+                CommandFraming::Framed => match self.frames.decode(&mut self.buf) {
+                    Ok(Some(frame)) => match Request::parse(&frame, opts.max_args) {
+                        Ok(req) => self.start(t, req),
+                        Err(e) => {
+                            self.refuse(t, "command: bad request", format!("bad request: {e}"))
+                        }
+                    },
+                    Ok(None) => break,
+                    Err(e) => self.fail(t, e.to_string()),
+                },
+                CommandFraming::Tutorial | CommandFraming::InfoHeader => {
+                    match take_text_command(&mut self.buf, opts.max_request, opts.max_args) {
+                        Ok(Some(TextCommand::Run(req))) => self.start(t, req),
+                        Ok(Some(TextCommand::Empty)) => {}
+                        Ok(Some(TextCommand::Bad(why))) => {
+                            self.refuse(t, "command: bad request", why)
+                        }
+                        Ok(None) => break,
+                        Err(why) => self.fail(t, why),
+                    }
                 }
             }
         }
@@ -274,20 +443,72 @@ impl CommandProtocol {
         }
     }
 
-    /// Checks one request against the allow-list and starts it.
-    fn start(&mut self, t: &mut Transport<'_>, frame: &[u8]) {
-        let opts = &self.cfg.opts;
-        let req = match Request::parse(frame, opts.max_args) {
-            Ok(r) => r,
-            Err(e) => return Self::reply(t, &Reply::Refused(format!("bad request: {e}"))),
+    /// Refuses one request (counted, logged at most once per window per reason); the
+    /// connection goes on.
+    fn refuse(&mut self, t: &mut Transport<'_>, reason: &'static str, why: String) {
+        let (now, id, peer) = (t.ctx().now(), t.id(), &self.peer);
+        self.cfg.log_refusal(now, reason, || format!("{id} from {peer}: {why}"));
+        self.cfg.count(|s| s.refused += 1);
+        self.reply(t, &Reply::Refused(why));
+    }
+
+    /// Checks the token, when one is configured: `true` if `req` may go on to run.
+    fn authenticate(&mut self, t: &mut Transport<'_>, req: &Request) -> bool {
+        if self.authenticated {
+            return true;
+        }
+        let token = self.cfg.opts.token.as_deref().unwrap_or_default();
+        let shown = match req.argv.as_slice() {
+            [auth, given] if auth == b"auth" => constant_time_eq(given, token),
+            _ => false,
         };
+        if shown {
+            self.authenticated = true;
+            self.reply(t, &Reply::Exited(0));
+            return false;
+        }
+        let (now, id, peer) = (t.ctx().now(), t.id(), &self.peer);
+        self.cfg.log_refusal(now, "command: missing or wrong token", || {
+            format!("{id} from {peer}; closing")
+        });
+        self.cfg.count(|s| s.auth_failures += 1);
+        self.reply(t, &Reply::Refused("authentication required".into()));
+        self.release(t);
+        self.failed = true;
+        self.buf = Buffer::new();
+        t.lose_connection();
+        false
+    }
+
+    /// Checks one request against the token and the allow-list and starts it.
+    fn start(&mut self, t: &mut Transport<'_>, req: Request) {
+        if !self.authenticate(t, &req) {
+            return;
+        }
         let Some(path) = self.cfg.allow.path(&req.argv[0]) else {
-            log::info!("{}: refused {:?}: not on the allow-list", t.id(), req.program());
-            return Self::reply(t, &Reply::Refused(format!("not allowed: {}", req.program())));
+            let why = format!("not allowed: {}", req.program());
+            return self.refuse(t, "command: not on the allow-list", why);
         };
-        log::info!("{}: running {:?} ({} args)", t.id(), req.program(), req.argv.len() - 1);
-        let mut popts = ProcessOptions::new(path);
-        popts.args = req.argv.into_iter().skip(1).map(OsString::from_vec).collect();
+        let opts = &self.cfg.opts;
+        self.cfg.count(|s| s.run += 1);
+        let argv: Vec<String> =
+            req.argv.iter().map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+        let audit = (self.peer.clone(), format!("{argv:?}"), t.ctx().now());
+        let args = req.argv.into_iter().skip(1).map(OsString::from_vec);
+        // In its own process group (`setsid` execs the command in place: same pid), so
+        // that killing it kills whatever it started too.
+        let mut popts = match &self.cfg.setsid {
+            Some(setsid) => {
+                let mut p = ProcessOptions::new(setsid);
+                p.args = std::iter::once(path.as_os_str().to_owned()).chain(args).collect();
+                p
+            }
+            None => {
+                let mut p = ProcessOptions::new(path);
+                p.args = args.collect();
+                p
+            }
+        };
         popts.env = Some(opts.env.clone());
         popts.cwd = opts.cwd.clone();
         let seq = {
@@ -297,12 +518,20 @@ impl CommandProtocol {
             job.phase = Phase::Starting;
             job.killed = None;
             job.sent = 0;
+            job.pgid = None;
+            job.audit = Some(audit);
+            job.output.clear();
             // The timer's tag is the command's number: a wake-up left over from an earlier
             // command can never be taken for this one's deadline.
             job.timer = Some(t.call_later(opts.timeout, job.seq));
             job.seq
         };
-        let relay = Relay { job: Rc::clone(&self.job), seq, cfg: Rc::clone(&self.cfg) };
+        let relay = Relay {
+            job: Rc::clone(&self.job),
+            seq,
+            cfg: Rc::clone(&self.cfg),
+            own_group: self.cfg.setsid.is_some(),
+        };
         t.ctx().spawn_process(relay, popts);
     }
 
@@ -315,13 +544,22 @@ impl CommandProtocol {
                 // A command ended and woke us: serve the next request.
                 _ if seq != job.seq => None,
                 (Phase::Idle, _) => None,
+                // The held output of the info-header framing waited long enough.
+                (Phase::Holding, _) => {
+                    job.timer = None;
+                    drop(job);
+                    self.release(t);
+                    return self.serve(t);
+                }
                 // At the deadline: kill it; its end will be reported as a timeout.
                 (Phase::Running(_) | Phase::Starting, None) => {
                     log::info!("{}: command timed out; killing it", t.id());
+                    self.cfg.count(|s| s.timeouts += 1);
                     job.killed = Some(Kill::Timeout);
                     if let Phase::Running(id) = job.phase {
                         t.ctx().signal_process(id, SIGKILL);
                     }
+                    kill_group(job.pgid);
                     job.timer = Some(t.call_later(self.cfg.opts.kill_grace, seq));
                     return;
                 }
@@ -337,7 +575,7 @@ impl CommandProtocol {
             }
         };
         if let Some(kill) = give_up {
-            Self::reply(t, &final_reply(&self.cfg, kill));
+            self.reply(t, &final_reply(&self.cfg, kill));
         }
         self.serve(t);
     }
@@ -353,11 +591,24 @@ fn final_reply(cfg: &Config, kill: Kill) -> Reply {
 impl Protocol for CommandProtocol {
     fn connection_made(&mut self, t: &mut Transport<'_>) {
         self.job.borrow_mut().conn = Some(t.id());
+        if self.refuse {
+            let (now, peer) = (t.ctx().now(), &self.peer);
+            self.cfg.log_refusal(now, "command: refused non-loopback peer", || peer.clone());
+            self.cfg.count(|s| s.refused += 1);
+            self.failed = true;
+            t.abort_connection();
+        }
     }
 
     fn data_received(&mut self, t: &mut Transport<'_>, data: &[u8]) {
         if self.failed {
             return;
+        }
+        if self.job.borrow().phase == Phase::Holding {
+            // Info-header framing: whatever the client sends after a header is its
+            // acknowledgement (it sends its next command only once it has the output).
+            self.release(t);
+            return self.serve(t);
         }
         self.buf.extend(data);
         self.serve(t);
@@ -383,6 +634,7 @@ impl Protocol for CommandProtocol {
         if let Phase::Running(id) = job.phase {
             log::info!("command: client gone ({reason}); killing {id}");
             ctx.signal_process(id, SIGKILL);
+            kill_group(job.pgid);
         }
         if let Some(timer) = job.timer.take() {
             ctx.cancel(timer);
@@ -400,6 +652,8 @@ struct Relay {
     job: Rc<RefCell<Job>>,
     seq: u64,
     cfg: Rc<Config>,
+    /// The child leads its own process group (see `CommandOptions::own_process_group`).
+    own_group: bool,
 }
 
 impl Relay {
@@ -414,9 +668,20 @@ impl Relay {
         let room = self.cfg.opts.output_cap.saturating_sub(job.sent);
         let n = data.len().min(usize::try_from(room).unwrap_or(usize::MAX));
         if n > 0 {
-            let mut frame = Vec::with_capacity(5 + n);
-            encode_frame(kind, &data[..n], &mut frame);
-            if ctx.write_to(conn, &frame).is_err() {
+            let written = match self.cfg.opts.framing {
+                CommandFraming::Framed => {
+                    let mut frame = Vec::with_capacity(5 + n);
+                    encode_frame(kind, &data[..n], &mut frame);
+                    ctx.write_to(conn, &frame)
+                }
+                CommandFraming::Tutorial => ctx.write_to(conn, &data[..n]),
+                // Held until the command ends: the header needs the size.
+                CommandFraming::InfoHeader => {
+                    job.output.extend_from_slice(&data[..n]);
+                    Ok(())
+                }
+            };
+            if written.is_err() {
                 return true;
             }
             job.sent += n as u64;
@@ -432,15 +697,39 @@ impl Relay {
     fn finish(&mut self, ctx: &mut Ctx<'_>, reply: Reply) {
         let mut job = self.job.borrow_mut();
         let Some(conn) = job.conn.filter(|_| job.seq == self.seq) else { return };
-        let mut out = Vec::new();
-        if super::ReplyCodec::new().encode(&reply, &mut out).is_ok() {
-            let _ = ctx.write_to(conn, &out);
+        if let Some((peer, argv, started)) = job.audit.take() {
+            let took = ctx.now().saturating_duration_since(started);
+            log::info!("command: {peer} ran {argv}: {reply:?} in {} ms", took.as_millis());
         }
-        job.phase = Phase::Idle;
+        let mut wake_after = Duration::ZERO;
+        match self.cfg.opts.framing {
+            CommandFraming::Framed => {
+                let mut out = Vec::new();
+                if super::ReplyCodec::new().encode(&reply, &mut out).is_ok() {
+                    let _ = ctx.write_to(conn, &out);
+                }
+                job.phase = Phase::Idle;
+            }
+            CommandFraming::Tutorial => {
+                let _ = ctx.write_to(conn, &final_text(&reply, job.sent > 0));
+                job.phase = Phase::Idle;
+            }
+            CommandFraming::InfoHeader => {
+                let mut out = std::mem::take(&mut job.output);
+                out.extend_from_slice(&final_text(&reply, job.sent > 0));
+                let _ = ctx.write_to(conn, &info_header(out.len()));
+                job.held = Some(out);
+                job.phase = Phase::Holding;
+                wake_after = self.cfg.opts.info_ack_wait;
+            }
+        }
         // The deadline timer doubles as the wake-up: moved to now, it fires next pass and
-        // the protocol takes the next buffered request.
-        if let Some(timer) = job.timer.take() {
-            ctx.reset(timer, Duration::ZERO);
+        // the protocol takes the next buffered request (or, holding output, sends it).
+        if let Some(timer) = job.timer {
+            ctx.reset(timer, wake_after);
+            if wake_after.is_zero() {
+                job.timer = None;
+            }
         }
     }
 
@@ -460,27 +749,33 @@ impl ProcessProtocol for Relay {
     fn connection_made(&mut self, t: &mut ProcessTransport<'_>) {
         t.close_stdin(); // commands read no input: `cat` ends at once instead of hanging
         let mut job = self.job.borrow_mut();
+        let pgid = self.own_group.then(|| t.pid());
         if job.seq == self.seq && job.conn.is_some() {
             if job.phase == Phase::Starting {
                 job.phase = Phase::Running(t.id());
+                job.pgid = pgid;
             }
             if job.killed.is_some() {
                 let _ = t.signal(SIGKILL); // the deadline passed before it even started
+                kill_group(pgid);
             }
         } else {
             let _ = t.signal(SIGKILL); // the client left while it was being started
+            kill_group(pgid);
         }
     }
 
     fn out_received(&mut self, t: &mut ProcessTransport<'_>, data: &[u8]) {
         if self.forward(t.ctx(), b'o', data) {
             let _ = t.signal(SIGKILL);
+            kill_group(self.own_group.then(|| t.pid()));
         }
     }
 
     fn err_received(&mut self, t: &mut ProcessTransport<'_>, data: &[u8]) {
         if self.forward(t.ctx(), b'e', data) {
             let _ = t.signal(SIGKILL);
+            kill_group(self.own_group.then(|| t.pid()));
         }
     }
 
@@ -492,6 +787,11 @@ impl ProcessProtocol for Relay {
         log::warn!("command: {error}");
         self.finish(ctx, Reply::Refused(error.to_string()));
     }
+}
+
+/// Compares a shown token with the configured one in time independent of where they differ.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]
@@ -588,7 +888,8 @@ mod tests {
         assert_eq!(p.job.borrow().phase, Phase::Starting);
 
         // The child's relay sends output and its end; then the wake-up serves the rest.
-        let mut relay = Relay { job: Rc::clone(&p.job), seq, cfg: Rc::clone(&p.cfg) };
+        let mut relay =
+            Relay { job: Rc::clone(&p.job), seq, cfg: Rc::clone(&p.cfg), own_group: false };
         let conn = tr.id();
         assert!(!relay.forward(&mut tr.ctx(), b'o', b"one\n"));
         relay.ended(&mut tr.ctx(), ExitStatus::from_raw(0));
@@ -609,7 +910,7 @@ mod tests {
         p.connection_made(&mut tr.transport());
         p.data_received(&mut tr.transport(), &request(&["echo", "one"]));
         let first = p.job.borrow().seq;
-        Relay { job: Rc::clone(&p.job), seq: first, cfg: Rc::clone(&p.cfg) }
+        Relay { job: Rc::clone(&p.job), seq: first, cfg: Rc::clone(&p.cfg), own_group: false }
             .ended(&mut tr.ctx(), ExitStatus::from_raw(0));
         // The next request arrives before the wake-up timer fires...
         p.data_received(&mut tr.transport(), &request(&["echo", "two"]));
@@ -627,8 +928,12 @@ mod tests {
         let mut tr = StringTransport::new();
         p.connection_made(&mut tr.transport());
         p.data_received(&mut tr.transport(), &request(&["echo"]));
-        let mut relay =
-            Relay { job: Rc::clone(&p.job), seq: p.job.borrow().seq, cfg: Rc::clone(&p.cfg) };
+        let mut relay = Relay {
+            job: Rc::clone(&p.job),
+            seq: p.job.borrow().seq,
+            cfg: Rc::clone(&p.cfg),
+            own_group: false,
+        };
         assert!(!relay.forward(&mut tr.ctx(), b'o', b"123456"));
         assert!(relay.forward(&mut tr.ctx(), b'e', b"789abc"), "past the cap: kill");
         assert!(!relay.forward(&mut tr.ctx(), b'o', b"more"), "killed already: dropped");
@@ -666,8 +971,12 @@ mod tests {
         assert_eq!(replies(&tr.take()), vec![Reply::TimedOut(Duration::from_secs(1))]);
         assert_eq!(p.job.borrow().phase, Phase::Idle);
         // The abandoned relay stays silent and asks for the kill.
-        let mut stale =
-            Relay { job: Rc::clone(&p.job), seq: p.job.borrow().seq - 1, cfg: Rc::clone(&p.cfg) };
+        let mut stale = Relay {
+            job: Rc::clone(&p.job),
+            seq: p.job.borrow().seq - 1,
+            cfg: Rc::clone(&p.cfg),
+            own_group: false,
+        };
         assert!(stale.forward(&mut tr.ctx(), b'o', b"late"));
         stale.ended(&mut tr.ctx(), ExitStatus::from_raw(SIGKILL));
         assert!(tr.writes_to(tr.id()).is_empty());
@@ -681,7 +990,8 @@ mod tests {
         p.data_received(&mut tr.transport(), &request(&["echo"]));
         assert!(p.eof_received(&mut tr.transport()), "write side kept open while it runs");
         let seq = p.job.borrow().seq;
-        let mut relay = Relay { job: Rc::clone(&p.job), seq, cfg: Rc::clone(&p.cfg) };
+        let mut relay =
+            Relay { job: Rc::clone(&p.job), seq, cfg: Rc::clone(&p.cfg), own_group: false };
         relay.ended(&mut tr.ctx(), ExitStatus::from_raw(3 << 8));
         p.timer_fired(&mut tr.transport(), seq);
         assert!(tr.is_closing());
@@ -696,7 +1006,8 @@ mod tests {
         p.data_received(&mut tr.transport(), &request(&["sleep", "100"]));
         let seq = p.job.borrow().seq;
         p.connection_lost(&mut tr.ctx(), Reason::PeerClosed);
-        let mut relay = Relay { job: Rc::clone(&p.job), seq, cfg: Rc::clone(&p.cfg) };
+        let mut relay =
+            Relay { job: Rc::clone(&p.job), seq, cfg: Rc::clone(&p.cfg), own_group: false };
         assert!(relay.forward(&mut tr.ctx(), b'o', b"x"), "nobody listens: kill it");
         assert!(tr.writes_to(tr.id()).is_empty());
     }

@@ -63,7 +63,10 @@ mod static_files;
 
 use std::time::Duration;
 
-pub use body::{encode_chunk, encode_last_chunk, ChunkedDecoder, ChunkedError};
+pub use body::{
+    encode_chunk, encode_last_chunk, ChunkedDecoder, ChunkedError, DEFAULT_MAX_EXTENSIONS,
+    DEFAULT_MAX_SIZE_LINE,
+};
 pub use head::{body_framing, parse_head, BodyFraming, HeadError, RequestHead};
 pub use resource::{Dir, Handler, Later, Request, Resource};
 pub use response::{reason, Body, BodyStream, Response};
@@ -81,6 +84,13 @@ pub struct Limits {
     pub max_headers: usize,
     /// Largest request body, decoded (default 1 MiB; over → 413).
     pub max_body: u64,
+    /// Longest chunk-size line of a chunked body, extensions included (default 4 KiB, as
+    /// Twisted; over → 400).
+    pub max_chunk_size_line: usize,
+    /// Most chunk-extension bytes in one chunked body (default 16 KiB, as Node; over → 413).
+    /// Extensions are ignored, so without this budget 1-byte chunks with large extensions
+    /// would keep the server reading without ever reaching `max_body`.
+    pub max_chunk_extensions: usize,
 }
 
 impl Default for Limits {
@@ -90,6 +100,8 @@ impl Default for Limits {
             max_header_bytes: 16 * 1024,
             max_headers: 100,
             max_body: 1 << 20,
+            max_chunk_size_line: body::DEFAULT_MAX_SIZE_LINE,
+            max_chunk_extensions: body::DEFAULT_MAX_EXTENSIONS,
         }
     }
 }

@@ -17,6 +17,7 @@ use super::resource::{dispatch, Request, Resource};
 use super::response::{Body, BodyStream, Framing, Response};
 use super::ServerConfig;
 use crate::codec::Buffer;
+use crate::policies::RateLimitedLog;
 
 /// Bytes of a streamed body written per turn (a file piece, a stream piece).
 const PIECE: usize = 64 * 1024;
@@ -33,10 +34,29 @@ type Later = Rc<RefCell<Option<Result<Response, Failure>>>>;
 pub struct HttpStats {
     /// Requests answered (error responses included).
     pub requests: u64,
-    /// Requests refused with a 4xx/5xx for what they were (limits, malformed, smuggling).
+    /// Requests refused with a 4xx/5xx for what they were (limits, malformed, smuggling,
+    /// timeouts): every refusal, whether or not its log line was rate-limited away.
     pub refused: u64,
+    /// Of `refused`: malformed or unsupported requests (400, 417, 505).
+    pub malformed: u64,
+    /// Of `refused`: over a size limit (413, 414, 431).
+    pub too_large: u64,
     /// Connections closed by a timeout (idle keep-alive, header deadline, slow body).
     pub timeouts: u64,
+}
+
+/// The rate-limited log's reason for a refusal with `status`.
+fn refusal_reason(status: u16) -> &'static str {
+    match status {
+        400 => "http: 400 bad request",
+        408 => "http: 408 request timeout",
+        413 => "http: 413 content too large",
+        414 => "http: 414 URI too long",
+        417 => "http: 417 expectation failed",
+        431 => "http: 431 header fields too large",
+        505 => "http: 505 version not supported",
+        _ => "http: refused request",
+    }
 }
 
 /// The HTTP server: a [`Factory`] of connections answering from one resource tree.
@@ -57,16 +77,26 @@ pub struct HttpStats {
 /// assert_eq!(stats.borrow().requests, 0);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+///
+/// Refusals are counted in [`HttpStats`] and logged at INFO through a [`RateLimitedLog`]
+/// shared by the server's connections: one line per kind of refusal, then a periodic
+/// "N more" summary, so malformed traffic cannot flood the log.
 pub struct HttpServer {
     root: Rc<dyn Resource>,
     config: Rc<ServerConfig>,
     stats: Rc<RefCell<HttpStats>>,
+    log: Rc<RefCell<RateLimitedLog>>,
 }
 
 impl HttpServer {
     /// Serves `root` with `config`.
     pub fn new(root: impl Resource, config: ServerConfig) -> HttpServer {
-        HttpServer { root: Rc::new(root), config: Rc::new(config), stats: Rc::default() }
+        HttpServer {
+            root: Rc::new(root),
+            config: Rc::new(config),
+            stats: Rc::default(),
+            log: Rc::default(),
+        }
     }
 
     /// The counters, readable after the server was handed to the reactor.
@@ -80,6 +110,7 @@ impl HttpServer {
             root: Rc::clone(&self.root),
             config: Rc::clone(&self.config),
             stats: Rc::clone(&self.stats),
+            log: Rc::clone(&self.log),
             peer,
             buf: Buffer::new(),
             state: State::Head,
@@ -143,6 +174,7 @@ pub struct HttpConnection {
     root: Rc<dyn Resource>,
     config: Rc<ServerConfig>,
     stats: Rc<RefCell<HttpStats>>,
+    log: Rc<RefCell<RateLimitedLog>>,
     peer: Option<SocketAddr>,
     buf: Buffer,
     state: State,
@@ -169,11 +201,21 @@ impl HttpConnection {
     /// Answers `status` and closes: our side shut after the response, input read and
     /// dropped for a little while so the client sees the answer rather than a reset.
     fn refuse(&mut self, t: &mut Transport<'_>, status: u16, why: &str) {
-        log::info!("http {}: {status} ({why})", t.id());
+        let now = t.ctx().now();
+        let peer = self.peer;
+        self.log.borrow_mut().log(now, log::Level::Info, refusal_reason(status), || {
+            let from = peer.map(|p| format!(" from {p}")).unwrap_or_default();
+            format!("{}{from}: {status} ({why})", t.id())
+        });
         {
             let mut s = self.stats.borrow_mut();
             s.requests += 1;
             s.refused += 1;
+            match status {
+                413 | 414 | 431 => s.too_large += 1,
+                400 | 417 | 505 => s.malformed += 1,
+                _ => {}
+            }
         }
         let resp = Response::error(status, why);
         let body = match &resp.body {
@@ -249,6 +291,9 @@ impl HttpConnection {
                             Err(ChunkedError::TooLarge { limit }) => {
                                 return self.refuse(t, 413, &format!("body over {limit} bytes"));
                             }
+                            Err(e @ ChunkedError::ExtensionsTooLarge { .. }) => {
+                                return self.refuse(t, 413, &e.to_string());
+                            }
                             Err(e) => return self.refuse(t, 400, &e.to_string()),
                         },
                     };
@@ -304,7 +349,13 @@ impl HttpConnection {
             }
             BodyFraming::Length(n) => BodyState::Length { left: n },
             BodyFraming::Chunked => {
-                BodyState::Chunked(ChunkedDecoder::new(max, self.config.limits.max_header_bytes))
+                let limits = &self.config.limits;
+                BodyState::Chunked(
+                    ChunkedDecoder::new(max, limits.max_header_bytes).with_extension_limits(
+                        limits.max_chunk_size_line,
+                        limits.max_chunk_extensions,
+                    ),
+                )
             }
         };
         if expects == Some(true) && head.version >= 1 {
@@ -327,7 +378,7 @@ impl HttpConnection {
         let is_head = head.method == "HEAD";
         let version = head.version;
         let mut close = !head.keep_alive()
-            || self.stopping
+            || self.last_before_stop()
             || self.requests >= self.config.max_requests_per_connection;
         let stats = t.ctx().stats();
         let mut req = Request { head, body, peer: self.peer, path, query, consumed: 0, stats };
@@ -363,7 +414,7 @@ impl HttpConnection {
         version: u8,
         close: bool,
     ) {
-        let mut close = close || self.stopping;
+        let mut close = close || self.last_before_stop();
         let status = resp.status();
         let bodyless = status == 204 || status == 304 || (100..200).contains(&status);
         let mut out = Vec::with_capacity(512);
@@ -422,6 +473,14 @@ impl HttpConnection {
         t.register_producer();
         // The first piece now; the reactor asks for the next ones while the buffer is low.
         self.produce(t);
+    }
+
+    /// Whether the response being written is the last one of a graceful stop: stopping, and
+    /// no byte of another request has been read. As nginx does, requests already read
+    /// (pipelined behind a response in flight) are answered before closing, the last of
+    /// them with `Connection: close` so the client knows not to send more.
+    fn last_before_stop(&self) -> bool {
+        self.stopping && self.buf.is_empty()
     }
 
     fn after_response(&mut self, t: &mut Transport<'_>, close: bool) {
@@ -506,7 +565,9 @@ impl HttpConnection {
         };
         if finished {
             t.unregister_producer();
-            self.after_response(t, close_after || self.stopping);
+            // On a graceful stop, requests already read behind this one are still answered
+            // (the last with `Connection: close`); with none, `process` closes.
+            self.after_response(t, close_after);
             self.process(t);
         }
     }
@@ -536,7 +597,14 @@ impl Protocol for HttpConnection {
                 true
             }
             State::Body { .. } => {
-                log::info!("http {}: the client closed in the middle of a body", t.id());
+                let now = t.ctx().now();
+                let id = t.id();
+                self.log.borrow_mut().log(
+                    now,
+                    log::Level::Info,
+                    "http: client closed in the middle of a body",
+                    || id.to_string(),
+                );
                 false
             }
             _ => false,
@@ -556,7 +624,8 @@ impl Protocol for HttpConnection {
                 self.state = State::Closed;
                 t.lose_connection();
             }
-            // A request in flight finishes, answered with `Connection: close`.
+            // A request in flight finishes, and so do the requests already read behind it;
+            // the last response carries `Connection: close`.
             _ => {}
         }
     }
@@ -715,6 +784,40 @@ mod tests {
     }
 
     #[test]
+    fn chunk_extensions_past_their_budget_are_refused_in_every_chunking() {
+        let config = ServerConfig {
+            limits: Limits {
+                max_chunk_size_line: 32,
+                max_chunk_extensions: 40,
+                ..Limits::default()
+            },
+            ..ServerConfig::default()
+        };
+        let head = "POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n";
+        // 1-byte chunks with 10 bytes of extensions: four fit the budget of 40, five do not.
+        let chunks = |n: usize| format!("{head}{}0\r\n\r\n", "1;ext=abcd\r\nX\r\n".repeat(n));
+        let long_line = format!("{head}1;{}\r\nX\r\n0\r\n\r\n", "e".repeat(40));
+        for (input, status) in [(chunks(4), "200"), (chunks(5), "413"), (long_line, "400")] {
+            let input = input.as_bytes();
+            for chunk in 1..=input.len() {
+                let mut c = Conn::new(config.clone());
+                let mut out = String::new();
+                for piece in input.chunks(chunk) {
+                    out += &c.send(piece);
+                }
+                assert_eq!(statuses(&out), [status], "{chunk}-byte chunks:\n{out}");
+                if status != "200" {
+                    assert!(out.contains("Connection: close\r\n"), "{out}");
+                    assert!(c.tr.is_write_shut() || c.tr.is_closing(), "our side is shut");
+                    c.advance(config.linger);
+                    c.fire_due();
+                    assert!(c.tr.is_closing(), "closed after the linger");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn head_has_the_length_but_no_body_and_connection_close_is_honoured() {
         let mut c = Conn::new(ServerConfig::default());
         let out = c.send(b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\n");
@@ -752,6 +855,7 @@ mod tests {
                 max_header_bytes: 128,
                 max_headers: 8,
                 max_body: 10,
+                ..Limits::default()
             },
             ..ServerConfig::default()
         };
@@ -869,6 +973,63 @@ mod tests {
         assert!(busy.tr.is_closing());
     }
 
+    #[test]
+    fn a_graceful_stop_answers_the_requests_already_read_behind_a_long_response() {
+        let mut c = Conn::new(ServerConfig::default());
+        let mut out = c.send(
+            b"GET /stream HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\nPOST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc",
+        );
+        // The stream's head went out before the stop, without `Connection: close`.
+        assert!(out.contains("Transfer-Encoding: chunked\r\n") && !out.contains("close"), "{out}");
+        c.c.reactor_stopping(&mut c.tr.transport());
+        assert!(!c.tr.is_closing(), "the response in flight goes on");
+        for _ in 0..5 {
+            c.c.resume_producing(&mut c.tr.transport());
+            out += &String::from_utf8_lossy(&c.tr.take());
+        }
+        let (stream, rest) = out.split_once("0\r\n\r\n").expect("the stream ended");
+        assert!(stream.ends_with("6\r\npiece\n\r\n"), "{out}");
+        // Both pipelined requests are answered; only the last says the connection closes.
+        assert_eq!(statuses(rest), ["200", "200"], "{rest}");
+        let (hello, echo) = rest.split_once("hello").expect("the second request answered");
+        assert!(!hello.contains("Connection: close"), "{rest}");
+        assert!(echo.contains("Connection: close\r\n") && echo.ends_with("abc"), "{rest}");
+        assert!(c.tr.is_closing());
+    }
+
+    #[test]
+    fn a_graceful_stop_with_nothing_read_behind_a_stream_closes_after_it() {
+        let mut c = Conn::new(ServerConfig::default());
+        let mut out = c.send(b"GET /stream HTTP/1.1\r\nHost: a\r\n\r\n");
+        c.c.reactor_stopping(&mut c.tr.transport());
+        for _ in 0..5 {
+            c.c.resume_producing(&mut c.tr.transport());
+            out += &String::from_utf8_lossy(&c.tr.take());
+        }
+        assert!(out.ends_with("0\r\n\r\n"), "{out}");
+        assert!(c.tr.is_closing(), "nothing read behind it: closed after the response");
+    }
+
+    #[test]
+    fn every_refusal_is_counted_and_logged_once_per_reason_per_window() {
+        let server = server(ServerConfig::default());
+        let clock = ManualClock::new();
+        for raw in
+            [&b"GET / HTTP/1.1\r\n\r\n"[..], b"BREW / HTCPCP/1.0\r\n\r\n"].iter().cycle().take(100)
+        {
+            let mut tr = StringTransport::with_options(TransportOptions::default(), clock.now());
+            let mut c = server.connection(None);
+            c.connection_made(&mut tr.transport());
+            c.data_received(&mut tr.transport(), raw);
+            assert!(String::from_utf8_lossy(&tr.take()).starts_with("HTTP/1.1 "));
+        }
+        let stats = *server.stats_handle().borrow();
+        assert_eq!((stats.refused, stats.malformed, stats.too_large), (100, 100, 0));
+        let log = server.log.borrow();
+        assert_eq!(log.suppressed(refusal_reason(400)), 49, "one line for fifty 400s");
+        assert_eq!(log.suppressed(refusal_reason(505)), 49, "and one for fifty 505s");
+    }
+
     /// Random mixtures of request pieces and garbage, in random chunkings: never a panic,
     /// never more buffered than the limits allow, and every answer well-formed.
     #[test]
@@ -903,6 +1064,7 @@ mod tests {
                 max_header_bytes: 512,
                 max_headers: 8,
                 max_body: 64,
+                ..Limits::default()
             },
             ..ServerConfig::default()
         };

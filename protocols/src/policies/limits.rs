@@ -8,7 +8,7 @@ use std::rc::Rc;
 
 use torsion_reactor::{Address, Factory, Protocol, Reason, Transport};
 
-use super::OnLost;
+use super::{OnLost, RateLimitedLog};
 
 /// How many connections a [`LimitedFactory`] admits.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -101,12 +101,15 @@ pub struct LimitedFactory<F> {
     inner: F,
     limits: ConnectionLimits,
     counts: Rc<RefCell<Counts>>,
+    /// Refusals are logged once per reason per window (a flood of connections must not
+    /// flood the log); all are counted in `counts`.
+    log: Rc<RefCell<RateLimitedLog>>,
 }
 
 impl<F: Factory> LimitedFactory<F> {
     /// `inner` behind `limits`.
     pub fn new(inner: F, limits: ConnectionLimits) -> LimitedFactory<F> {
-        LimitedFactory { inner, limits, counts: Rc::default() }
+        LimitedFactory { inner, limits, counts: Rc::default(), log: Rc::default() }
     }
 
     /// A handle on the counters.
@@ -126,9 +129,17 @@ impl<F: Factory> Factory for LimitedFactory<F> {
                 ip.is_some() && self.limits.max_per_peer.is_some_and(|max| from_peer >= max);
             if over_total || over_peer {
                 c.refused += 1;
-                let which = if over_total { "total" } else { "per-peer" };
-                log::info!("refusing {peer}: {which} connection limit reached");
-                return Some(Box::new(Refuse(self.limits.refusal.clone())));
+                let reason = if over_total {
+                    "refused: total connection limit reached"
+                } else {
+                    "refused: per-peer connection limit reached"
+                };
+                return Some(Box::new(Refuse {
+                    message: self.limits.refusal.clone(),
+                    log: Rc::clone(&self.log),
+                    reason,
+                    peer: peer.to_string(),
+                }));
             }
             c.active += 1;
             if let Some(ip) = ip {
@@ -160,12 +171,20 @@ impl<F: Factory> Factory for LimitedFactory<F> {
 }
 
 /// Says why, then closes.
-struct Refuse(Vec<u8>);
+struct Refuse {
+    message: Vec<u8>,
+    log: Rc<RefCell<RateLimitedLog>>,
+    reason: &'static str,
+    peer: String,
+}
 
 impl Protocol for Refuse {
     fn connection_made(&mut self, t: &mut Transport<'_>) {
-        if !self.0.is_empty() {
-            let _ = t.write(&self.0);
+        let now = t.ctx().now();
+        let peer = &self.peer;
+        self.log.borrow_mut().log(now, log::Level::Info, self.reason, || peer.clone());
+        if !self.message.is_empty() {
+            let _ = t.write(&self.message);
         }
         t.lose_connection();
     }

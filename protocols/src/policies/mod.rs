@@ -9,6 +9,8 @@
 //!   token buckets on the reactor's timers.
 //! - [`OnLost`]: runs a closure when a connection ends — for counting or logging
 //!   connections around any protocol.
+//! - [`RateLimitedLog`]: one log line per reason, then a periodic "N more" summary, for
+//!   every line a peer can trigger (a refused request, a malformed frame).
 //!
 //! Policies nest: `Throttled::new(IdleTimeout::new(proto, d), rates)` inside a
 //! `LimitedFactory` is an idle-timed, throttled, counted connection.
@@ -17,11 +19,13 @@
 //! by `tests/policies.rs` over loopback.
 
 mod limits;
+mod log_limit;
 mod on_lost;
 mod throttle;
 mod timeout;
 
 pub use limits::{ConnectionLimits, LimitStats, LimitedFactory, LimitsHandle};
+pub use log_limit::RateLimitedLog;
 pub use on_lost::OnLost;
 pub use throttle::{Throttle, Throttled};
 pub use timeout::TimeoutFactory;

@@ -4,7 +4,7 @@
 //!
 //! Tested below with the testing kit, and over sockets in `tests/upload.rs`.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::collections::hash_map::RandomState;
 use std::fs;
 use std::hash::{BuildHasher, Hasher};
@@ -17,6 +17,7 @@ use torsion_reactor::{Address, Ctx, Error, Factory, Protocol, Reason, TimerId, T
 
 use super::file::PartialFile;
 use super::parser::{Event, Framing, UploadParser};
+use crate::policies::RateLimitedLog;
 
 /// Timer tags.
 const IDLE: u64 = 1;
@@ -61,6 +62,12 @@ pub struct UploadOptions {
     /// Close a connection that sends nothing for this long (default 60 s); a partial upload
     /// is removed.
     pub idle_timeout: Duration,
+    /// After a refusal, the most bytes read and dropped while lingering (default 1 MiB); past
+    /// it the connection is closed at once. The linger lets a client that keeps sending read
+    /// the status line instead of a reset; the budget stops a client (say, one that
+    /// announced 5 GiB) from keeping the server reading and discarding at full speed for the
+    /// whole linger time.
+    pub linger_bytes: u64,
 }
 
 impl Default for UploadOptions {
@@ -73,6 +80,7 @@ impl Default for UploadOptions {
             overwrite: false,
             sync: false,
             idle_timeout: Duration::from_secs(60),
+            linger_bytes: 1024 * 1024,
         }
     }
 }
@@ -85,6 +93,22 @@ struct Config {
     opts: UploadOptions,
     next: Cell<u64>,
     random: RandomState,
+    /// Uploads refused, counted for every connection of the server.
+    refusals: Cell<u64>,
+    /// Refusal lines, rate-limited per reason (a peer can trigger them at will).
+    log: RefCell<RateLimitedLog>,
+}
+
+impl Config {
+    /// Counts a refusal and logs it, at most one line per window.
+    fn refused(&self, t: &mut Transport<'_>, why: &str) {
+        self.refusals.set(self.refusals.get() + 1);
+        let now = t.ctx().now();
+        let id = t.id();
+        self.log
+            .borrow_mut()
+            .log(now, log::Level::Info, "upload: refused upload", || format!("{id}: {why}"));
+    }
 }
 
 impl Config {
@@ -152,13 +176,26 @@ impl UploadFactory {
             let e = io::Error::new(io::ErrorKind::NotADirectory, "not a directory");
             return Err(Error::new(what, e));
         }
-        let cfg = Config { dir, opts, next: Cell::new(0), random: RandomState::new() };
+        let cfg = Config {
+            dir,
+            opts,
+            next: Cell::new(0),
+            random: RandomState::new(),
+            refusals: Cell::new(0),
+            log: RefCell::default(),
+        };
         Ok(UploadFactory { cfg: Rc::new(cfg) })
     }
 
     /// The upload directory (canonical).
     pub fn dir(&self) -> &Path {
         &self.cfg.dir
+    }
+
+    /// Uploads refused so far by this server's connections (every refusal, including the
+    /// ones whose log line was rate-limited away).
+    pub fn refusals(&self) -> u64 {
+        self.cfg.refusals.get()
     }
 
     /// A protocol for one connection.
@@ -171,6 +208,7 @@ impl UploadFactory {
             idle: None,
             quiet: None,
             refused: false,
+            lingered: 0,
         }
     }
 }
@@ -222,6 +260,8 @@ pub struct UploadProtocol {
     quiet: Option<TimerId>,
     /// An error was answered: input is dropped until the connection closes.
     refused: bool,
+    /// Bytes read and dropped since the refusal.
+    lingered: u64,
 }
 
 /// A reason to refuse, as sent after `error `.
@@ -336,7 +376,7 @@ impl UploadProtocol {
     /// Answers `error <why>`, drops the partial file, half-closes, and hangs up once the
     /// client closes or after a short linger.
     fn refuse(&mut self, t: &mut Transport<'_>, why: &str) {
-        log::info!("{}: refused upload: {why}", t.id());
+        self.cfg.refused(t, why);
         self.current = None; // removes the temporary file
         self.refused = true;
         let _ = t.write(format!("error {why}\n").as_bytes());
@@ -355,7 +395,13 @@ impl Protocol for UploadProtocol {
 
     fn data_received(&mut self, t: &mut Transport<'_>, data: &[u8]) {
         if self.refused {
-            return; // dropped: the answer is out, the connection is going away
+            // Dropped: the answer is out, the connection is going away — at once when the
+            // client keeps sending past the byte budget.
+            self.lingered += data.len() as u64;
+            if self.lingered > self.cfg.opts.linger_bytes && !t.is_closing() {
+                t.lose_connection();
+            }
+            return;
         }
         if let Some(id) = self.idle {
             t.ctx().reset(id, self.cfg.opts.idle_timeout);
@@ -388,7 +434,7 @@ impl Protocol for UploadProtocol {
             None => Ok(()),
         };
         if let Err(why) = result {
-            log::info!("{}: refused upload: {why}", t.id());
+            self.cfg.refused(t, &why);
             self.current = None;
             let _ = t.write(format!("error {why}\n").as_bytes());
         }
@@ -532,6 +578,31 @@ mod tests {
         assert!(listing(&dir).is_empty() && tr.value().is_empty(), "the rest is dropped");
         p.timer_fired(&mut tr.transport(), LINGER);
         assert!(tr.is_closing());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn lingering_after_a_refusal_stops_at_the_byte_budget() {
+        let dir = scratch("budget");
+        let opts = UploadOptions { max_size: 10, linger_bytes: 100, ..UploadOptions::default() };
+        for framing in [Framing::Tutorial, Framing::Framed] {
+            let opts = UploadOptions { framing, ..opts.clone() };
+            let mut p = UploadFactory::new(&dir, opts).unwrap().protocol();
+            let mut tr = StringTransport::new();
+            p.connection_made(&mut tr.transport());
+            let line: &[u8] = b"post|5000000000|big";
+            let mut header = Vec::new();
+            if framing == Framing::Framed {
+                header.extend_from_slice(&(line.len() as u32).to_be_bytes());
+            }
+            header.extend_from_slice(line);
+            p.data_received(&mut tr.transport(), &header);
+            assert!(tr.is_write_shut() && !tr.is_closing(), "refused, lingering: {:?}", tr.value());
+            p.data_received(&mut tr.transport(), &[0u8; 100]);
+            assert!(!tr.is_closing(), "at the budget: still lingering");
+            p.data_received(&mut tr.transport(), &[0u8; 1]);
+            assert!(tr.is_closing(), "past the budget: closed before the linger time");
+        }
         fs::remove_dir_all(&dir).unwrap();
     }
 
