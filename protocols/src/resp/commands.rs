@@ -727,8 +727,25 @@ fn exists(ex: &mut Exec<'_, '_>, args: &Args<'_>) -> Flow {
 fn expire(ex: &mut Exec<'_, '_>, args: &Args<'_>) -> Flow {
     let name = args.get(0).to_ascii_lowercase();
     let Some(n) = int_arg(ex, args.get(2)) else { return Flow::Continue };
-    if let Some(opt) = args.from(3).next() {
-        ex.r.error(&format!("ERR Unsupported option {}", lossy(opt, 64)));
+    let (mut nx, mut xx, mut gt, mut lt) = (false, false, false, false);
+    for opt in args.from(3) {
+        match opt.to_ascii_lowercase().as_slice() {
+            b"nx" => nx = true,
+            b"xx" => xx = true,
+            b"gt" => gt = true,
+            b"lt" => lt = true,
+            _ => {
+                ex.r.error(&format!("ERR Unsupported option {}", lossy(opt, 64)));
+                return Flow::Continue;
+            }
+        }
+    }
+    if nx && (xx || gt || lt) {
+        ex.r.error("ERR NX and XX, GT or LT options at the same time are not compatible");
+        return Flow::Continue;
+    }
+    if gt && lt {
+        ex.r.error("ERR GT and LT options at the same time are not compatible");
         return Flow::Continue;
     }
     let when: i64 = match name.as_slice() {
@@ -737,7 +754,13 @@ fn expire(ex: &mut Exec<'_, '_>, args: &Args<'_>) -> Flow {
         b"expireat" => ex.st.from_unix_ms(n.saturating_mul(1000)) as i64,
         _ => ex.st.from_unix_ms(n) as i64,
     };
-    if !ex.st.db.contains(args.get(1), ex.now) {
+    let Some(current) = ex.st.db.get(args.get(1), ex.now).map(|e| e.expires) else {
+        ex.r.int(0);
+        return Flow::Continue;
+    };
+    // No deadline counts as an infinite one for GT / LT, as in Redis.
+    let cur = if current == 0 { i64::MAX } else { current as i64 };
+    if (nx && current != 0) || (xx && current == 0) || (gt && when <= cur) || (lt && when >= cur) {
         ex.r.int(0);
         return Flow::Continue;
     }
@@ -853,6 +876,15 @@ pub(crate) mod tests {
         assert_eq!(r.send("GET k\r\nEXISTS k\r\nDBSIZE\r\n"), "$-1\r\n:0\r\n:1\r\n");
         assert_eq!(r.send("EXPIRE p 10\r\nPERSIST p\r\nTTL p\r\n"), ":1\r\n:1\r\n:-1\r\n");
         assert_eq!(r.send("PEXPIRE p -1\r\nEXISTS p\r\n"), ":1\r\n:0\r\n");
+        r.send("SET q v\r\n");
+        assert_eq!(
+            r.send("EXPIRE q 10 XX\r\nEXPIRE q 10 NX\r\nEXPIRE q 5 GT\r\n"),
+            ":0\r\n:1\r\n:0\r\n"
+        );
+        assert_eq!(
+            r.send("EXPIRE q 5 LT\r\nTTL q\r\nEXPIRE q 5 NX GT\r\n"),
+            ":1\r\n:5\r\n-ERR NX and XX, GT or LT options at the same time are not compatible\r\n"
+        );
     }
 
     #[test]
