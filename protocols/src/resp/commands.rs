@@ -106,6 +106,7 @@ static COMMANDS: &[Spec] = table![
     "command" -1 0 => command,
     "client" -2 0 => client,
     "info" -1 0 => info,
+    "config" -2 0 => config,
     "dbsize" 1 0 => dbsize,
     "flushdb" -1 WRITE => flushdb,
     "flushall" -1 WRITE => flushdb,
@@ -617,6 +618,40 @@ fn info(ex: &mut Exec<'_, '_>, args: &Args<'_>) -> Flow {
     Flow::Continue
 }
 
+fn config(ex: &mut Exec<'_, '_>, args: &Args<'_>) -> Flow {
+    let sub = args.get(1).to_ascii_lowercase();
+    if sub != b"get" {
+        ex.r.error(&format!(
+            "ERR unknown subcommand '{}'. Try CONFIG HELP.",
+            lossy(args.get(1), 64)
+        ));
+        return Flow::Continue;
+    }
+    // Read-only, enough for tools that look before they run (redis-benchmark).
+    let o = &ex.st.opts;
+    let params: [(&str, String); 7] = [
+        ("maxmemory", o.maxmemory.to_string()),
+        ("maxmemory-policy", o.maxmemory_policy.name().to_string()),
+        ("maxmemory-samples", o.maxmemory_samples.to_string()),
+        ("proto-max-bulk-len", o.limits.max_bulk.to_string()),
+        ("hz", o.hz.to_string()),
+        ("save", String::new()),
+        ("appendonly", "no".to_string()),
+    ];
+    let found: Vec<&(&str, String)> = params
+        .iter()
+        .filter(|(name, _)| {
+            args.from(2).any(|p| glob_match(&p.to_ascii_lowercase(), name.as_bytes()))
+        })
+        .collect();
+    ex.r.map(found.len());
+    for (name, value) in found {
+        ex.r.bulk(name.as_bytes());
+        ex.r.bulk(value.as_bytes());
+    }
+    Flow::Continue
+}
+
 fn dbsize(ex: &mut Exec<'_, '_>, _args: &Args<'_>) -> Flow {
     ex.r.int(ex.st.db.len() as i64);
     Flow::Continue
@@ -860,6 +895,7 @@ pub(crate) mod tests {
         );
         assert_eq!(r.send("GET\r\n"), "-ERR wrong number of arguments for 'get' command\r\n");
         assert_eq!(r.send("ping\r\nEcHo hi\r\n"), "+PONG\r\n$2\r\nhi\r\n");
+        assert_eq!(r.send("CONFIG GET save\r\n"), "*2\r\n$4\r\nsave\r\n$0\r\n\r\n");
     }
 
     #[test]

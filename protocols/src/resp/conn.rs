@@ -275,12 +275,12 @@ impl Protocol for RespConnection {
         if let Some(Some(timer)) = super::collections::unblock(&mut st, id).map(|b| b.timer) {
             ctx.cancel(timer);
         }
+        let subscriber = st.clients.get(&id).is_some_and(|c| c.subscriptions() > 0);
         super::pubsub::unsubscribe_all(&mut st, id);
-        if let Some(c) = st.clients.remove(&id) {
-            if matches!(reason, Reason::Overflow { .. }) && c.subscriptions() > 0 {
-                st.counters.kicked_slow += 1;
-                log::info!("resp: {id}: subscriber over the hard output limit; disconnected");
-            }
+        st.clients.remove(&id);
+        if matches!(reason, Reason::Overflow { .. }) && subscriber {
+            st.counters.kicked_slow += 1;
+            log::info!("resp: {id}: subscriber over the hard output limit; disconnected");
         }
     }
 }
