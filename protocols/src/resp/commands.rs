@@ -786,8 +786,8 @@ fn expire(ex: &mut Exec<'_, '_>, args: &Args<'_>) -> Flow {
     let when: i64 = match name.as_slice() {
         b"expire" => (ex.now as i64).saturating_add(n.saturating_mul(1000)),
         b"pexpire" => (ex.now as i64).saturating_add(n),
-        b"expireat" => ex.st.from_unix_ms(n.saturating_mul(1000)) as i64,
-        _ => ex.st.from_unix_ms(n) as i64,
+        b"expireat" => ex.st.at_unix_ms(n.saturating_mul(1000)) as i64,
+        _ => ex.st.at_unix_ms(n) as i64,
     };
     let Some(current) = ex.st.db.get(args.get(1), ex.now).map(|e| e.expires) else {
         ex.r.int(0);

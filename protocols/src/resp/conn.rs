@@ -222,12 +222,10 @@ impl Protocol for RespConnection {
                     self.process(t);
                 }
             }
-            TAG_UNBLOCKED => {
-                if self.mode == Mode::Blocked {
-                    self.mode = Mode::Serving;
-                    t.resume_reading();
-                    self.process(t);
-                }
+            TAG_UNBLOCKED if self.mode == Mode::Blocked => {
+                self.mode = Mode::Serving;
+                t.resume_reading();
+                self.process(t);
             }
             TAG_SOFT_LIMIT => {
                 self.soft_timer = None;

@@ -107,7 +107,7 @@ impl State {
     }
 
     /// Our ms for a Unix time in ms (for EXPIREAT / EXAT / PXAT); at least 1.
-    pub(crate) fn from_unix_ms(&self, unix_ms: i64) -> u64 {
+    pub(crate) fn at_unix_ms(&self, unix_ms: i64) -> u64 {
         let base = self.epoch.map_or(0, |(_, u)| u as i64);
         (unix_ms.saturating_sub(base).saturating_add(1)).max(1) as u64
     }

@@ -55,8 +55,8 @@ pub(crate) fn set(ex: &mut Exec<'_, '_>, args: &Args<'_>) -> Flow {
                 let at = match opt.as_slice() {
                     b"ex" => (ex.now as i64).saturating_add(n.saturating_mul(1000)) as u64,
                     b"px" => (ex.now as i64).saturating_add(n) as u64,
-                    b"exat" => ex.st.from_unix_ms(n.saturating_mul(1000)),
-                    _ => ex.st.from_unix_ms(n),
+                    b"exat" => ex.st.at_unix_ms(n.saturating_mul(1000)),
+                    _ => ex.st.at_unix_ms(n),
                 };
                 expires = Some(at);
                 i += 1;
