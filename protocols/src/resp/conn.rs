@@ -282,3 +282,8 @@ impl Protocol for RespConnection {
         }
     }
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    pub(crate) const TAG_SOFT_LIMIT: u64 = super::TAG_SOFT_LIMIT;
+}

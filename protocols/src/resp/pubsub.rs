@@ -181,6 +181,31 @@ mod tests {
     }
 
     #[test]
+    fn a_subscriber_over_the_soft_limit_for_too_long_is_dropped_unless_it_catches_up() {
+        use super::super::conn::tests::TAG_SOFT_LIMIT;
+        use torsion_reactor::Protocol;
+        let opts = RespOptions {
+            pubsub_soft_limit: 100,
+            pubsub_soft_seconds: 60,
+            ..RespOptions::default()
+        };
+        let mut r = Rig::new(opts);
+        r.send("SUBSCRIBE a\r\n");
+        // Its output crosses the soft limit (the reactor calls pause_writing), then drains.
+        Protocol::pause_writing(&mut r.conn, &mut r.tr.transport());
+        Protocol::resume_writing(&mut r.conn, &mut r.tr.transport());
+        r.conn.timer_fired(&mut r.tr.transport(), TAG_SOFT_LIMIT);
+        assert!(!r.tr.is_closing(), "caught up in time");
+        // Crosses again and is still above it when the 60 s are up.
+        Protocol::pause_writing(&mut r.conn, &mut r.tr.transport());
+        r.tr.transport().write(&[b'x'; 200]).unwrap();
+        r.advance(60_000);
+        r.conn.timer_fired(&mut r.tr.transport(), TAG_SOFT_LIMIT);
+        assert!(r.tr.is_aborted());
+        assert!(r.send("").is_empty());
+    }
+
+    #[test]
     fn publish_reaches_channel_and_pattern_subscribers_through_write_to() {
         let mut r = Rig::new(RespOptions::default());
         let (a, b) = (r.tr.register_peer(), r.tr.register_peer());

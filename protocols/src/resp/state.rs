@@ -147,3 +147,39 @@ fn expire_pass(state: &Shared, ctx: &mut Ctx<'_>) {
         ctx.call_later(Duration::ZERO, move |ctx| expire_pass(&state, ctx));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::keyspace::Value;
+    use super::*;
+    use std::time::Duration;
+    use torsion_reactor::{ManualClock, Reactor, ReactorOptions};
+
+    #[test]
+    fn active_expiry_runs_on_the_reactor_s_timers_in_bounded_passes() {
+        let clock = ManualClock::new();
+        let mut reactor = Reactor::with_clock(ReactorOptions::default(), clock.clone()).unwrap();
+        let opts = RespOptions { expire_budget: 100, ..RespOptions::default() };
+        let shared: Shared = Rc::new(RefCell::new(State::new(opts)));
+        let now = shared.borrow_mut().now_ms(reactor.ctx().now());
+        for i in 0..10_000u32 {
+            shared.borrow_mut().db.set(&i.to_be_bytes(), Value::Str(b"v".to_vec()), now + 50, now);
+        }
+        State::start_expiry(&shared, &mut reactor.ctx());
+        State::start_expiry(&shared, &mut reactor.ctx()); // once per server
+        clock.advance(Duration::from_millis(100));
+        reactor.run_once(Some(Duration::ZERO)).unwrap();
+        // One bounded pass: about `expire_budget` keys looked at, then a follow-up pass is
+        // chained for the next iteration instead of stalling this one.
+        let left = shared.borrow().db.len();
+        assert!((9_800..10_000).contains(&left), "{left}");
+        assert!(shared.borrow().expiry_chained);
+        let mut passes = 0;
+        while shared.borrow().db.len() > 500 {
+            reactor.run_once(Some(Duration::ZERO)).unwrap();
+            passes += 1;
+            assert!(passes < 1000, "expiry makes progress pass by pass");
+        }
+        assert!(passes > 50, "the work was spread over many passes: {passes}");
+    }
+}
