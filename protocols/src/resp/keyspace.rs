@@ -8,16 +8,15 @@ use std::collections::{HashMap, HashSet, VecDeque};
 
 use indexmap::{IndexMap, IndexSet};
 
-/// A key's bytes.
-pub(crate) type Key = Box<[u8]>;
+pub(crate) use super::bytes::{Key, Str};
 
 /// A typed value.
-// The containers are boxed so a `Value` stays the size of a `Vec` (24 bytes): most keys
-// hold strings, and every key pays for the largest variant.
+// The containers are boxed so a `Value` stays the size of a short inline string (32
+// bytes): most keys hold strings, and every key pays for the largest variant.
 #[allow(clippy::box_collection)]
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Value {
-    Str(Vec<u8>),
+    Str(Str),
     List(Box<VecDeque<Vec<u8>>>),
     Hash(Box<HashMap<Vec<u8>, Vec<u8>>>),
     Set(Box<HashSet<Vec<u8>>>),
@@ -37,7 +36,7 @@ impl Value {
     /// Approximate bytes the value holds (payload plus per-element overhead).
     pub(crate) fn cost(&self) -> usize {
         match self {
-            Value::Str(s) => s.capacity(),
+            Value::Str(s) => s.heap_bytes(),
             Value::List(l) => l.iter().map(|e| e.len() + ELEMENT_COST).sum(),
             Value::Hash(h) => h.iter().map(|(k, v)| k.len() + v.len() + 2 * ELEMENT_COST).sum(),
             Value::Set(s) => s.iter().map(|m| m.len() + ELEMENT_COST).sum(),
@@ -188,7 +187,7 @@ impl Db {
                     self.volatile.swap_remove(key);
                 }
                 (false, true) => {
-                    self.volatile.insert(key.into());
+                    self.volatile.insert(Key::new(key));
                 }
                 _ => {}
             }
@@ -196,9 +195,9 @@ impl Db {
         }
         self.used += KEY_COST + key.len() + cost;
         if expires != 0 {
-            self.volatile.insert(key.into());
+            self.volatile.insert(Key::new(key));
         }
-        self.map.insert(key.into(), Entry { value, expires, lru: now as u32 });
+        self.map.insert(Key::new(key), Entry { value, expires, lru: now as u32 });
     }
 
     /// Deletes `key`, returning its entry (expired or not).
@@ -219,7 +218,7 @@ impl Db {
         if had && expires == 0 {
             self.volatile.swap_remove(key);
         } else if !had && expires != 0 {
-            self.volatile.insert(key.into());
+            self.volatile.insert(Key::new(key));
         }
         true
     }
@@ -250,7 +249,7 @@ impl Db {
             looked += 1;
             let (k, e) = self.map.get_index(pos).expect("pos < len");
             if e.expires == 0 || e.expires > now {
-                f(k, &e.value);
+                f(&k[..], &e.value);
             }
         }
         pos as u64
@@ -260,7 +259,7 @@ impl Db {
     pub(crate) fn for_each_key(&self, now: u64, mut f: impl FnMut(&[u8], &Value)) {
         for (k, e) in &self.map {
             if e.expires == 0 || e.expires > now {
-                f(k, &e.value);
+                f(&k[..], &e.value);
             }
         }
     }
@@ -339,7 +338,14 @@ mod tests {
     use super::*;
 
     fn s(v: &str) -> Value {
-        Value::Str(v.as_bytes().to_vec())
+        Value::Str(Str::new(v.as_bytes()))
+    }
+
+    #[test]
+    fn an_entry_stays_small() {
+        // Per-key memory is the table slot plus out-of-line bytes; keep the slot tight.
+        assert_eq!(std::mem::size_of::<Value>(), 32);
+        assert_eq!(std::mem::size_of::<Entry>(), 48);
     }
 
     #[test]

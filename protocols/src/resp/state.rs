@@ -163,7 +163,12 @@ mod tests {
         let shared: Shared = Rc::new(RefCell::new(State::new(opts)));
         let now = shared.borrow_mut().now_ms(reactor.ctx().now());
         for i in 0..10_000u32 {
-            shared.borrow_mut().db.set(&i.to_be_bytes(), Value::Str(b"v".to_vec()), now + 50, now);
+            shared.borrow_mut().db.set(
+                &i.to_be_bytes(),
+                Value::Str(super::super::bytes::Str::new(b"v")),
+                now + 50,
+                now,
+            );
         }
         State::start_expiry(&shared, &mut reactor.ctx());
         State::start_expiry(&shared, &mut reactor.ctx()); // once per server

@@ -6,7 +6,7 @@
 
 use super::codec::parse_int;
 use super::commands::{int_arg, Args, Exec, Flow, NOT_INT, SYNTAX, WRONGTYPE};
-use super::keyspace::Value;
+use super::keyspace::{Str, Value};
 use super::reply::push_int;
 
 pub(crate) fn get(ex: &mut Exec<'_, '_>, args: &Args<'_>) -> Flow {
@@ -24,7 +24,7 @@ pub(crate) fn get(ex: &mut Exec<'_, '_>, args: &Args<'_>) -> Flow {
 fn string_at(ex: &mut Exec<'_, '_>, key: &[u8]) -> Result<Option<Vec<u8>>, ()> {
     match ex.st.db.get(key, ex.now).map(|e| &e.value) {
         None => Ok(None),
-        Some(Value::Str(s)) => Ok(Some(s.clone())),
+        Some(Value::Str(s)) => Ok(Some(s.to_vec())),
         Some(_) => {
             ex.r.error(WRONGTYPE);
             Err(())
@@ -99,7 +99,7 @@ pub(crate) fn set(ex: &mut Exec<'_, '_>, args: &Args<'_>) -> Flow {
         // EXAT / PXAT in the past: the key is gone at once.
         ex.st.db.remove(key);
     } else {
-        ex.st.db.set(key, Value::Str(value.to_vec()), deadline, ex.now);
+        ex.st.db.set(key, Value::Str(Str::new(value)), deadline, ex.now);
     }
     match old {
         Some(_) => reply_skip(ex, old),
@@ -112,7 +112,7 @@ pub(crate) fn setnx(ex: &mut Exec<'_, '_>, args: &Args<'_>) -> Flow {
     if ex.st.db.contains(args.get(1), ex.now) {
         ex.r.int(0);
     } else {
-        ex.st.db.set(args.get(1), Value::Str(args.get(2).to_vec()), 0, ex.now);
+        ex.st.db.set(args.get(1), Value::Str(Str::new(args.get(2))), 0, ex.now);
         ex.r.int(1);
     }
     Flow::Continue
@@ -128,7 +128,7 @@ pub(crate) fn setex(ex: &mut Exec<'_, '_>, args: &Args<'_>) -> Flow {
     }
     let ms = if name == b"setex" { n.saturating_mul(1000) } else { n };
     let at = (ex.now as i64).saturating_add(ms) as u64;
-    ex.st.db.set(args.get(1), Value::Str(args.get(3).to_vec()), at, ex.now);
+    ex.st.db.set(args.get(1), Value::Str(Str::new(args.get(3))), at, ex.now);
     ex.r.ok();
     Flow::Continue
 }
@@ -147,7 +147,7 @@ pub(crate) fn getdel(ex: &mut Exec<'_, '_>, args: &Args<'_>) -> Flow {
 
 pub(crate) fn getset(ex: &mut Exec<'_, '_>, args: &Args<'_>) -> Flow {
     let Ok(old) = string_at(ex, args.get(1)) else { return Flow::Continue };
-    ex.st.db.set(args.get(1), Value::Str(args.get(2).to_vec()), 0, ex.now);
+    ex.st.db.set(args.get(1), Value::Str(Str::new(args.get(2))), 0, ex.now);
     match old {
         Some(v) => ex.r.bulk(&v),
         None => ex.r.null(),
@@ -173,7 +173,7 @@ pub(crate) fn mset(ex: &mut Exec<'_, '_>, args: &Args<'_>) -> Flow {
     }
     let mut i = 1;
     while i < args.len() {
-        ex.st.db.set(args.get(i), Value::Str(args.get(i + 1).to_vec()), 0, ex.now);
+        ex.st.db.set(args.get(i), Value::Str(Str::new(args.get(i + 1))), 0, ex.now);
         i += 2;
     }
     ex.r.ok();
@@ -189,16 +189,17 @@ fn modify<T>(
 ) -> Result<T, ()> {
     let now = ex.now;
     if !ex.st.db.contains(key, now) {
-        ex.st.db.set(key, Value::Str(Vec::new()), 0, now);
+        ex.st.db.set(key, Value::Str(Str::new(b"")), 0, now);
     }
     let e = ex.st.db.get(key, now).expect("just made sure");
     let Value::Str(s) = &mut e.value else {
         ex.r.error(WRONGTYPE);
         return Err(());
     };
-    let before = s.capacity();
-    let out = f(s);
-    let delta = s.capacity() as isize - before as isize;
+    let before = s.heap_bytes();
+    let out = f(s.to_mut());
+    s.compact();
+    let delta = s.heap_bytes() as isize - before as isize;
     ex.st.db.charge(delta);
     Ok(out)
 }
