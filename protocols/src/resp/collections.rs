@@ -177,6 +177,9 @@ pub(crate) fn lindex(ex: &mut Exec<'_, '_>, args: &Args<'_>) -> Flow {
     Flow::Continue
 }
 
+/// Longest BLPOP timeout honoured (ten years); longer ones wait that long.
+const MAX_BLOCK_SECS: f64 = 10.0 * 365.0 * 86400.0;
+
 pub(crate) fn bpop(ex: &mut Exec<'_, '_>, args: &Args<'_>) -> Flow {
     let left = args.get(0).eq_ignore_ascii_case(b"blpop");
     let last = args.len() - 1;
@@ -214,8 +217,9 @@ pub(crate) fn bpop(ex: &mut Exec<'_, '_>, args: &Args<'_>) -> Flow {
     for k in &keys {
         ex.st.waiters.entry(k.clone()).or_default().push_back(ex.id);
     }
-    let timer = (timeout > 0.0)
-        .then(|| ex.t.call_later(Duration::from_secs_f64(timeout), TAG_BLOCK_TIMEOUT));
+    let timer = (timeout > 0.0).then(|| {
+        ex.t.call_later(Duration::from_secs_f64(timeout.min(MAX_BLOCK_SECS)), TAG_BLOCK_TIMEOUT)
+    });
     if let Some(c) = ex.st.clients.get_mut(&ex.id) {
         c.blocked = Some(Blocked { keys, left, timer });
     }

@@ -21,9 +21,10 @@
 //!   ([`MaxmemoryPolicy::AllKeysLru`]). Memory is the keyspace's own estimate.
 //!
 //! Files: `codec.rs` (requests), `reply.rs` (replies), `keyspace.rs` (data, expiry,
-//! eviction), `glob.rs`, `state.rs` (what connections share), `commands.rs` (dispatch,
-//! server and key commands), `strings.rs`, `collections.rs` (lists with blocking pops,
-//! hashes, sets), `pubsub.rs`, `conn.rs` (the protocol). Tested by each file's unit tests
+//! eviction), `bytes.rs` (inline short keys and values), `glob.rs`, `state.rs` (what
+//! connections share), `commands.rs` (dispatch), `server.rs`, `keys.rs`, `strings.rs`,
+//! `collections.rs` (lists with blocking pops, hashes, sets), `pubsub.rs`, `conn.rs` (the
+//! protocol). Tested by each file's unit tests
 //! and by `tests/resp.rs` (the `redis` crate and `redis-cli` against a loopback server).
 //!
 //! # Examples
@@ -46,9 +47,11 @@ mod collections;
 mod commands;
 mod conn;
 mod glob;
+mod keys;
 mod keyspace;
 mod pubsub;
 mod reply;
+mod server;
 mod state;
 mod strings;
 
