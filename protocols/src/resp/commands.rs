@@ -339,6 +339,26 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn random_input_never_panics_and_always_ends_in_replies_or_a_close() {
+        let mut seed = 0x1234_5678_u64;
+        for _ in 0..300 {
+            let mut r = Rig::new(RespOptions::default());
+            let mut input = Vec::new();
+            for _ in 0..200 {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                // Mostly protocol characters, so the parser gets deep before it fails.
+                const ALPHABET: &[u8] = b"*$:+-\r\n0123456789 \"'abcGETSETLPUSHBLPOPsubscribe\\x";
+                input.push(ALPHABET[(seed % ALPHABET.len() as u64) as usize]);
+            }
+            for chunk in input.chunks(7) {
+                r.conn.data_received(&mut r.tr.transport(), chunk);
+            }
+        }
+    }
+
+    #[test]
     fn hello_3_switches_replies_to_resp3() {
         let mut r = Rig::new(RespOptions::default());
         let hello = r.send("HELLO 3\r\n");
