@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::OnceLock;
 
 use torsion_reactor::{ConnId, Transport};
@@ -168,7 +169,8 @@ pub(crate) static COMMANDS: &[Spec] = table![
 ];
 
 pub(crate) fn lookup(name: &[u8]) -> Option<&'static Spec> {
-    static INDEX: OnceLock<HashMap<&'static [u8], usize>> = OnceLock::new();
+    static INDEX: OnceLock<HashMap<&'static [u8], usize, BuildHasherDefault<NameHasher>>> =
+        OnceLock::new();
     let index = INDEX
         .get_or_init(|| COMMANDS.iter().enumerate().map(|(i, s)| (s.name.as_bytes(), i)).collect());
     let mut lower = [0u8; 16];
@@ -179,6 +181,23 @@ pub(crate) fn lookup(name: &[u8]) -> Option<&'static Spec> {
         *d = s.to_ascii_lowercase();
     }
     index.get(&lower[..name.len()]).map(|&i| &COMMANDS[i])
+}
+
+/// A cheap hash for the fixed table of command names (looked up once per request). No
+/// flooding risk: the table never grows, whatever names clients send.
+#[derive(Default)]
+pub(crate) struct NameHasher(u64);
+
+impl Hasher for NameHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(0x517c_c1b7_2722_0a95);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 /// Runs one request and appends its reply.

@@ -144,6 +144,11 @@ impl<'b> Reply<'b> {
 /// Appends the decimal form of `n`.
 pub(crate) fn push_int(buf: &mut Vec<u8>, n: i64) {
     let mut tmp = [0u8; 20];
+    buf.extend_from_slice(format_int(n, &mut tmp));
+}
+
+/// The decimal form of `n`, written into `tmp`, without allocating.
+pub(crate) fn format_int(n: i64, tmp: &mut [u8; 20]) -> &[u8] {
     let mut i = tmp.len();
     let mut v = n.unsigned_abs();
     loop {
@@ -155,9 +160,10 @@ pub(crate) fn push_int(buf: &mut Vec<u8>, n: i64) {
         }
     }
     if n < 0 {
-        buf.push(b'-');
+        i -= 1;
+        tmp[i] = b'-';
     }
-    buf.extend_from_slice(&tmp[i..]);
+    &tmp[i..]
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 use super::codec::parse_int;
 use super::commands::{int_arg, Args, Exec, Flow, NOT_INT, SYNTAX, WRONGTYPE};
 use super::keyspace::{Str, Value};
-use super::reply::push_int;
+use super::reply::format_int;
 
 pub(crate) fn get(ex: &mut Exec<'_, '_>, args: &Args<'_>) -> Flow {
     match ex.st.db.read(args.get(1), ex.now) {
@@ -188,18 +188,25 @@ fn modify<T>(
     f: impl FnOnce(&mut Vec<u8>) -> T,
 ) -> Result<T, ()> {
     let now = ex.now;
-    if !ex.st.db.contains(key, now) {
-        ex.st.db.set(key, Value::Str(Str::new(b"")), 0, now);
-    }
-    let e = ex.st.db.get(key, now).expect("just made sure");
-    let Value::Str(s) = &mut e.value else {
-        ex.r.error(WRONGTYPE);
-        return Err(());
+    let (out, delta) = match ex.st.db.get(key, now).map(|e| &mut e.value) {
+        Some(Value::Str(s)) => {
+            let before = s.heap_bytes();
+            let out = f(s.to_mut());
+            s.compact();
+            (out, s.heap_bytes() as isize - before as isize)
+        }
+        Some(_) => {
+            ex.r.error(WRONGTYPE);
+            return Err(());
+        }
+        None => {
+            let mut s = Str::new(b"");
+            let out = f(s.to_mut());
+            s.compact();
+            ex.st.db.set(key, Value::Str(s), 0, now);
+            (out, 0)
+        }
     };
-    let before = s.heap_bytes();
-    let out = f(s.to_mut());
-    s.compact();
-    let delta = s.heap_bytes() as isize - before as isize;
     ex.st.db.charge(delta);
     Ok(out)
 }
@@ -257,33 +264,34 @@ pub(crate) fn incr(ex: &mut Exec<'_, '_>, args: &Args<'_>) -> Flow {
             }
         }
     };
-    let key = args.get(1);
-    let current = match ex.st.db.get(key, ex.now).map(|e| &e.value) {
-        None => 0,
-        Some(Value::Str(s)) => match parse_int(s) {
-            Some(v) => v,
-            None => {
+    let (key, now) = (args.get(1), ex.now);
+    let mut tmp = [0u8; 20];
+    // One lookup: the number is parsed and replaced in place (it always fits inline).
+    let new = match ex.st.db.get(key, now).map(|e| &mut e.value) {
+        None => {
+            ex.st.db.set(key, Value::Str(Str::new(format_int(by, &mut tmp))), 0, now);
+            by
+        }
+        Some(Value::Str(s)) => {
+            let Some(current) = parse_int(s) else {
                 ex.r.error(NOT_INT);
                 return Flow::Continue;
-            }
-        },
+            };
+            let Some(new) = current.checked_add(by) else {
+                ex.r.error("ERR increment or decrement would overflow");
+                return Flow::Continue;
+            };
+            let freed = s.heap_bytes();
+            *s = Str::new(format_int(new, &mut tmp));
+            ex.st.db.charge(-(freed as isize));
+            new
+        }
         Some(_) => {
             ex.r.error(WRONGTYPE);
             return Flow::Continue;
         }
     };
-    let Some(new) = current.checked_add(by) else {
-        ex.r.error("ERR increment or decrement would overflow");
-        return Flow::Continue;
-    };
-    if modify(ex, key, |s| {
-        s.clear();
-        push_int(s, new);
-    })
-    .is_ok()
-    {
-        ex.r.int(new);
-    }
+    ex.r.int(new);
     Flow::Continue
 }
 
