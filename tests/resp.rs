@@ -221,6 +221,22 @@ fn a_pipeline_of_ten_thousand_commands_gets_every_reply_in_order() {
 }
 
 #[test]
+fn a_pipeline_of_replies_far_past_the_output_cap_is_answered_in_full() {
+    let server = serve(RespOptions { pubsub_hard_limit: 1 << 20, ..RespOptions::default() });
+    let mut c = connect(server.addr);
+    let big = "b".repeat(100_000);
+    assert_eq!(q::<String>(&mut c, &["SET", "big", &big]).unwrap(), "OK");
+    let mut p = redis::pipe();
+    for _ in 0..200 {
+        p.cmd("GET").arg("big");
+    }
+    // 20 MB of replies against a 1 MiB cap: answered as the client reads, never aborted.
+    let replies: Vec<String> = p.query(&mut c).unwrap();
+    assert_eq!(replies.len(), 200);
+    assert!(replies.iter().all(|r| r.len() == 100_000));
+}
+
+#[test]
 fn pub_sub_delivers_to_channel_and_pattern_subscribers() {
     let server = serve(RespOptions::default());
     let mut sub_con = connect(server.addr);

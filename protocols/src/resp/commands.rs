@@ -378,6 +378,29 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_pipeline_of_big_replies_yields_to_the_loop_instead_of_hitting_the_output_cap() {
+        use super::super::conn::TAG_CONTINUE;
+        let mut r = Rig::new(RespOptions { pubsub_hard_limit: 1 << 20, ..RespOptions::default() });
+        let big = "x".repeat(100_000);
+        let set = format!("*3\r\n$3\r\nSET\r\n$3\r\nbig\r\n$100000\r\n{big}\r\n");
+        assert_eq!(r.send(&set), "+OK\r\n");
+        // 200 replies of 100 kB: 20 MB, far past the 1 MiB output cap.
+        let mut out = r.send(&"GET big\r\n".repeat(200));
+        assert!(!r.tr.is_aborted());
+        assert!(r.tr.is_reading_paused(), "no more input while replies drain");
+        let mut rounds = 0;
+        while out.matches("$100000\r\n").count() < 200 {
+            r.conn.timer_fired(&mut r.tr.transport(), TAG_CONTINUE);
+            out.push_str(&String::from_utf8_lossy(&r.tr.take()));
+            rounds += 1;
+            assert!(rounds < 1000, "the pipeline goes on pass by pass");
+        }
+        assert!(rounds > 10);
+        assert!(!r.tr.is_reading_paused());
+        assert_eq!(r.send("PING\r\n"), "+PONG\r\n");
+    }
+
+    #[test]
     fn hello_3_switches_replies_to_resp3() {
         let mut r = Rig::new(RespOptions::default());
         let hello = r.send("HELLO 3\r\n");

@@ -20,9 +20,14 @@ pub(crate) const TAG_BLOCK_TIMEOUT: u64 = 1;
 pub(crate) const TAG_UNBLOCKED: u64 = 2;
 /// Timer tag: our output has been over the soft limit for the allowed time.
 const TAG_SOFT_LIMIT: u64 = 3;
+/// Timer tag: go on with a pipeline we stopped to let our replies drain.
+pub(crate) const TAG_CONTINUE: u64 = 4;
 
 /// Flush the replies of a pipeline once this many bytes have piled up.
 const FLUSH_AT: usize = 64 * 1024;
+/// Stop answering a pipeline (until the next loop pass) once this much output waits, so
+/// a pipeline of big replies neither hits the output cap nor holds the loop.
+const YIELD_AT: usize = 4 * FLUSH_AT;
 /// Water marks of a client that is not subscribed (asyncio's defaults).
 pub(crate) const NORMAL_MARKS: (usize, usize) = (64 * 1024, 16 * 1024);
 
@@ -48,6 +53,8 @@ pub struct RespConnection {
     mode: Mode,
     /// Output is over the high-water mark (reading is paused).
     congested: bool,
+    /// A pipeline was cut short to let replies drain; a `TAG_CONTINUE` timer is pending.
+    yielded: bool,
     soft_timer: Option<TimerId>,
 }
 
@@ -62,6 +69,7 @@ impl RespConnection {
             out: Vec::new(),
             mode: Mode::Serving,
             congested: false,
+            yielded: false,
             soft_timer: None,
         }
     }
@@ -75,6 +83,7 @@ impl RespConnection {
         let resp3 = st.clients.get(&id).is_some_and(|c| c.resp3);
         let mut off = 0;
         let mut resp3 = resp3;
+        let mut yielded = false;
         while self.mode == Mode::Serving && !self.congested {
             let decoded = match self.decoder.decode(&self.input[off..]) {
                 Ok(Some(d)) => d,
@@ -109,6 +118,10 @@ impl RespConnection {
             resp3 = st.clients.get(&id).is_some_and(|c| c.resp3);
             if self.out.len() >= FLUSH_AT {
                 self.flush(t);
+                if t.buffered_len() >= YIELD_AT {
+                    yielded = true;
+                    break;
+                }
             }
         }
         self.input.drain(..off);
@@ -123,6 +136,12 @@ impl RespConnection {
         match self.mode {
             Mode::Closing => t.lose_connection(),
             Mode::Blocked => t.pause_reading(),
+            Mode::Serving if yielded => {
+                // The rest after the loop has flushed; read no more until then.
+                t.pause_reading();
+                self.yielded = true;
+                t.call_later(Duration::ZERO, TAG_CONTINUE);
+            }
             Mode::Serving => {}
         }
     }
@@ -226,6 +245,14 @@ impl Protocol for RespConnection {
                 self.mode = Mode::Serving;
                 t.resume_reading();
                 self.process(t);
+            }
+            TAG_CONTINUE => {
+                self.yielded = false;
+                // When congested, `resume_writing` goes on instead.
+                if self.mode == Mode::Serving && !self.congested {
+                    t.resume_reading();
+                    self.process(t);
+                }
             }
             TAG_SOFT_LIMIT => {
                 self.soft_timer = None;
