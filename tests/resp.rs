@@ -202,6 +202,23 @@ fn errors_are_redis_s_exact_replies() {
 }
 
 #[test]
+fn resp3_clients_get_typed_replies_and_pushes_and_may_run_commands_while_subscribed() {
+    let server = serve(RespOptions::default());
+    let mut s = client(server.addr);
+    let mut hello = vec![0; 200];
+    s.write_all(b"HELLO 3\r\n").unwrap();
+    let n = s.read(&mut hello).unwrap();
+    assert!(hello[..n].starts_with(b"%7\r\n"));
+    raw(&mut s, "SADD st m\r\nSMEMBERS st\r\nGET nope\r\n", ":1\r\n~1\r\n$1\r\nm\r\n_\r\n");
+    raw(&mut s, "SUBSCRIBE ch\r\n", ">3\r\n$9\r\nsubscribe\r\n$2\r\nch\r\n:1\r\n");
+    // Unlike RESP2, a RESP3 subscriber may still run ordinary commands.
+    raw(&mut s, "GET nope\r\n", "_\r\n");
+    let mut publisher = connect(server.addr);
+    assert_eq!(q::<i64>(&mut publisher, &["PUBLISH", "ch", "hi"]).unwrap(), 1);
+    raw(&mut s, "", ">3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$2\r\nhi\r\n");
+}
+
+#[test]
 fn a_pipeline_of_ten_thousand_commands_gets_every_reply_in_order() {
     let server = serve(RespOptions::default());
     let mut c = connect(server.addr);
