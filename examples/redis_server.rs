@@ -12,7 +12,7 @@
 //!        redis-cli -p 6380                 (interactive: PING, INCR n, SUBSCRIBE news ...)
 //!        printf 'PING\r\nQUIT\r\n' | nc 127.0.0.1 6380      (inline commands work too)
 //!        redis-benchmark -p 6380 -t set,get -n 100000 -q
-#![allow(clippy::print_stderr)]
+#![allow(clippy::print_stderr, clippy::print_stdout)]
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -133,7 +133,9 @@ fn serve(listen: &str, opts: RespOptions, mini: bool) -> Result<(), Box<dyn std:
     } else {
         reactor.listen_tcp(listen, RespServer::new(opts))?
     };
-    log::info!("redis on {}; try: redis-cli -p {} ping", port.addr, port.addr.port());
+    // The address on stdout (tests read it when started with port 0); hints go to the log.
+    println!("redis_server listening on {}", port.addr);
+    log::info!("try: redis-cli -p {} ping", port.addr.port());
     reactor.stop_on_signals()?;
     reactor.run()?;
     Ok(())

@@ -5,9 +5,11 @@
 
 mod common;
 
+use std::io::BufRead;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::Command;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use common::{client, read_to_end, Server, DEADLINE};
@@ -444,4 +446,46 @@ fn redis_cli_works_unchanged() {
     assert_eq!(cli(&["-3", "HSET", "h", "f", "v"]), "1\n");
     assert_eq!(cli(&["NOSUCH"]), "ERR unknown command 'NOSUCH', with args beginning with:\n");
     assert!(cli(&["INFO", "keyspace"]).contains("db0:keys=3"));
+}
+
+/// The example binary, (re)built so a test filtered to this file never runs a stale one.
+fn example(name: &str) -> PathBuf {
+    let dir = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().to_path_buf();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo).args(["build", "--example", name]).status().unwrap();
+    assert!(status.success(), "cargo build --example {name}");
+    dir.join("examples").join(name)
+}
+
+#[test]
+fn the_redis_server_example_serves_both_the_full_server_and_the_mini_plugin() {
+    for extra in [&[][..], &["--mini"][..]] {
+        let mut child = Command::new(example("redis_server"))
+            .args(["--listen", "127.0.0.1:0"])
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn redis_server");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = std::io::BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx.recv_timeout(DEADLINE);
+        let Ok(line) = line else {
+            child.kill().unwrap();
+            panic!("redis_server printed no address");
+        };
+        let addr: SocketAddr = line.trim().rsplit(' ').next().unwrap().parse().expect("address");
+        let mut c = connect(addr);
+        assert_eq!(q::<String>(&mut c, &["PING"]).unwrap(), "PONG", "{extra:?}");
+        assert_eq!(q::<String>(&mut c, &["SET", "k", "v"]).unwrap(), "OK");
+        assert_eq!(q::<Option<String>>(&mut c, &["GET", "k"]).unwrap().as_deref(), Some("v"));
+        assert_eq!(q::<i64>(&mut c, &["DEL", "k", "x"]).unwrap(), 1);
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
 }
