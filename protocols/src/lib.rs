@@ -16,6 +16,8 @@
 //!   memory for clients that stop reading.
 //! - [`command`]: the tutorials' remote command server, done safely (allow-list, no shell,
 //!   timeout, output cap, loopback by default), output streamed back length-prefixed.
+//! - [`resp`]: a Redis-speaking key-value server (RESP2/RESP3, strings, lists, hashes,
+//!   sets, expiry, pub/sub, BLPOP, maxmemory) that `redis-cli` and Redis clients use as is.
 //! - [`upload`]: the tutorials' file upload server (`post|<size>|<name>`, and a framed
 //!   variant): safe names, size limit, streamed to a temporary file, renamed when complete.
 //!
@@ -42,5 +44,6 @@ pub mod command;
 pub mod echo;
 pub mod http;
 pub mod policies;
+pub mod resp;
 pub mod upload;
 pub mod wire;

@@ -16,6 +16,7 @@ const DEMO: &[(u16, &str, &str)] = &[
     (13, "tcp", "daytime"),
     (17, "tcp", "qotd"),
     (80, "tcp", "http"),
+    (379, "tcp", "resp"),
 ];
 
 /// The demo services on 127.0.0.1, at `port_base` plus a fixed offset each (`port_base` 0

@@ -13,6 +13,7 @@ use torsion_protocols::codec::LineCodec;
 use torsion_protocols::command::{AllowList, CommandFactory, CommandOptions};
 use torsion_protocols::echo::Echo;
 use torsion_protocols::http::{Dir, Handler, HttpServer, Response, ServerConfig, StaticDir};
+use torsion_protocols::resp::{MaxmemoryPolicy, RespLimits, RespOptions, RespServer};
 use torsion_protocols::upload::{Framing, UploadFactory, UploadOptions};
 use torsion_protocols::wire::{Chargen, Daytime, Discard, Qotd, Time, UdpEcho};
 use torsion_reactor::{Address, DatagramProtocol, DatagramTransport, Factory, Protocol};
@@ -470,6 +471,29 @@ fn builtin_entries() -> Vec<Entry> {
                         BoxedFactory(Box::new(RefuseAll))
                     }
                 }))
+            },
+        },
+        Entry {
+            name: "resp",
+            usage: "[--maxmemory SIZE] [--maxmemory-policy noeviction|allkeys-lru] [--max-bulk SIZE]",
+            about: "Redis-speaking key-value server (RESP2/3): redis-cli and Redis clients work as is",
+            build: |o| {
+                let defaults = RespOptions::default();
+                let policy = match o.value("--maxmemory-policy")? {
+                    Some(p) => MaxmemoryPolicy::parse(&p).map_err(|e| format!("resp: {e}"))?,
+                    None => defaults.maxmemory_policy,
+                };
+                let opts = RespOptions {
+                    maxmemory: o.size("--maxmemory", defaults.maxmemory)?,
+                    maxmemory_policy: policy,
+                    limits: RespLimits {
+                        max_bulk: o.size("--max-bulk", defaults.limits.max_bulk)?,
+                        ..defaults.limits
+                    },
+                    ..defaults
+                };
+                // One keyspace per reactor: with --workers N, N separate keyspaces.
+                Ok(Service::stream(move || RespServer::new(opts.clone())))
             },
         },
     ]

@@ -132,6 +132,9 @@ impl Bound {
             (Address::Inet(a), _) if self.protocol.starts_with("http") => {
                 format!("curl http://{}/", host_port(a))
             }
+            (Address::Inet(a), false) if self.protocol == "resp" => {
+                format!("redis-cli -h {} -p {} ping", host(a), a.port())
+            }
             (Address::Inet(a), false) => format!("nc {} {}", host(a), a.port()),
             (Address::Inet(a), true) => format!("nc -u {} {}", host(a), a.port()),
             (Address::Unix(Some(p)), _) => format!("nc -U {}", p.display()),
