@@ -16,7 +16,7 @@ use std::time::Duration;
 use torsion_reactor::{Address, Ctx, Error, Factory, Protocol, Reason, TimerId, Transport};
 
 use super::file::PartialFile;
-use super::parser::{Event, Framing, UploadParser};
+use super::parser::{End, Event, Finished, Framing, UploadParser};
 
 /// Timer tags.
 const IDLE: u64 = 1;
@@ -26,6 +26,10 @@ const QUIET: u64 = 3;
 /// After refusing an upload, how long the connection lingers (reading and dropping what
 /// the client still sends, so it can read the status line rather than a reset).
 const LINGER_TIME: Duration = Duration::from_secs(5);
+
+/// ... and for at most this many bytes: a client that keeps sending after the refusal is
+/// not read at full speed for the whole linger.
+const LINGER_BYTES: u64 = 256 * 1024;
 
 /// Limits and policy of an upload server.
 ///
@@ -45,11 +49,12 @@ pub struct UploadOptions {
     pub max_header: usize,
     /// The wire format (default [`Framing::Tutorial`]).
     pub framing: Framing,
-    /// Tutorial framing: a pause this long, once more than `size` bytes followed the
-    /// header, ends the upload (default 200 ms): the tutorial's client never closes, it
-    /// waits for its user. A half-close ends it at once. A sender that stalls this long
-    /// within the last (name-length) bytes of its file would have its upload cut there and
-    /// misnamed: raise it for slow links, or use the framed variant.
+    /// Tutorial framing: a pause this long ends an upload (default 200 ms) when its
+    /// header's read boundary (or a `\n` after the name) says the file is complete: the
+    /// tutorial's client never closes, it waits for its user. A half-close ends it at
+    /// once. An upload ended by a pause with nothing marking its name's end is refused
+    /// as uncertain (see [`Framing::Tutorial`]); a pause before the end the boundary
+    /// gives is waited out (up to [`UploadOptions::idle_timeout`]).
     pub quiet: Duration,
     /// Replace an existing file of the same name (default `false`: the upload is refused
     /// with `error exists: <name>`, checked as soon as the name is known and again,
@@ -171,6 +176,7 @@ impl UploadFactory {
             idle: None,
             quiet: None,
             refused: false,
+            dropped: 0,
         }
     }
 }
@@ -222,6 +228,8 @@ pub struct UploadProtocol {
     quiet: Option<TimerId>,
     /// An error was answered: input is dropped until the connection closes.
     refused: bool,
+    /// Bytes dropped since the refusal (see `LINGER_BYTES`).
+    dropped: u64,
 }
 
 /// A reason to refuse, as sent after `error `.
@@ -245,6 +253,7 @@ impl UploadProtocol {
                 Some(Event::Header(h)) => self.begin(t, h.size, Some(h.name))?,
                 Some(Event::Data(d)) => self.write(d)?,
                 Some(Event::Complete) => self.complete(t)?,
+                Some(Event::Ended(fin)) => self.store_tutorial(t, fin)?,
             }
         }
     }
@@ -294,23 +303,34 @@ impl UploadProtocol {
     /// Tutorial: the upload ended (a pause, or the client's half-close at `eof`).
     fn finish(&mut self, t: &mut Transport<'_>, eof: bool) -> Result<(), Refusal> {
         let got = self.parser.received();
-        match self.parser.end_of_upload().map_err(|e| e.to_string())? {
-            Some(fin) => {
-                let Some(cur) = self.current.take() else { return Ok(()) };
-                let name = fin.header.name;
-                self.check_free(&name)?;
-                let mut dest = PartialFile::create(&self.cfg.dir, &name, || self.cfg.nonce())
-                    .map_err(|e| cannot_store(&self.cfg.dir, &e))?;
-                dest.copy_from(cur.file, fin.skip, fin.header.size)
-                    .map_err(|e| cannot_store(&dest.tmp, &e))?;
-                self.store(t, dest, fin.header.size, &name)
-            }
+        let how = if eof { End::Close } else { End::Pause };
+        match self.parser.end_of_upload(how).map_err(|e| e.to_string())? {
+            Some(fin) => self.store_tutorial(t, fin),
             None if eof && got.is_some() => {
                 let (got, size) = (got.unwrap_or(0), self.current.as_ref().map_or(0, |c| c.size));
                 Err(format!("truncated: {got} bytes after the header for a {size}-byte file"))
             }
             None => Ok(()),
         }
+    }
+
+    /// Tutorial: copies the file's bytes out of what arrived to a file of its name.
+    fn store_tutorial(&mut self, t: &mut Transport<'_>, fin: Finished) -> Result<(), Refusal> {
+        let Some(cur) = self.current.take() else { return Ok(()) };
+        let name = fin.header.name;
+        if fin.inferred {
+            log::warn!(
+                "{}: nothing marked where the name ended; inferred {name:?} from the size \
+                 (a truncated upload would look the same: prefer the framed format)",
+                t.id()
+            );
+        }
+        self.check_free(&name)?;
+        let mut dest = PartialFile::create(&self.cfg.dir, &name, || self.cfg.nonce())
+            .map_err(|e| cannot_store(&self.cfg.dir, &e))?;
+        dest.copy_from(cur.file, fin.skip, fin.header.size)
+            .map_err(|e| cannot_store(&dest.tmp, &e))?;
+        self.store(t, dest, fin.header.size, &name)
     }
 
     /// Moves a complete file to its name and answers `ok`.
@@ -355,7 +375,13 @@ impl Protocol for UploadProtocol {
 
     fn data_received(&mut self, t: &mut Transport<'_>, data: &[u8]) {
         if self.refused {
-            return; // dropped: the answer is out, the connection is going away
+            // Dropped: the answer is out, the connection is going away; soon, if the
+            // client keeps sending.
+            self.dropped += data.len() as u64;
+            if self.dropped > LINGER_BYTES {
+                t.lose_connection();
+            }
+            return;
         }
         if let Some(id) = self.idle {
             t.ctx().reset(id, self.cfg.opts.idle_timeout);
@@ -363,6 +389,7 @@ impl Protocol for UploadProtocol {
         if let Err(why) = self.feed(t, data) {
             return self.refuse(t, &why);
         }
+        self.parser.end_of_read();
         // Tutorial framing: the upload ends at the next pause (once long enough).
         if self.parser.received().is_some() {
             let quiet = self.cfg.opts.quiet;
@@ -494,8 +521,10 @@ mod tests {
         assert_eq!(tr.ctx().timer_deadline(quiet), Some(clock.now() + Duration::from_millis(250)));
         p.timer_fired(&mut tr.transport(), QUIET);
         assert_eq!(tr.take(), b"ok 3 q.txt\n");
-        // The next upload on the same connection, after the pause.
-        p.data_received(&mut tr.transport(), b"post|2|r.txtxy");
+        // The next upload on the same connection, after the pause (in the tutorial
+        // client's pattern: the header in a write of its own).
+        p.data_received(&mut tr.transport(), b"post|2|r.txt");
+        p.data_received(&mut tr.transport(), b"xy");
         p.timer_fired(&mut tr.transport(), QUIET);
         assert_eq!(tr.take(), b"ok 2 r.txt\n");
         assert_eq!(fs::read(dir.join("r.txt")).unwrap(), b"xy");
@@ -532,6 +561,27 @@ mod tests {
         assert!(listing(&dir).is_empty() && tr.value().is_empty(), "the rest is dropped");
         p.timer_fired(&mut tr.transport(), LINGER);
         assert!(tr.is_closing());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_refused_framed_upload_is_drained_for_at_most_a_byte_budget() {
+        let dir = scratch("budget");
+        let opts = UploadOptions { max_size: 10, framing: Framing::Framed, ..Default::default() };
+        let mut p = UploadFactory::new(&dir, opts).unwrap().protocol();
+        let mut tr = StringTransport::new();
+        p.connection_made(&mut tr.transport());
+        p.data_received(&mut tr.transport(), b"\0\0\0\x0fpost|99999|big\xff\xff\xff\xff");
+        assert_eq!(tr.take(), b"error file of 99999 bytes exceeds the limit of 10\n");
+        assert!(tr.is_write_shut() && !tr.is_closing(), "lingering to let the client read");
+        let piece = vec![0u8; 64 * 1024];
+        for _ in 0..LINGER_BYTES / piece.len() as u64 {
+            p.data_received(&mut tr.transport(), &piece);
+        }
+        assert!(!tr.is_closing(), "within the budget");
+        p.data_received(&mut tr.transport(), &piece);
+        assert!(tr.is_closing(), "past the byte budget the connection is closed at once");
+        assert!(listing(&dir).is_empty());
         fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -575,6 +625,58 @@ mod tests {
         assert!(!p.eof_received(&mut tr.transport()));
         assert_eq!(tr.take(), b"error truncated: 9 bytes after the header for a 10-byte file\n");
         assert_eq!(listing(&dir), ["whole.txt"]);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn uploads_typed_one_after_the_other_with_the_tutorial_client_are_stored_under_their_names() {
+        let dir = scratch("typed");
+        let factory = UploadFactory::new(&dir, UploadOptions::default()).unwrap();
+        let first: Vec<u8> = b"0123456789abcde".iter().copied().cycle().take(1500).collect();
+        let files: [(&str, &[u8]); 3] =
+            [("1500.txt", &first), ("hello.txt", b"hello world\n"), ("c.bin", b"xyz")];
+        for chunk in [1, 7, 1024, 4096] {
+            let mut p = factory.protocol();
+            let mut tr = StringTransport::new();
+            p.connection_made(&mut tr.transport());
+            // The header with one `sendall`, the file with later ones, no pause.
+            for (name, body) in files {
+                p.data_received(&mut tr.transport(), format!("post|{}|{name}", body.len()).as_bytes());
+                for piece in body.chunks(chunk) {
+                    p.data_received(&mut tr.transport(), piece);
+                }
+            }
+            p.timer_fired(&mut tr.transport(), QUIET); // the user's next command takes a while
+            assert_eq!(tr.take(), b"ok 1500 1500.txt\nok 12 hello.txt\nok 3 c.bin\n", "chunk {chunk}");
+            for (name, body) in files {
+                assert_eq!(fs::read(dir.join(name)).unwrap(), body, "{name}");
+                fs::remove_file(dir.join(name)).unwrap();
+            }
+            assert!(listing(&dir).is_empty(), "no temporary file left");
+        }
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_truncated_tutorial_upload_is_refused_not_stored_under_a_short_name() {
+        let dir = scratch("trunc");
+        let mut p = UploadFactory::new(&dir, UploadOptions::default()).unwrap().protocol();
+        let mut tr = StringTransport::new();
+        p.connection_made(&mut tr.transport());
+        p.data_received(&mut tr.transport(), b"post|3000000|trunc_test.bin");
+        let piece = vec![b'x'; 64 * 1024];
+        let mut left = 3_000_000 - 10;
+        while left > 0 {
+            let n = left.min(piece.len());
+            p.data_received(&mut tr.transport(), &piece[..n]);
+            left -= n;
+        }
+        p.timer_fired(&mut tr.transport(), QUIET);
+        assert!(tr.value().is_empty(), "a pause short of the header's end: still waiting");
+        p.eof_received(&mut tr.transport());
+        let reply = String::from_utf8(tr.take()).unwrap();
+        assert!(reply.starts_with("error uncertain: the header named \"trunc_test.bin\""), "{reply}");
+        assert!(listing(&dir).is_empty(), "nothing stored, no temporary file");
         fs::remove_dir_all(&dir).unwrap();
     }
 
