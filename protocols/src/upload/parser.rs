@@ -345,8 +345,7 @@ impl UploadParser {
                     self.check_magic()?;
                     if done {
                         let size = self.take_size()?;
-                        self.state =
-                            State::Tail { size, got: 0, cand: Cand::Unknown, matched: 0 };
+                        self.state = State::Tail { size, got: 0, cand: Cand::Unknown, matched: 0 };
                         self.window.clear();
                         return Ok((used, Some(Event::Announced { size })));
                     }
@@ -355,8 +354,7 @@ impl UploadParser {
                     // At most the file, a name with its `\r\n`, and a next `post|`; what
                     // passes that is refused (the bytes up to the limit are still handed
                     // out, whatever the chunking).
-                    let allowed =
-                        (size + (MAX_NAME + 2 + MAGIC.len()) as u64).saturating_sub(got);
+                    let allowed = (size + (MAX_NAME + 2 + MAGIC.len()) as u64).saturating_sub(got);
                     if allowed == 0 {
                         return self.fail(UploadError::TooLong { size });
                     }
@@ -386,6 +384,11 @@ impl UploadParser {
                     let room = (MAX_NAME + 2).saturating_sub(self.window.len());
                     self.window.extend_from_slice(&rest[..n.min(room)]);
                     let got = got + n as u64;
+                    if let Cand::At(c) = cand {
+                        if c == got && self.name_at(c).is_err() {
+                            cand = Cand::Absent; // that `\n` was the file's, not a name's end
+                        }
+                    }
                     self.state = match cand {
                         Cand::At(c) if matched == MAGIC.len() => State::Matched { size, c },
                         _ => State::Tail { size, got, cand, matched },
@@ -541,9 +544,9 @@ impl UploadParser {
             Cand::Refuted => uncertain(format!(
                 "more bytes than the header's {size} followed it, and no next header"
             )),
-            _ if how == End::Pause => {
-                uncertain("the upload ended with a pause and nothing marks where its name ends".into())
-            }
+            _ if how == End::Pause => uncertain(
+                "the upload ended with a pause and nothing marks where its name ends".into(),
+            ),
             _ if fin.header.name.len() < Self::MIN_INFERRED_NAME => {
                 uncertain(format!("the name would be {:?}, too short to trust", fin.header.name))
             }
@@ -671,7 +674,7 @@ mod tests {
     }
 
     /// Feeds `writes`, their `Bytes` in reads of `chunk` bytes.
-    fn run(framing: Framing, writes: &[W], chunk: usize) -> Vec<Seen> {
+    fn run(framing: Framing, writes: &[W<'_>], chunk: usize) -> Vec<Seen> {
         let mut p = UploadParser::new(framing, 1000).max_header(64);
         let mut seen = Vec::new();
         let mut reads: Vec<Result<&[u8], End>> = Vec::new();
@@ -726,13 +729,10 @@ mod tests {
     }
 
     /// Every chunk size from 1 byte up gives what whole writes give.
-    fn sweep(framing: Framing, writes: &[W]) -> Vec<Seen> {
+    fn sweep(framing: Framing, writes: &[W<'_>]) -> Vec<Seen> {
         let whole = run(framing, writes, usize::MAX);
-        let longest = writes
-            .iter()
-            .map(|w| if let W::Bytes(b) = w { b.len() } else { 0 })
-            .max()
-            .unwrap_or(0);
+        let longest =
+            writes.iter().map(|w| if let W::Bytes(b) = w { b.len() } else { 0 }).max().unwrap_or(0);
         for chunk in 1..=longest {
             assert_eq!(run(framing, writes, chunk), whole, "chunk {chunk}");
         }
@@ -792,8 +792,11 @@ mod tests {
 
     /// The tutorial client's exact send pattern: the header with one `sendall`, then the
     /// file with later ones, no terminator, no pause between uploads.
-    fn tutorial_client(files: &[(&str, &[u8])]) -> (Vec<(Vec<u8>, Vec<u8>)>, Vec<Seen>) {
-        let writes: Vec<(Vec<u8>, Vec<u8>)> = files
+    /// Each upload's header and file writes, and what parsing them gives.
+    type Writes = Vec<(Vec<u8>, Vec<u8>)>;
+
+    fn tutorial_client(files: &[(&str, &[u8])]) -> (Writes, Vec<Seen>) {
+        let writes: Writes = files
             .iter()
             .map(|(name, body)| (format!("post|{}|{name}", body.len()).into_bytes(), body.to_vec()))
             .collect();
@@ -811,8 +814,8 @@ mod tests {
     }
 
     #[test]
-    fn uploads_typed_one_after_the_other_with_the_tutorial_client_are_all_stored_in_every_chunking(
-    ) {
+    fn uploads_typed_one_after_the_other_with_the_tutorial_client_are_all_stored_in_every_chunking()
+    {
         let first: Vec<u8> = b"0123456789abcde".iter().copied().cycle().take(900).collect();
         let files: [(&str, &[u8]); 3] =
             [("900.txt", &first), ("hello.txt", b"hello world\n"), ("c.bin", b"xyz")];
@@ -880,7 +883,10 @@ mod tests {
         let body = vec![b'x'; 290];
         let closed = [W::Alone(b"post|300|trunc_test.bin"), W::Bytes(&body), W::Close];
         let got = sweep(Framing::Tutorial, &closed);
-        assert_eq!(got[..2], [Seen::Announced(300), Seen::Body([&b"trunc_test.bin"[..], &body].concat())]);
+        assert_eq!(
+            got[..2],
+            [Seen::Announced(300), Seen::Body([&b"trunc_test.bin"[..], &body].concat())]
+        );
         assert!(uncertain(&got), "{got:?}");
         let Some(Seen::Error(e)) = got.last() else { unreachable!() };
         assert!(e.to_string().contains("trunc_test.bin"), "{e}");
@@ -943,8 +949,14 @@ mod tests {
             (b"post|99999999999999999999|a", UploadError::BadHeader("size is not a number")),
         ];
         for (input, err) in cases {
-            assert_eq!(sweep(Framing::Tutorial, &[W::Bytes(input)]), vec![Seen::Error(err.clone())]);
-            assert_eq!(sweep(Framing::Framed, &[W::Bytes(&framed(&[input]))]), vec![Seen::Error(err)]);
+            assert_eq!(
+                sweep(Framing::Tutorial, &[W::Bytes(input)]),
+                vec![Seen::Error(err.clone())]
+            );
+            assert_eq!(
+                sweep(Framing::Framed, &[W::Bytes(&framed(&[input]))]),
+                vec![Seen::Error(err)]
+            );
         }
         assert_eq!(
             sweep(Framing::Framed, &[W::Bytes(&framed(&[b"post|5"]))]),

@@ -641,13 +641,20 @@ mod tests {
             p.connection_made(&mut tr.transport());
             // The header with one `sendall`, the file with later ones, no pause.
             for (name, body) in files {
-                p.data_received(&mut tr.transport(), format!("post|{}|{name}", body.len()).as_bytes());
+                p.data_received(
+                    &mut tr.transport(),
+                    format!("post|{}|{name}", body.len()).as_bytes(),
+                );
                 for piece in body.chunks(chunk) {
                     p.data_received(&mut tr.transport(), piece);
                 }
             }
             p.timer_fired(&mut tr.transport(), QUIET); // the user's next command takes a while
-            assert_eq!(tr.take(), b"ok 1500 1500.txt\nok 12 hello.txt\nok 3 c.bin\n", "chunk {chunk}");
+            assert_eq!(
+                tr.take(),
+                b"ok 1500 1500.txt\nok 12 hello.txt\nok 3 c.bin\n",
+                "chunk {chunk}"
+            );
             for (name, body) in files {
                 assert_eq!(fs::read(dir.join(name)).unwrap(), body, "{name}");
                 fs::remove_file(dir.join(name)).unwrap();
@@ -675,7 +682,10 @@ mod tests {
         assert!(tr.value().is_empty(), "a pause short of the header's end: still waiting");
         p.eof_received(&mut tr.transport());
         let reply = String::from_utf8(tr.take()).unwrap();
-        assert!(reply.starts_with("error uncertain: the header named \"trunc_test.bin\""), "{reply}");
+        assert!(
+            reply.starts_with("error uncertain: the header named \"trunc_test.bin\""),
+            "{reply}"
+        );
         assert!(listing(&dir).is_empty(), "nothing stored, no temporary file");
         fs::remove_dir_all(&dir).unwrap();
     }
