@@ -201,7 +201,7 @@ fn bad_endpoints_and_unknown_protocols_exit_non_zero_with_a_clear_message() {
     let (ok, err) = run(&["serve", "--listen", "tcp:0", "line", "--max-line", "huge"]);
     assert!(!ok);
     assert!(err.contains("--max-line"), "{err}");
-    let (ok, err) = run(&["serve", "--listen", "udp:0", "upper"]);
+    let (ok, err) = run(&["serve", "--listen", "udp:0", "line"]);
     assert!(!ok);
     assert!(err.contains("no datagram form"), "{err}");
     let (ok, err) = run(&["serve", "--listen", "tcp:0", "command"]);
@@ -213,6 +213,14 @@ fn bad_endpoints_and_unknown_protocols_exit_non_zero_with_a_clear_message() {
     let (ok, err) = run(&["serve", "--listen", "tcp:0"]);
     assert!(!ok);
     assert!(err.contains("ENDPOINT and a PROTOCOL"), "{err}");
+}
+
+#[test]
+fn upper_has_a_datagram_form_like_the_tutorials_udp_server() {
+    let t = Running::start(&["serve", "-q", "--listen", "udp:0:interface=127.0.0.1", "upper"]);
+    assert_eq!(udp_reply(t.addr("upper", "udp"), b"ping me"), b"PING ME");
+    let (ok, err) = t.stop("-TERM");
+    assert!(ok, "{err}");
 }
 
 #[test]

@@ -248,8 +248,8 @@ fn builtin_entries() -> Vec<Entry> {
         Entry {
             name: "upper",
             usage: "",
-            about: "echoes back upper-cased (the socketserver tutorial's server)",
-            build: |_| Ok(Service::stream(|| Echo::upper)),
+            about: "echoes back upper-cased (the socketserver tutorial's server; TCP and UDP)",
+            build: |_| Ok(Service::stream(|| Echo::upper).with_datagram(Echo::upper)),
         },
         Entry {
             name: "discard",
