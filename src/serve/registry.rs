@@ -306,7 +306,7 @@ fn builtin_entries() -> Vec<Entry> {
         Entry {
             name: "line",
             usage: "[--max-line SIZE]",
-            about: "echoes each line (CRLF or LF) back; longer lines close the connection",
+            about: "echoes each line back; line-based: end each message with \\n; long lines close",
             build: |o| {
                 let max = o.size("--max-line", LineCodec::DEFAULT_MAX_LENGTH)?;
                 Ok(Service::stream(move || {
@@ -317,7 +317,7 @@ fn builtin_entries() -> Vec<Entry> {
         Entry {
             name: "chat",
             usage: "[--max-line SIZE] [--max-output SIZE] [--disconnect-slow]",
-            about: "chat room: lines go to everyone else; /nick /who /msg /quit /help",
+            about: "chat room, line-based (end each message with \\n); /nick /who /msg /quit /help",
             build: |o| {
                 let defaults = ChatOptions::default();
                 let opts = ChatOptions {
