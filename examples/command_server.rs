@@ -18,39 +18,43 @@ const USAGE: &str = "usage: command_server --allow PROGRAM [--allow PROGRAM ...]
 [--listen HOST:PORT] [--timeout-ms N] [--output-cap BYTES] [--allow-remote-peers]
   PROGRAM is a name looked up in PATH now, NAME=/abs/path, or /abs/path";
 
+/// Runs allow-listed programs (no shell) for clients, output streamed back.
+#[derive(clap::Parser)]
+#[command(
+    name = "command_server",
+    after_help = "PROGRAM is a name looked up in PATH now, NAME=/abs/path, or /abs/path"
+)]
+struct Args {
+    /// A program clients may run (repeat for more; none: the server refuses to start).
+    #[arg(long, value_name = "PROGRAM")]
+    allow: Vec<String>,
+    /// Address to serve on.
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:8002")]
+    listen: String,
+    /// Time limit per command, in milliseconds.
+    #[arg(long, value_name = "N")]
+    timeout_ms: Option<u64>,
+    /// Output limit per command, in bytes.
+    #[arg(long, value_name = "BYTES")]
+    output_cap: Option<u64>,
+    /// Serve peers other than loopback.
+    #[arg(long)]
+    allow_remote_peers: bool,
+}
+
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let mut listen = "127.0.0.1:8002".to_string();
-    let mut allow = Vec::new();
+    let args: Args = clap::Parser::parse();
+    let listen = args.listen;
+    let allow = args.allow;
     let mut opts = CommandOptions::default();
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let mut value = |what: &str| args.next().ok_or(format!("{arg} needs {what}"));
-        let parsed: Result<(), String> = match arg.as_str() {
-            "--allow" => value("a PROGRAM").map(|v| allow.push(v)),
-            "--listen" => value("HOST:PORT").map(|v| listen = v),
-            "--timeout-ms" => value("N").and_then(|v| {
-                v.parse()
-                    .map(|ms| opts.timeout = Duration::from_millis(ms))
-                    .map_err(|e| e.to_string())
-            }),
-            "--output-cap" => value("BYTES")
-                .and_then(|v| v.parse().map(|n| opts.output_cap = n).map_err(|e| e.to_string())),
-            "--allow-remote-peers" => {
-                opts.allow_remote_peers = true;
-                Ok(())
-            }
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                return ExitCode::SUCCESS;
-            }
-            other => Err(format!("unknown argument {other:?}")),
-        };
-        if let Err(e) = parsed {
-            eprintln!("command_server: {e}\n{USAGE}");
-            return ExitCode::from(2);
-        }
+    if let Some(ms) = args.timeout_ms {
+        opts.timeout = Duration::from_millis(ms);
     }
+    if let Some(n) = args.output_cap {
+        opts.output_cap = n;
+    }
+    opts.allow_remote_peers = args.allow_remote_peers;
     let factory = match CommandFactory::new(&allow, opts) {
         Ok(f) => f,
         Err(e) => {
