@@ -564,7 +564,9 @@ impl UploadParser {
 
     /// The name in the first `skip` bytes after the header (minus a `\n` or `\r\n`).
     fn name_at(&self, skip: u64) -> Result<String, NameError> {
-        let mut name = &self.window[..skip as usize];
+        let Some(mut name) = usize::try_from(skip).ok().and_then(|n| self.window.get(..n)) else {
+            return Err(NameError::TooLong); // past the window: longer than any name
+        };
         if let Some(n) = name.strip_suffix(b"\n") {
             name = n.strip_suffix(b"\r").unwrap_or(n);
         }
@@ -906,6 +908,51 @@ mod tests {
         assert!(uncertain(&got), "a pause is not enough: {got:?}");
         let got = run(Framing::Tutorial, &[W::Bytes(b"post|4|abcde"), W::Close], usize::MAX);
         assert!(uncertain(&got), "the name \"a\" is too short to trust: {got:?}");
+    }
+
+    #[test]
+    fn arbitrary_reads_pauses_and_closes_never_panic() {
+        // A small deterministic generator: headers, names, newlines and bodies in random
+        // reads, with random pauses and closes.
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let pieces: [&[u8]; 8] = [b"post|", b"3|", b"12|", b"a.txt", b"\n", b"xyz", b"|", b"0"];
+        for _ in 0..3000 {
+            let mut p = UploadParser::new(Framing::Tutorial, 100);
+            for _ in 0..next(40) {
+                let mut read = Vec::new();
+                for _ in 0..=next(4) {
+                    read.extend_from_slice(pieces[next(8) as usize]);
+                }
+                let mut rest = &read[..];
+                while let Ok((n, Some(_))) = p.parse(rest) {
+                    rest = &rest[n..];
+                }
+                p.end_of_read();
+                match next(6) {
+                    0 => drop(p.end_of_upload(End::Pause)),
+                    1 => drop(p.end_of_upload(End::Close)),
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn bytes_past_the_longest_name_but_within_the_limit_are_refused_not_a_panic() {
+        // One big read (nothing marks the name), a few bytes more than a name allows.
+        let mut input = b"post|3|".to_vec();
+        input.extend(vec![b'x'; 3 + MAX_NAME + 5]);
+        for end in [W::Pause, W::Close] {
+            let got = run(Framing::Tutorial, &[W::Bytes(&input), end], usize::MAX);
+            let last = got.last();
+            assert_eq!(last, Some(&Seen::Error(UploadError::BadName(NameError::TooLong))));
+        }
     }
 
     #[test]

@@ -148,11 +148,18 @@ impl UploadFactory {
     ///
     /// # Errors
     ///
-    /// If `dir` does not exist or is not a directory (the error names it).
+    /// If `dir` does not exist (the error names it and says how to create it) or is not
+    /// a directory.
     pub fn new(dir: impl AsRef<Path>, opts: UploadOptions) -> Result<UploadFactory, Error> {
         let dir = dir.as_ref();
         let what = format!("upload directory {}", dir.display());
-        let dir = fs::canonicalize(dir).map_err(|e| Error::new(what.clone(), e))?;
+        let dir = fs::canonicalize(dir).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => {
+                let hint = format!("{what} does not exist (create it: mkdir -p {})", dir.display());
+                Error::new(hint, e)
+            }
+            _ => Error::new(what.clone(), e),
+        })?;
         if !dir.is_dir() {
             let e = io::Error::new(io::ErrorKind::NotADirectory, "not a directory");
             return Err(Error::new(what, e));
@@ -501,6 +508,13 @@ mod tests {
             fs::remove_file(dir.join("data.bin")).unwrap();
         }
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_missing_directory_is_named_with_how_to_create_it() {
+        let dir = std::env::temp_dir().join(format!("torsion-upload-none-{}", std::process::id()));
+        let e = UploadFactory::new(&dir, UploadOptions::default()).unwrap_err().to_string();
+        assert!(e.contains(&format!("mkdir -p {}", dir.display())), "{e}");
     }
 
     #[test]
