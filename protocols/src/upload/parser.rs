@@ -19,11 +19,13 @@ pub enum Framing {
     ///
     /// 1. a `\n` (or `\r\n`) after the name: no name can contain it;
     /// 2. the read boundary: the tutorial's client sends its header with one `sendall`
-    ///    and the file with later ones, so the header almost always arrives in a read of
-    ///    its own ([`UploadParser::end_of_read`]). That boundary is checked against the
-    ///    size and against what follows the file: another `post|` header, a pause, or the
-    ///    end of the stream. Several uploads may then follow each other without pauses;
-    /// 3. only when nothing marks the name's end, inference: the file is the last `size`
+    ///    and the file with later ones, so the header often arrives in a read of its own
+    ///    ([`UploadParser::end_of_read`]). That boundary is checked against the size and
+    ///    against what follows the file: another `post|` header, a pause, or the end of
+    ///    the stream. Several uploads may then follow each other without pauses;
+    /// 3. when header and file shared a read: a next `post|` header exactly where a name
+    ///    and the file would end (inferred, but confirmed by what follows);
+    /// 4. only when nothing marks the name's end, inference: the file is the last `size`
     ///    bytes before a half-close. A pause is not enough to infer (the upload is refused
     ///    as [`UploadError::Uncertain`]), nor is a name shorter than
     ///    [`UploadParser::MIN_INFERRED_NAME`].
@@ -175,8 +177,9 @@ enum State {
     /// Tutorial: the name and the file (`got` bytes so far), up to the end of the upload;
     /// `matched` bytes of a next `post|` seen right after the candidate end.
     Tail { size: u64, got: u64, cand: Cand, matched: usize },
-    /// Tutorial: a next `post|` followed the candidate end `c`: the upload ended there.
-    Matched { size: u64, c: u64 },
+    /// Tutorial: a next `post|` followed the candidate end `c` (or, `inferred`, began
+    /// where a name of `c` bytes and the file would end): the upload ended there.
+    Matched { size: u64, c: u64, inferred: bool },
     /// Framed: collecting a 4-byte length prefix (`have` bytes so far).
     Prefix { have: usize, header: bool },
     /// Framed: collecting the header frame's `need` bytes.
@@ -315,8 +318,8 @@ impl UploadParser {
                     self.state = Self::start(self.framing);
                     return Ok((used, Some(Event::Complete)));
                 }
-                State::Matched { size, c } => {
-                    let fin = self.named(size, c, false)?;
+                State::Matched { size, c, inferred } => {
+                    let fin = self.named(size, c, inferred)?;
                     self.window.clear();
                     self.header = MAGIC.to_vec();
                     self.state = State::Line;
@@ -381,16 +384,53 @@ impl UploadParser {
                         }
                         _ => {}
                     }
-                    let room = (MAX_NAME + 2).saturating_sub(self.window.len());
+                    if cand == Cand::Refuted
+                        && matches!(self.state, State::Tail { cand: Cand::At(_), .. })
+                    {
+                        matched = 0;
+                    }
+                    let before = self.window.len();
+                    let room = (MAX_NAME + 2).saturating_sub(before);
                     self.window.extend_from_slice(&rest[..n.min(room)]);
+                    let mut next_header = None;
+                    if !matches!(cand, Cand::At(_)) && got + n as u64 > size + 1 {
+                        // Nothing marks the name's end: a next `post|` where a name and the
+                        // file would end does (the tutorial client's uploads in a row,
+                        // header and file sharing reads).
+                        for (k, &b) in rest[..n].iter().enumerate() {
+                            let at = got + k as u64;
+                            if at < size + 1 {
+                                continue;
+                            }
+                            matched = if b == MAGIC[matched] {
+                                matched + 1
+                            } else {
+                                usize::from(b == MAGIC[0])
+                            };
+                            if matched == MAGIC.len() {
+                                let skip = at + 1 - MAGIC.len() as u64 - size;
+                                if skip >= 1 && self.name_at(skip).is_ok() {
+                                    next_header = Some(skip);
+                                    n = k + 1;
+                                    let keep = (before + n).min(MAX_NAME + 2);
+                                    self.window.truncate(keep);
+                                    break;
+                                }
+                                matched = 0;
+                            }
+                        }
+                    }
                     let got = got + n as u64;
                     if let Cand::At(c) = cand {
                         if c == got && self.name_at(c).is_err() {
                             cand = Cand::Absent; // that `\n` was the file's, not a name's end
                         }
                     }
-                    self.state = match cand {
-                        Cand::At(c) if matched == MAGIC.len() => State::Matched { size, c },
+                    self.state = match (cand, next_header) {
+                        (_, Some(c)) => State::Matched { size, c, inferred: true },
+                        (Cand::At(c), _) if matched == MAGIC.len() => {
+                            State::Matched { size, c, inferred: false }
+                        }
                         _ => State::Tail { size, got, cand, matched },
                     };
                     return Ok((used + n, Some(Event::Data(&rest[..n]))));
@@ -458,10 +498,10 @@ impl UploadParser {
             if got == 0 {
                 return;
             }
-            let cand = if got <= (MAX_NAME + 2) as u64 && self.name_at(got).is_ok() {
-                Cand::At(got)
+            let (cand, matched) = if got <= (MAX_NAME + 2) as u64 && self.name_at(got).is_ok() {
+                (Cand::At(got), 0)
             } else {
-                Cand::Absent
+                (Cand::Absent, matched)
             };
             self.state = State::Tail { size, got, cand, matched };
         }
@@ -543,6 +583,10 @@ impl UploadParser {
             }
             Cand::Refuted => uncertain(format!(
                 "more bytes than the header's {size} followed it, and no next header"
+            )),
+            _ if matched > 0 => uncertain(format!(
+                "it ends with {:?}, perhaps the start of a next header",
+                MAGIC[..matched].escape_ascii().to_string()
             )),
             _ if how == End::Pause => uncertain(
                 "the upload ended with a pause and nothing marks where its name ends".into(),
@@ -850,6 +894,25 @@ mod tests {
     }
 
     #[test]
+    fn uploads_in_a_row_that_share_one_read_are_split_at_the_next_header() {
+        // The tutorial client's writes, all arrived before the server read: nothing marks
+        // the first name's end but the next `post|` right where a name and the file end.
+        let first: Vec<u8> = b"0123456789abcde".iter().copied().cycle().take(900).collect();
+        let mut stream = b"post|900|900.txt".to_vec();
+        stream.extend_from_slice(&first);
+        stream.extend_from_slice(b"post|12|hello.txthello world\n");
+        let got = run(Framing::Tutorial, &[W::Bytes(&stream), W::Close], usize::MAX);
+        let (a, b) = (h(900, "900.txt"), h(12, "hello.txt"));
+        assert_eq!(got[2], Seen::Finished(Finished { header: a, skip: 7, inferred: true }));
+        assert_eq!(got[3], Seen::Announced(12));
+        assert_eq!(got[5], Seen::Finished(Finished { header: b, skip: 9, inferred: true }));
+        // Ended by a pause, the last one cannot be told from an upload still arriving.
+        let got = run(Framing::Tutorial, &[W::Bytes(&stream), W::Pause], usize::MAX);
+        assert!(matches!(&got[2], Seen::Finished(f) if f.header.name == "900.txt"));
+        assert!(uncertain(&got), "{got:?}");
+    }
+
+    #[test]
     fn split_headers_give_the_right_files_or_an_error_never_a_wrong_name() {
         // Whatever the reads (headers split anywhere, or sharing a read with the file),
         // every name is right, except where the whole stream is itself a well-formed
@@ -871,7 +934,16 @@ mod tests {
                         continue; // the stream is literally that upload
                     }
                 }
-                assert_eq!(done, want[..done.len()], "chunk {chunk}");
+                // Which evidence told the end (`inferred`) varies with the reads.
+                let strip = |v: &[&Seen]| -> Vec<(String, u64, u64)> {
+                    v.iter()
+                        .map(|s| match s {
+                            Seen::Finished(f) => (f.header.name.clone(), f.header.size, f.skip),
+                            _ => unreachable!(),
+                        })
+                        .collect()
+                };
+                assert_eq!(strip(&done), strip(&want[..done.len()]), "chunk {chunk}");
                 let failed = matches!(got.last(), Some(Seen::Error(_)));
                 let waiting = matches!(end, W::Pause) && matches!(got.last(), Some(Seen::Body(_)));
                 assert!(done.len() == want.len() || failed || waiting, "chunk {chunk}: {got:?}");
