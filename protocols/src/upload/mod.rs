@@ -12,8 +12,9 @@
 //! [`Framing::Tutorial`]). The format cannot always tell: `post|3000000|trunc_test.bin`
 //! then 10 bytes fewer than announced then a half-close is also a complete file named
 //! `trun`. Such uploads are refused as `error uncertain: …` when the read boundary shows
-//! the conflict; they can only be stored under the wrong name when the header and the
-//! file's first bytes shared a read *and* the stream is itself a well-formed upload under
+//! the conflict, or when the inferred name does not look like a file name (`trun`: no
+//! extension). They can still be stored under a wrong name when the cut leaves a
+//! plausible one (`trunc_test.b`) or the stream is itself a well-formed upload under
 //! that name. The framed variant ([`Framing::Framed`]) has no such case: prefer it.
 //!
 //! Safety: names must pass [`safe_name`] (no paths, no `..`, no separators, no NUL or

@@ -27,8 +27,9 @@ pub enum Framing {
     ///    and the file would end (inferred, but confirmed by what follows);
     /// 4. only when nothing marks the name's end, inference: the file is the last `size`
     ///    bytes before a half-close. A pause is not enough to infer (the upload is refused
-    ///    as [`UploadError::Uncertain`]), nor is a name shorter than
-    ///    [`UploadParser::MIN_INFERRED_NAME`].
+    ///    as [`UploadError::Uncertain`]), nor is an implausible name: shorter than
+    ///    [`UploadParser::MIN_INFERRED_NAME`] or without an extension (`name.ext`), which
+    ///    is what a truncated upload's name usually becomes (`trun` for `trunc_test.bin`).
     ///
     /// What stays ambiguous is refused, never stored under a guessed name: for example
     /// `post|3000000|trunc_test.bin`, then 10 bytes fewer than announced, then a
@@ -201,6 +202,17 @@ enum Cand {
     Absent,
     /// `At` was contradicted by bytes past `c + size` that were not a next `post|`.
     Refuted,
+}
+
+/// Whether a name inferred from the size alone is trusted: at least
+/// [`UploadParser::MIN_INFERRED_NAME`] bytes and ending in `.ext` (1 to 10 ASCII letters or
+/// digits after a dot that does not start the name).
+fn plausible(name: &str) -> bool {
+    let ext = name.rsplit_once('.').filter(|(stem, _)| !stem.is_empty()).map(|(_, e)| e);
+    name.len() >= UploadParser::MIN_INFERRED_NAME
+        && ext.is_some_and(|e| {
+            (1..=10).contains(&e.len()) && e.bytes().all(|b| b.is_ascii_alphanumeric())
+        })
 }
 
 /// The expected start of every header.
@@ -521,8 +533,8 @@ impl UploadParser {
     /// [`UploadError::BadName`] if the bytes before the file are not a safe name, and
     /// [`UploadError::Uncertain`] when the name's end cannot be told: a read boundary
     /// contradicted by the size (a truncated file, say), an upload ended by a pause with
-    /// nothing marking the name, or an inferred name shorter than
-    /// [`UploadParser::MIN_INFERRED_NAME`].
+    /// nothing marking the name, or an implausible inferred name (shorter than
+    /// [`UploadParser::MIN_INFERRED_NAME`], or with no `.ext` of 1 to 10 letters or digits).
     ///
     /// # Examples
     ///
@@ -591,9 +603,11 @@ impl UploadParser {
             _ if how == End::Pause => uncertain(
                 "the upload ended with a pause and nothing marks where its name ends".into(),
             ),
-            _ if fin.header.name.len() < Self::MIN_INFERRED_NAME => {
-                uncertain(format!("the name would be {:?}, too short to trust", fin.header.name))
-            }
+            _ if !plausible(&fin.header.name) => uncertain(format!(
+                "the name would be {:?}, which does not look like a file name \
+                 (too short or no extension: a truncated upload, perhaps)",
+                fin.header.name
+            )),
             _ => Ok(fin),
         };
         match result {
@@ -980,6 +994,15 @@ mod tests {
         assert!(uncertain(&got), "a pause is not enough: {got:?}");
         let got = run(Framing::Tutorial, &[W::Bytes(b"post|4|abcde"), W::Close], usize::MAX);
         assert!(uncertain(&got), "the name \"a\" is too short to trust: {got:?}");
+        // The issue's truncated upload, header and data in one read: `trun` is refused.
+        let mut one = b"post|300|trunc_test.bin".to_vec();
+        one.extend(vec![b'x'; 290]);
+        let got = run(Framing::Tutorial, &[W::Bytes(&one), W::Close], usize::MAX);
+        assert!(uncertain(&got), "{got:?}");
+        for (name, ok) in [("a.txt", true), ("trun", false), ("README", false), (".bashrc", false)]
+        {
+            assert_eq!(plausible(name), ok, "{name}");
+        }
     }
 
     #[test]
