@@ -1,5 +1,6 @@
 //! Tests of `parser.rs`: every wire case in every chunking, the tutorial client's send
 //! pattern, ambiguity refused.
+
 use super::*;
 
 /// What a whole stream parses to: events with consecutive data concatenated.

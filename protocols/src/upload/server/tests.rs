@@ -1,4 +1,5 @@
 //! Tests of `server.rs`: the upload protocol with the testing kit.
+
 use super::*;
 use torsion_reactor::testing::StringTransport;
 use torsion_reactor::{Clock, ManualClock, TransportOptions};
