@@ -11,6 +11,7 @@
 use std::io::{BufRead, Write};
 use std::process::ExitCode;
 
+use clap::Parser;
 use torsion::reactor::{
     Address, ClientFactory, Ctx, Protocol, Reactor, ReactorHandle, Reason, Transport,
 };
@@ -66,9 +67,18 @@ impl ClientFactory for Connect {
     }
 }
 
+/// A terminal client for chat_server: lines you type go to the room.
+#[derive(Parser)]
+#[command(name = "chat_client")]
+struct Args {
+    /// Chat server address.
+    #[arg(value_name = "HOST:PORT", default_value = "127.0.0.1:8001")]
+    addr: String,
+}
+
 fn main() -> ExitCode {
     env_logger::init();
-    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:8001".into());
+    let addr = Args::parse().addr;
     let run = || -> Result<(), Box<dyn std::error::Error>> {
         let mut reactor = Reactor::new()?;
         reactor.connect_tcp(addr.as_str(), Connect)?;

@@ -11,24 +11,18 @@
 
 use std::process::ExitCode;
 
+use clap::Parser;
 use torsion::protocols::chat::{ChatOptions, ChatServer, SlowPolicy};
 use torsion::reactor::Reactor;
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let mut listen = "127.0.0.1:8001".to_string();
+    let args = Args::parse();
     let mut opts = ChatOptions::default();
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--listen" => match args.next() {
-                Some(v) => listen = v,
-                None => return usage("--listen needs HOST:PORT"),
-            },
-            "--disconnect-slow" => opts.slow_policy = SlowPolicy::Disconnect,
-            other => return usage(&format!("unknown argument {other:?}")),
-        }
+    if args.disconnect_slow {
+        opts.slow_policy = SlowPolicy::Disconnect;
     }
+    let listen = args.listen;
     match serve(&listen, opts) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -56,9 +50,14 @@ fn serve(listen: &str, opts: ChatOptions) -> Result<(), Box<dyn std::error::Erro
     Ok(())
 }
 
-fn usage(problem: &str) -> ExitCode {
-    eprintln!(
-        "chat_server: {problem}\nusage: chat_server [--listen HOST:PORT] [--disconnect-slow]"
-    );
-    ExitCode::from(2)
+/// A chat room (line-based: each message ends with a newline).
+#[derive(Parser)]
+#[command(name = "chat_server")]
+struct Args {
+    /// Address to serve on.
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:8001")]
+    listen: String,
+    /// Disconnect members that read too slowly (default: drop their lines and tell them).
+    #[arg(long)]
+    disconnect_slow: bool,
 }

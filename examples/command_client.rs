@@ -83,31 +83,36 @@ impl ClientFactory for Factory {
     }
 }
 
+/// Runs PROGRAM with ARGS on a command_server and streams its output back.
+#[derive(clap::Parser)]
+#[command(name = "command_client")]
+struct Args {
+    /// Server address.
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:8002")]
+    connect: String,
+    /// A file whose first line is the server's shared secret (sent first as `auth TOKEN`).
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<std::path::PathBuf>,
+    /// The program (one the server allows).
+    program: String,
+    /// Its arguments (passed as they are, dashes included).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    args: Vec<String>,
+}
+
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
-    let mut connect = "127.0.0.1:8002".to_string();
-    let mut argv: Vec<String> = std::env::args().skip(1).collect();
-    if argv.first().map(String::as_str) == Some("--connect") {
-        if argv.len() < 2 {
-            eprintln!("command_client: --connect needs HOST:PORT");
-            return ExitCode::from(2);
-        }
-        connect = argv.remove(1);
-        argv.remove(0);
-    }
+    let args = <Args as clap::Parser>::parse();
+    let connect = args.connect.clone();
+    let argv: Vec<String> =
+        std::iter::once(args.program.clone()).chain(args.args.iter().cloned()).collect();
     let mut request = Vec::new();
     let mut authenticating = false;
-    if argv.first().map(String::as_str) == Some("--token-file") {
-        if argv.len() < 2 {
-            eprintln!("command_client: --token-file needs FILE");
-            return ExitCode::from(2);
-        }
-        let path = argv.remove(1);
-        argv.remove(0);
-        let token = match std::fs::read_to_string(&path) {
+    if let Some(path) = &args.token_file {
+        let token = match std::fs::read_to_string(path) {
             Ok(t) => t.lines().next().unwrap_or_default().trim().to_string(),
             Err(e) => {
-                eprintln!("command_client: --token-file {path}: {e}");
+                eprintln!("command_client: --token-file {}: {e}", path.display());
                 return ExitCode::from(2);
             }
         };

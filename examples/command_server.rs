@@ -24,49 +24,66 @@ const USAGE: &str = "usage: command_server --allow PROGRAM [--allow PROGRAM ...]
   [--framing framed|tutorial|info-header] [--token-file FILE]
   PROGRAM is a name looked up in PATH now, NAME=/abs/path, or /abs/path";
 
+/// Runs allow-listed programs (no shell) for clients, output streamed back.
+#[derive(clap::Parser)]
+#[command(
+    name = "command_server",
+    after_help = "PROGRAM is a name looked up in PATH now, NAME=/abs/path, or /abs/path"
+)]
+struct Args {
+    /// A program clients may run (repeat for more; none: the server refuses to start).
+    #[arg(long, value_name = "PROGRAM")]
+    allow: Vec<String>,
+    /// Address to serve on.
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:8002")]
+    listen: String,
+    /// Time limit per command, in milliseconds.
+    #[arg(long, value_name = "N")]
+    timeout_ms: Option<u64>,
+    /// Output limit per command, in bytes.
+    #[arg(long, value_name = "BYTES")]
+    output_cap: Option<u64>,
+    /// Serve peers other than loopback.
+    #[arg(long)]
+    allow_remote_peers: bool,
+    /// Wire format: framed (default), tutorial (a command per send) or info-header.
+    #[arg(long, value_name = "FRAMING")]
+    framing: Option<String>,
+    /// A file whose first line is a shared secret clients must send first (`auth TOKEN`).
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<std::path::PathBuf>,
+}
+
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let mut listen = "127.0.0.1:8002".to_string();
-    let mut allow = Vec::new();
+    let args: Args = clap::Parser::parse();
+    let listen = args.listen;
+    let allow = args.allow;
     let mut opts = CommandOptions::default();
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let mut value = |what: &str| args.next().ok_or(format!("{arg} needs {what}"));
-        let parsed: Result<(), String> = match arg.as_str() {
-            "--allow" => value("a PROGRAM").map(|v| allow.push(v)),
-            "--listen" => value("HOST:PORT").map(|v| listen = v),
-            "--timeout-ms" => value("N").and_then(|v| {
-                v.parse()
-                    .map(|ms| opts.timeout = Duration::from_millis(ms))
-                    .map_err(|e| e.to_string())
-            }),
-            "--output-cap" => value("BYTES")
-                .and_then(|v| v.parse().map(|n| opts.output_cap = n).map_err(|e| e.to_string())),
-            "--framing" => value("framed|tutorial|info-header")
-                .and_then(|v| v.parse().map(|f| opts.framing = f)),
-            "--token-file" => value("FILE").and_then(|path| {
-                let text = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
-                let token = text.lines().next().unwrap_or_default().trim();
-                if token.is_empty() {
-                    return Err(format!("{path} holds no token"));
-                }
-                opts.token = Some(token.as_bytes().to_vec());
-                Ok(())
-            }),
-            "--allow-remote-peers" => {
-                opts.allow_remote_peers = true;
-                Ok(())
+    if let Some(ms) = args.timeout_ms {
+        opts.timeout = Duration::from_millis(ms);
+    }
+    if let Some(n) = args.output_cap {
+        opts.output_cap = n;
+    }
+    opts.allow_remote_peers = args.allow_remote_peers;
+    if let Some(f) = &args.framing {
+        match f.parse() {
+            Ok(f) => opts.framing = f,
+            Err(e) => {
+                eprintln!("command_server: --framing: {e}");
+                return ExitCode::from(2);
             }
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                return ExitCode::SUCCESS;
-            }
-            other => Err(format!("unknown argument {other:?}")),
-        };
-        if let Err(e) = parsed {
-            eprintln!("command_server: {e}\n{USAGE}");
+        }
+    }
+    if let Some(path) = &args.token_file {
+        let token = std::fs::read_to_string(path).unwrap_or_default();
+        let token = token.lines().next().unwrap_or_default().trim();
+        if token.is_empty() {
+            eprintln!("command_server: {}: no token in it (or unreadable)", path.display());
             return ExitCode::from(2);
         }
+        opts.token = Some(token.as_bytes().to_vec());
     }
     let factory = match CommandFactory::new(&allow, opts) {
         Ok(f) => f,

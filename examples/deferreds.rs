@@ -5,7 +5,13 @@
 
 use std::time::Duration;
 
+use clap::Parser;
 use torsion::reactor::{Failure, ListMode, Reactor};
+
+/// Deferreds on the reactor: a chain with errback recovery, thread jobs, gather.
+#[derive(Parser)]
+#[command(name = "deferreds")]
+struct Args {}
 
 /// Blocking work that must not run on the loop: a slow sum.
 fn slow_sum(n: u64) -> u64 {
@@ -14,6 +20,7 @@ fn slow_sum(n: u64) -> u64 {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    Args::parse();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let mut reactor = Reactor::new()?;
     let mut ctx = reactor.ctx();

@@ -5,7 +5,19 @@
 
 use std::process::ExitCode;
 
+use clap::Parser;
 use torsion::reactor::{ClientFactory, Ctx, Protocol, Reactor, Reason, Transport};
+
+/// Sends each message to an echo server and prints what comes back.
+#[derive(Parser)]
+#[command(name = "echo_client")]
+struct Args {
+    /// Server address.
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:8000")]
+    connect: String,
+    /// The messages (default "hello, torsion").
+    messages: Vec<String>,
+}
 
 /// Sends the messages one at a time, waiting for each echo.
 struct Client {
@@ -66,21 +78,9 @@ impl ClientFactory for Factory {
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
-    let mut connect = "127.0.0.1:8000".to_string();
-    let mut messages = Vec::new();
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--connect" => match args.next() {
-                Some(a) => connect = a,
-                None => {
-                    eprintln!("echo_client: --connect needs HOST:PORT");
-                    return ExitCode::from(2);
-                }
-            },
-            _ => messages.push(arg.into_bytes()),
-        }
-    }
+    let args = Args::parse();
+    let connect = args.connect;
+    let mut messages: Vec<Vec<u8>> = args.messages.into_iter().map(String::into_bytes).collect();
     if messages.is_empty() {
         messages.push(b"hello, torsion".to_vec());
     }

@@ -8,28 +8,13 @@
 
 use std::process::ExitCode;
 
+use clap::Parser;
 use torsion::protocols::echo::Echo;
 use torsion::reactor::Reactor;
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let mut listen = "127.0.0.1:8000".to_string();
-    let mut upper = false;
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--listen" => match args.next() {
-                Some(a) => listen = a,
-                None => return usage("--listen needs HOST:PORT"),
-            },
-            "--upper" => upper = true,
-            "-h" | "--help" => {
-                println!("usage: echo_server [--listen HOST:PORT] [--upper]");
-                return ExitCode::SUCCESS;
-            }
-            other => return usage(&format!("unknown argument {other:?}")),
-        }
-    }
+    let Args { listen, upper } = Args::parse();
     match serve(&listen, upper) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -61,7 +46,14 @@ fn serve(listen: &str, upper: bool) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-fn usage(msg: &str) -> ExitCode {
-    eprintln!("echo_server: {msg}\nusage: echo_server [--listen HOST:PORT] [--upper]");
-    ExitCode::from(2)
+/// TCP echo server.
+#[derive(Parser)]
+#[command(name = "echo_server")]
+struct Args {
+    /// Address to serve on.
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:8000")]
+    listen: String,
+    /// Upper-case the echo (the socketserver tutorial's server).
+    #[arg(long)]
+    upper: bool,
 }

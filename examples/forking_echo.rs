@@ -38,22 +38,7 @@ impl<S: StreamSocket> StreamRequestHandler<S> for Echo {
 
 fn main() -> ExitCode {
     env_logger::init();
-    let mut listen = String::from("127.0.0.1:9000");
-    let mut max_children = None;
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--listen" => match args.next() {
-                Some(addr) => listen = addr,
-                None => return usage(),
-            },
-            "--max-children" => match args.next().and_then(|n| n.parse::<usize>().ok()) {
-                Some(n) => max_children = Some(n),
-                None => return usage(),
-            },
-            _ => return usage(),
-        }
-    }
+    let Args { listen, max_children } = clap::Parser::parse();
 
     let mut server = match ForkingTcpServer::bind(&listen, || Echo) {
         Ok(server) => server,
@@ -78,7 +63,14 @@ fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn usage() -> ExitCode {
-    eprintln!("usage: forking_echo [--listen HOST:PORT] [--max-children N]");
-    ExitCode::from(2)
+/// Echo with a process per client (socketserver's ForkingTCPServer).
+#[derive(clap::Parser)]
+#[command(name = "forking_echo")]
+struct Args {
+    /// Address to serve on.
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:9000")]
+    listen: String,
+    /// At most this many children at once.
+    #[arg(long, value_name = "N")]
+    max_children: Option<usize>,
 }

@@ -10,16 +10,22 @@
 use std::cell::Cell;
 use std::rc::Rc;
 
+use clap::Parser;
 use torsion::protocols::http::client::get_page;
 use torsion::reactor::{ListMode, Reactor};
 
+/// Fetches every URL concurrently and prints each one's status and body length.
+#[derive(Parser)]
+#[command(name = "get_page")]
+struct Args {
+    /// The URLs (http://HOST:PORT/PATH).
+    #[arg(required = true)]
+    urls: Vec<String>,
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
-    let urls: Vec<String> = std::env::args().skip(1).collect();
-    if urls.is_empty() {
-        eprintln!("usage: get_page URL...");
-        std::process::exit(2);
-    }
+    let urls = Args::parse().urls;
     let mut reactor = Reactor::new()?;
     let mut ctx = reactor.ctx();
     let failures = Rc::new(Cell::new(0));

@@ -15,22 +15,21 @@ use torsion::protocols::http::{
 };
 use torsion::reactor::Reactor;
 
+/// An HTTP/1.1 server: a hello page, an echo resource, and files under DIR.
+#[derive(clap::Parser)]
+#[command(name = "http_server")]
+struct Args {
+    /// Address to serve on.
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:8080")]
+    listen: String,
+    /// Directory served as static files.
+    #[arg(long, default_value = ".")]
+    dir: String,
+}
+
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let mut listen = "127.0.0.1:8080".to_string();
-    let mut dir = ".".to_string();
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let value = args.next();
-        match (arg.as_str(), value) {
-            ("--listen", Some(v)) => listen = v,
-            ("--dir", Some(v)) => dir = v,
-            _ => {
-                eprintln!("usage: http_server [--listen HOST:PORT] [--dir DIR]");
-                return ExitCode::from(2);
-            }
-        }
-    }
+    let Args { listen, dir } = clap::Parser::parse();
     match serve(&listen, &dir) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

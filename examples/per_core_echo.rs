@@ -6,21 +6,28 @@
 
 use std::net::SocketAddr;
 
+use clap::Parser;
 use torsion::protocols::echo::Echo;
 use torsion::reactor::{ListenOptions, Reactor};
 
+/// Echo with one reactor per core sharing a port (SO_REUSEPORT).
+#[derive(Parser)]
+#[command(name = "per_core_echo")]
+struct Args {
+    /// Address to serve on.
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:8000")]
+    listen: SocketAddr,
+    /// Reactor threads (default: one per core).
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let mut listen: SocketAddr = "127.0.0.1:8000".parse()?;
-    let mut threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--listen" => listen = args.next().unwrap_or_default().parse()?,
-            "--threads" => threads = args.next().unwrap_or_default().parse()?,
-            other => return Err(format!("unknown argument {other:?}").into()),
-        }
-    }
+    let args = Args::parse();
+    let listen = args.listen;
+    let threads =
+        args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let opts = ListenOptions { reuse_port: true, ..Default::default() };
     // The first reactor binds (port 0 picks one); the others join the same port.
     let (tx, rx) = std::sync::mpsc::channel();

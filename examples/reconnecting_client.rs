@@ -6,7 +6,17 @@
 
 use std::time::Duration;
 
+use clap::Parser;
 use torsion::reactor::{Protocol, Reactor, ReconnectingClientFactory, Transport};
+
+/// Stays connected to a server, reconnecting with back-off.
+#[derive(Parser)]
+#[command(name = "reconnecting_client")]
+struct Args {
+    /// Server address.
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:8000")]
+    connect: String,
+}
 
 /// Says hello and prints what comes back.
 struct Hello;
@@ -23,13 +33,7 @@ impl Protocol for Hello {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let mut connect = "127.0.0.1:8000".to_string();
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        if a == "--connect" {
-            connect = args.next().unwrap_or(connect);
-        }
-    }
+    let connect = Args::parse().connect;
     let mut reactor = Reactor::new()?;
     reactor.stop_on_signals()?;
     let factory = ReconnectingClientFactory::new(|| Hello).with_max_delay(Duration::from_secs(30));

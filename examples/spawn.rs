@@ -7,7 +7,19 @@
 use std::io::Write;
 use std::process::{ExitCode, ExitStatus};
 
+use clap::Parser;
 use torsion::reactor::{Ctx, ProcessOptions, ProcessProtocol, ProcessTransport, Reactor};
+
+/// Runs PROGRAM with ARGS (no shell) and streams its output.
+#[derive(Parser)]
+#[command(name = "spawn")]
+struct Args {
+    /// The program to run.
+    program: std::ffi::OsString,
+    /// Its arguments (passed as they are, dashes included).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    args: Vec<std::ffi::OsString>,
+}
 
 /// Copies the child's stdout and stderr to ours, then stops the loop.
 struct Stream {
@@ -35,13 +47,9 @@ impl ProcessProtocol for Stream {
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
-    let mut args = std::env::args_os().skip(1);
-    let Some(program) = args.next() else {
-        eprintln!("usage: spawn PROGRAM [ARGS...]");
-        return ExitCode::from(2);
-    };
-    let mut opts = ProcessOptions::new(program);
-    opts.args = args.collect();
+    let args = Args::parse();
+    let mut opts = ProcessOptions::new(args.program);
+    opts.args = args.args;
     let run = || -> Result<(), Box<dyn std::error::Error>> {
         let mut reactor = Reactor::new()?;
         reactor.stop_on_signals()?;

@@ -135,19 +135,18 @@ impl StreamRequestHandler<TcpStream> for Member {
     }
 }
 
+/// The classic thread-per-client chat (line-based).
+#[derive(clap::Parser)]
+#[command(name = "threaded_chat")]
+struct Args {
+    /// Address to serve on.
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:9000")]
+    listen: String,
+}
+
 fn main() -> ExitCode {
     env_logger::init();
-    let mut listen = String::from("127.0.0.1:9000");
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match (arg.as_str(), args.next()) {
-            ("--listen", Some(addr)) => listen = addr,
-            _ => {
-                eprintln!("usage: threaded_chat [--listen HOST:PORT]");
-                return ExitCode::from(2);
-            }
-        }
-    }
+    let Args { listen } = clap::Parser::parse();
 
     let chat = Chat { room: Arc::new(Room::default()) };
     let mut server = match ThreadingTcpServer::bind(&listen, chat) {

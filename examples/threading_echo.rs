@@ -44,19 +44,7 @@ impl<S: StreamSocket> StreamRequestHandler<S> for Echo {
 
 fn main() -> ExitCode {
     env_logger::init();
-    let mut upper = false;
-    let mut listen = String::from("127.0.0.1:9000");
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--upper" => upper = true,
-            "--listen" => match args.next() {
-                Some(addr) => listen = addr,
-                None => return usage(),
-            },
-            _ => return usage(),
-        }
-    }
+    let Args { upper, listen } = clap::Parser::parse();
 
     let mut server = match ThreadingTcpServer::bind(&listen, move || Echo { upper }) {
         Ok(server) => server,
@@ -73,7 +61,14 @@ fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn usage() -> ExitCode {
-    eprintln!("usage: threading_echo [--upper] [--listen HOST:PORT]");
-    ExitCode::from(2)
+/// Echo with a thread per client (socketserver's ThreadingTCPServer).
+#[derive(clap::Parser)]
+#[command(name = "threading_echo")]
+struct Args {
+    /// Upper-case the echo (the socketserver tutorial's server).
+    #[arg(long)]
+    upper: bool,
+    /// Address to serve on.
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:9000")]
+    listen: String,
 }

@@ -8,9 +8,16 @@ use std::cell::Cell;
 use std::rc::Rc;
 use std::time::Duration;
 
+use clap::Parser;
 use torsion::reactor::Reactor;
 
+/// Timers on the reactor: prints a few ticks over about three seconds, then exits.
+#[derive(Parser)]
+#[command(name = "timers")]
+struct Args {}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    Args::parse();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let mut reactor = Reactor::new()?;
     let mut ctx = reactor.ctx();

@@ -9,7 +9,25 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use clap::Parser;
 use torsion::reactor::{Address, DatagramProtocol, DatagramTransport, Reactor};
+
+/// UDP echo server, or with --send a client that sends one datagram and prints the answer.
+#[derive(Parser)]
+#[command(name = "udp_echo")]
+struct Args {
+    /// Address to serve on.
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:9000")]
+    listen: String,
+    /// Upper-case the echo (as the tutorials' UDP server).
+    #[arg(long)]
+    upper: bool,
+    /// Client mode: send the words (default "hello") to this server.
+    #[arg(long, value_name = "HOST:PORT")]
+    send: Option<String>,
+    /// The message, in client mode.
+    words: Vec<String>,
+}
 
 /// Echoes each datagram to its sender.
 struct UdpEcho {
@@ -57,17 +75,7 @@ impl DatagramProtocol for Ask {
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let mut listen = "127.0.0.1:9000".to_string();
-    let (mut upper, mut send, mut words) = (false, None, Vec::new());
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--listen" => listen = args.next().unwrap_or_default(),
-            "--send" => send = args.next(),
-            "--upper" => upper = true,
-            _ => words.push(a),
-        }
-    }
+    let Args { listen, upper, send, words } = Args::parse();
     let run = || -> Result<(), Box<dyn std::error::Error>> {
         let mut reactor = Reactor::new()?;
         reactor.stop_on_signals()?;

@@ -30,19 +30,18 @@ impl DatagramRequestHandler<UdpSocket> for Echo {
     }
 }
 
+/// UDP echo with a thread per datagram (socketserver).
+#[derive(clap::Parser)]
+#[command(name = "udp_threaded_echo")]
+struct Args {
+    /// Address to serve on.
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:9000")]
+    listen: String,
+}
+
 fn main() -> ExitCode {
     env_logger::init();
-    let mut listen = String::from("127.0.0.1:9000");
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match (arg.as_str(), args.next()) {
-            ("--listen", Some(addr)) => listen = addr,
-            _ => {
-                eprintln!("usage: udp_threaded_echo [--listen HOST:PORT]");
-                return ExitCode::from(2);
-            }
-        }
-    }
+    let Args { listen } = clap::Parser::parse();
 
     let mut server = match ThreadingUdpServer::bind(&listen, || Echo) {
         Ok(server) => server,

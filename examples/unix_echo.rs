@@ -6,18 +6,22 @@
 
 use std::process::ExitCode;
 
+use clap::Parser;
 use torsion::protocols::echo::Echo;
 use torsion::reactor::{Reactor, UnixListenOptions};
 
+/// Echo over a Unix stream socket.
+#[derive(Parser)]
+#[command(name = "unix_echo")]
+struct Args {
+    /// Socket path (default: $TMPDIR/torsion-echo.sock).
+    #[arg(long)]
+    path: Option<std::path::PathBuf>,
+}
+
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let mut path = std::env::temp_dir().join("torsion-echo.sock");
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        if a == "--path" {
-            path = args.next().map(Into::into).unwrap_or(path);
-        }
-    }
+    let path = Args::parse().path.unwrap_or_else(|| std::env::temp_dir().join("torsion-echo.sock"));
     let run = || -> Result<(), Box<dyn std::error::Error>> {
         let mut reactor = Reactor::new()?;
         reactor.stop_on_signals()?;

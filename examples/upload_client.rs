@@ -1,12 +1,13 @@
-//! File upload client: sends one file to `upload_server` in the tutorial's format
-//! (`post|<size>|<name>` then the bytes, then a half-close) or framed, as a pull producer
+//! File upload client: sends one file to `upload_server`, framed by default (unambiguous:
+//! length-prefixed header and body frames) or with `--tutorial` in the tutorial's format
+//! (`post|<size>|<name>\n` then the bytes, then a half-close), as a pull producer
 //! (it reads the next piece of the file only when the socket has taken the previous ones,
 //! so memory stays flat whatever the file's size), shows progress on stderr, prints the
 //! server's status line and exits 0 on `ok`.
 //!
 //! Run:  cargo run --example upload_server &   then
-//!       cargo run --example upload_client -- [--connect 127.0.0.1:8003] [--name NAME] FILE
-//!       cargo run --example upload_client -- --framed FILE     (framed variant, port 8004)
+//!       cargo run --example upload_client -- [--connect 127.0.0.1:8004] [--name NAME] FILE
+//!       cargo run --example upload_client -- --tutorial FILE   (tutorial format, port 8003)
 
 use std::cell::RefCell;
 use std::fs::File;
@@ -15,6 +16,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::rc::Rc;
 
+use clap::Parser;
 use torsion::reactor::{ClientFactory, Ctx, Protocol, Reactor, Reason, Transport};
 
 /// Bytes read from the file per `resume_producing`.
@@ -110,28 +112,34 @@ impl ClientFactory for Factory {
     }
 }
 
+/// Sends one file to `upload_server` and prints its status line (exit 0 on `ok`).
+#[derive(Parser)]
+#[command(name = "upload_client")]
+struct Args {
+    /// Server address (default 127.0.0.1:8004 framed, 127.0.0.1:8003 with --tutorial).
+    #[arg(long, value_name = "HOST:PORT")]
+    connect: Option<String>,
+    /// Name to store the file under (default: the file's own name).
+    #[arg(long)]
+    name: Option<String>,
+    /// Use the socket tutorials' `post|<size>|<name>` format instead of the framed one.
+    /// Its name's end is ambiguous (see the README); this client sends a newline after
+    /// the name, which the server accepts and which settles it.
+    #[arg(long)]
+    tutorial: bool,
+    /// Kept for older command lines: framed is the default.
+    #[arg(long, conflicts_with = "tutorial", hide = true)]
+    framed: bool,
+    /// The file to send.
+    file: PathBuf,
+}
+
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
-    let (mut connect, mut name, mut framed, mut path) = (None, None, false, None);
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--connect" => connect = args.next(),
-            "--name" => name = args.next(),
-            "--framed" => framed = true,
-            _ if path.is_none() => path = Some(PathBuf::from(arg)),
-            other => {
-                eprintln!("upload_client: unexpected argument {other:?}");
-                return ExitCode::from(2);
-            }
-        }
-    }
-    let Some(path) = path else {
-        eprintln!("usage: upload_client [--connect HOST:PORT] [--framed] [--name NAME] FILE");
-        return ExitCode::from(2);
-    };
+    let args = Args::parse();
+    let (name, path, framed) = (args.name, args.file, !args.tutorial);
     let connect =
-        connect.unwrap_or(if framed { "127.0.0.1:8004" } else { "127.0.0.1:8003" }.into());
+        args.connect.unwrap_or(if framed { "127.0.0.1:8004" } else { "127.0.0.1:8003" }.into());
     let status = Rc::new(RefCell::new(None));
     let run = || -> Result<(), Box<dyn std::error::Error>> {
         let file = File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -140,8 +148,13 @@ fn main() -> ExitCode {
             Some(n) => n,
             None => path.file_name().ok_or("no file name")?.to_string_lossy().into_owned(),
         };
-        // The tutorial's header; the server finds the name's end from the size.
-        let header = format!("post|{size}|{name}").into_bytes();
+        // Framed: the header frame delimits the name. Tutorial: a `\n` after the name
+        // tells the server where it ends (without one, it has to guess).
+        let header = if framed {
+            format!("post|{size}|{name}").into_bytes()
+        } else {
+            format!("post|{size}|{name}\n").into_bytes()
+        };
         let upload = Upload {
             file,
             size,

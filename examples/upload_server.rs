@@ -5,59 +5,52 @@
 //!
 //! Run:   cargo run --example upload_server -- [--dir DIR] [--listen 127.0.0.1:8003]
 //!        [--framed-listen 127.0.0.1:8004] [--max-size BYTES] [--overwrite]
-//! Poke:  cargo run --example upload_client -- Cargo.toml
-//!        printf 'post|5|hello.txthello' | nc -N 127.0.0.1 8003
+//! Poke:  cargo run --example upload_client -- Cargo.toml          (framed, port 8004)
+//!        printf 'post|5|hello.txt\nhello' | nc -N 127.0.0.1 8003
 //!        printf 'post|1|../x\nx' | nc -N 127.0.0.1 8003      (refused: bad name)
-//! Without `--dir`, files go to `$TMPDIR/torsion-uploads`.
+//! Without `--dir`, files go to `$TMPDIR/torsion-uploads`; a missing directory is created.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use clap::Parser;
 use torsion::protocols::upload::{Framing, UploadFactory, UploadOptions};
 use torsion::reactor::Reactor;
 
-const USAGE: &str = "usage: upload_server [--dir DIR] [--listen HOST:PORT] \
-[--framed-listen HOST:PORT] [--max-size BYTES] [--overwrite]";
+/// Stores uploaded files under one directory: the tutorials' format on one port, the
+/// framed variant on another.
+#[derive(Parser)]
+#[command(name = "upload_server")]
+struct Args {
+    /// Upload directory, created if missing (default: $TMPDIR/torsion-uploads).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Address for the tutorials' `post|<size>|<name>` format.
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:8003")]
+    listen: String,
+    /// Address for the framed variant.
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:8004")]
+    framed_listen: String,
+    /// Largest file accepted, in bytes.
+    #[arg(long, value_name = "BYTES")]
+    max_size: Option<u64>,
+    /// Replace existing files (otherwise a second upload of a name is refused: `exists`).
+    #[arg(long)]
+    overwrite: bool,
+}
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let mut dir = None;
-    let mut listen = "127.0.0.1:8003".to_string();
-    let mut framed_listen = "127.0.0.1:8004".to_string();
-    let mut opts = UploadOptions::default();
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let mut value = |what: &str| args.next().ok_or(format!("{arg} needs {what}"));
-        let parsed: Result<(), String> = match arg.as_str() {
-            "--dir" => value("DIR").map(|v| dir = Some(PathBuf::from(v))),
-            "--listen" => value("HOST:PORT").map(|v| listen = v),
-            "--framed-listen" => value("HOST:PORT").map(|v| framed_listen = v),
-            "--max-size" => value("BYTES")
-                .and_then(|v| v.parse().map(|n| opts.max_size = n).map_err(|e| e.to_string())),
-            "--overwrite" => {
-                opts.overwrite = true;
-                Ok(())
-            }
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                return ExitCode::SUCCESS;
-            }
-            other => Err(format!("unknown argument {other:?}")),
-        };
-        if let Err(e) = parsed {
-            eprintln!("upload_server: {e}\n{USAGE}");
-            return ExitCode::from(2);
-        }
+    let args = Args::parse();
+    let mut opts = UploadOptions { overwrite: args.overwrite, ..UploadOptions::default() };
+    if let Some(n) = args.max_size {
+        opts.max_size = n;
     }
+    let (dir, listen, framed_listen) = (args.dir, args.listen, args.framed_listen);
     let run = || -> Result<(), Box<dyn std::error::Error>> {
-        let dir = match dir {
-            Some(d) => d,
-            None => {
-                let d = std::env::temp_dir().join("torsion-uploads");
-                std::fs::create_dir_all(&d)?;
-                d
-            }
-        };
+        let dir = dir.unwrap_or_else(|| std::env::temp_dir().join("torsion-uploads"));
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("cannot create the upload directory {}: {e}", dir.display()))?;
         let tutorial = UploadFactory::new(&dir, opts.clone())?;
         let framed =
             UploadFactory::new(&dir, UploadOptions { framing: Framing::Framed, ..opts.clone() })?;

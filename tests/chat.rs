@@ -81,6 +81,7 @@ fn five_hundred_clients_chat_while_one_never_reads() {
     }
 
     let mut flooder = members[1].get_ref().try_clone().unwrap();
+    drain(&flooder); // its "* sent to guest1" confirmations
     let flood = std::thread::spawn(move || {
         let text = "x".repeat(1000);
         let mut batch = String::new();
@@ -141,6 +142,12 @@ fn five_hundred_clients_chat_while_one_never_reads() {
     assert_eq!(stats.kicked_slow, 0);
 }
 
+/// Reads and discards what `s` receives, until the server closes it.
+fn drain(s: &TcpStream) {
+    let mut s = s.try_clone().unwrap();
+    std::thread::spawn(move || std::io::copy(&mut s, &mut std::io::sink()));
+}
+
 #[test]
 fn under_the_disconnect_policy_a_slow_reader_is_dropped_and_the_room_goes_on() {
     let opts = ChatOptions {
@@ -158,7 +165,18 @@ fn under_the_disconnect_policy_a_slow_reader_is_dropped_and_the_room_goes_on() {
 
     let text = "y".repeat(1000);
     let flood: String = (0..FLOOD).map(|i| format!("/msg guest1 {i} {text}\n")).collect();
+    let confirmations = BufReader::new(a.get_ref().try_clone().unwrap());
+    let sent = std::thread::spawn(move || {
+        // `a` reads its answers, so only guest1 is slow: one per /msg, "sent" until
+        // guest1 is dropped, "no such nick" after.
+        let mut lines = confirmations.lines().map_while(Result::ok);
+        let answers = lines
+            .by_ref()
+            .filter(|l| l.starts_with("* sent to") || l.starts_with("! no such nick"));
+        answers.take(FLOOD).filter(|l| l == "* sent to guest1").count()
+    });
     a.get_mut().write_all(flood.as_bytes()).unwrap();
+    assert!(sent.join().unwrap() > 0, "private messages are confirmed");
     assert_eq!(until(&mut b, "* guest1 left"), Vec::<String>::new());
     a.get_mut().write_all(b"still here\n").unwrap();
     assert_eq!(line(&mut b), "<guest2> still here");

@@ -64,13 +64,10 @@ fn the_tutorial_clients_format_works_unchanged() {
     let mut s = client(server.addr);
     let mut reader = BufReader::new(s.try_clone().unwrap());
     // As the tutorial's client: `sendall("post|%s|%s" % (size, name))`, then the file in
-    // 1 KiB `sendall`s; it never closes and never waits between the two.
+    // 1 KiB `sendall`s; it never closes.
     for (name, len) in [("photo.png", 5000), ("notes.txt", 3)] {
         let data = pattern(len, len as u8);
-        s.write_all(format!("post|{len}|{name}").as_bytes()).unwrap();
-        for piece in data.chunks(1024) {
-            s.write_all(piece).unwrap();
-        }
+        tutorial_send(&mut s, name, &data, len);
         assert_eq!(status_line(&mut reader), format!("ok {len} {name}\n"));
         assert_eq!(std::fs::read(up.join(name)).unwrap(), data);
     }
@@ -79,6 +76,13 @@ fn the_tutorial_clients_format_works_unchanged() {
     s.shutdown(Shutdown::Write).unwrap();
     assert_eq!(status_line(&mut reader), "ok 5 line.txt\n");
     assert_eq!(listing(&up), ["line.txt", "notes.txt", "photo.png"]);
+    // Header and file in one read, then a pause: nothing marks the name's end, and a
+    // pause cannot tell a finished upload from a stalled one. Refused, not guessed.
+    let mut s = client(server.addr);
+    let mut reader = BufReader::new(s.try_clone().unwrap());
+    s.write_all(b"post|3|guess.txtabc").unwrap();
+    let line = status_line(&mut reader);
+    assert!(line.starts_with("error uncertain: the upload ended with a pause"), "{line}");
     drop(server);
     std::fs::remove_dir_all(&parent).unwrap();
 }
@@ -199,6 +203,7 @@ fn the_example_client_uploads_to_the_example_server_in_both_framings() {
     use std::process::{Command, Stdio};
 
     let (parent, up) = dirs("examples");
+    let up = up.join("made-by-the-server"); // a missing directory is created
     let mut server = Command::new(common::example("upload_server"))
         .args(["--dir", up.to_str().unwrap()])
         .args(["--listen", "127.0.0.1:0", "--framed-listen", "127.0.0.1:0"])
@@ -221,7 +226,7 @@ fn the_example_client_uploads_to_the_example_server_in_both_framings() {
     let file = parent.join("payload.bin");
     let data = pattern(3 * 1024 * 1024 + 17, 9);
     std::fs::write(&file, &data).unwrap();
-    for (addr, extra) in [(addrs[0], vec![]), (addrs[1], vec!["--framed", "--name", "framed.bin"])]
+    for (addr, extra) in [(addrs[0], vec!["--tutorial"]), (addrs[1], vec!["--name", "framed.bin"])]
     {
         let run = Command::new(common::example("upload_client"))
             .args(["--connect", addr])
@@ -229,18 +234,71 @@ fn the_example_client_uploads_to_the_example_server_in_both_framings() {
             .arg(&file)
             .output()
             .unwrap();
-        let name = if extra.is_empty() { "payload.bin" } else { "framed.bin" };
+        let name = if extra == ["--tutorial"] { "payload.bin" } else { "framed.bin" };
         assert_eq!(String::from_utf8_lossy(&run.stdout), format!("ok {} {name}\n", data.len()));
         assert_eq!(run.status.code(), Some(0));
         assert!(String::from_utf8_lossy(&run.stderr).contains("(100%)"), "progress shown");
         assert!(std::fs::read(up.join(name)).unwrap() == data);
     }
     let again = Command::new(common::example("upload_client"))
-        .args(["--connect", addrs[0]])
+        .args(["--connect", addrs[0], "--tutorial"])
         .arg(&file)
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&again.stdout), "error exists: payload.bin\n");
     assert_eq!(again.status.code(), Some(1));
+    std::fs::remove_dir_all(&parent).unwrap();
+}
+
+/// The tutorial client's send pattern: the header with one `sendall`, then the file with
+/// later ones. Between the two it opens and reads the file; the pause stands for that, so
+/// that the header arrives in a read of its own as it does from the tutorial's client (the
+/// parser's tests cover every other chunking).
+fn tutorial_send(s: &mut TcpStream, name: &str, data: &[u8], size: usize) {
+    s.write_all(format!("post|{size}|{name}").as_bytes()).unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    for piece in data.chunks(1024) {
+        s.write_all(piece).unwrap();
+    }
+}
+
+#[test]
+fn uploads_typed_one_after_the_other_with_the_tutorial_client_are_all_stored() {
+    let (parent, up) = dirs("typed");
+    let server = serve(&up, UploadOptions::default());
+    let mut s = client(server.addr);
+    s.set_nodelay(true).unwrap();
+    let mut reader = BufReader::new(s.try_clone().unwrap());
+    let files = [
+        ("1500.txt", pattern(1500, 1)),
+        ("hello.txt", b"hello world\n".to_vec()),
+        ("third.bin", pattern(70_000, 3)),
+    ];
+    // The tutorial's client never reads replies: all three go out back to back.
+    for (name, data) in &files {
+        tutorial_send(&mut s, name, data, data.len());
+    }
+    for (name, data) in &files {
+        assert_eq!(status_line(&mut reader), format!("ok {} {name}\n", data.len()));
+        assert!(std::fs::read(up.join(name)).unwrap() == *data, "{name} differs");
+    }
+    assert_eq!(listing(&up), ["1500.txt", "hello.txt", "third.bin"]);
+    drop(server);
+    std::fs::remove_dir_all(&parent).unwrap();
+}
+
+#[test]
+fn a_truncated_tutorial_upload_is_refused_as_uncertain() {
+    let (parent, up) = dirs("trunc");
+    let server = serve(&up, UploadOptions::default());
+    let mut s = client(server.addr);
+    s.set_nodelay(true).unwrap();
+    let mut reader = BufReader::new(s.try_clone().unwrap());
+    tutorial_send(&mut s, "trunc_test.bin", &pattern(3_000_000 - 10, 5), 3_000_000);
+    s.shutdown(Shutdown::Write).unwrap();
+    let line = status_line(&mut reader);
+    assert!(line.starts_with("error uncertain: the header named \"trunc_test.bin\""), "{line}");
+    eventually(|| listing(&up).is_empty());
+    drop(server);
     std::fs::remove_dir_all(&parent).unwrap();
 }

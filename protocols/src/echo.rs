@@ -1,8 +1,9 @@
-//! The echo protocol (RFC 862) and its upper-casing variant from the socketserver tutorial.
+//! The echo protocol (RFC 862) and its upper-casing variant from the socketserver tutorial,
+//! over streams and datagrams.
 //!
-//! Tested below with the testing kit and over sockets by `tests/tcp.rs`.
+//! Tested below with the testing kit and over sockets by `tests/tcp.rs` and `tests/cli.rs`.
 
-use torsion_reactor::{Protocol, Transport};
+use torsion_reactor::{Address, DatagramProtocol, DatagramTransport, Protocol, Transport};
 
 /// Sends back every byte it receives, optionally upper-cased (ASCII).
 ///
@@ -53,6 +54,32 @@ impl Protocol for Echo {
 
     fn resume_writing(&mut self, t: &mut Transport<'_>) {
         t.resume_reading();
+    }
+}
+
+/// Over UDP, each datagram goes back to its sender (upper-cased by [`Echo::upper`], as the
+/// socketserver tutorial's UDP server does).
+///
+/// # Examples
+///
+/// ```no_run
+/// use torsion_protocols::echo::Echo;
+/// use torsion_reactor::Reactor;
+///
+/// let mut reactor = Reactor::new()?;
+/// reactor.listen_udp("127.0.0.1:9999", Echo::upper())?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+impl DatagramProtocol for Echo {
+    fn datagram_received(&mut self, t: &mut DatagramTransport<'_>, data: &[u8], from: &Address) {
+        let r = if self.upper {
+            t.write_to(&data.to_ascii_uppercase(), from)
+        } else {
+            t.write_to(data, from)
+        };
+        if let Err(e) = r {
+            log::debug!("udp echo to {from}: {e}");
+        }
     }
 }
 

@@ -272,8 +272,8 @@ fn builtin_entries() -> Vec<Entry> {
         Entry {
             name: "upper",
             usage: "",
-            about: "echoes back upper-cased (the socketserver tutorial's server)",
-            build: |_| Ok(Service::stream(|| Echo::upper)),
+            about: "echoes back upper-cased (the socketserver tutorial's server; TCP and UDP)",
+            build: |_| Ok(Service::stream(|| Echo::upper).with_datagram(Echo::upper)),
         },
         Entry {
             name: "discard",
@@ -330,7 +330,7 @@ fn builtin_entries() -> Vec<Entry> {
         Entry {
             name: "line",
             usage: "[--max-line SIZE]",
-            about: "echoes each line (CRLF or LF) back; a longer line gets one ERR line, then close",
+            about: "echoes each line (CRLF or LF) back; line-based: end each message with \\n; a longer line gets one ERR line, then close",
             build: |o| {
                 let max = o.size("--max-line", LineCodec::DEFAULT_MAX_LENGTH)?;
                 Ok(Service::stream(move || {
@@ -341,7 +341,7 @@ fn builtin_entries() -> Vec<Entry> {
         Entry {
             name: "chat",
             usage: "[--max-line SIZE] [--max-output SIZE] [--disconnect-slow]",
-            about: "chat room: lines go to everyone else; /nick /who /msg /quit /help",
+            about: "chat room, line-based (end each message with \\n); /nick /who /msg /quit /help",
             build: |o| {
                 let defaults = ChatOptions::default();
                 let opts = ChatOptions {

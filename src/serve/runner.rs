@@ -46,7 +46,7 @@ impl Listen {
     ///
     /// let r = Registry::builtin();
     /// assert!(Listen::new(&r, "tcp:0:interface=127.0.0.1", "echo", &[]).is_ok());
-    /// let e = Listen::new(&r, "udp:0", "upper", &[]).unwrap_err();
+    /// let e = Listen::new(&r, "udp:0", "line", &[]).unwrap_err();
     /// assert!(e.contains("no datagram form"), "{e}");
     /// let e = Listen::new(&r, "tcp:eighty", "echo", &[]).unwrap_err();
     /// assert!(e.contains("tcp:eighty"), "{e}");

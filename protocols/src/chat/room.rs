@@ -184,8 +184,11 @@ impl Room {
                         self.compose(&[b"*", nick.as_bytes(), b"* "]);
                         push_text(&mut self.line, text);
                         self.line.extend_from_slice(b"\r\n");
-                        // No echo to the sender (as IRC): silence means delivered.
                         self.send_line(out, target);
+                        // The sender hears where it went (not the text: it has that).
+                        let to = self.members.get(&target).map(|m| m.nick.clone());
+                        self.compose(&[b"* sent to ", to.unwrap_or_default().as_bytes(), b"\r\n"]);
+                        self.send_line(out, id);
                     }
                     None => self.error(out, id, &[b"no such nick: ", to]),
                 }
@@ -437,7 +440,7 @@ mod tests {
         let (mut room, mut rec, m) = room_of(3, ChatOptions::default());
         room.line(&mut rec, m[0], b"/msg GUEST2 psst");
         assert_eq!(rec.to(m[1]), ["*guest1* psst"]);
-        assert!(rec.to(m[0]).is_empty());
+        assert_eq!(rec.to(m[0]), ["* sent to guest2"], "the sender is told where it went");
         assert!(rec.to(m[2]).is_empty());
         room.line(&mut rec, m[0], b"/msg nobody hi");
         assert_eq!(rec.to(m[0]), ["! no such nick: nobody"]);

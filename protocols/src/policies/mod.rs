@@ -2,7 +2,9 @@
 //! to any factory or protocol without touching it.
 //!
 //! - [`IdleTimeout`]: closes a connection after a period without input (re-exported from
-//!   the reactor, which uses it too); [`TimeoutFactory`] applies it to a whole factory.
+//!   the reactor, which uses it too; it resets the connection). [`IdleClose`] closes with a
+//!   FIN after flushing instead, optionally after a line saying why ([`OnIdle`]);
+//!   [`TimeoutFactory`] applies it to a whole factory.
 //! - [`ConnectionLimits`] / [`LimitedFactory`]: at most N connections in total and M per
 //!   peer address; the ones over are refused politely — a one-line message, then close.
 //! - [`Throttle`] / [`Throttled`]: per-connection bandwidth limits, reads and writes, as
@@ -28,5 +30,5 @@ pub use limits::{ConnectionLimits, LimitStats, LimitedFactory, LimitsHandle};
 pub use log_limit::RateLimitedLog;
 pub use on_lost::OnLost;
 pub use throttle::{Throttle, Throttled};
-pub use timeout::TimeoutFactory;
+pub use timeout::{IdleClose, OnIdle, TimeoutFactory};
 pub use torsion_reactor::IdleTimeout;

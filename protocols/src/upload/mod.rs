@@ -6,9 +6,16 @@
 //! 1 KiB `sendall`s, no terminator, no reply awaited) works unchanged. Its server took
 //! whatever its first `recv(1024)` returned as the header, which breaks whenever the file's
 //! first bytes arrive in the same read (the "sticky packet" problem). Here the name's end
-//! is found from the size instead: the file is the last `size` bytes of the upload, which
-//! ends when the client half-closes or pauses (see [`Framing::Tutorial`]). The framed
-//! variant ([`Framing::Framed`]) needs neither.
+//! is found from a `\n` after it, from the header's read boundary checked against the
+//! size and what follows (the next `post|`, a pause, a half-close), and only failing those
+//! inferred from the size at a half-close, with a warning in the log (see
+//! [`Framing::Tutorial`]). The format cannot always tell: `post|3000000|trunc_test.bin`
+//! then 10 bytes fewer than announced then a half-close is also a complete file named
+//! `trun`. Such uploads are refused as `error uncertain: …` when the read boundary shows
+//! the conflict, or when the inferred name does not look like a file name (`trun`: no
+//! extension). They can still be stored under a wrong name when the cut leaves a
+//! plausible one (`trunc_test.b`) or the stream is itself a well-formed upload under
+//! that name. The framed variant ([`Framing::Framed`]) has no such case: prefer it.
 //!
 //! Safety: names must pass [`safe_name`] (no paths, no `..`, no separators, no NUL or
 //! control characters, no hidden or device names); the size limit is checked against the
@@ -30,7 +37,8 @@
 //! let mut upload = factory.protocol();
 //! let mut tr = StringTransport::new();
 //! upload.connection_made(&mut tr.transport());
-//! upload.data_received(&mut tr.transport(), b"post|5|hello.txthello");
+//! upload.data_received(&mut tr.transport(), b"post|5|hello.txt"); // the header's sendall
+//! upload.data_received(&mut tr.transport(), b"hello"); // then the file's
 //! upload.eof_received(&mut tr.transport()); // the client half-closes: the upload ended
 //! assert_eq!(tr.value(), b"ok 5 hello.txt\n");
 //! assert_eq!(std::fs::read(dir.join("hello.txt"))?, b"hello");
@@ -44,5 +52,5 @@ mod parser;
 mod server;
 
 pub use name::{safe_name, NameError, MAX_NAME};
-pub use parser::{Event, Finished, Framing, Header, UploadError, UploadParser};
+pub use parser::{End, Event, Finished, Framing, Header, UploadError, UploadParser};
 pub use server::{UploadFactory, UploadOptions, UploadProtocol};

@@ -2,7 +2,7 @@
 //! body (whose name is only known once the upload ends), and the framed variant; yields
 //! the announcement, the bytes as borrowed slices (never buffered), then the end.
 //!
-//! Tested below, with the chunk-size sweep.
+//! Tested in `parser/tests.rs`, with the chunk-size sweep.
 
 use std::fmt;
 
@@ -13,13 +13,31 @@ use super::name::{safe_name_bytes, NameError, MAX_NAME};
 pub enum Framing {
     /// The socket tutorials' format: `post|<size>|<name>`, then exactly `size` raw bytes.
     ///
-    /// The tutorial's client sends the header with no terminator and the file right
-    /// after it, so where the name stops is only known from the total: once the upload
-    /// has ended, the name is what precedes the last `size` bytes. The end is the
-    /// client's half-close (what `examples/upload_client.rs` does) or a pause in its
-    /// sending (the tutorial's client waits for its user's next command); see
-    /// [`UploadParser::end_of_upload`]. A `\n` (or `\r\n`) after the name is accepted
-    /// and dropped: no name can contain it.
+    /// The tutorial's client sends the header with no terminator and the file right after
+    /// it, so the format itself cannot mark where the name stops. The parser uses, in
+    /// order (see [`UploadParser::end_of_upload`]):
+    ///
+    /// 1. a `\n` (or `\r\n`) after the name: no name can contain it;
+    /// 2. the read boundary: the tutorial's client sends its header with one `sendall`
+    ///    and the file with later ones, so the header often arrives in a read of its own
+    ///    ([`UploadParser::end_of_read`]). That boundary is checked against the size and
+    ///    against what follows the file: another `post|` header, a pause, or the end of
+    ///    the stream. Several uploads may then follow each other without pauses;
+    /// 3. when header and file shared a read: a next `post|` header exactly where a name
+    ///    and the file would end (inferred, but confirmed by what follows);
+    /// 4. only when nothing marks the name's end, inference: the file is the last `size`
+    ///    bytes before a half-close. A pause is not enough to infer (the upload is refused
+    ///    as [`UploadError::Uncertain`]), nor is an implausible name: shorter than
+    ///    [`UploadParser::MIN_INFERRED_NAME`] or without an extension (`name.ext`), which
+    ///    is what a truncated upload's name usually becomes (`trun` for `trunc_test.bin`).
+    ///
+    /// What stays ambiguous is refused, never stored under a guessed name: for example
+    /// `post|3000000|trunc_test.bin`, then 10 bytes fewer than announced, then a
+    /// half-close reads equally well as a complete file named `trun`. When the header came
+    /// in a read of its own, that conflict is seen and refused as uncertain; when the
+    /// header and the file's first bytes arrive in the same read, nothing can tell, and
+    /// the inferred name is used (with a warning in the log). Use [`Framing::Framed`]
+    /// whenever you can choose the client.
     #[default]
     Tutorial,
     /// Length-prefixed frames (u32 big-endian length, then the bytes): one header frame
@@ -47,6 +65,18 @@ pub struct Finished {
     /// How many of the bytes handed out as [`Event::Data`] were the name (and its `\n`),
     /// not the file: the file is the rest.
     pub skip: u64,
+    /// Whether the name's end was inferred from the size alone (nothing marked it, see
+    /// [`Framing::Tutorial`]): worth a warning.
+    pub inferred: bool,
+}
+
+/// How a tutorial upload ended, for [`UploadParser::end_of_upload`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum End {
+    /// The client paused (it waits for its user): more may still be on its way.
+    Pause,
+    /// The client half-closed (or the stream ended): nothing more will come.
+    Close,
 }
 
 /// What the parser found in the input.
@@ -65,6 +95,10 @@ pub enum Event<'a> {
     Data(&'a [u8]),
     /// Framed: all `size` bytes arrived; the next upload's header may follow.
     Complete,
+    /// Tutorial framing: the upload ended where its header's read boundary said, because
+    /// the next `post|` header followed; that header's bytes were also handed out as
+    /// [`Event::Data`] (past the file: [`Finished::skip`] and the size delimit the file).
+    Ended(Finished),
 }
 
 /// Why an upload stream was refused. The stream cannot be resumed after one.
@@ -99,6 +133,9 @@ pub enum UploadError {
         /// The announced size.
         size: u64,
     },
+    /// Tutorial framing: where the name ends cannot be told (see [`Framing::Tutorial`]);
+    /// nothing was stored.
+    Uncertain(String),
     /// A body frame longer than the rest of the file (framed variant).
     FrameOverrun {
         /// The frame's length.
@@ -123,6 +160,7 @@ impl fmt::Display for UploadError {
             UploadError::Truncated { got, size } => {
                 write!(f, "truncated: {got} bytes after the header for a {size}-byte file")
             }
+            UploadError::Uncertain(why) => write!(f, "uncertain: {why}"),
             UploadError::FrameOverrun { len, remaining } => {
                 write!(f, "frame of {len} bytes but only {remaining} left in the file")
             }
@@ -137,8 +175,12 @@ impl std::error::Error for UploadError {}
 enum State {
     /// Tutorial: collecting `post|<size>|`.
     Line,
-    /// Tutorial: the name and the file (`got` bytes so far), up to the end of the upload.
-    Tail { size: u64, got: u64 },
+    /// Tutorial: the name and the file (`got` bytes so far), up to the end of the upload;
+    /// `matched` bytes of a next `post|` seen right after the candidate end.
+    Tail { size: u64, got: u64, cand: Cand, matched: usize },
+    /// Tutorial: a next `post|` followed the candidate end `c` (or, `inferred`, began
+    /// where a name of `c` bytes and the file would end): the upload ended there.
+    Matched { size: u64, c: u64, inferred: bool },
     /// Framed: collecting a 4-byte length prefix (`have` bytes so far).
     Prefix { have: usize, header: bool },
     /// Framed: collecting the header frame's `need` bytes.
@@ -147,6 +189,30 @@ enum State {
     BodyFrame { left: u64 },
     /// An error was reported; nothing more is parsed.
     Failed,
+}
+
+/// Tutorial framing: where the name's end may be, from the bytes after the header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Cand {
+    /// The first read of the upload has not ended yet.
+    Unknown,
+    /// The name's end, `c` bytes in: after a `\n`, or where the header's read ended.
+    At(u64),
+    /// The first read held more than any name: nothing marks the end.
+    Absent,
+    /// `At` was contradicted by bytes past `c + size` that were not a next `post|`.
+    Refuted,
+}
+
+/// Whether a name inferred from the size alone is trusted: at least
+/// [`UploadParser::MIN_INFERRED_NAME`] bytes and ending in `.ext` (1 to 10 ASCII letters or
+/// digits after a dot that does not start the name).
+fn plausible(name: &str) -> bool {
+    let ext = name.rsplit_once('.').filter(|(stem, _)| !stem.is_empty()).map(|(_, e)| e);
+    name.len() >= UploadParser::MIN_INFERRED_NAME
+        && ext.is_some_and(|e| {
+            (1..=10).contains(&e.len()) && e.bytes().all(|b| b.is_ascii_alphanumeric())
+        })
 }
 
 /// The expected start of every header.
@@ -187,6 +253,11 @@ pub struct UploadParser {
 }
 
 impl UploadParser {
+    /// The shortest name inferred from the size alone that is trusted (see
+    /// [`Framing::Tutorial`]): a truncated upload would otherwise be read as a complete
+    /// file under the first bytes of its name.
+    pub const MIN_INFERRED_NAME: usize = 3;
+
     /// Default header limit (1 KiB: `post|`, 20 digits, `|`, a name of up to 200 bytes).
     pub const DEFAULT_MAX_HEADER: usize = 1024;
 
@@ -259,6 +330,13 @@ impl UploadParser {
                     self.state = Self::start(self.framing);
                     return Ok((used, Some(Event::Complete)));
                 }
+                State::Matched { size, c, inferred } => {
+                    let fin = self.named(size, c, inferred)?;
+                    self.window.clear();
+                    self.header = MAGIC.to_vec();
+                    self.state = State::Line;
+                    return Ok((used, Some(Event::Ended(fin))));
+                }
                 _ if rest.is_empty() => return Ok((used, None)),
                 State::Failed => return Err(UploadError::BadHeader("stream already refused")),
                 State::Line => {
@@ -282,22 +360,91 @@ impl UploadParser {
                     self.check_magic()?;
                     if done {
                         let size = self.take_size()?;
-                        self.state = State::Tail { size, got: 0 };
+                        self.state = State::Tail { size, got: 0, cand: Cand::Unknown, matched: 0 };
                         self.window.clear();
                         return Ok((used, Some(Event::Announced { size })));
                     }
                 }
-                State::Tail { size, got } => {
-                    // At most the file, a name and its `\r\n`; what passes that is refused
-                    // (the bytes up to the limit are still handed out, whatever the chunking).
-                    let allowed = (size + MAX_NAME as u64 + 2).saturating_sub(got);
+                State::Tail { size, got, mut cand, matched } => {
+                    // At most the file, a name with its `\r\n`, and a next `post|`; what
+                    // passes that is refused (the bytes up to the limit are still handed
+                    // out, whatever the chunking).
+                    let allowed = (size + (MAX_NAME + 2 + MAGIC.len()) as u64).saturating_sub(got);
                     if allowed == 0 {
                         return self.fail(UploadError::TooLong { size });
                     }
-                    let n = rest.len().min(usize::try_from(allowed).unwrap_or(usize::MAX));
-                    let room = (MAX_NAME + 2).saturating_sub(self.window.len());
+                    let mut n = rest.len().min(usize::try_from(allowed).unwrap_or(usize::MAX));
+                    let mut matched = matched;
+                    match cand {
+                        Cand::At(c) if got >= c + size => {
+                            // Past the candidate end: a next header confirms it.
+                            n = n.min(MAGIC.len() - matched);
+                            if rest[..n] == MAGIC[matched..matched + n] {
+                                matched += n;
+                            } else {
+                                cand = Cand::Refuted;
+                            }
+                        }
+                        Cand::At(c) => n = n.min(usize::try_from(c + size - got).unwrap_or(n)),
+                        Cand::Unknown if got < (MAX_NAME + 2) as u64 => {
+                            // A `\n` ends the name: stop there so the candidate applies.
+                            let look = n.min(MAX_NAME + 2 - got as usize);
+                            if let Some(i) = rest[..look].iter().position(|&b| b == b'\n') {
+                                n = i + 1;
+                                cand = Cand::At(got + n as u64);
+                            }
+                        }
+                        _ => {}
+                    }
+                    if cand == Cand::Refuted
+                        && matches!(self.state, State::Tail { cand: Cand::At(_), .. })
+                    {
+                        matched = 0;
+                    }
+                    let before = self.window.len();
+                    let room = (MAX_NAME + 2).saturating_sub(before);
                     self.window.extend_from_slice(&rest[..n.min(room)]);
-                    self.state = State::Tail { size, got: got + n as u64 };
+                    let mut next_header = None;
+                    if !matches!(cand, Cand::At(_)) && got + n as u64 > size + 1 {
+                        // Nothing marks the name's end: a next `post|` where a name and the
+                        // file would end does (the tutorial client's uploads in a row,
+                        // header and file sharing reads).
+                        for (k, &b) in rest[..n].iter().enumerate() {
+                            let at = got + k as u64;
+                            if at < size + 1 {
+                                continue;
+                            }
+                            matched = if b == MAGIC[matched] {
+                                matched + 1
+                            } else {
+                                usize::from(b == MAGIC[0])
+                            };
+                            if matched == MAGIC.len() {
+                                let skip = at + 1 - MAGIC.len() as u64 - size;
+                                if skip >= 1 && self.name_at(skip).is_ok() {
+                                    next_header = Some(skip);
+                                    n = k + 1;
+                                    let keep = (before + n).min(MAX_NAME + 2);
+                                    self.window.truncate(keep);
+                                    break;
+                                }
+                                matched = 0;
+                            }
+                        }
+                    }
+                    let got = got + n as u64;
+                    if let Cand::At(c) = cand {
+                        if c == got && self.name_at(c).is_err() {
+                            cand = Cand::Absent; // that `\n` was the file's, not a name's end
+                        }
+                    }
+                    self.state = match (cand, next_header) {
+                        (_, Some(c)) => State::Matched { size, c, inferred: true },
+                        (Cand::At(c), _) if matched == MAGIC.len() => {
+                            State::Matched { size, c, inferred: false }
+                        }
+                        _ => State::Tail { size, got, cand, matched },
+                    };
                     return Ok((used + n, Some(Event::Data(&rest[..n]))));
                 }
                 State::Prefix { have, header } => {
@@ -355,49 +502,141 @@ impl UploadParser {
         }
     }
 
-    /// Tutorial framing: the upload has ended (the client half-closed, or paused after
-    /// sending at least `size` bytes more than the header). Splits what followed the
-    /// header into the name and the file: the file is the last `size` bytes.
+    /// Tutorial framing: a read from the socket ended here. The first read of an upload
+    /// that holds no more than a name marks where the name may end (the tutorial's client
+    /// sends its header with a `sendall` of its own); see [`Framing::Tutorial`].
+    pub fn end_of_read(&mut self) {
+        if let State::Tail { size, got, cand: Cand::Unknown, matched } = self.state {
+            if got == 0 {
+                return;
+            }
+            let (cand, matched) = if got <= (MAX_NAME + 2) as u64 && self.name_at(got).is_ok() {
+                (Cand::At(got), 0)
+            } else {
+                (Cand::Absent, matched)
+            };
+            self.state = State::Tail { size, got, cand, matched };
+        }
+    }
+
+    /// Tutorial framing: the upload has ended, by a pause or a half-close. Splits what
+    /// followed the header into the name and the file, using what marks the name's end
+    /// (a `\n`, the header's read boundary confirmed by the size) or, failing that,
+    /// inferring it: the file is then the last `size` bytes ([`Finished::inferred`]).
     ///
-    /// `Ok(None)`: no upload under way, or not even `size + 1` bytes arrived yet (it cannot
-    /// have ended; call again later, or treat it as truncated at end of stream with
-    /// [`UploadParser::received`]).
+    /// `Ok(None)`: no upload under way, or it cannot have ended yet (not even `size + 1`
+    /// bytes, or a pause before the end the header's read boundary gives: call again
+    /// later, or treat it as truncated at end of stream with [`UploadParser::received`]).
     ///
     /// # Errors
     ///
-    /// [`UploadError::BadName`] if the bytes before the file are not a safe name.
+    /// [`UploadError::BadName`] if the bytes before the file are not a safe name, and
+    /// [`UploadError::Uncertain`] when the name's end cannot be told: a read boundary
+    /// contradicted by the size (a truncated file, say), an upload ended by a pause with
+    /// nothing marking the name, or an implausible inferred name (shorter than
+    /// [`UploadParser::MIN_INFERRED_NAME`], or with no `.ext` of 1 to 10 letters or digits).
     ///
     /// # Examples
     ///
     /// ```
-    /// use torsion_protocols::upload::{Event, Framing, Finished, Header, UploadParser};
+    /// use torsion_protocols::upload::{End, Event, Framing, Finished, Header, UploadParser};
     /// let mut p = UploadParser::new(Framing::Tutorial, 1024);
-    /// // What the tutorial's client sends: no terminator after the name.
-    /// let input = b"post|5|hi.txthello";
-    /// let (n, ev) = p.parse(input)?;
-    /// assert_eq!(ev, Some(Event::Announced { size: 5 }));
-    /// assert_eq!(p.parse(&input[n..])?.1, Some(Event::Data(&b"hi.txthello"[..])));
+    /// // What the tutorial's client sends: the header alone, then the file.
+    /// assert_eq!(p.parse(b"post|5|")?, (7, Some(Event::Announced { size: 5 })));
+    /// assert_eq!(p.parse(b"hi.txt")?, (6, Some(Event::Data(&b"hi.txt"[..]))));
+    /// p.end_of_read();
+    /// assert_eq!(p.parse(b"hello")?, (5, Some(Event::Data(&b"hello"[..]))));
+    /// p.end_of_read();
     /// let header = Header { size: 5, name: "hi.txt".into() };
-    /// assert_eq!(p.end_of_upload()?, Some(Finished { header, skip: 6 }));
+    /// let done = Finished { header, skip: 6, inferred: false };
+    /// assert_eq!(p.end_of_upload(End::Pause)?, Some(done));
     /// # Ok::<(), torsion_protocols::upload::UploadError>(())
     /// ```
-    pub fn end_of_upload(&mut self) -> Result<Option<Finished>, UploadError> {
-        let State::Tail { size, got } = self.state else { return Ok(None) };
+    pub fn end_of_upload(&mut self, how: End) -> Result<Option<Finished>, UploadError> {
+        let State::Tail { size, got, cand, matched } = self.state else { return Ok(None) };
+        if let Cand::At(c) = cand {
+            if got >= c + size {
+                let fin = self.named(size, c, false)?;
+                self.window.clear();
+                self.header = MAGIC[..matched].to_vec();
+                self.state = State::Line;
+                return Ok(Some(fin));
+            }
+        }
         if got <= size {
             return Ok(None);
         }
         let skip = got - size;
-        let mut name = &self.window[..skip as usize];
+        // A `\n` right before the last `size` bytes: no name can contain it, so the name
+        // ends there (a shorter one would leave more than `size` bytes of file).
+        if self.window.get(skip as usize - 1) == Some(&b'\n') {
+            let fin = self.named(size, skip, false)?;
+            self.window.clear();
+            self.state = State::Line;
+            return Ok(Some(fin));
+        }
+        let uncertain = |why: String| {
+            Err(UploadError::Uncertain(format!(
+                "{why}; send a newline after the name, or use the framed format"
+            )))
+        };
+        if matches!(cand, Cand::At(c) if c < got) && how == End::Pause {
+            return Ok(None); // the header's read boundary says more is on its way
+        }
+        let fin = self.named(size, skip, true)?;
+        let result = match cand {
+            Cand::At(c) if c < got => {
+                let named = String::from_utf8_lossy(&self.window[..c as usize]).into_owned();
+                uncertain(format!(
+                    "the header named {named:?} but {} bytes followed for a {size}-byte file \
+                     (truncated, or a shorter name)",
+                    got - c
+                ))
+            }
+            Cand::Refuted => uncertain(format!(
+                "more bytes than the header's {size} followed it, and no next header"
+            )),
+            _ if matched > 0 => uncertain(format!(
+                "it ends with {:?}, perhaps the start of a next header",
+                MAGIC[..matched].escape_ascii().to_string()
+            )),
+            _ if how == End::Pause => uncertain(
+                "the upload ended with a pause and nothing marks where its name ends".into(),
+            ),
+            _ if !plausible(&fin.header.name) => uncertain(format!(
+                "the name would be {:?}, which does not look like a file name \
+                 (too short or no extension: a truncated upload, perhaps)",
+                fin.header.name
+            )),
+            _ => Ok(fin),
+        };
+        match result {
+            Ok(fin) => {
+                self.window.clear();
+                self.state = State::Line;
+                Ok(Some(fin))
+            }
+            Err(e) => self.fail(e),
+        }
+    }
+
+    /// The name in the first `skip` bytes after the header (minus a `\n` or `\r\n`).
+    fn name_at(&self, skip: u64) -> Result<String, NameError> {
+        let Some(mut name) = usize::try_from(skip).ok().and_then(|n| self.window.get(..n)) else {
+            return Err(NameError::TooLong); // past the window: longer than any name
+        };
         if let Some(n) = name.strip_suffix(b"\n") {
             name = n.strip_suffix(b"\r").unwrap_or(n);
         }
-        let name = match safe_name_bytes(name) {
-            Ok(n) => n.to_string(),
-            Err(e) => return self.fail(UploadError::BadName(e)),
-        };
-        self.state = State::Line;
-        self.window.clear();
-        Ok(Some(Finished { header: Header { size, name }, skip }))
+        safe_name_bytes(name).map(str::to_string)
+    }
+
+    /// The finished upload whose name takes the first `skip` bytes.
+    fn named(&mut self, size: u64, skip: u64, inferred: bool) -> Result<Finished, UploadError> {
+        match self.name_at(skip) {
+            Ok(name) => Ok(Finished { header: Header { size, name }, skip, inferred }),
+            Err(e) => self.fail(UploadError::BadName(e)),
+        }
     }
 
     fn fail<T>(&mut self, e: UploadError) -> Result<T, UploadError> {
@@ -469,242 +708,4 @@ impl UploadParser {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// What a whole stream parses to: events with consecutive data concatenated.
-    #[derive(Debug, PartialEq, Eq)]
-    enum Seen {
-        Announced(u64),
-        Header(Header),
-        Body(Vec<u8>),
-        Complete,
-        Finished(Finished),
-        Error(UploadError),
-    }
-
-    /// Feeds `input` in `chunk`-byte pieces; `ends` are the offsets after which the
-    /// upload is declared ended (a pause or a half-close).
-    fn run(framing: Framing, input: &[u8], chunk: usize, ends: &[usize]) -> Vec<Seen> {
-        let mut p = UploadParser::new(framing, 1000).max_header(64);
-        let mut seen = Vec::new();
-        let mut at = 0;
-        let mut cuts: Vec<usize> = (chunk..input.len()).step_by(chunk.max(1)).collect();
-        cuts.extend_from_slice(ends);
-        cuts.push(input.len());
-        cuts.sort_unstable();
-        cuts.dedup();
-        for cut in cuts {
-            let mut rest = &input[at..cut];
-            at = cut;
-            loop {
-                match p.parse(rest) {
-                    Ok((n, ev)) => {
-                        rest = &rest[n..];
-                        match ev {
-                            Some(Event::Announced { size }) => seen.push(Seen::Announced(size)),
-                            Some(Event::Header(h)) => seen.push(Seen::Header(h)),
-                            Some(Event::Data(d)) => match seen.last_mut() {
-                                Some(Seen::Body(b)) => b.extend_from_slice(d),
-                                _ => seen.push(Seen::Body(d.to_vec())),
-                            },
-                            Some(Event::Complete) => seen.push(Seen::Complete),
-                            None => break,
-                        }
-                    }
-                    Err(e) => {
-                        seen.push(Seen::Error(e));
-                        return seen;
-                    }
-                }
-            }
-            if ends.contains(&cut) {
-                match p.end_of_upload() {
-                    Ok(Some(f)) => seen.push(Seen::Finished(f)),
-                    Ok(None) => {}
-                    Err(e) => {
-                        seen.push(Seen::Error(e));
-                        return seen;
-                    }
-                }
-            }
-        }
-        seen
-    }
-
-    /// Every chunk size from 1 byte up gives what the whole input gives.
-    fn sweep(framing: Framing, input: &[u8], ends: &[usize]) -> Vec<Seen> {
-        let whole = run(framing, input, input.len(), ends);
-        for chunk in 1..=input.len() {
-            assert_eq!(run(framing, input, chunk, ends), whole, "chunk {chunk}");
-        }
-        whole
-    }
-
-    fn h(size: u64, name: &str) -> Header {
-        Header { size, name: name.into() }
-    }
-
-    fn fin(size: u64, name: &str, skip: u64) -> Seen {
-        Seen::Finished(Finished { header: h(size, name), skip })
-    }
-
-    fn framed(parts: &[&[u8]]) -> Vec<u8> {
-        let mut v = Vec::new();
-        for p in parts {
-            v.extend_from_slice(&(p.len() as u32).to_be_bytes());
-            v.extend_from_slice(p);
-        }
-        v
-    }
-
-    #[test]
-    fn tutorial_uploads_parse_identically_in_every_chunking() {
-        // The tutorial's client (no terminator), then a `\n`- and a `\r\n`-terminated
-        // header, each upload ended by a pause; the last name is as long as allowed.
-        let mut input = b"post|5|a.txthello".to_vec();
-        let first = input.len();
-        input.extend_from_slice(b"post|0|empty\n");
-        let second = input.len();
-        input.extend_from_slice(b"post|3|b\r\nxyz");
-        let third = input.len();
-        let long = "n".repeat(MAX_NAME);
-        input.extend_from_slice(format!("post|2|{long}\r\nhi").as_bytes());
-        let ends = [first, second, third, input.len()];
-        assert_eq!(
-            sweep(Framing::Tutorial, &input, &ends),
-            vec![
-                Seen::Announced(5),
-                Seen::Body(b"a.txthello".to_vec()),
-                fin(5, "a.txt", 5),
-                Seen::Announced(0),
-                Seen::Body(b"empty\n".to_vec()),
-                fin(0, "empty", 6),
-                Seen::Announced(3),
-                Seen::Body(b"b\r\nxyz".to_vec()),
-                fin(3, "b", 3),
-                Seen::Announced(2),
-                Seen::Body(format!("{long}\r\nhi").into_bytes()),
-                fin(2, &long, MAX_NAME as u64 + 2),
-            ]
-        );
-    }
-
-    #[test]
-    fn a_tutorial_upload_ends_only_once_a_name_can_precede_the_file() {
-        let mut p = UploadParser::new(Framing::Tutorial, 1000);
-        assert_eq!(p.parse(b"post|4|").unwrap(), (7, Some(Event::Announced { size: 4 })));
-        assert_eq!(p.parse(b"abcd").unwrap().1, Some(Event::Data(b"abcd")));
-        assert_eq!(p.end_of_upload().unwrap(), None, "4 bytes: no room for a name yet");
-        assert_eq!(p.received(), Some(4));
-        p.parse(b"e").unwrap();
-        assert_eq!(
-            p.end_of_upload().unwrap(),
-            Some(Finished { header: h(4, "a"), skip: 1 }),
-            "a pause inside the upload's last bytes is misread: the name is then \"a\""
-        );
-    }
-
-    #[test]
-    fn framed_uploads_parse_identically_in_every_chunking() {
-        let mut input = framed(&[b"post|7|f.bin", b"abc", b"", b"defg"]);
-        input.extend(framed(&[b"post|0|z"]));
-        input.extend(framed(&[b"post|2|y", b"12"]));
-        assert_eq!(
-            sweep(Framing::Framed, &input, &[]),
-            vec![
-                Seen::Header(h(7, "f.bin")),
-                Seen::Body(b"abcdefg".to_vec()),
-                Seen::Complete,
-                Seen::Header(h(0, "z")),
-                Seen::Complete,
-                Seen::Header(h(2, "y")),
-                Seen::Body(b"12".to_vec()),
-                Seen::Complete,
-            ]
-        );
-    }
-
-    #[test]
-    fn bad_headers_are_refused_in_every_chunking_before_any_body() {
-        let cases: Vec<(&[u8], UploadError)> = vec![
-            (b"get|5|ahello", UploadError::BadHeader("expected post|<size>|<name>")),
-            (b"post|-5|a", UploadError::BadHeader("size is not a number")),
-            (b"post||a", UploadError::BadHeader("size is not a number")),
-            (b"post|5\n", UploadError::BadHeader("size is not a number")),
-            (b"post|1001|bigxxxx", UploadError::TooLarge { size: 1001, limit: 1000 }),
-            (b"post|99999999999999999999999|a", UploadError::BadHeader("size too long")),
-            (b"post|99999999999999999999|a", UploadError::BadHeader("size is not a number")),
-        ];
-        for (input, err) in cases {
-            assert_eq!(sweep(Framing::Tutorial, input, &[]), vec![Seen::Error(err.clone())]);
-            assert_eq!(sweep(Framing::Framed, &framed(&[input]), &[]), vec![Seen::Error(err)]);
-        }
-        assert_eq!(
-            sweep(Framing::Framed, &framed(&[b"post|5"]), &[]),
-            vec![Seen::Error(UploadError::BadHeader("expected post|<size>|<name>"))]
-        );
-        let long = [&b"post|1|"[..], &[b'a'; 100]].concat();
-        assert_eq!(
-            sweep(Framing::Framed, &framed(&[&long]), &[]),
-            vec![Seen::Error(UploadError::HeaderTooLong { limit: 64 })]
-        );
-    }
-
-    #[test]
-    fn unsafe_names_are_refused_in_both_framings() {
-        for (name, why) in [
-            (&b"../x"[..], NameError::Separator),
-            (b"/etc/x", NameError::Separator),
-            (b"a/b", NameError::Separator),
-            (b"\n", NameError::Empty),
-            (b"\r\n", NameError::Empty),
-            (b"a\0b", NameError::Nul),
-            (b"..", NameError::LeadingDot),
-            (b"a\nb", NameError::Control),
-        ] {
-            let mut tutorial = [&b"post|2|"[..], name, b"hi"].concat();
-            let end = tutorial.len();
-            let got = sweep(Framing::Tutorial, &tutorial, &[end]);
-            assert_eq!(got.last(), Some(&Seen::Error(UploadError::BadName(why))), "{name:?}");
-            tutorial.truncate(end - 2);
-            let got = sweep(Framing::Framed, &framed(&[&tutorial]), &[]);
-            if !name.ends_with(b"\n") {
-                assert_eq!(got, vec![Seen::Error(UploadError::BadName(why))], "{name:?}");
-            }
-        }
-        // Framed, an empty name is explicit; in the tutorial's format, `post|2|hi` is an
-        // upload still missing its name (or part of its file): it never completes.
-        let got = sweep(Framing::Framed, &framed(&[b"post|2|"]), &[]);
-        assert_eq!(got, vec![Seen::Error(UploadError::BadName(NameError::Empty))]);
-        let got = sweep(Framing::Tutorial, b"post|2|hi", &[9]);
-        assert_eq!(got, vec![Seen::Announced(2), Seen::Body(b"hi".to_vec())]);
-    }
-
-    #[test]
-    fn more_data_than_the_size_and_a_name_is_refused() {
-        let mut input = b"post|3|".to_vec();
-        input.extend(vec![b'x'; 3 + MAX_NAME + 3]);
-        let got = sweep(Framing::Tutorial, &input, &[]);
-        assert_eq!(
-            got,
-            vec![
-                Seen::Announced(3),
-                Seen::Body(vec![b'x'; 3 + MAX_NAME + 2]),
-                Seen::Error(UploadError::TooLong { size: 3 })
-            ]
-        );
-    }
-
-    #[test]
-    fn a_framed_body_frame_past_the_end_is_refused() {
-        let input = framed(&[b"post|3|a", b"abcd"]);
-        assert_eq!(
-            sweep(Framing::Framed, &input, &[]),
-            vec![
-                Seen::Header(h(3, "a")),
-                Seen::Error(UploadError::FrameOverrun { len: 4, remaining: 3 })
-            ]
-        );
-    }
-}
+mod tests;

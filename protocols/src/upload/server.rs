@@ -2,7 +2,7 @@
 //! streams each upload into a temporary file (`file.rs`) in the upload directory and moves
 //! it into place once complete.
 //!
-//! Tested below with the testing kit, and over sockets in `tests/upload.rs`.
+//! Tested in `server/tests.rs` with the testing kit, and over sockets in `tests/upload.rs`.
 
 use std::cell::{Cell, RefCell};
 use std::collections::hash_map::RandomState;
@@ -16,7 +16,7 @@ use std::time::Duration;
 use torsion_reactor::{Address, Ctx, Error, Factory, Protocol, Reason, TimerId, Transport};
 
 use super::file::PartialFile;
-use super::parser::{Event, Framing, UploadParser};
+use super::parser::{End, Event, Finished, Framing, UploadParser};
 use crate::policies::RateLimitedLog;
 
 /// Timer tags.
@@ -27,6 +27,10 @@ const QUIET: u64 = 3;
 /// After refusing an upload, how long the connection lingers (reading and dropping what
 /// the client still sends, so it can read the status line rather than a reset).
 const LINGER_TIME: Duration = Duration::from_secs(5);
+
+/// ... and for at most this many bytes by default (`UploadOptions::linger_bytes`): a
+/// client that keeps sending after the refusal is not read at full speed for the linger.
+const LINGER_BYTES: u64 = 256 * 1024;
 
 /// Limits and policy of an upload server.
 ///
@@ -46,11 +50,12 @@ pub struct UploadOptions {
     pub max_header: usize,
     /// The wire format (default [`Framing::Tutorial`]).
     pub framing: Framing,
-    /// Tutorial framing: a pause this long, once more than `size` bytes followed the
-    /// header, ends the upload (default 200 ms): the tutorial's client never closes, it
-    /// waits for its user. A half-close ends it at once. A sender that stalls this long
-    /// within the last (name-length) bytes of its file would have its upload cut there and
-    /// misnamed: raise it for slow links, or use the framed variant.
+    /// Tutorial framing: a pause this long ends an upload (default 200 ms) when its
+    /// header's read boundary (or a `\n` after the name) says the file is complete: the
+    /// tutorial's client never closes, it waits for its user. A half-close ends it at
+    /// once. An upload ended by a pause with nothing marking its name's end is refused
+    /// as uncertain (see [`Framing::Tutorial`]); a pause before the end the boundary
+    /// gives is waited out (up to [`UploadOptions::idle_timeout`]).
     pub quiet: Duration,
     /// Replace an existing file of the same name (default `false`: the upload is refused
     /// with `error exists: <name>`, checked as soon as the name is known and again,
@@ -62,7 +67,7 @@ pub struct UploadOptions {
     /// Close a connection that sends nothing for this long (default 60 s); a partial upload
     /// is removed.
     pub idle_timeout: Duration,
-    /// After a refusal, the most bytes read and dropped while lingering (default 1 MiB); past
+    /// After a refusal, the most bytes read and dropped while lingering (default 256 KiB); past
     /// it the connection is closed at once. The linger lets a client that keeps sending read
     /// the status line instead of a reset; the budget stops a client (say, one that
     /// announced 5 GiB) from keeping the server reading and discarding at full speed for the
@@ -80,7 +85,7 @@ impl Default for UploadOptions {
             overwrite: false,
             sync: false,
             idle_timeout: Duration::from_secs(60),
-            linger_bytes: 1024 * 1024,
+            linger_bytes: LINGER_BYTES,
         }
     }
 }
@@ -167,11 +172,18 @@ impl UploadFactory {
     ///
     /// # Errors
     ///
-    /// If `dir` does not exist or is not a directory (the error names it).
+    /// If `dir` does not exist (the error names it and says how to create it) or is not
+    /// a directory.
     pub fn new(dir: impl AsRef<Path>, opts: UploadOptions) -> Result<UploadFactory, Error> {
         let dir = dir.as_ref();
         let what = format!("upload directory {}", dir.display());
-        let dir = fs::canonicalize(dir).map_err(|e| Error::new(what.clone(), e))?;
+        let dir = fs::canonicalize(dir).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => {
+                let hint = format!("{what} does not exist (create it: mkdir -p {})", dir.display());
+                Error::new(hint, e)
+            }
+            _ => Error::new(what.clone(), e),
+        })?;
         if !dir.is_dir() {
             let e = io::Error::new(io::ErrorKind::NotADirectory, "not a directory");
             return Err(Error::new(what, e));
@@ -285,6 +297,7 @@ impl UploadProtocol {
                 Some(Event::Header(h)) => self.begin(t, h.size, Some(h.name))?,
                 Some(Event::Data(d)) => self.write(d)?,
                 Some(Event::Complete) => self.complete(t)?,
+                Some(Event::Ended(fin)) => self.store_tutorial(t, fin)?,
             }
         }
     }
@@ -334,23 +347,34 @@ impl UploadProtocol {
     /// Tutorial: the upload ended (a pause, or the client's half-close at `eof`).
     fn finish(&mut self, t: &mut Transport<'_>, eof: bool) -> Result<(), Refusal> {
         let got = self.parser.received();
-        match self.parser.end_of_upload().map_err(|e| e.to_string())? {
-            Some(fin) => {
-                let Some(cur) = self.current.take() else { return Ok(()) };
-                let name = fin.header.name;
-                self.check_free(&name)?;
-                let mut dest = PartialFile::create(&self.cfg.dir, &name, || self.cfg.nonce())
-                    .map_err(|e| cannot_store(&self.cfg.dir, &e))?;
-                dest.copy_from(cur.file, fin.skip, fin.header.size)
-                    .map_err(|e| cannot_store(&dest.tmp, &e))?;
-                self.store(t, dest, fin.header.size, &name)
-            }
+        let how = if eof { End::Close } else { End::Pause };
+        match self.parser.end_of_upload(how).map_err(|e| e.to_string())? {
+            Some(fin) => self.store_tutorial(t, fin),
             None if eof && got.is_some() => {
                 let (got, size) = (got.unwrap_or(0), self.current.as_ref().map_or(0, |c| c.size));
                 Err(format!("truncated: {got} bytes after the header for a {size}-byte file"))
             }
             None => Ok(()),
         }
+    }
+
+    /// Tutorial: copies the file's bytes out of what arrived to a file of its name.
+    fn store_tutorial(&mut self, t: &mut Transport<'_>, fin: Finished) -> Result<(), Refusal> {
+        let Some(cur) = self.current.take() else { return Ok(()) };
+        let name = fin.header.name;
+        if fin.inferred {
+            log::warn!(
+                "{}: nothing marked where the name ended; inferred {name:?} from the size \
+                 (a truncated upload would look the same: prefer the framed format)",
+                t.id()
+            );
+        }
+        self.check_free(&name)?;
+        let mut dest = PartialFile::create(&self.cfg.dir, &name, || self.cfg.nonce())
+            .map_err(|e| cannot_store(&self.cfg.dir, &e))?;
+        dest.copy_from(cur.file, fin.skip, fin.header.size)
+            .map_err(|e| cannot_store(&dest.tmp, &e))?;
+        self.store(t, dest, fin.header.size, &name)
     }
 
     /// Moves a complete file to its name and answers `ok`.
@@ -409,6 +433,7 @@ impl Protocol for UploadProtocol {
         if let Err(why) = self.feed(t, data) {
             return self.refuse(t, &why);
         }
+        self.parser.end_of_read();
         // Tutorial framing: the upload ends at the next pause (once long enough).
         if self.parser.received().is_some() {
             let quiet = self.cfg.opts.quiet;
@@ -476,276 +501,4 @@ impl Protocol for UploadProtocol {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use torsion_reactor::testing::StringTransport;
-    use torsion_reactor::{Clock, ManualClock, TransportOptions};
-
-    /// A fresh empty directory under the system's temporary directory.
-    fn scratch(tag: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("torsion-upload-{tag}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&d);
-        fs::create_dir_all(&d).unwrap();
-        d
-    }
-
-    fn listing(dir: &Path) -> Vec<String> {
-        let mut v: Vec<String> = fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        v.sort();
-        v
-    }
-
-    #[test]
-    fn an_upload_in_every_chunking_is_stored_byte_exact() {
-        let dir = scratch("chunks");
-        let factory = UploadFactory::new(&dir, UploadOptions::default()).unwrap();
-        let body: Vec<u8> = (0..300u32).map(|i| (i * 7) as u8).collect();
-        let mut wire = format!("post|{}|data.bin\n", body.len()).into_bytes();
-        wire.extend_from_slice(&body);
-        for chunk in 1..=wire.len() {
-            let mut p = factory.protocol();
-            let mut tr = StringTransport::new();
-            p.connection_made(&mut tr.transport());
-            for piece in wire.chunks(chunk) {
-                p.data_received(&mut tr.transport(), piece);
-            }
-            assert!(tr.value().is_empty(), "nothing answered before the upload ends");
-            p.timer_fired(&mut tr.transport(), QUIET); // the client pauses
-            assert_eq!(tr.take(), b"ok 300 data.bin\n", "chunk {chunk}");
-            assert_eq!(fs::read(dir.join("data.bin")).unwrap(), body);
-            assert_eq!(listing(&dir), ["data.bin"], "no temporary file left");
-            fs::remove_file(dir.join("data.bin")).unwrap();
-        }
-        fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn the_quiet_timer_is_armed_and_reset_while_a_tutorial_upload_streams() {
-        let dir = scratch("quiet");
-        let opts = UploadOptions { quiet: Duration::from_millis(250), ..Default::default() };
-        let mut p = UploadFactory::new(&dir, opts).unwrap().protocol();
-        let clock = ManualClock::new();
-        let mut tr = StringTransport::with_options(TransportOptions::default(), clock.now());
-        p.connection_made(&mut tr.transport());
-        p.data_received(&mut tr.transport(), b"post|3|q.txt");
-        let quiet = p.quiet.unwrap();
-        assert_eq!(tr.ctx().timer_deadline(quiet), Some(clock.now() + Duration::from_millis(250)));
-        clock.advance(Duration::from_millis(100));
-        tr.set_now(clock.now());
-        p.data_received(&mut tr.transport(), b"abc");
-        assert_eq!(p.quiet, Some(quiet), "the same timer, moved");
-        assert_eq!(tr.ctx().timer_deadline(quiet), Some(clock.now() + Duration::from_millis(250)));
-        p.timer_fired(&mut tr.transport(), QUIET);
-        assert_eq!(tr.take(), b"ok 3 q.txt\n");
-        // The next upload on the same connection, after the pause.
-        p.data_received(&mut tr.transport(), b"post|2|r.txtxy");
-        p.timer_fired(&mut tr.transport(), QUIET);
-        assert_eq!(tr.take(), b"ok 2 r.txt\n");
-        assert_eq!(fs::read(dir.join("r.txt")).unwrap(), b"xy");
-        fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn a_pause_before_the_whole_file_arrived_does_not_end_the_upload() {
-        let dir = scratch("early");
-        let mut p = UploadFactory::new(&dir, UploadOptions::default()).unwrap().protocol();
-        let mut tr = StringTransport::new();
-        p.data_received(&mut tr.transport(), b"post|10|f.txt\nabc");
-        p.timer_fired(&mut tr.transport(), QUIET);
-        assert!(tr.value().is_empty() && !tr.is_write_shut());
-        p.data_received(&mut tr.transport(), b"defghij");
-        p.timer_fired(&mut tr.transport(), QUIET);
-        assert_eq!(tr.take(), b"ok 10 f.txt\n");
-        assert_eq!(fs::read(dir.join("f.txt")).unwrap(), b"abcdefghij");
-        fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn an_oversized_upload_is_refused_before_anything_is_written() {
-        let dir = scratch("big");
-        let opts = UploadOptions { max_size: 10, ..UploadOptions::default() };
-        let mut p = UploadFactory::new(&dir, opts).unwrap().protocol();
-        let mut tr = StringTransport::new();
-        p.connection_made(&mut tr.transport());
-        p.data_received(&mut tr.transport(), b"post|11|big\n");
-        assert_eq!(tr.take(), b"error file of 11 bytes exceeds the limit of 10\n");
-        assert!(tr.is_write_shut(), "half-closed so the client reads the answer");
-        assert!(listing(&dir).is_empty());
-        p.data_received(&mut tr.transport(), b"01234567890");
-        assert!(listing(&dir).is_empty() && tr.value().is_empty(), "the rest is dropped");
-        p.timer_fired(&mut tr.transport(), LINGER);
-        assert!(tr.is_closing());
-        fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn lingering_after_a_refusal_stops_at_the_byte_budget() {
-        let dir = scratch("budget");
-        let opts = UploadOptions { max_size: 10, linger_bytes: 100, ..UploadOptions::default() };
-        for framing in [Framing::Tutorial, Framing::Framed] {
-            let opts = UploadOptions { framing, ..opts.clone() };
-            let mut p = UploadFactory::new(&dir, opts).unwrap().protocol();
-            let mut tr = StringTransport::new();
-            p.connection_made(&mut tr.transport());
-            let line: &[u8] = b"post|5000000000|big";
-            let mut header = Vec::new();
-            if framing == Framing::Framed {
-                header.extend_from_slice(&(line.len() as u32).to_be_bytes());
-            }
-            header.extend_from_slice(line);
-            p.data_received(&mut tr.transport(), &header);
-            assert!(tr.is_write_shut() && !tr.is_closing(), "refused, lingering: {:?}", tr.value());
-            p.data_received(&mut tr.transport(), &[0u8; 100]);
-            assert!(!tr.is_closing(), "at the budget: still lingering");
-            p.data_received(&mut tr.transport(), &[0u8; 1]);
-            assert!(tr.is_closing(), "past the budget: closed before the linger time");
-        }
-        fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn a_partial_file_is_removed_when_the_client_disconnects() {
-        let dir = scratch("partial");
-        for framing in [Framing::Tutorial, Framing::Framed] {
-            let opts = UploadOptions { framing, ..UploadOptions::default() };
-            let mut p = UploadFactory::new(&dir, opts).unwrap().protocol();
-            let mut tr = StringTransport::new();
-            p.connection_made(&mut tr.transport());
-            match framing {
-                Framing::Tutorial => p.data_received(&mut tr.transport(), b"post|1000|half.bin\n"),
-                Framing::Framed => p.data_received(
-                    &mut tr.transport(),
-                    b"\0\0\0\x12post|1000|half.bin\0\0\x03\xe8",
-                ),
-            }
-            p.data_received(&mut tr.transport(), &[7; 500]);
-            let names = listing(&dir);
-            assert_eq!(names.len(), 1);
-            assert!(names[0].starts_with('.') && names[0].contains("upload-"), "{names:?}");
-            p.connection_lost(&mut tr.ctx(), Reason::Lost(io::ErrorKind::ConnectionReset.into()));
-            assert!(listing(&dir).is_empty(), "partial file removed ({framing:?})");
-        }
-        fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn a_half_close_ends_a_tutorial_upload_or_reports_it_truncated() {
-        let dir = scratch("eof");
-        let factory = UploadFactory::new(&dir, UploadOptions::default()).unwrap();
-        let mut p = factory.protocol();
-        let mut tr = StringTransport::new();
-        p.data_received(&mut tr.transport(), b"post|3|whole.txtabc");
-        assert!(!p.eof_received(&mut tr.transport()));
-        assert_eq!(tr.take(), b"ok 3 whole.txt\n");
-        let mut p = factory.protocol();
-        let mut tr = StringTransport::new();
-        p.data_received(&mut tr.transport(), b"post|10|t.txt\nabc");
-        assert!(!p.eof_received(&mut tr.transport()));
-        assert_eq!(tr.take(), b"error truncated: 9 bytes after the header for a 10-byte file\n");
-        assert_eq!(listing(&dir), ["whole.txt"]);
-        fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn unsafe_names_are_refused_and_nothing_is_written() {
-        let dir = scratch("names");
-        let factory = UploadFactory::new(&dir, UploadOptions::default()).unwrap();
-        for name in ["../x", "/etc/x", "a/b", "", "a\0b", "..", ".hidden", "-rf", "CON"] {
-            for framed in [false, true] {
-                let mut p = if framed {
-                    let opts = UploadOptions { framing: Framing::Framed, ..Default::default() };
-                    UploadFactory::new(&dir, opts).unwrap().protocol()
-                } else {
-                    factory.protocol()
-                };
-                let mut tr = StringTransport::new();
-                p.connection_made(&mut tr.transport());
-                let header = format!("post|2|{name}");
-                if framed {
-                    let mut wire = (header.len() as u32).to_be_bytes().to_vec();
-                    wire.extend_from_slice(header.as_bytes());
-                    wire.extend_from_slice(b"\0\0\0\x02hi");
-                    p.data_received(&mut tr.transport(), &wire);
-                } else {
-                    p.data_received(&mut tr.transport(), format!("{header}\nhi").as_bytes());
-                    p.timer_fired(&mut tr.transport(), QUIET);
-                }
-                let reply = String::from_utf8(tr.take()).unwrap();
-                assert!(reply.starts_with("error bad name: "), "{name:?}: {reply:?}");
-                assert!(listing(&dir).is_empty(), "{name:?}");
-            }
-        }
-        fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn an_existing_file_is_not_replaced_unless_configured() {
-        let dir = scratch("exists");
-        fs::write(dir.join("keep.txt"), b"original").unwrap();
-        let mut p = UploadFactory::new(&dir, UploadOptions::default()).unwrap().protocol();
-        let mut tr = StringTransport::new();
-        p.data_received(&mut tr.transport(), b"post|3|keep.txt\nnew");
-        p.timer_fired(&mut tr.transport(), QUIET);
-        assert_eq!(tr.take(), b"error exists: keep.txt\n");
-        assert_eq!(fs::read(dir.join("keep.txt")).unwrap(), b"original");
-        assert_eq!(listing(&dir), ["keep.txt"]);
-        let opts = UploadOptions { overwrite: true, ..UploadOptions::default() };
-        let mut p = UploadFactory::new(&dir, opts).unwrap().protocol();
-        let mut tr = StringTransport::new();
-        p.data_received(&mut tr.transport(), b"post|3|keep.txt\nnew");
-        p.timer_fired(&mut tr.transport(), QUIET);
-        assert_eq!(tr.take(), b"ok 3 keep.txt\n");
-        assert_eq!(fs::read(dir.join("keep.txt")).unwrap(), b"new");
-        assert_eq!(listing(&dir), ["keep.txt"]);
-        fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn the_idle_timer_removes_a_stalled_upload() {
-        let dir = scratch("idle");
-        let opts = UploadOptions { idle_timeout: Duration::from_secs(7), ..Default::default() };
-        let mut p = UploadFactory::new(&dir, opts).unwrap().protocol();
-        let mut tr = StringTransport::new();
-        p.connection_made(&mut tr.transport());
-        let idle = p.idle.unwrap();
-        let now = tr.ctx().now();
-        assert_eq!(tr.ctx().timer_deadline(idle), Some(now + Duration::from_secs(7)));
-        p.data_received(&mut tr.transport(), b"post|10|slow.txt\nab");
-        assert_eq!(listing(&dir).len(), 1);
-        p.timer_fired(&mut tr.transport(), IDLE);
-        assert_eq!(tr.take(), b"error idle timeout\n");
-        assert!(tr.is_closing());
-        assert!(listing(&dir).is_empty());
-        fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn the_framed_variant_stores_files_at_once_in_every_chunking() {
-        let dir = scratch("framed");
-        let opts = UploadOptions { framing: Framing::Framed, ..UploadOptions::default() };
-        let factory = UploadFactory::new(&dir, opts).unwrap();
-        let mut wire = Vec::new();
-        for part in [&b"post|4|framed.bin"[..], b"ab", b"cd", b"post|1|two"] {
-            wire.extend_from_slice(&(part.len() as u32).to_be_bytes());
-            wire.extend_from_slice(part);
-        }
-        wire.extend_from_slice(b"\0\0\0\x01z");
-        for chunk in 1..=wire.len() {
-            let mut p = factory.protocol();
-            let mut tr = StringTransport::new();
-            for piece in wire.chunks(chunk) {
-                p.data_received(&mut tr.transport(), piece);
-            }
-            assert_eq!(tr.take(), b"ok 4 framed.bin\nok 1 two\n", "chunk {chunk}");
-            assert_eq!(fs::read(dir.join("framed.bin")).unwrap(), b"abcd");
-            assert_eq!(listing(&dir), ["framed.bin", "two"]);
-            for f in ["framed.bin", "two"] {
-                fs::remove_file(dir.join(f)).unwrap();
-            }
-        }
-        fs::remove_dir_all(&dir).unwrap();
-    }
-}
+mod tests;
