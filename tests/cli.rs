@@ -320,6 +320,9 @@ fn trace_prints_events_and_callbacks() {
     assert!(err.contains("readable=true"), "{err}");
     assert!(err.contains("data_received ran for"), "{err}");
     assert!(err.contains("read 6 B"), "{err}");
+    assert!(err.contains("wrote 6 B"), "the outgoing half shows too: {err}");
+    assert!(err.contains("trace legend: conn#SLOT.GEN"), "{err}");
+    assert!(err.contains(": closed: "), "{err}");
 }
 
 #[test]

@@ -14,9 +14,9 @@
 //! too many or too long header fields, 413 for a body over the limit — from the announced
 //! length, before the body is read — 400 for anything malformed and for every request
 //! smuggling vector ([`body_framing`]), 408 when the head (one deadline, not reset by
-//! trickling bytes: slowloris) or the body is too slow. After an error the server shuts
-//! its side and drops input for [`ServerConfig::linger`], so the client reads the answer
-//! instead of a reset.
+//! trickling bytes: slowloris) or the body is too slow. After an error the server closes
+//! through the reactor's lingering close (`TransportOptions::linger`: our side shut, input
+//! dropped for at most 2 s and 256 KiB), so the client reads the answer instead of a reset.
 //!
 //! A resource that needs to wait (a thread-pool job, another request, a timer) returns
 //! [`Response::later`] with a `Deferred` from [`Resource::render_with`] — or is a
@@ -124,9 +124,6 @@ pub struct ServerConfig {
     /// Pipelined bytes buffered while a response streams before reading pauses
     /// (default 64 KiB).
     pub max_pipelined: usize,
-    /// How long input is read and dropped after an error response before closing
-    /// (default 2 s).
-    pub linger: Duration,
 }
 
 impl Default for ServerConfig {
@@ -138,7 +135,6 @@ impl Default for ServerConfig {
             body_timeout: Duration::from_secs(30),
             max_requests_per_connection: 1000,
             max_pipelined: 64 * 1024,
-            linger: Duration::from_secs(2),
         }
     }
 }

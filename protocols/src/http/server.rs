@@ -136,8 +136,6 @@ enum Timer {
     Header,
     /// No body bytes for a while.
     Body,
-    /// After an error: how long to keep reading (and dropping) before closing.
-    Linger,
     /// Pending but meaningless (its head completed): re-armed by the next `arm`, ignored
     /// if it fires first. Resetting one timer is cheaper than cancelling and scheduling.
     Spent,
@@ -231,10 +229,12 @@ impl HttpConnection {
 
     fn linger(&mut self, t: &mut Transport<'_>) {
         self.buf = Buffer::new();
+        // Input from here on is dropped; the reactor's lingering close
+        // (`TransportOptions::linger`) flushes the answer, shuts our side and reads and drops
+        // what the client still sends, bounded in time and bytes, so it reads the answer
+        // instead of a reset.
         self.state = State::Lingering;
-        t.lose_write_connection();
-        let linger = self.config.linger;
-        self.arm(t, Timer::Linger, linger);
+        t.lose_connection();
     }
 
     /// Handles whatever the buffer holds, request after request.
@@ -648,10 +648,6 @@ impl Protocol for HttpConnection {
                 let what = if kind == Timer::Header { "header" } else { "body" };
                 self.refuse(t, 408, &format!("request {what} not received in time"));
             }
-            Timer::Linger => {
-                self.state = State::Closed;
-                t.lose_connection();
-            }
             Timer::Spent => {}
         }
         if kind == Timer::Idle {
@@ -809,9 +805,7 @@ mod tests {
                 if status != "200" {
                     assert!(out.contains("Connection: close\r\n"), "{out}");
                     assert!(c.tr.is_write_shut() || c.tr.is_closing(), "our side is shut");
-                    c.advance(config.linger);
-                    c.fire_due();
-                    assert!(c.tr.is_closing(), "closed after the linger");
+                    assert!(c.tr.is_closing(), "closing: the reactor lingers");
                 }
             }
         }
@@ -879,9 +873,7 @@ mod tests {
             assert!(c.tr.is_write_shut() || c.tr.is_closing(), "our side is shut after an error");
             // What follows is dropped, not parsed as another request.
             assert_eq!(c.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"), "");
-            c.advance(config.linger);
-            c.fire_due();
-            assert!(c.tr.is_closing(), "closed after the linger");
+            assert!(c.tr.is_closing(), "closing: the reactor lingers");
         }
         assert!(Conn::new(config).server.stats_handle().borrow().refused == 0);
     }

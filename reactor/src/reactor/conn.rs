@@ -242,6 +242,9 @@ impl Reactor {
         f(proto, &mut t, &self.read_buf);
         self.shared.scratch_owner = None;
         if !self.shared.scratch.is_empty() {
+            if log::log_enabled!(target: TRACE, log::Level::Trace) {
+                trace!(target: TRACE, "  {id} wrote {} B", self.shared.scratch.len());
+            }
             let r = conn.io.write_through(&self.shared.scratch);
             self.shared.scratch.clear();
             match r {
@@ -279,6 +282,9 @@ impl Reactor {
                 let (outcome, n) = io.flush();
                 if n > 0 {
                     self.shared.stats.bytes_out += n as u64;
+                    if log::log_enabled!(target: TRACE, log::Level::Trace) {
+                        trace!(target: TRACE, "  {} flushed {n} B", ConnId::new(slot, io.gen));
+                    }
                     if io.has(flag::SEND_WATCHED) {
                         if let Some(w) = self.conns.send_moved.get_mut(&slot) {
                             w.1 = self.shared.now;

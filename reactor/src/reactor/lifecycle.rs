@@ -113,7 +113,7 @@ impl Reactor {
                 }
                 self.shared.gens[id.slot()] = VACANT;
                 self.shared.stats.closed += 1;
-                debug!("{id}: closed: {reason}");
+                debug!(target: crate::TRACE_TARGET, "{id}: closed: {reason}");
                 if !made {
                     // A TLS handshake that never completed: its protocol never started.
                     self.never_made(id, proto, connector, reason);
@@ -232,7 +232,7 @@ impl Reactor {
                 self.begin_shutdown();
             }
             State::Stopping { deadline } => {
-                if self.conns.is_empty() {
+                if self.only_lingering() {
                     self.finish_shutdown();
                 } else if self.shared.now >= deadline {
                     warn!(
@@ -285,13 +285,23 @@ impl Reactor {
         self.flush_dirty();
         self.reap();
         self.state = State::Stopping { deadline: self.shared.now + grace };
-        if self.conns.is_empty() {
+        if self.only_lingering() {
             self.finish_shutdown();
         }
     }
 
+    /// Every protocol has finished: what is left only lingers (its protocol was told, its
+    /// output handed to the kernel with a FIN), so a shutdown need not wait for it.
+    fn only_lingering(&self) -> bool {
+        self.conns.iter().all(|(_, c)| c.io.state == ConnState::Lingering)
+    }
+
     /// Factories' `stopped`, then after triggers.
     fn finish_shutdown(&mut self) {
+        let lingering: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        for slot in lingering {
+            self.kill(slot, Reason::Shutdown);
+        }
         // Client factories waiting to reconnect are forgotten.
         for (_, c) in std::mem::take(&mut *self.connectors) {
             if let Some(t) = c.timer {

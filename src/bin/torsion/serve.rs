@@ -94,6 +94,14 @@ pub(crate) fn run(args: ServeArgs, trace: bool) -> Result<(), String> {
         filter.push_str(&format!(",{}=trace", torsion::reactor::TRACE_TARGET));
     }
     env_logger::Builder::new().parse_filters(&filter).format_timestamp_micros().init();
+    if trace {
+        eprintln!(
+            "trace legend: conn#SLOT.GEN names a connection (slab slot, generation: a reused slot \
+             gets a new generation); poll = one loop pass; event = readiness from the kernel; \
+             read/wrote/flushed N B = bytes in, bytes a callback queued or wrote, bytes sent \
+             later; closed = the connection's end and why"
+        );
+    }
     let registry = Registry::builtin();
     let listens = if args.listen.is_empty() {
         demo(&registry, args.port_base)?
