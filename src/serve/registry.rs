@@ -330,7 +330,7 @@ fn builtin_entries() -> Vec<Entry> {
         Entry {
             name: "line",
             usage: "[--max-line SIZE]",
-            about: "echoes each line (CRLF or LF) back; line-based: end each message with \\n; a longer line gets one ERR line, then close",
+            about: "echoes each line back (end each message with \\n); too long: one ERR line, close",
             build: |o| {
                 let max = o.size("--max-line", LineCodec::DEFAULT_MAX_LENGTH)?;
                 Ok(Service::stream(move || {
