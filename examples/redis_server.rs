@@ -90,27 +90,35 @@ fn answer(store: &Store, args: &[&[u8]], r: &mut Reply<'_>) {
     }
 }
 
+/// A Redis-speaking server on one reactor thread.
+#[derive(clap::Parser)]
+#[command(name = "redis_server")]
+struct Args {
+    /// Address to serve on.
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:6380")]
+    listen: String,
+    /// Memory cap (100M, 1G); writes past it are refused with -OOM.
+    #[arg(long, value_name = "SIZE")]
+    maxmemory: Option<String>,
+    /// Serve the 80-line plugin of this file instead of the full server.
+    #[arg(long)]
+    mini: bool,
+}
+
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let mut listen = "127.0.0.1:6380".to_string();
+    let args: Args = clap::Parser::parse();
     let mut opts = RespOptions::default();
-    let mut mini = false;
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--listen" => match args.next() {
-                Some(v) => listen = v,
-                None => return usage("--listen needs HOST:PORT"),
-            },
-            "--maxmemory" => match args.next().and_then(|v| torsion::serve::parse_size(&v)) {
-                Some(n) => opts.maxmemory = n,
-                None => return usage("--maxmemory needs a size (100M, 1G)"),
-            },
-            "--mini" => mini = true,
-            other => return usage(&format!("unknown argument {other:?}")),
+    if let Some(v) = &args.maxmemory {
+        match torsion::serve::parse_size(v) {
+            Some(n) => opts.maxmemory = n,
+            None => {
+                eprintln!("redis_server: --maxmemory needs a size (100M, 1G), got {v:?}");
+                return ExitCode::from(2);
+            }
         }
     }
-    match serve(&listen, opts, mini) {
+    match serve(&args.listen, opts, args.mini) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("redis_server: {e}");
@@ -139,11 +147,4 @@ fn serve(listen: &str, opts: RespOptions, mini: bool) -> Result<(), Box<dyn std:
     reactor.stop_on_signals()?;
     reactor.run()?;
     Ok(())
-}
-
-fn usage(problem: &str) -> ExitCode {
-    eprintln!(
-        "redis_server: {problem}\nusage: redis_server [--listen HOST:PORT] [--maxmemory SIZE] [--mini]"
-    );
-    ExitCode::from(2)
 }
