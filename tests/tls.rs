@@ -306,7 +306,14 @@ fn a_close_without_close_notify_is_not_a_clean_end() {
     });
     run_until(&mut reactor, |_| !log.borrow().is_empty());
     handle.join().unwrap();
-    assert_eq!(log.borrow()[0], "TLS failed: the peer closed without close_notify");
+    // Not a clean end: the missing close_notify, or a reset when the kernel still held bytes
+    // the client never read (its session tickets) as it dropped the socket.
+    let end = log.borrow()[0].clone();
+    assert!(
+        end == "TLS failed: the peer closed without close_notify"
+            || end.starts_with("connection lost: Connection reset"),
+        "{end}"
+    );
 }
 
 #[test]

@@ -68,7 +68,7 @@ fn roots_from(path: &Path) -> Result<RootCertStore, Error> {
 ///
 /// ```no_run
 /// use torsion_reactor::TlsServerConfig;
-/// let config = TlsServerConfig::from_pem_files("cert.pem", "key.pem")?
+/// let _config = TlsServerConfig::from_pem_files("cert.pem", "key.pem")?
 ///     .with_alpn(&["http/1.1"])?;
 /// # Ok::<(), torsion_reactor::Error>(())
 /// ```
@@ -263,8 +263,8 @@ fn alpn_list(protocols: &[&str]) -> Result<Vec<Vec<u8>>, Error> {
 ///
 /// ```no_run
 /// use torsion_reactor::TlsClientConfig;
-/// let system = TlsClientConfig::system_roots()?;
-/// let test = TlsClientConfig::with_ca_file("ca.pem")?.with_alpn(&["http/1.1"])?;
+/// let _system = TlsClientConfig::system_roots()?;
+/// let _test = TlsClientConfig::with_ca_file("ca.pem")?.with_alpn(&["http/1.1"])?;
 /// # Ok::<(), torsion_reactor::Error>(())
 /// ```
 #[derive(Clone)]
