@@ -195,3 +195,13 @@ fn unix_datagram_echo_with_the_same_protocol_and_socket_file_cleanup() {
     assert!(!server.exists(), "socket file removed on close");
     let _ = std::fs::remove_file(&client_path);
 }
+
+#[test]
+fn datagram_bytes_out_are_counted_like_bytes_in() {
+    let mut reactor = Reactor::new().unwrap();
+    let port = reactor.listen_udp("127.0.0.1:0", UdpEcho).unwrap();
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    client.send_to(b"count me", port.addr).unwrap();
+    run_until(&mut reactor, |r| r.stats().bytes_out == 8);
+    assert_eq!(reactor.stats().bytes_in, 8);
+}
