@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use rustls::server::{ResolvesServerCertUsingSni, WebPkiClientVerifier};
+use rustls::server::WebPkiClientVerifier;
 use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, ClientConnection, Connection, RootCertStore, ServerConfig};
 
@@ -225,7 +225,8 @@ impl TlsServerConfig {
     }
 }
 
-/// Picks the certificate by SNI name, else the default.
+/// Picks the certificate by SNI name, else the default (rustls' own SNI resolver has no
+/// default, so a client without SNI — or with an unknown name — would be refused).
 #[derive(Debug)]
 struct SniResolver {
     default: Arc<CertifiedKey>,
@@ -239,10 +240,6 @@ impl rustls::server::ResolvesServerCert for SniResolver {
         Some(Arc::clone(chosen.map_or(&self.default, |(_, ck)| ck)))
     }
 }
-
-// Kept for readers looking for rustls' own resolver: ours adds a default certificate.
-#[allow(dead_code)]
-type _RustlsSni = ResolvesServerCertUsingSni;
 
 fn alpn_list(protocols: &[&str]) -> Result<Vec<Vec<u8>>, Error> {
     protocols
