@@ -4,7 +4,7 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -301,7 +301,14 @@ fn a_graceful_stop_answers_a_pipelined_request_read_behind_a_long_response() {
         r.run().unwrap();
     });
     let (addr, handle) = rx.recv_timeout(DEADLINE).unwrap();
-    let mut s = client(addr);
+    // A small receive window set before connecting turns off the kernel's buffer
+    // autotuning (tcp_rmem may allow 32 MiB), so the 8 MiB cannot all be in flight
+    // before the stop and the stop really lands mid-response.
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.set_recv_buffer_size(16 << 10).unwrap();
+    sock.connect(&addr.into()).unwrap();
+    let mut s: TcpStream = sock.into();
+    s.set_read_timeout(Some(DEADLINE)).unwrap();
     // Both requests in one write: the second is read while the first streams.
     s.write_all(b"GET /long HTTP/1.1\r\nHost: t\r\n\r\nGET / HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
     let mut head = [0u8; 15];
