@@ -4,7 +4,9 @@
 //!
 //! Tested below with the testing kit, in every chunking.
 
-use torsion_reactor::{Ctx, Protocol, Reason, Transport};
+use torsion_reactor::{
+    Ctx, Error as ReactorError, Protocol, Reason, TlsClientConfig, TlsServerConfig, Transport,
+};
 
 use crate::codec::{
     Buffer, CodecError, Decoder, Encoder, Framed, LengthPrefixed, LineCodec, NetstringCodec,
@@ -176,6 +178,7 @@ pub struct LineTransport<'s, 't> {
     codec: &'s mut LineCodec,
     raw: &'s mut bool,
     pushback: &'s mut Vec<u8>,
+    buf: &'s mut Buffer,
 }
 
 impl<'s, 't> LineTransport<'s, 't> {
@@ -210,6 +213,67 @@ impl<'s, 't> LineTransport<'s, 't> {
     /// Whether raw mode is on.
     pub fn is_raw_mode(&self) -> bool {
         *self.raw
+    }
+
+    /// Upgrades the connection to TLS as its server side (STARTTLS, as SMTP, IMAP and
+    /// XMPP do): lines sent before this call go out in the clear, everything after it is
+    /// encrypted, and bytes the peer sent behind the upgrade command (already received,
+    /// not yet split into lines) go to the TLS session instead of `line_received`. Lines
+    /// then continue over TLS; `Protocol::handshake_completed` is not seen by a line
+    /// handler, which simply gets the next line once the handshake is done.
+    ///
+    /// From `raw_data_received`, call [`Transport::start_tls_server`] directly with the
+    /// bytes of `data` that follow the upgrade point.
+    ///
+    /// # Errors
+    ///
+    /// As [`Transport::start_tls_server`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use torsion_protocols::basic::{LineHandler, LineTransport};
+    /// use torsion_reactor::TlsServerConfig;
+    ///
+    /// struct Mail {
+    ///     tls: TlsServerConfig,
+    /// }
+    /// impl LineHandler for Mail {
+    ///     fn line_received(&mut self, t: &mut LineTransport<'_, '_>, line: &[u8]) {
+    ///         if line == b"STARTTLS" {
+    ///             let _ = t.send_line(b"220 Ready to start TLS"); // in the clear
+    ///             let _ = t.start_tls_server(&self.tls); // what follows is TLS
+    ///         } else {
+    ///             let _ = t.send_line(b"250 OK");
+    ///         }
+    ///     }
+    /// }
+    /// ```
+    pub fn start_tls_server(&mut self, config: &TlsServerConfig) -> Result<(), ReactorError> {
+        let rest = self.take_unparsed();
+        self.t.start_tls_server(config, &rest)
+    }
+
+    /// Upgrades the connection to TLS as its client side, verifying `server_name`; as
+    /// [`LineTransport::start_tls_server`] otherwise.
+    ///
+    /// # Errors
+    ///
+    /// As [`Transport::start_tls_client`].
+    pub fn start_tls_client(
+        &mut self,
+        config: &TlsClientConfig,
+        server_name: &str,
+    ) -> Result<(), ReactorError> {
+        let rest = self.take_unparsed();
+        self.t.start_tls_client(config, server_name, &rest)
+    }
+
+    /// What was received but not yet split into lines, in arrival order.
+    fn take_unparsed(&mut self) -> Vec<u8> {
+        let mut rest = std::mem::take(self.pushback);
+        rest.extend_from_slice(&self.buf.take_all());
+        rest
     }
 
     /// The underlying transport.
@@ -292,8 +356,9 @@ impl<H: LineHandler> LineReceiver<H> {
         codec: &'s mut LineCodec,
         raw: &'s mut bool,
         pushback: &'s mut Vec<u8>,
+        buf: &'s mut Buffer,
     ) -> LineTransport<'s, 't> {
-        LineTransport { t, codec, raw, pushback }
+        LineTransport { t, codec, raw, pushback, buf }
     }
 
     /// Delivers what is buffered, in the current mode, until it runs out.
@@ -310,19 +375,32 @@ impl<H: LineHandler> LineReceiver<H> {
             }
             if self.raw {
                 let data = self.buf.take_all();
-                let mut lt = Self::lt(t, &mut self.codec, &mut self.raw, &mut self.pushback);
+                let mut lt =
+                    Self::lt(t, &mut self.codec, &mut self.raw, &mut self.pushback, &mut self.buf);
                 self.handler.raw_data_received(&mut lt, &data);
                 continue;
             }
             match self.codec.decode(&mut self.buf) {
                 Ok(Some(line)) => {
-                    let mut lt = Self::lt(t, &mut self.codec, &mut self.raw, &mut self.pushback);
+                    let mut lt = Self::lt(
+                        t,
+                        &mut self.codec,
+                        &mut self.raw,
+                        &mut self.pushback,
+                        &mut self.buf,
+                    );
                     self.handler.line_received(&mut lt, &line);
                 }
                 Ok(None) => return,
                 Err(CodecError::LineTooLong { .. }) => {
                     let held = self.buf.as_slice().to_vec();
-                    let mut lt = Self::lt(t, &mut self.codec, &mut self.raw, &mut self.pushback);
+                    let mut lt = Self::lt(
+                        t,
+                        &mut self.codec,
+                        &mut self.raw,
+                        &mut self.pushback,
+                        &mut self.buf,
+                    );
                     self.handler.line_length_exceeded(&mut lt, &held);
                     if t.is_closing() {
                         self.stopped = true;
@@ -343,7 +421,7 @@ impl<H: LineHandler> LineReceiver<H> {
 
 impl<H: LineHandler> Protocol for LineReceiver<H> {
     fn connection_made(&mut self, t: &mut Transport<'_>) {
-        let mut lt = Self::lt(t, &mut self.codec, &mut self.raw, &mut self.pushback);
+        let mut lt = Self::lt(t, &mut self.codec, &mut self.raw, &mut self.pushback, &mut self.buf);
         self.handler.connection_made(&mut lt);
         self.drain(t);
     }

@@ -188,7 +188,8 @@ pub(crate) enum ConnState {
 impl ConnState {
     /// No more writes are accepted.
     pub(crate) fn write_closed(self) -> bool {
-        !matches!(self, ConnState::Open | ConnState::PeerHalfClosed)
+        // Handshaking: writes wait in the buffer until the handshake is done.
+        !matches!(self, ConnState::Open | ConnState::PeerHalfClosed | ConnState::Handshaking)
     }
 
     /// The peer's FIN has been read.
@@ -431,6 +432,29 @@ impl ConnIo {
     fn flush_tls(&mut self) -> (FlushOutcome, usize) {
         let Some(tls) = &mut self.tls else { return (FlushOutcome::Drained, 0) };
         let mut written = 0;
+        // STARTTLS: what was written before the upgrade goes out in the clear first.
+        while tls.plain_prefix > 0 {
+            let chunk = self.out.first();
+            if chunk.is_empty() {
+                tls.plain_prefix = 0;
+                break;
+            }
+            let n = tls.plain_prefix.min(chunk.len());
+            match write_stream(&mut self.stream, &chunk[..n]) {
+                Ok(0) => return (FlushOutcome::Failed(io::ErrorKind::WriteZero.into()), written),
+                Ok(n) => {
+                    written += n;
+                    tls.plain_prefix -= n;
+                    self.out.consume(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.flags &= !flag::WRITABLE;
+                    return (FlushOutcome::Blocked, written);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return (FlushOutcome::Failed(e), written),
+            }
+        }
         loop {
             while !self.out.is_empty() {
                 match tls.encrypt(self.out.first()) {

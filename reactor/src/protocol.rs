@@ -49,6 +49,14 @@ pub trait Protocol: 'static {
     /// one. Use a codec to find message boundaries.
     fn data_received(&mut self, t: &mut Transport<'_>, data: &[u8]);
 
+    /// A TLS upgrade this protocol asked for ([`Transport::start_tls_server`] /
+    /// [`Transport::start_tls_client`]) finished its handshake: [`Transport::tls_info`]
+    /// tells what was negotiated. Twisted's `IHandshakeListener.handshakeCompleted`. (A
+    /// connection that was TLS from the start gets `connection_made` instead.)
+    fn handshake_completed(&mut self, t: &mut Transport<'_>) {
+        let _ = t;
+    }
+
     /// The peer half-closed (sent FIN); no more data will arrive.
     ///
     /// Return `true` to keep our write side open (the connection stays half-open until the
@@ -107,6 +115,10 @@ impl<P: Protocol + ?Sized> Protocol for Box<P> {
 
     fn data_received(&mut self, t: &mut Transport<'_>, data: &[u8]) {
         (**self).data_received(t, data);
+    }
+
+    fn handshake_completed(&mut self, t: &mut Transport<'_>) {
+        (**self).handshake_completed(t);
     }
 
     fn eof_received(&mut self, t: &mut Transport<'_>) -> bool {

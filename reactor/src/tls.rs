@@ -8,7 +8,7 @@
 
 use std::io::{self, Read, Write};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use rustls::pki_types::pem::PemObject;
@@ -82,7 +82,7 @@ pub struct TlsServerConfig {
     /// A client that has not finished its handshake by then is disconnected (default
     /// 10 s), so it cannot hold a slot.
     pub handshake_timeout: Duration,
-    built: Option<Arc<ServerConfig>>,
+    built: OnceLock<Arc<ServerConfig>>,
 }
 
 impl std::fmt::Debug for TlsServerConfig {
@@ -148,7 +148,7 @@ impl TlsServerConfig {
             alpn: Vec::new(),
             client_ca: None,
             handshake_timeout: Duration::from_secs(10),
-            built: None,
+            built: OnceLock::new(),
         }
     }
 
@@ -166,7 +166,7 @@ impl TlsServerConfig {
         let (cert, key_file) = (cert.as_ref(), key_file.as_ref());
         let ck = certified(certs(cert)?, key(key_file)?, &cert.display().to_string())?;
         self.by_name.push((name.to_ascii_lowercase(), ck));
-        self.built = None;
+        self.built = OnceLock::new();
         Ok(self)
     }
 
@@ -177,7 +177,7 @@ impl TlsServerConfig {
     /// An empty or over-long (255 bytes) protocol name.
     pub fn with_alpn(mut self, protocols: &[&str]) -> Result<TlsServerConfig, Error> {
         self.alpn = alpn_list(protocols)?;
-        self.built = None;
+        self.built = OnceLock::new();
         Ok(self)
     }
 
@@ -191,13 +191,13 @@ impl TlsServerConfig {
         ca_file: impl AsRef<Path>,
     ) -> Result<TlsServerConfig, Error> {
         self.client_ca = Some(roots_from(ca_file.as_ref())?);
-        self.built = None;
+        self.built = OnceLock::new();
         Ok(self)
     }
 
     /// The rustls configuration (built once, shared by every connection).
-    pub(crate) fn rustls(&mut self) -> Result<Arc<ServerConfig>, Error> {
-        if let Some(c) = &self.built {
+    pub(crate) fn rustls(&self) -> Result<Arc<ServerConfig>, Error> {
+        if let Some(c) = self.built.get() {
             return Ok(Arc::clone(c));
         }
         let builder = ServerConfig::builder_with_provider(provider())
@@ -219,9 +219,8 @@ impl TlsServerConfig {
             SniResolver { default: Arc::clone(&self.default), by_name: self.by_name.clone() };
         let mut config = builder.with_cert_resolver(Arc::new(resolver));
         config.alpn_protocols = self.alpn.clone();
-        let config = Arc::new(config);
-        self.built = Some(Arc::clone(&config));
-        Ok(config)
+        // Two first users racing both build; either result is the same configuration.
+        Ok(Arc::clone(self.built.get_or_init(|| Arc::new(config))))
     }
 }
 
@@ -268,7 +267,7 @@ fn alpn_list(protocols: &[&str]) -> Result<Vec<Vec<u8>>, Error> {
 pub struct TlsClientConfig {
     roots: RootCertStore,
     alpn: Vec<Vec<u8>>,
-    built: Option<Arc<ClientConfig>>,
+    built: OnceLock<Arc<ClientConfig>>,
 }
 
 impl std::fmt::Debug for TlsClientConfig {
@@ -295,7 +294,7 @@ impl TlsClientConfig {
                 found.errors.first().map_or("no certificates found".to_string(), |e| e.to_string());
             return Err(invalid("cannot load the system's root certificates".into(), why));
         }
-        Ok(TlsClientConfig { roots, alpn: Vec::new(), built: None })
+        Ok(TlsClientConfig { roots, alpn: Vec::new(), built: OnceLock::new() })
     }
 
     /// Trusts only the CAs in `ca_file` (PEM): tests, private networks.
@@ -304,7 +303,11 @@ impl TlsClientConfig {
     ///
     /// A file that cannot be read or parsed.
     pub fn with_ca_file(ca_file: impl AsRef<Path>) -> Result<TlsClientConfig, Error> {
-        Ok(TlsClientConfig { roots: roots_from(ca_file.as_ref())?, alpn: Vec::new(), built: None })
+        Ok(TlsClientConfig {
+            roots: roots_from(ca_file.as_ref())?,
+            alpn: Vec::new(),
+            built: OnceLock::new(),
+        })
     }
 
     /// Trusts only the CAs in `ca_pem` (PEM text).
@@ -318,7 +321,7 @@ impl TlsClientConfig {
             let cert = cert.map_err(|e| invalid("cannot parse the CA PEM".into(), e))?;
             roots.add(cert).map_err(|e| invalid("bad CA certificate".into(), e))?;
         }
-        Ok(TlsClientConfig { roots, alpn: Vec::new(), built: None })
+        Ok(TlsClientConfig { roots, alpn: Vec::new(), built: OnceLock::new() })
     }
 
     /// Offers these ALPN protocols.
@@ -328,12 +331,12 @@ impl TlsClientConfig {
     /// An empty or over-long protocol name.
     pub fn with_alpn(mut self, protocols: &[&str]) -> Result<TlsClientConfig, Error> {
         self.alpn = alpn_list(protocols)?;
-        self.built = None;
+        self.built = OnceLock::new();
         Ok(self)
     }
 
-    pub(crate) fn rustls(&mut self) -> Result<Arc<ClientConfig>, Error> {
-        if let Some(c) = &self.built {
+    pub(crate) fn rustls(&self) -> Result<Arc<ClientConfig>, Error> {
+        if let Some(c) = self.built.get() {
             return Ok(Arc::clone(c));
         }
         let mut config = ClientConfig::builder_with_provider(provider())
@@ -342,13 +345,12 @@ impl TlsClientConfig {
             .with_root_certificates(self.roots.clone())
             .with_no_client_auth();
         config.alpn_protocols = self.alpn.clone();
-        let config = Arc::new(config);
-        self.built = Some(Arc::clone(&config));
-        Ok(config)
+        // Two first users racing both build; either result is the same configuration.
+        Ok(Arc::clone(self.built.get_or_init(|| Arc::new(config))))
     }
 
     /// A client session for `server_name` (checked against the server's certificate).
-    pub(crate) fn session(&mut self, server_name: &str) -> Result<Connection, Error> {
+    pub(crate) fn session(&self, server_name: &str) -> Result<Connection, Error> {
         let name = ServerName::try_from(server_name.to_string())
             .map_err(|e| invalid(format!("bad TLS server name {server_name:?}"), e))?;
         let conn = ClientConnection::new(self.rustls()?, name)
@@ -395,6 +397,9 @@ pub(crate) struct TlsStream {
     pub(crate) notify_sent: bool,
     /// The handshake deadline's timer, cancelled when the handshake completes.
     pub(crate) deadline: Option<crate::id::TimerId>,
+    /// STARTTLS: bytes at the front of the transport's buffer that were written before
+    /// the upgrade and go out in the clear, before any TLS record.
+    pub(crate) plain_prefix: usize,
 }
 
 impl std::fmt::Debug for TlsStream {
@@ -418,7 +423,7 @@ pub(crate) enum TlsRead {
 }
 
 impl TlsStream {
-    pub(crate) fn server(config: &mut TlsServerConfig) -> Result<TlsStream, Error> {
+    pub(crate) fn server(config: &TlsServerConfig) -> Result<TlsStream, Error> {
         let conn = rustls::ServerConnection::new(config.rustls()?)
             .map_err(|e| invalid("TLS server session".into(), e))?;
         Ok(TlsStream::new(Connection::Server(conn)))
@@ -426,7 +431,7 @@ impl TlsStream {
 
     pub(crate) fn new(mut conn: Connection) -> TlsStream {
         conn.set_buffer_limit(Some(RUSTLS_BUFFER));
-        TlsStream { conn, notify_sent: false, deadline: None }
+        TlsStream { conn, notify_sent: false, deadline: None, plain_prefix: 0 }
     }
 
     /// One step of reading: plaintext if some is decrypted, else ciphertext from `sock`
@@ -467,11 +472,15 @@ impl TlsStream {
                             format!("TLS: {e}"),
                         ));
                     }
-                    match self.write_pending(sock) {
-                        (_, Some(e)) if e.kind() != io::ErrorKind::WouldBlock => {
-                            return TlsRead::Failed(e)
+                    // Handshake answers go out at once, unless clear bytes of a STARTTLS
+                    // must go first (the transport's flush writes both, in order).
+                    if self.plain_prefix == 0 {
+                        match self.write_pending(sock) {
+                            (_, Some(e)) if e.kind() != io::ErrorKind::WouldBlock => {
+                                return TlsRead::Failed(e)
+                            }
+                            _ => {}
                         }
-                        _ => {}
                     }
                     if was_handshaking && !self.conn.is_handshaking() {
                         return TlsRead::Handshaken;
@@ -482,6 +491,20 @@ impl TlsStream {
                 Err(e) => return TlsRead::Failed(e),
             }
         }
+    }
+
+    /// STARTTLS: ciphertext the protocol had already received (it arrived behind the
+    /// upgrade command) goes into the session before anything read from the socket.
+    pub(crate) fn feed(&mut self, mut data: &[u8]) -> io::Result<()> {
+        while !data.is_empty() {
+            if self.conn.read_tls(&mut data)? == 0 {
+                break;
+            }
+            self.conn
+                .process_new_packets()
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("TLS: {e}")))?;
+        }
+        Ok(())
     }
 
     /// Writes the records rustls holds until none is left or the socket is full. Returns

@@ -311,6 +311,117 @@ impl<'a> Transport<'a> {
         self.io.buffered() + scratch
     }
 
+    /// Upgrades this connection to TLS as its server side (STARTTLS; Twisted's
+    /// `startTLS`): what was written before this call is sent in the clear first, and
+    /// everything written after it — and every byte read from now on — goes through TLS.
+    /// `already_received` is ciphertext the protocol had already been given behind the
+    /// upgrade command (a client that did not wait for the answer): it enters the session
+    /// before anything read from the socket, never reaching the protocol as plaintext.
+    /// The handshake must finish within the config's `handshake_timeout`; then
+    /// [`Protocol::handshake_completed`](crate::Protocol::handshake_completed) is called.
+    ///
+    /// # Errors
+    ///
+    /// A connection that already has TLS, is closing, or whose config does not build;
+    /// `already_received` that is not a valid TLS start (the connection then ends with
+    /// [`Reason::Tls`]).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use torsion_reactor::{Protocol, TlsServerConfig, Transport};
+    ///
+    /// /// Answers `STARTTLS` with `OK`, then speaks TLS; echoes lines before and after.
+    /// struct Upgradable {
+    ///     config: TlsServerConfig,
+    /// }
+    /// impl Protocol for Upgradable {
+    ///     fn data_received(&mut self, t: &mut Transport<'_>, data: &[u8]) {
+    ///         if let Some(rest) = data.strip_prefix(b"STARTTLS\r\n") {
+    ///             let _ = t.write(b"OK\r\n"); // still in the clear
+    ///             if t.start_tls_server(&self.config, rest).is_err() {
+    ///                 return; // the connection ends with Reason::Tls
+    ///             }
+    ///         } else {
+    ///             let _ = t.write(data);
+    ///         }
+    ///     }
+    /// }
+    /// # let _ = Upgradable { config: TlsServerConfig::from_pem_files("c.pem", "k.pem").unwrap() };
+    /// ```
+    pub fn start_tls_server(
+        &mut self,
+        config: &crate::TlsServerConfig,
+        already_received: &[u8],
+    ) -> Result<(), crate::Error> {
+        self.check_upgradable()?;
+        let tls = crate::tls::TlsStream::server(config)?;
+        self.upgrade(tls, already_received, Some(config.handshake_timeout))
+    }
+
+    /// Upgrades this connection to TLS as its client side (STARTTLS), verifying the
+    /// server's certificate against `server_name`; as [`Transport::start_tls_server`]
+    /// otherwise (no handshake deadline: the protocol sets its own timeouts).
+    ///
+    /// # Errors
+    ///
+    /// As [`Transport::start_tls_server`], and a `server_name` that is not a DNS name or
+    /// IP address.
+    pub fn start_tls_client(
+        &mut self,
+        config: &crate::TlsClientConfig,
+        server_name: &str,
+        already_received: &[u8],
+    ) -> Result<(), crate::Error> {
+        self.check_upgradable()?;
+        let tls = crate::tls::TlsStream::new(config.session(server_name)?);
+        self.upgrade(tls, already_received, None)
+    }
+
+    fn check_upgradable(&self) -> Result<(), crate::Error> {
+        let why = if self.io.tls.is_some() {
+            "the connection already speaks TLS"
+        } else if self.io.state != ConnState::Open || !self.io.stream.is_socket() {
+            "the connection is not open for an upgrade"
+        } else {
+            return Ok(());
+        };
+        Err(crate::Error::new("STARTTLS", io::Error::new(io::ErrorKind::InvalidInput, why)))
+    }
+
+    /// Installs `tls` behind the bytes already written, feeds it `already_received`,
+    /// and has the reactor flush and read this connection after the callback.
+    fn upgrade(
+        &mut self,
+        mut tls: crate::tls::TlsStream,
+        already_received: &[u8],
+        deadline: Option<Duration>,
+    ) -> Result<(), crate::Error> {
+        self.spill_scratch();
+        tls.plain_prefix = self.io.out.len();
+        if let Err(e) = tls.feed(already_received) {
+            let why = e.to_string().trim_start_matches("TLS: ").to_string();
+            self.abort_with(Reason::Tls(why));
+            return Err(crate::Error::new("STARTTLS", e));
+        }
+        if let Some(d) = deadline {
+            let s = &mut *self.ctx.shared;
+            let action = Action::HandshakeTimeout { conn: self.id };
+            tls.deadline = Some(s.timers.schedule(s.now + d, action, s.pass));
+        }
+        self.io.tls = Some(Box::new(tls));
+        self.io.state = ConnState::Handshaking;
+        self.mark_dirty();
+        // Edge-triggered readiness: what the socket already holds raises no new event.
+        self.io.set(flag::READABLE);
+        if !self.io.has(flag::READY_QUEUED) {
+            self.io.set(flag::READY_QUEUED);
+            self.ctx.shared.ready.push(self.id);
+        }
+        log::trace!(target: crate::TRACE_TARGET, "  {} STARTTLS", self.id);
+        Ok(())
+    }
+
     /// What the TLS handshake settled (version, cipher suite, ALPN, SNI, the peer's
     /// certificates); `None` on a connection without TLS.
     pub fn tls_info(&self) -> Option<crate::tls::TlsInfo> {

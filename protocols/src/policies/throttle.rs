@@ -233,6 +233,10 @@ impl<P: Protocol> Protocol for Throttled<P> {
         self.charged(t, |p, t| p.data_received(t, data));
     }
 
+    fn handshake_completed(&mut self, t: &mut Transport<'_>) {
+        self.charged(t, |p, t| p.handshake_completed(t));
+    }
+
     fn eof_received(&mut self, t: &mut Transport<'_>) -> bool {
         let mut keep = false;
         self.charged(t, |p, t| keep = p.eof_received(t));

@@ -151,6 +151,10 @@ impl<P: Protocol> Protocol for IdleClose<P> {
         self.inner.data_received(t, data);
     }
 
+    fn handshake_completed(&mut self, t: &mut Transport<'_>) {
+        self.inner.handshake_completed(t);
+    }
+
     fn eof_received(&mut self, t: &mut Transport<'_>) -> bool {
         self.inner.eof_received(t)
     }

@@ -159,7 +159,13 @@ impl Reactor {
                 }
                 ReadOutcome::Handshaken => self.handshake_done(slot),
                 ReadOutcome::Eof => return self.eof(slot),
-                ReadOutcome::WouldBlock => return,
+                ReadOutcome::WouldBlock => {
+                    // Handshake records held back behind a STARTTLS's clear bytes.
+                    if conn.io.tls_wants_write() {
+                        self.settle(slot);
+                    }
+                    return;
+                }
                 ReadOutcome::Failed(e) => {
                     let reason = failure(&conn.io, e);
                     return self.kill(slot, reason);
@@ -350,13 +356,21 @@ impl Reactor {
 
     /// The TLS handshake completed: the protocol's `connection_made` (it may look at
     /// `Transport::tls_info`), then what it already buffered goes out encrypted.
+    /// After a STARTTLS upgrade, `handshake_completed` instead.
     fn handshake_done(&mut self, slot: usize) {
         let io = &mut self.conns.slab[slot].io;
-        io.state = ConnState::Open;
+        if io.state == ConnState::Handshaking {
+            // (A protocol may have closed during a STARTTLS handshake: that stands.)
+            io.state = ConnState::Open;
+        }
         if let Some(timer) = io.tls.as_mut().and_then(|t| t.deadline.take()) {
             self.shared.timers.cancel(timer);
         }
         trace!(target: TRACE, "  {} TLS handshake done", ConnId::new(slot, io.gen));
+        if io.has(flag::MADE) {
+            self.call(slot, "handshake_completed", |p, t, _| p.handshake_completed(t));
+            return self.settle(slot);
+        }
         self.made(slot);
     }
 

@@ -184,7 +184,7 @@ impl Reactor {
         &mut self,
         addr: impl IntoSocketAddr,
         factory: impl Factory,
-        mut config: TlsServerConfig,
+        config: TlsServerConfig,
         opts: ListenOptions,
     ) -> Result<ListeningPort, Error> {
         // Built now, so a bad configuration fails here and not at the first client.
