@@ -19,6 +19,8 @@ struct Running {
     child: Child,
     /// (name, kind, where) of each printed service line.
     services: Vec<(String, String, String)>,
+    /// The `try:` hint of each, in the same order.
+    hints: Vec<String>,
     stderr: mpsc::Receiver<String>,
 }
 
@@ -46,16 +48,21 @@ impl Running {
             }
         });
         let mut services = Vec::new();
+        let mut hints = Vec::new();
         loop {
             let line = rx.recv_timeout(DEADLINE).expect("torsion printed its services");
             if line.starts_with("serving ") {
                 break;
             }
-            // `NAME  tcp ADDR  try: ...`
+            // `NAME  tcp ADDR  try: ...` (other lines say something about TLS)
+            if !line.contains("  try: ") {
+                continue;
+            }
             let f: Vec<&str> = line.split_whitespace().collect();
             services.push((f[0].to_string(), f[1].to_string(), f[2].to_string()));
+            hints.push(line.split_once("  try: ").map(|(_, h)| h.to_string()).unwrap());
         }
-        Running { child, services, stderr: erx }
+        Running { child, services, hints, stderr: erx }
     }
 
     fn addr(&self, name: &str, kind: &str) -> SocketAddr {
@@ -87,6 +94,13 @@ impl Drop for Running {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The test fails, not skips, without the tool: CI installs it.
+fn tool(name: &str) -> &str {
+    let ok = Command::new("sh").args(["-c", &format!("command -v {name}")]).output();
+    assert!(ok.is_ok_and(|o| o.status.success()), "{name} is needed (CI installs it)");
+    name
 }
 
 fn connect(addr: SocketAddr) -> TcpStream {
@@ -158,10 +172,24 @@ fn serve_with_no_arguments_answers_on_every_demo_endpoint_and_stops_on_ctrl_c() 
     let mut pong = String::new();
     resp.read_to_string(&mut pong).unwrap();
     assert_eq!(pong, "+PONG\r\n+OK\r\n");
+    // HTTPS with the throw-away certificate, checked against it as the hint says.
+    let i = t.services.iter().position(|s| s.0 == "http" && s.1 == "tls").expect("https");
+    let hint = t.hints[i].clone();
+    let (cert, url) = hint
+        .strip_prefix("curl --cacert ")
+        .and_then(|rest| rest.split_once(' '))
+        .unwrap_or_else(|| panic!("a curl hint: {hint}"));
+    let out = Command::new(tool("curl"))
+        .args(["-sS", "--max-time", "30", "--cacert", cert, &format!("{url}stats.json")])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "curl: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"accepted\""));
     let (ok, err) = t.stop("-INT");
     assert!(ok, "exit status after Ctrl-C; stderr:\n{err}");
     assert!(err.contains("echo: connection from 127.0.0.1"), "{err}");
-    assert!(err.contains("served 7 connection(s)"), "{err}");
+    assert!(err.contains("served 8 connection(s)"), "{err}");
+    assert!(!std::path::Path::new(cert).exists(), "the throw-away certificate is removed at exit");
 }
 
 #[test]
@@ -385,4 +413,41 @@ fn tcp_echo_or_busy(addr: SocketAddr) -> Vec<u8> {
         Ok(()) => got,
         Err(_) => Vec::new(),
     }
+}
+
+#[test]
+fn self_signed_serves_a_tls_endpoint_given_without_a_certificate() {
+    let out = Command::new(BIN)
+        .args(["serve", "--listen", "tls:0:interface=127.0.0.1", "echo"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("or --self-signed"), "{err}");
+    let t = Running::start(&[
+        "serve",
+        "--self-signed",
+        "--listen",
+        "tls:0:interface=127.0.0.1",
+        "echo",
+    ]);
+    let addr = t.addr("echo", "tls");
+    let hint = t.hints[0].clone();
+    let cert = hint.rsplit_once("-CAfile ").map(|(_, c)| c.to_string()).expect("-CAfile in hint");
+    assert!(hint.starts_with("openssl s_client -quiet -connect"), "{hint}");
+    let child = Command::new(tool("openssl"))
+        .args(["s_client", "-quiet", "-verify_return_error", "-servername", "localhost"])
+        .args(["-connect", &addr.to_string(), "-CAfile", &cert])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut guard = common::KillOnDrop(child);
+    guard.0.stdin.as_mut().unwrap().write_all(b"ping over tls\n").unwrap();
+    let mut line = String::new();
+    BufReader::new(guard.0.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+    assert_eq!(line, "ping over tls\n");
+    drop(guard);
+    let (ok, err) = t.stop("-TERM");
+    assert!(ok, "{err}");
 }

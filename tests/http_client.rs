@@ -404,10 +404,10 @@ fn a_host_name_is_resolved_off_the_loop() {
 
 #[test]
 fn bad_urls_and_requests_fail_without_io() {
-    let e = client_error(fetch("https://127.0.0.1:1/"));
+    let e = client_error(fetch("ftp://127.0.0.1:1/"));
     assert_eq!(
         e.to_string(),
-        "bad URL \"https://127.0.0.1:1/\": https is not supported (plain http:// only)"
+        "bad URL \"ftp://127.0.0.1:1/\": scheme \"ftp\" is not supported (http:// and https:// only)"
     );
     let mut r = Reactor::new().unwrap();
     let headers = [("X-Evil", "a\r\nInjected: 1")];

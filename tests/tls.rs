@@ -420,3 +420,37 @@ fn a_required_client_certificate_is_checked() {
     let stats = server.stop();
     assert_eq!(stats.tls_failed, 1);
 }
+
+#[test]
+fn pythons_ssl_module_is_served_and_sees_a_clean_close() {
+    let ca = TestCa::new("python");
+    let server = tls_echo(&ca);
+    // Python's ssl raises SSLEOFError on a close without close_notify: reaching the end
+    // of the script means the goodbye was clean.
+    let script = r#"
+import socket, ssl, sys
+ctx = ssl.create_default_context(cafile=sys.argv[1])
+with socket.create_connection(("127.0.0.1", int(sys.argv[2])), timeout=30) as raw:
+    with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+        s.sendall(b"from python\n")
+        got = b""
+        while len(got) < 12:
+            got += s.recv(100)
+        s.sendall(b"quit\n")
+        rest = b""
+        while True:
+            chunk = s.recv(100)
+            if not chunk:
+                break
+            rest += chunk
+        print(s.version(), got.decode().strip(), rest.decode().strip())
+"#;
+    let out = Command::new(tool("python3"))
+        .args(["-c", script])
+        .arg(ca.ca_file())
+        .arg(server.addr.port().to_string())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "python: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "TLSv1.3 from python bye\n");
+}

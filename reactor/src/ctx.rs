@@ -126,6 +126,27 @@ impl<'a> Ctx<'a> {
         self.shared.commands.push(Command::Connect { target, factory: Box::new(factory), opts });
     }
 
+    /// Starts an outgoing TLS connection to `target` after this callback, verifying the
+    /// server's certificate against `server_name` (see `Reactor::connect_tls`): the
+    /// protocol's `connection_made` comes once the handshake is done; a failed handshake
+    /// goes to `client_connection_failed` with [`crate::Reason::Tls`].
+    pub fn connect_tls(
+        &mut self,
+        target: ConnectTarget,
+        server_name: &str,
+        config: crate::TlsClientConfig,
+        factory: impl ClientFactory,
+        opts: ConnectOptions,
+    ) {
+        self.shared.commands.push(Command::ConnectTls {
+            target,
+            server_name: server_name.to_string(),
+            config: Box::new(config),
+            factory: Box::new(factory),
+            opts,
+        });
+    }
+
     /// Binds a TCP listener now and starts accepting after this callback; returns the
     /// bound address (port 0 picks a free port).
     ///

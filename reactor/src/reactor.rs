@@ -668,6 +668,11 @@ impl Reactor {
                 let slot = self.new_connector(target, factory, opts);
                 self.start_connect(slot);
             }
+            Command::ConnectTls { target, server_name, config, factory, opts } => {
+                let slot = self.new_connector(target, factory, opts);
+                self.connectors[slot].tls = Some((*config, server_name));
+                self.start_connect(slot);
+            }
             Command::Resolved { slot, gen, result } => self.resolved(slot, gen, result),
             Command::Listen { listener, factory, opts } => {
                 match self.add_tcp_listener(listener, factory, opts, false) {

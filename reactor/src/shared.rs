@@ -35,6 +35,14 @@ pub(crate) enum Command {
     Abort(ConnId),
     /// Start an outgoing connection.
     Connect { target: ConnectTarget, factory: Box<dyn ClientFactory>, opts: ConnectOptions },
+    /// Start an outgoing TLS connection (a TLS handshake after the connect).
+    ConnectTls {
+        target: ConnectTarget,
+        server_name: String,
+        config: Box<crate::TlsClientConfig>,
+        factory: Box<dyn ClientFactory>,
+        opts: ConnectOptions,
+    },
     /// A name resolved on the thread pool (or failed to) for connector `slot`.
     Resolved { slot: usize, gen: u32, result: std::io::Result<std::net::SocketAddr> },
     /// Register a bound listener.

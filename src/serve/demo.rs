@@ -52,6 +52,47 @@ pub fn demo(registry: &Registry, port_base: u16) -> Result<Vec<Listen>, String> 
         .collect()
 }
 
+/// The demo set's HTTPS service: the status site on 127.0.0.1 at `port_base` + 443 (8443
+/// by default), serving `cert` and `key` (PEM files; `torsion serve` makes a throw-away
+/// pair at start-up).
+///
+/// # Errors
+///
+/// A port past 65535.
+///
+/// # Examples
+///
+/// ```
+/// use torsion::serve::{demo_https, Registry};
+///
+/// let https = demo_https(&Registry::builtin(), 8000, "c.pem".as_ref(), "k.pem".as_ref())?;
+/// assert_eq!(https.protocol, "http");
+/// # Ok::<(), String>(())
+/// ```
+pub fn demo_https(
+    registry: &Registry,
+    port_base: u16,
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<Listen, String> {
+    let port = if port_base == 0 {
+        0
+    } else {
+        port_base
+            .checked_add(HTTPS_OFFSET)
+            .ok_or_else(|| format!("port base {port_base} too high for the demo set"))?
+    };
+    let endpoint = format!(
+        "tls:{port}:interface=127.0.0.1:alpn=http/1.1:cert={}:key={}",
+        cert.display(),
+        key.display()
+    );
+    Listen::new(registry, &endpoint, "http", &[])
+}
+
+/// Where the demo set's HTTPS service sits, from the port base.
+const HTTPS_OFFSET: u16 = 443;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -26,7 +26,7 @@ mod status;
 
 pub use crate::usage::ProcessUsage;
 pub use board::{Sample, ServiceRow, SAMPLE_CAPACITY};
-pub use demo::{demo, DEFAULT_PORT_BASE};
+pub use demo::{demo, demo_https, DEFAULT_PORT_BASE};
 pub use logged::Logged;
 pub use options::{parse_size, Options};
 pub use registry::{

@@ -5,6 +5,7 @@
 //! Tested end to end by `tests/cli.rs` and `tests/serve.rs`.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -82,10 +83,12 @@ pub struct Bound {
     pub address: Address,
     /// UDP rather than a stream.
     pub datagram: bool,
+    /// Over TLS: the certificate file it serves (for the hint's `curl --cacert`).
+    pub tls_cert: Option<PathBuf>,
 }
 
 impl Bound {
-    /// The kind of endpoint: `tcp`, `udp` or `unix`.
+    /// The kind of endpoint: `tcp`, `tls`, `udp` or `unix`.
     ///
     /// # Examples
     ///
@@ -95,6 +98,7 @@ impl Bound {
     ///     protocol: "upper".into(),
     ///     address: torsion::reactor::Address::Unix(Some("/tmp/echo.sock".into())),
     ///     datagram: false,
+    ///     tls_cert: None,
     /// };
     /// assert_eq!((b.kind(), b.location()), ("unix", "/tmp/echo.sock".to_string()));
     /// ```
@@ -102,6 +106,7 @@ impl Bound {
         match (&self.address, self.datagram) {
             (Address::Unix(_), _) => "unix",
             (_, true) => "udp",
+            _ if self.tls_cert.is_some() => "tls",
             (_, false) => "tcp",
         }
     }
@@ -124,10 +129,30 @@ impl Bound {
     ///     protocol: "echo".into(),
     ///     address: torsion::reactor::Address::Inet("127.0.0.1:8000".parse().unwrap()),
     ///     datagram: false,
+    ///     tls_cert: None,
     /// };
     /// assert_eq!(b.hint(), "nc 127.0.0.1 8000");
+    /// let secure = Bound { tls_cert: Some("/tmp/c.pem".into()), ..b };
+    /// assert_eq!(secure.hint(), "openssl s_client -quiet -connect 127.0.0.1:8000 -CAfile /tmp/c.pem");
     /// ```
     pub fn hint(&self) -> String {
+        if let (Some(cert), Address::Inet(a)) = (&self.tls_cert, &self.address) {
+            // The name a certificate most likely carries for a loopback service.
+            let name = if a.ip().is_loopback() || a.ip().is_unspecified() {
+                format!("localhost:{}", a.port())
+            } else {
+                host_port(a)
+            };
+            return if self.protocol.starts_with("http") {
+                format!("curl --cacert {} https://{name}/", cert.display())
+            } else {
+                format!(
+                    "openssl s_client -quiet -connect {} -CAfile {}",
+                    host_port(a),
+                    cert.display()
+                )
+            };
+        }
         match (&self.address, self.datagram) {
             (Address::Inet(a), _) if self.protocol.starts_with("http") => {
                 format!("curl http://{}/", host_port(a))
@@ -468,7 +493,11 @@ fn bind_one(r: &mut Reactor, e: &ServerEndpoint, l: &Listen, wrap: &Wrap) -> Res
             (Address::Inet(port.addr), true)
         }
     };
-    Ok(Bound { protocol: name.clone(), address, datagram })
+    let tls_cert = match e {
+        ServerEndpoint::Tls { cert, .. } => Some(cert.clone()),
+        _ => None,
+    };
+    Ok(Bound { protocol: name.clone(), address, datagram, tls_cert })
 }
 
 /// What every stream service is wrapped in: policies, then the connection log.

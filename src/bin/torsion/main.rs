@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod load;
+mod self_signed;
 mod serve;
 
 /// Twisted-style single-threaded event reactor: serve, trace, load, bench.

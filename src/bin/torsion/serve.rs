@@ -6,7 +6,9 @@ use std::io::Write;
 
 use clap::Args;
 use torsion::protocols::policies::ConnectionLimits;
-use torsion::serve::{demo, Listen, Registry, ServeOptions, Server, DEFAULT_PORT_BASE};
+use torsion::serve::{demo, demo_https, Listen, Registry, ServeOptions, Server, DEFAULT_PORT_BASE};
+
+use crate::self_signed::{lacks_certificate, SelfSigned};
 
 /// Options of `serve` and `trace`.
 #[derive(Args, Debug)]
@@ -37,6 +39,11 @@ pub(crate) struct ServeArgs {
     /// (a peer that stopped reading); a slow but steady reader is never cut off.
     #[arg(long, value_name = "SECS")]
     send_timeout: Option<f64>,
+    /// Make a throw-away certificate for localhost / 127.0.0.1 / ::1 at start-up (its
+    /// fingerprint is printed) and use it for every tls: endpoint given without cert=.
+    /// The demo set always does this for its HTTPS service.
+    #[arg(long)]
+    self_signed: bool,
     /// `--listen ENDPOINT PROTOCOL [OPTIONS]`, repeatable (see below).
     #[arg(
         trailing_var_arg = true,
@@ -52,12 +59,15 @@ fn after_help() -> String {
          --listen\n                                         belongs to that protocol\n\n\
          Endpoints:\n  tcp:PORT[:interface=IP][:backlog=N]   unix:PATH[:mode=600]   \
          udp:PORT[:interface=IP]\n  \
+         tls:PORT:cert=PATH:key=PATH[:interface=IP][:alpn=http/1.1][:ca=PATH]   (or ssl:; \
+         with --self-signed, cert= and key= may be left out)\n  \
          Without interface=IP, tcp:PORT and udp:PORT bind ALL interfaces (0.0.0.0): other \
          hosts\n  can connect. Add :interface=127.0.0.1 to stay local (the demo set does).\n\n\
          Protocols:\n{}\n\
          Examples:\n  torsion serve\n  torsion serve --listen tcp:9000:interface=127.0.0.1 line \
          --max-line 4K --listen udp:9000:interface=127.0.0.1 echo\n  torsion serve --workers 2 --listen \
-         tcp:9000:interface=127.0.0.1 echo\n  torsion serve --listen tcp:9000 echo      \
+         tcp:9000:interface=127.0.0.1 echo\n  torsion serve --self-signed --listen \
+         tls:8443:interface=127.0.0.1 http\n  torsion serve --listen tcp:9000 echo      \
          (every interface)",
         Registry::builtin().help()
     )
@@ -103,12 +113,29 @@ pub(crate) fn run(args: ServeArgs, trace: bool) -> Result<(), String> {
         );
     }
     let registry = Registry::builtin();
-    let listens = if args.listen.is_empty() {
-        demo(&registry, args.port_base)?
+    let groups = groups(&args.listen)?;
+    let needs_cert = groups.iter().any(|(e, _, _)| lacks_certificate(e));
+    if needs_cert && !args.self_signed {
+        return Err("a tls: endpoint needs cert=PATH:key=PATH (PEM files), or --self-signed for \
+                    a throw-away certificate"
+            .to_string());
+    }
+    // Kept until serving ends: its files are removed on drop.
+    let self_signed = if groups.is_empty() || needs_cert { Some(SelfSigned::new()?) } else { None };
+    let listens = if groups.is_empty() {
+        let cert = self_signed.as_ref().expect("made for the demo set");
+        let mut set = demo(&registry, args.port_base)?;
+        set.push(demo_https(&registry, args.port_base, cert.cert(), &cert.key())?);
+        set
     } else {
-        groups(&args.listen)?
+        groups
             .into_iter()
-            .map(|(e, p, w)| Listen::new(&registry, &e, &p, &w))
+            .map(|(e, p, w)| match &self_signed {
+                Some(s) if lacks_certificate(&e) => {
+                    Listen::new(&registry, &format!("{e}{}", s.endpoint_suffix()), &p, &w)
+                }
+                _ => Listen::new(&registry, &e, &p, &w),
+            })
             .collect::<Result<Vec<_>, _>>()?
     };
     if !args.grace.is_finite() || args.grace < 0.0 {
@@ -152,6 +179,15 @@ pub(crate) fn run(args: ServeArgs, trace: bool) -> Result<(), String> {
             b.kind(),
             b.location(),
             b.hint()
+        );
+    }
+    if let Some(s) = &self_signed {
+        let _ = writeln!(
+            out,
+            "TLS: a throw-away self-signed certificate for localhost, 127.0.0.1 and ::1 \
+             ({}, removed at exit)\n     SHA-256 fingerprint {}",
+            s.cert().display(),
+            s.fingerprint()
         );
     }
     let workers = if opts.workers > 1 {

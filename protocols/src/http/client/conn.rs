@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use torsion_reactor::{
     Address, ClientFactory, ConnId, ConnectOptions, ConnectTarget, Ctx, Deferred, Failure,
-    Protocol, Reason, TimedOut, TimerId, Transport, TransportOptions,
+    Protocol, Reason, TimedOut, TimerId, TlsClientConfig, Transport, TransportOptions,
 };
 
 use super::error::{HttpClientError, Stage};
@@ -39,13 +39,16 @@ pub(crate) struct Limits {
 /// Sends `request` (already encoded as `bytes`) and returns a deferred for its response.
 /// Host names resolve on the reactor's thread pool, bounded by the connect timeout; IP
 /// literals connect at once. Cancelling the deferred aborts the exchange wherever it is.
+/// With `tls` (an `https` URL), the exchange runs over TLS, the server's certificate
+/// checked against the URL's host.
 pub(crate) fn start(
     ctx: &mut Ctx<'_>,
     request: &Request,
     bytes: Vec<u8>,
     limits: Limits,
+    tls: Option<TlsClientConfig>,
 ) -> Deferred<Response> {
-    let (d, mut factory) = prepare(ctx, request, bytes, limits);
+    let (d, mut factory) = prepare(ctx, request, bytes, limits, tls);
     let url = &request.url;
     if let Some(ip) = url.ip() {
         factory.addrs.push_back(SocketAddr::new(ip, url.port()));
@@ -92,6 +95,7 @@ fn prepare(
     request: &Request,
     bytes: Vec<u8>,
     limits: Limits,
+    tls: Option<TlsClientConfig>,
 ) -> (Deferred<Response>, ExchangeFactory) {
     let attempt = Rc::new(Attempt::default());
     let a = Rc::clone(&attempt);
@@ -124,6 +128,8 @@ fn prepare(
         },
         addrs: VecDeque::new(),
         connect_timeout: limits.connect_timeout,
+        tls: tls.map(|config| (config, url.host().to_string())),
+        deferred: d.clone(),
     };
     (d, factory)
 }
@@ -137,6 +143,11 @@ struct ExchangeFactory {
     /// Addresses not yet tried.
     addrs: VecDeque<SocketAddr>,
     connect_timeout: Duration,
+    /// For `https`: the client configuration and the name the certificate must carry.
+    tls: Option<(TlsClientConfig, String)>,
+    /// The exchange's deferred, for a TLS handshake that fails after the exchange was
+    /// built (the reactor then drops it unstarted and tells this factory).
+    deferred: Deferred<Response>,
 }
 
 impl ExchangeFactory {
@@ -156,7 +167,12 @@ impl ExchangeFactory {
         let opts =
             ConnectOptions { timeout: self.connect_timeout, transport, ..Default::default() };
         log::debug!("{}: connecting to {addr}", self.to);
-        ctx.connect(ConnectTarget::Tcp(addr), self, opts);
+        match self.tls.clone() {
+            Some((config, name)) => {
+                ctx.connect_tls(ConnectTarget::Tcp(addr), &name, config, self, opts)
+            }
+            None => ctx.connect(ConnectTarget::Tcp(addr), self, opts),
+        }
     }
 }
 
@@ -170,7 +186,14 @@ impl ClientFactory for ExchangeFactory {
     }
 
     fn client_connection_failed(&mut self, ctx: &mut Ctx<'_>, reason: Reason) {
-        let Some(exchange) = self.exchange.take() else { return };
+        let Some(exchange) = self.exchange.take() else {
+            // The TLS handshake failed: the exchange was built, never started, and dropped.
+            if let Reason::Tls(error) = reason {
+                let error = HttpClientError::Tls { to: self.to.clone(), error };
+                self.deferred.errback(ctx, Failure::new(error));
+            }
+            return;
+        };
         if exchange.attempt.cancelled.get() {
             return;
         }
@@ -185,11 +208,14 @@ impl ClientFactory for ExchangeFactory {
                     to: std::mem::take(&mut self.to),
                     addrs: std::mem::take(&mut self.addrs),
                     connect_timeout: self.connect_timeout,
+                    tls: self.tls.take(),
+                    deferred: self.deferred.clone(),
                 };
                 next.connect_next(ctx);
                 return;
             }
             Reason::ConnectFailed(error) => HttpClientError::Connect { to: self.to.clone(), error },
+            Reason::Tls(error) => HttpClientError::Tls { to: self.to.clone(), error },
             other => HttpClientError::Connect {
                 to: self.to.clone(),
                 error: std::io::Error::other(other.to_string()),
@@ -415,7 +441,7 @@ mod tests {
             response: ResponseLimits::default(),
         };
         let bytes = request.encode("t").unwrap();
-        let (d, mut factory) = prepare(&mut ctx, &request, bytes, limits);
+        let (d, mut factory) = prepare(&mut ctx, &request, bytes, limits, None);
         factory.addrs.extend([refused, refused, good]);
         factory.connect_next(&mut ctx);
         let body = Rc::new(std::cell::RefCell::new(None));

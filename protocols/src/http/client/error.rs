@@ -54,7 +54,7 @@ impl fmt::Display for Stage {
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum HttpClientError {
-    /// The URL could not be used (malformed, or not `http://`).
+    /// The URL could not be used (malformed, or neither `http://` nor `https://`).
     BadUrl {
         /// The URL as given.
         url: String,
@@ -77,6 +77,14 @@ pub enum HttpClientError {
         to: String,
         /// The socket error.
         error: std::io::Error,
+    },
+    /// The TLS handshake of an `https` exchange failed (an untrusted, expired or
+    /// misnamed certificate, no common protocol version, or not TLS at all).
+    Tls {
+        /// Where to (`host:port`).
+        to: String,
+        /// What rustls or the connection said.
+        error: String,
     },
     /// A wait ran out.
     Timeout {
@@ -110,6 +118,7 @@ impl fmt::Display for HttpClientError {
                 write!(f, "cannot resolve {host}: {error}")
             }
             HttpClientError::Connect { to, error } => write!(f, "cannot connect to {to}: {error}"),
+            HttpClientError::Tls { to, error } => write!(f, "TLS with {to} failed: {error}"),
             HttpClientError::Timeout { stage, after } => {
                 write!(f, "{stage} timed out after {after:?}")
             }

@@ -59,11 +59,11 @@
 //!     ..ClientOptions::default()
 //! };
 //! let headers = [("Content-Type", "application/x-www-form-urlencoded")];
-//! let d = request(&mut ctx, "POST", "https://example.com/form", &headers, b"a=1".to_vec(), &opts);
-//! // https is refused at once, with a clear error:
+//! let d = request(&mut ctx, "POST", "gopher://example.com/form", &headers, b"a=1".to_vec(), &opts);
+//! // A scheme other than http and https is refused at once, with a clear error:
 //! d.add_both(&mut ctx, |ctx, result| {
-//!     let failure = result.expect_err("https is refused");
-//!     assert!(failure.to_string().contains("https is not supported"));
+//!     let failure = result.expect_err("gopher is refused");
+//!     assert!(failure.to_string().contains("not supported"));
 //!     ctx.stop();
 //!     Ok(())
 //! });
@@ -73,7 +73,7 @@
 
 use std::time::Duration;
 
-use torsion_reactor::{Ctx, Deferred, Failure};
+use torsion_reactor::{Ctx, Deferred, Failure, TlsClientConfig};
 
 mod conn;
 mod error;
@@ -100,7 +100,7 @@ use request::Request;
 /// assert_eq!(opts.connect_timeout, Duration::from_secs(10));
 /// assert!(!opts.follow_redirects);
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct ClientOptions {
     /// Bound on establishing the connection, and separately on resolving the host name
     /// (default 10 s).
@@ -120,6 +120,10 @@ pub struct ClientOptions {
     pub max_redirects: usize,
     /// The `User-Agent` sent (empty for none); a caller's own `User-Agent` header wins.
     pub user_agent: String,
+    /// Whom `https://` trusts: `None` (the default) uses the machine's root certificates;
+    /// `Some(TlsClientConfig::with_ca_file(..)?)` a private CA (tests, internal services).
+    /// The server's certificate must name the URL's host either way.
+    pub tls: Option<TlsClientConfig>,
 }
 
 impl Default for ClientOptions {
@@ -132,6 +136,7 @@ impl Default for ClientOptions {
             follow_redirects: false,
             max_redirects: 5,
             user_agent: concat!("torsion/", env!("CARGO_PKG_VERSION")).to_string(),
+            tls: None,
         }
     }
 }
@@ -250,7 +255,18 @@ fn fetch(
         Err(e) => return ctx.fail(Failure::new(e)),
     };
     log::debug!("{} {} (redirect {hops})", request.method, request.url);
-    let d = conn::start(ctx, &request, bytes, opts.limits());
+    let tls = if request.url.is_https() {
+        match opts.tls.clone().map_or_else(system_roots, Ok) {
+            Ok(config) => Some(config),
+            Err(error) => {
+                let to = format!("{}:{}", request.url.host(), request.url.port());
+                return ctx.fail(Failure::new(HttpClientError::Tls { to, error }));
+            }
+        }
+    } else {
+        None
+    };
+    let d = conn::start(ctx, &request, bytes, opts.limits(), tls);
     if !opts.follow_redirects {
         return d;
     }
@@ -264,5 +280,18 @@ fn fetch(
             log::debug!("{} {} -> {}", response.status, request.url, next.url);
             fetch(ctx, next, opts, hops + 1)
         }
+    })
+}
+
+/// The machine's root certificates, loaded once per thread (reading the system store
+/// costs milliseconds; every `https` request without its own `ClientOptions::tls` shares
+/// them).
+fn system_roots() -> Result<TlsClientConfig, String> {
+    thread_local! {
+        static ROOTS: std::cell::OnceCell<Result<TlsClientConfig, String>> =
+            const { std::cell::OnceCell::new() };
+    }
+    ROOTS.with(|r| {
+        r.get_or_init(|| TlsClientConfig::system_roots().map_err(|e| e.to_string())).clone()
     })
 }

@@ -111,7 +111,10 @@ impl Request {
             next.method = "GET".into();
             next.body.clear();
         }
-        if (url.host(), url.port()) != (self.url.host(), self.url.port()) {
+        // Credentials go neither to another origin nor over a downgrade to plain http
+        // (curl and browsers do the same).
+        let other_origin = (url.host(), url.port()) != (self.url.host(), self.url.port());
+        if other_origin || (self.url.is_https() && !url.is_https()) {
             next.headers.retain(|(n, _)| {
                 !n.eq_ignore_ascii_case("authorization") && !n.eq_ignore_ascii_case("cookie")
             });
@@ -214,7 +217,19 @@ mod tests {
         assert!(get.redirected(&redirect(200, Some("/x"))).is_none());
         assert!(get.redirected(&redirect(304, Some("/x"))).is_none());
         assert!(get.redirected(&redirect(302, None)).is_none(), "no Location: final");
-        let e = get.redirected(&redirect(302, Some("https://h/"))).unwrap().unwrap_err();
-        assert!(e.to_string().contains("https is not supported"), "{e}");
+        let e = get.redirected(&redirect(302, Some("ftp://h/"))).unwrap().unwrap_err();
+        assert!(e.to_string().contains("is not supported"), "{e}");
+    }
+
+    #[test]
+    fn a_redirect_to_https_is_followed_and_a_downgrade_drops_credentials() {
+        let secret = [("Authorization", "Bearer x"), ("Cookie", "c=1")];
+        let get = req("GET", "http://h/", &secret, b"");
+        let up = get.redirected(&redirect(301, Some("https://h:80/"))).unwrap().unwrap();
+        assert_eq!(up.url.to_string(), "https://h:80/");
+        assert_eq!(up.headers.len(), 2, "same host and port: credentials kept");
+        let secure = req("GET", "https://h/", &secret, b"");
+        let down = secure.redirected(&redirect(302, Some("http://h:443/"))).unwrap().unwrap();
+        assert!(down.headers.is_empty(), "no credentials in the clear: {:?}", down.headers);
     }
 }

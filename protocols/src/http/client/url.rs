@@ -1,18 +1,17 @@
-//! `Url`: the narrow grammar the client fetches, `http://host[:port][/path][?query]`, parsed
-//! by hand, and the resolution of a redirect's `Location` against it.
-//!
-//! Plain HTTP only: `https` is refused with a clear error. Tested below.
+//! `Url`: the narrow grammar the client fetches, `http[s]://host[:port][/path][?query]`,
+//! parsed by hand, and the resolution of a redirect's `Location` against it. Tested below.
 
 use std::fmt;
 use std::net::IpAddr;
 
-/// A parsed `http://` URL: where to connect and what to ask for.
+/// A parsed `http://` or `https://` URL: where to connect, whether over TLS, and what to
+/// ask for.
 ///
-/// Accepted: a case-insensitive `http` scheme; a host that is a name, an IPv4 address or
-/// a bracketed IPv6 address; an optional port (default 80); a path (default `/`) and
-/// query sent as they are (already percent-encoded by the caller). A `#fragment` is
-/// dropped (it is never sent). Refused: other schemes (`https` included), credentials
-/// (`user@host`), spaces and control characters anywhere.
+/// Accepted: a case-insensitive `http` or `https` scheme; a host that is a name, an IPv4
+/// address or a bracketed IPv6 address; an optional port (default 80, or 443 for
+/// `https`); a path (default `/`) and query sent as they are (already percent-encoded by
+/// the caller). A `#fragment` is dropped (it is never sent). Refused: other schemes,
+/// credentials (`user@host`), spaces and control characters anywhere.
 ///
 /// # Examples
 ///
@@ -24,11 +23,16 @@ use std::net::IpAddr;
 /// assert_eq!(url.port(), 8080);
 /// assert_eq!(url.target(), "/a/b?x=1");
 /// assert_eq!(url.host_header(), "example.com:8080");
-/// assert!(Url::parse("https://example.com/").unwrap_err().to_string().contains("not supported"));
+/// let secure = Url::parse("https://example.com/")?;
+/// assert!(secure.is_https());
+/// assert_eq!(secure.port(), 443);
+/// assert!(Url::parse("ftp://example.com/").unwrap_err().to_string().contains("not supported"));
 /// # Ok::<(), torsion_protocols::http::client::UrlError>(())
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Url {
+    /// `https`: the exchange runs over TLS.
+    https: bool,
     /// The host as written, without brackets for IPv6, lower-cased.
     host: String,
     port: u16,
@@ -49,7 +53,7 @@ pub struct Url {
 pub enum UrlError {
     /// Not `scheme://...` at all.
     NoScheme,
-    /// A scheme other than `http` (`https` included: TLS is not supported).
+    /// A scheme other than `http` and `https`.
     UnsupportedScheme(String),
     /// No host after `http://`.
     EmptyHost,
@@ -67,11 +71,8 @@ impl fmt::Display for UrlError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             UrlError::NoScheme => f.write_str("not an absolute URL (expected http://host/path)"),
-            UrlError::UnsupportedScheme(s) if s == "https" => {
-                f.write_str("https is not supported (plain http:// only)")
-            }
             UrlError::UnsupportedScheme(s) => {
-                write!(f, "scheme {s:?} is not supported (plain http:// only)")
+                write!(f, "scheme {s:?} is not supported (http:// and https:// only)")
             }
             UrlError::EmptyHost => f.write_str("no host in the URL"),
             UrlError::BadHost(h) => write!(f, "bad host {h:?}"),
@@ -87,12 +88,11 @@ impl fmt::Display for UrlError {
 impl std::error::Error for UrlError {}
 
 impl Url {
-    /// Parses an absolute `http://` URL.
+    /// Parses an absolute `http://` or `https://` URL.
     ///
     /// # Errors
     ///
-    /// A [`UrlError`] naming what is wrong; `https` URLs get
-    /// [`UrlError::UnsupportedScheme`] ("https is not supported").
+    /// A [`UrlError`] naming what is wrong.
     pub fn parse(input: &str) -> Result<Url, UrlError> {
         if let Some(c) = input.chars().find(|c| c.is_whitespace() || c.is_control()) {
             return Err(UrlError::BadCharacter(c));
@@ -104,23 +104,25 @@ impl Url {
             return Err(UrlError::NoScheme);
         }
         let scheme = scheme.to_ascii_lowercase();
-        if scheme != "http" {
-            return Err(UrlError::UnsupportedScheme(scheme));
-        }
+        let https = match scheme.as_str() {
+            "http" => false,
+            "https" => true,
+            _ => return Err(UrlError::UnsupportedScheme(scheme)),
+        };
         // The authority runs to the first `/`, `?` or `#`.
         let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
         let (authority, tail) = rest.split_at(end);
         if authority.contains('@') {
             return Err(UrlError::Credentials);
         }
-        let (host, port) = split_host_port(authority)?;
+        let (host, port) = split_host_port(authority, if https { 443 } else { 80 })?;
         let tail = tail.split('#').next().unwrap_or("");
         let target = match tail.as_bytes().first() {
             None => "/".to_string(),
             Some(b'?') => format!("/{tail}"),
             Some(_) => tail.to_string(),
         };
-        Ok(Url { host, port, target })
+        Ok(Url { https, host, port, target })
     }
 
     /// The host name or address (IPv6 without brackets).
@@ -128,7 +130,21 @@ impl Url {
         &self.host
     }
 
-    /// The port (80 unless given).
+    /// Whether the exchange runs over TLS (`https://`).
+    pub fn is_https(&self) -> bool {
+        self.https
+    }
+
+    /// `"https"` or `"http"`.
+    pub fn scheme(&self) -> &'static str {
+        if self.https {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
+    /// The port (80, or 443 for `https`, unless given).
     pub fn port(&self) -> u16 {
         self.port
     }
@@ -143,11 +159,12 @@ impl Url {
         self.host.parse().ok()
     }
 
-    /// The `Host` header's value: the host, with the port unless it is 80.
+    /// The `Host` header's value: the host, with the port unless it is the scheme's
+    /// default.
     pub fn host_header(&self) -> String {
         let host =
             if self.host.contains(':') { format!("[{}]", self.host) } else { self.host.clone() };
-        if self.port == 80 {
+        if self.port == if self.https { 443 } else { 80 } {
             host
         } else {
             format!("{host}:{}", self.port)
@@ -160,7 +177,7 @@ impl Url {
     ///
     /// # Errors
     ///
-    /// As [`Url::parse`] for the resulting URL (a redirect to `https` is refused).
+    /// As [`Url::parse`] for the resulting URL.
     ///
     /// # Examples
     ///
@@ -184,9 +201,9 @@ impl Url {
             };
         }
         if let Some(rest) = location.strip_prefix("//") {
-            return Url::parse(&format!("http://{rest}"));
+            return Url::parse(&format!("{}://{rest}", self.scheme()));
         }
-        let authority = format!("http://{}", self.host_header());
+        let authority = format!("{}://{}", self.scheme(), self.host_header());
         let (path, query) = match location.split_once('?') {
             Some((p, q)) => (p, Some(q)),
             None => (location, None),
@@ -216,7 +233,7 @@ impl Url {
 
 impl fmt::Display for Url {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "http://{}{}", self.host_header(), self.target)
+        write!(f, "{}://{}{}", self.scheme(), self.host_header(), self.target)
     }
 }
 
@@ -239,7 +256,7 @@ fn scheme_of(reference: &str) -> Option<&str> {
 }
 
 /// Splits `host[:port]` or `[v6][:port]`.
-fn split_host_port(authority: &str) -> Result<(String, u16), UrlError> {
+fn split_host_port(authority: &str, default_port: u16) -> Result<(String, u16), UrlError> {
     let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
         let (v6, after) =
             rest.split_once(']').ok_or_else(|| UrlError::BadHost(authority.to_string()))?;
@@ -266,7 +283,7 @@ fn split_host_port(authority: &str) -> Result<(String, u16), UrlError> {
         return Err(UrlError::BadHost(host.to_string()));
     }
     let port = match port {
-        None | Some("") => 80,
+        None | Some("") => default_port,
         Some(p) => match p.parse::<u16>() {
             Ok(n) if n > 0 && p.bytes().all(|b| b.is_ascii_digit()) => n,
             _ => return Err(UrlError::BadPort(p.to_string())),
@@ -333,7 +350,6 @@ mod tests {
     #[test]
     fn refuses_what_it_cannot_fetch_with_a_clear_error() {
         let cases: &[(&str, UrlError)] = &[
-            ("https://h/", UrlError::UnsupportedScheme("https".into())),
             ("FTP://h/", UrlError::UnsupportedScheme("ftp".into())),
             ("example.com/x", UrlError::NoScheme),
             ("/just/a/path", UrlError::NoScheme),
@@ -352,8 +368,8 @@ mod tests {
         for (input, want) in cases {
             assert_eq!(Url::parse(input).as_ref(), Err(want), "{input}");
         }
-        let msg = Url::parse("https://h/").unwrap_err().to_string();
-        assert_eq!(msg, "https is not supported (plain http:// only)");
+        let msg = Url::parse("gopher://h/").unwrap_err().to_string();
+        assert_eq!(msg, "scheme \"gopher\" is not supported (http:// and https:// only)");
     }
 
     #[test]
@@ -377,7 +393,11 @@ mod tests {
         for (loc, want) in cases {
             assert_eq!(base.join(loc).unwrap().to_string(), want, "{loc}");
         }
-        assert_eq!(base.join("https://h/"), Err(UrlError::UnsupportedScheme("https".into())));
+        assert_eq!(base.join("https://h/").unwrap().to_string(), "https://h/");
+        let secure = Url::parse("https://s/a").unwrap();
+        assert_eq!(secure.join("//other/y").unwrap().to_string(), "https://other/y");
+        assert_eq!(secure.join("b").unwrap().to_string(), "https://s/b");
+        assert_eq!(secure.join("http://s/").unwrap().to_string(), "http://s/");
         assert_eq!(base.join("/a b"), Err(UrlError::BadCharacter(' ')));
         assert_eq!(base.join("mailto:x@y"), Err(UrlError::UnsupportedScheme("mailto".into())));
     }
