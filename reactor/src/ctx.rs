@@ -58,6 +58,29 @@ impl<'a> Ctx<'a> {
         self.shared.now
     }
 
+    /// The wall-clock time at [`Ctx::now`]: what a `Date` header or a log line shows.
+    /// It moves with the reactor's clock (a `ManualClock` in tests, the recorded times in
+    /// a replay), so protocols that show the time stay deterministic there.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use torsion_reactor::{ManualClock, Reactor, ReactorOptions};
+    ///
+    /// let clock = ManualClock::new();
+    /// let mut reactor = Reactor::with_clock(ReactorOptions::default(), clock.clone())?;
+    /// let before = reactor.ctx().wall_now();
+    /// clock.advance(Duration::from_secs(5));
+    /// reactor.run_once(Some(Duration::ZERO))?;
+    /// assert_eq!(reactor.ctx().wall_now().duration_since(before)?, Duration::from_secs(5));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn wall_now(&self) -> std::time::SystemTime {
+        let (at, wall) = self.shared.wall_base;
+        wall + self.shared.now.saturating_duration_since(at)
+    }
+
     /// The reactor's counters as of now.
     pub fn stats(&self) -> Stats {
         Stats { timers_pending: self.shared.timers.len() as u64, ..self.shared.stats }

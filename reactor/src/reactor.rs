@@ -201,6 +201,23 @@ pub(crate) enum Who {
     Loop,
 }
 
+impl Who {
+    /// (kind, ID) for recordings: 0 connection, 1 listener, 2 connector, 3 datagram
+    /// socket, 4 child process, 5 descriptor, 6 Deferred link, 7 the loop.
+    fn code(self) -> (u8, u64) {
+        match self {
+            Who::Conn(id) => (0, id.as_u64()),
+            Who::Listener(id) => (1, id.as_u64()),
+            Who::Connector(slot, gen) => (2, (u64::from(gen) << 32) | slot as u64),
+            Who::Udp(id) => (3, id.as_u64()),
+            Who::Process(id) => (4, id.as_u64()),
+            Who::Fd(id) => (5, id.as_u64()),
+            Who::Link(id) => (6, id.as_u64()),
+            Who::Loop => (7, 0),
+        }
+    }
+}
+
 impl std::fmt::Display for Who {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -386,6 +403,53 @@ impl Reactor {
         self.life.when_running.push(Box::new(f));
     }
 
+    /// Starts recording the loop to `opts.path` (see [`crate::record`]): every pass,
+    /// readiness event and callback, with each connection's inputs and outputs. Replaces a
+    /// recording already running. Recording stops with [`Reactor::stop_recording`], when
+    /// the reactor is dropped, or by itself (logged) if the file cannot be written.
+    ///
+    /// # Errors
+    ///
+    /// If the file cannot be created.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use torsion_reactor::{Reactor, RecordOptions, Recording};
+    ///
+    /// let path = std::env::temp_dir().join(format!("doc-{}.rec", std::process::id()));
+    /// let mut reactor = Reactor::new()?;
+    /// reactor.record(RecordOptions::new(&path))?;
+    /// reactor.run_once(Some(std::time::Duration::ZERO))?;
+    /// reactor.stop_recording()?;
+    /// let recording = Recording::open(&path)?;
+    /// assert!(!recording.records.is_empty(), "at least the pass");
+    /// # std::fs::remove_file(&path)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn record(&mut self, opts: crate::RecordOptions) -> Result<(), Error> {
+        let what = format!("cannot record to {}", opts.path.display());
+        let now = self.clock.now();
+        let (at, wall) = self.shared.wall_base;
+        let rec =
+            crate::record::Recorder::create(opts, now, wall + now.saturating_duration_since(at))
+                .map_err(|e| Error::new(what, e))?;
+        self.shared.recorder = Some(Box::new(rec));
+        Ok(())
+    }
+
+    /// Stops recording and writes out what is buffered.
+    ///
+    /// # Errors
+    ///
+    /// If the last write fails.
+    pub fn stop_recording(&mut self) -> Result<(), Error> {
+        match self.shared.recorder.take() {
+            Some(mut rec) => rec.flush().map_err(|e| Error::new("recording", e)),
+            None => Ok(()),
+        }
+    }
+
     /// The reactor's counters.
     pub fn stats(&self) -> Stats {
         Stats { timers_pending: self.shared.timers.len() as u64, ..self.shared.stats }
@@ -439,6 +503,10 @@ impl Reactor {
 
         // Phase 3: poll; EINTR is retried here.
         let polled = self.poll(now, timeout)?;
+        if let Some(rec) = self.shared.recorder.as_deref_mut() {
+            let waited = polled.saturating_duration_since(now);
+            rec.pass(now, timeout, waited, self.events.iter().count());
+        }
 
         // Phase 4: route events, then serve what the previous pass left ready-again.
         let carried = self.take_ready_again();
@@ -460,6 +528,11 @@ impl Reactor {
 
         self.advance_lifecycle();
         let end = self.clock.now();
+        if let Some(rec) = self.shared.recorder.as_deref_mut() {
+            if !rec.end_pass(end) {
+                self.shared.recorder = None;
+            }
+        }
         self.shared.stats.time_in_callbacks += end.saturating_duration_since(polled);
         Ok(end)
     }
@@ -541,7 +614,17 @@ impl Reactor {
                 ev.is_error()
             );
             match id::untoken(ev.token()) {
-                Some((Kind::Conn, slot, gen)) => self.conn_event(slot, gen, ev),
+                Some((Kind::Conn, slot, gen)) => {
+                    if let Some(rec) = self.shared.recorder.as_deref_mut() {
+                        let bits = u8::from(ev.is_readable())
+                            | u8::from(ev.is_writable()) << 1
+                            | u8::from(ev.is_read_closed()) << 2
+                            | u8::from(ev.is_write_closed()) << 3
+                            | u8::from(ev.is_error()) << 4;
+                        rec.event(self.shared.now, ConnId::new(slot, gen), bits);
+                    }
+                    self.conn_event(slot, gen, ev)
+                }
                 Some((Kind::Listener, slot, gen)) => self.listener_event(slot, gen, ev),
                 Some((Kind::Signal, 1, _)) => self.children_changed(),
                 Some((Kind::Signal, ..)) => self.signal_event(),
@@ -582,7 +665,9 @@ impl Reactor {
             !self.in_callback,
             "{who}: {what} would run inside another callback (the dispatch path re-entered)"
         );
-        let started = log::log_enabled!(target: TRACE, log::Level::Trace).then(|| self.clock.now());
+        let started = (self.shared.recorder.is_some()
+            || log::log_enabled!(target: TRACE, log::Level::Trace))
+        .then(|| self.clock.now());
         self.in_callback = true;
         let outcome = if self.opts.catch_panics {
             panic::catch_unwind(AssertUnwindSafe(|| enter(self)))
@@ -600,6 +685,10 @@ impl Reactor {
         if let Some(started) = started {
             let took = self.clock.now().saturating_duration_since(started);
             trace!(target: TRACE, "  {who} {what} ran for {took:?}");
+            if let Some(rec) = self.shared.recorder.as_deref_mut() {
+                let (kind, id) = who.code();
+                rec.callback(started, took, kind, id, what);
+            }
         }
         self.apply_commands();
         result

@@ -78,6 +78,11 @@ pub(crate) struct Shared {
     pub(crate) scratch: Vec<u8>,
     /// The connection `scratch` belongs to during the current callback.
     pub(crate) scratch_owner: Option<ConnId>,
+    /// While recording (`Reactor::record`): where the loop's records go.
+    pub(crate) recorder: Option<Box<crate::record::Recorder>>,
+    /// An instant and the wall-clock time at it: `Ctx::wall_now` counts from here, so
+    /// wall time follows the reactor's clock (a `ManualClock` and replays included).
+    pub(crate) wall_base: (Instant, std::time::SystemTime),
     /// Loop passes so far; a timer never fires in the pass that scheduled it.
     pub(crate) pass: u64,
     pub(crate) timers: TimerQueue,
@@ -108,6 +113,8 @@ impl Shared {
             stop_requested: false,
             scratch: Vec::new(),
             scratch_owner: None,
+            recorder: None,
+            wall_base: (now, std::time::SystemTime::now()),
             pass: 0,
             timers: TimerQueue::new(now),
             soon: VecDeque::new(),

@@ -64,6 +64,7 @@ impl<'a> Transport<'a> {
     /// connection is then aborted). A refused write buffers nothing.
     pub fn write(&mut self, data: &[u8]) -> Result<(), WriteError> {
         self.admit(data.len())?;
+        self.record_wrote(data);
         if self.uses_scratch() {
             self.ctx.shared.scratch.extend_from_slice(data);
         } else {
@@ -71,6 +72,23 @@ impl<'a> Transport<'a> {
             self.mark_dirty();
         }
         Ok(())
+    }
+
+    /// Recording: `data` was accepted for sending.
+    #[inline]
+    fn record_wrote(&mut self, data: &[u8]) {
+        let s = &mut *self.ctx.shared;
+        if let Some(r) = s.recorder.as_deref_mut() {
+            r.wrote(s.now, self.id, data);
+        }
+    }
+
+    /// Recording: the protocol asked to close.
+    fn record_close(&mut self, kind: crate::record::CloseKind) {
+        let s = &mut *self.ctx.shared;
+        if let Some(r) = s.recorder.as_deref_mut() {
+            r.close(s.now, self.id, kind);
+        }
     }
 
     /// Whether this callback's writes go to the reactor's scratch buffer (see
@@ -91,6 +109,7 @@ impl<'a> Transport<'a> {
             return self.write(&data);
         }
         self.admit(data.len())?;
+        self.record_wrote(&data);
         self.spill_scratch();
         self.io.out.push_owned(data);
         self.mark_dirty();
@@ -117,6 +136,7 @@ impl<'a> Transport<'a> {
         let total = bufs.iter().map(|b| b.len()).sum();
         self.admit(total)?;
         for b in bufs {
+            self.record_wrote(b);
             if self.uses_scratch() {
                 self.ctx.shared.scratch.extend_from_slice(b);
             } else {
@@ -162,6 +182,7 @@ impl<'a> Transport<'a> {
             st => {
                 self.io.state = ConnState::Closing { eof: st.eof(), by_peer: false };
                 self.mark_dirty();
+                self.record_close(crate::record::CloseKind::Lose);
             }
         }
     }
@@ -217,6 +238,7 @@ impl<'a> Transport<'a> {
         }
         self.io.set_reset_on_close();
         self.ctx.shared.reap.push((self.id, reason));
+        self.record_close(crate::record::CloseKind::Abort);
     }
 
     /// Ends the connection with a protocol error: like `abort_connection`, but
@@ -234,6 +256,7 @@ impl<'a> Transport<'a> {
             _ => return,
         }
         self.mark_dirty();
+        self.record_close(crate::record::CloseKind::WriteShut);
     }
 
     /// Stops delivering `data_received` until `resume_reading`; the kernel's buffers then

@@ -153,7 +153,13 @@ impl Response {
     /// Appends the head to `out`: status line, the response's fields (minus any framing
     /// or connection fields, which the server owns), `Date`, `Server`, the `framing`
     /// field, and `Connection: close` when `close`. Allocates nothing but `out`'s growth.
-    pub(crate) fn write_head(&self, out: &mut Vec<u8>, framing: Framing, close: bool) {
+    pub(crate) fn write_head(
+        &self,
+        out: &mut Vec<u8>,
+        framing: Framing,
+        close: bool,
+        now: SystemTime,
+    ) {
         let _ = write!(out, "HTTP/1.1 {} {}\r\n", self.status, reason(self.status));
         for (n, v) in &self.headers {
             let owned = ["content-length", "transfer-encoding", "connection", "date"];
@@ -170,7 +176,7 @@ impl Response {
             out.extend_from_slice(v.as_bytes());
             out.extend_from_slice(b"\r\n");
         }
-        DATE.with(|d| d.borrow_mut().write(out));
+        DATE.with(|d| d.borrow_mut().write(out, now));
         out.extend_from_slice(b"Server: torsion\r\n");
         match framing {
             Framing::None => {}
@@ -186,7 +192,8 @@ impl Response {
     }
 }
 
-/// The `Date` field, formatted once per second (per thread: one per reactor).
+/// The `Date` field, formatted once per second (per thread: one per reactor), from the
+/// reactor's wall clock (`Ctx::wall_now`).
 struct DateCache {
     second: u64,
     line: Vec<u8>,
@@ -197,8 +204,7 @@ thread_local! {
 }
 
 impl DateCache {
-    fn write(&mut self, out: &mut Vec<u8>) {
-        let now = SystemTime::now();
+    fn write(&mut self, out: &mut Vec<u8>, now: SystemTime) {
         let second = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         if second != self.second {
             self.second = second;
@@ -252,7 +258,7 @@ mod tests {
             .header("X-Evil", "a\r\nSet-Cookie: x=1")
             .header("Content-Length", "999");
         let mut out = Vec::new();
-        r.write_head(&mut out, Framing::Length(4), true);
+        r.write_head(&mut out, Framing::Length(4), true, SystemTime::now());
         let head = String::from_utf8(out).unwrap();
         assert!(head.starts_with("HTTP/1.1 404 Not Found\r\nContent-Type: text/plain; charset=utf-8\r\nX-Ok: yes\r\nDate: "), "{head}");
         assert!(
@@ -267,7 +273,7 @@ mod tests {
     #[test]
     fn the_date_is_an_imf_fixdate() {
         let mut out = Vec::new();
-        DATE.with(|d| d.borrow_mut().write(&mut out));
+        DATE.with(|d| d.borrow_mut().write(&mut out, SystemTime::now()));
         let line = String::from_utf8(out).unwrap();
         let value = line.strip_prefix("Date: ").unwrap().trim_end();
         assert!(httpdate::parse_http_date(value).is_ok(), "{value}");

@@ -221,7 +221,7 @@ impl HttpConnection {
             _ => Vec::new(),
         };
         let mut out = Vec::with_capacity(256 + body.len());
-        resp.write_head(&mut out, Framing::Length(body.len() as u64), true);
+        resp.write_head(&mut out, Framing::Length(body.len() as u64), true, t.ctx().wall_now());
         out.extend_from_slice(&body);
         let _ = t.write_owned(out);
         self.linger(t);
@@ -421,18 +421,18 @@ impl HttpConnection {
         match std::mem::replace(&mut resp.body, Body::Empty) {
             Body::Empty => {
                 let framing = if bodyless { Framing::None } else { Framing::Length(0) };
-                resp.write_head(&mut out, framing, close);
+                resp.write_head(&mut out, framing, close, t.ctx().wall_now());
             }
             Body::Bytes(bytes) => {
                 let framing =
                     if bodyless { Framing::None } else { Framing::Length(bytes.len() as u64) };
-                resp.write_head(&mut out, framing, close);
+                resp.write_head(&mut out, framing, close, t.ctx().wall_now());
                 if !is_head && !bodyless {
                     out.extend_from_slice(&bytes);
                 }
             }
             Body::File { file, len } => {
-                resp.write_head(&mut out, Framing::Length(len), close);
+                resp.write_head(&mut out, Framing::Length(len), close, t.ctx().wall_now());
                 if !is_head && len > 0 {
                     let _ = t.write_owned(out);
                     return self.stream(t, Streaming::File { file, left: len }, close);
@@ -457,7 +457,7 @@ impl HttpConnection {
                 let chunked = version >= 1;
                 close |= !chunked;
                 let framing = if chunked { Framing::Chunked } else { Framing::None };
-                resp.write_head(&mut out, framing, close);
+                resp.write_head(&mut out, framing, close, t.ctx().wall_now());
                 if !is_head {
                     let _ = t.write_owned(out);
                     return self.stream(t, Streaming::Chunks { stream, chunked }, close);

@@ -22,6 +22,7 @@ use crate::ctx::Ctx;
 use crate::error::Reason;
 use crate::id::{self, ConnId, Kind, TimerId};
 use crate::protocol::Protocol;
+use crate::record::Input;
 use crate::shared::VACANT;
 use crate::timers::Action;
 use crate::transport::Transport;
@@ -151,6 +152,13 @@ impl Reactor {
                     if log::log_enabled!(target: TRACE, log::Level::Trace) {
                         trace!(target: TRACE, "  {} read {n} B", ConnId::new(slot, conn.io.gen));
                     }
+                    if let Some(rec) = self.shared.recorder.as_deref_mut() {
+                        rec.data(
+                            self.shared.now,
+                            ConnId::new(slot, conn.io.gen),
+                            &self.read_buf[..n],
+                        );
+                    }
                     self.call(slot, "data_received", |p, t, buf| p.data_received(t, &buf[..n]));
                     self.settle(slot);
                     if short && !fin_seen {
@@ -227,6 +235,12 @@ impl Reactor {
         f: impl FnOnce(&mut dyn Protocol, &mut Transport<'_>, &[u8]),
     ) {
         let Some(gen) = self.conns.get(slot).map(|c| c.io.gen) else { return };
+        if let Some(rec) = self.shared.recorder.as_deref_mut() {
+            // Bytes, timers and the start are recorded where they are known.
+            if let Some(input) = Input::from_callback(what).filter(|i| *i != Input::Made) {
+                rec.input(self.shared.now, ConnId::new(slot, gen), input);
+            }
+        }
         self.dispatch(Who::Conn(ConnId::new(slot, gen)), what, |r| r.enter_conn(slot, f));
     }
 
@@ -378,6 +392,23 @@ impl Reactor {
     pub(super) fn made(&mut self, slot: usize) {
         if let Some(c) = self.conns.slab.get_mut(slot) {
             c.io.set(flag::MADE);
+            if let Some(rec) = self.shared.recorder.as_deref_mut() {
+                let (local, peer) = (c.io.local_addr().ok(), c.io.peer_addr().ok());
+                let port = |a: &Option<Address>| match a {
+                    Some(Address::Inet(a)) => Some(a.port()),
+                    _ => None,
+                };
+                let show =
+                    |a: &Option<Address>| a.as_ref().map_or(String::new(), |a| a.to_string());
+                let id = ConnId::new(slot, c.io.gen);
+                rec.made(
+                    self.shared.now,
+                    id,
+                    &show(&local),
+                    &show(&peer),
+                    [port(&local), port(&peer)],
+                );
+            }
         }
         self.call(slot, "connection_made", |p, t, _| p.connection_made(t));
         self.settle(slot);

@@ -166,6 +166,9 @@ impl Reactor {
         self.shared.stats.open -= 1;
         let for_factory = (connector != NO_CONNECTOR).then(|| reason.duplicate());
         log::trace!(target: crate::TRACE_TARGET, "  {id} connection_lost: {reason}");
+        if let Some(rec) = self.shared.recorder.as_deref_mut() {
+            rec.lost(self.shared.now, id, &reason);
+        }
         self.dispatch(Who::Conn(id), "connection_lost", |r| {
             proto.connection_lost(&mut Ctx::new(&mut r.shared), reason);
             Some(())

@@ -84,6 +84,9 @@ impl Reactor {
         // A connection that went away takes its timers with it (the reaper cancels them;
         // this check covers one that ends while the timer phase runs).
         if self.shared.is_live(conn) {
+            if let Some(rec) = self.shared.recorder.as_deref_mut() {
+                rec.timer(self.shared.now, conn, tag);
+            }
             self.call(conn.slot(), "timer_fired", |p, t, _| p.timer_fired(t, tag));
             self.settle(conn.slot());
         }
