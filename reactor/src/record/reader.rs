@@ -129,7 +129,7 @@ pub fn conn_name(conn: u64) -> String {
 /// # Examples
 ///
 /// ```
-/// use torsion_reactor::{Record, Recording};
+/// use torsion_reactor::Recording;
 ///
 /// // Not a recording: a clear error, never a panic.
 /// let err = Recording::parse(b"hello").unwrap_err();
