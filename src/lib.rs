@@ -40,6 +40,7 @@ pub mod guide {}
 #[cfg(feature = "loadgen")]
 pub mod loadgen;
 pub mod serve;
+pub mod timeline;
 mod usage;
 #[cfg(feature = "loadgen")]
 pub mod versus;

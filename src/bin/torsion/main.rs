@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod load;
+mod record;
 mod self_signed;
 mod serve;
 
@@ -21,7 +22,10 @@ mod serve;
     torsion serve --listen tcp:9000:interface=127.0.0.1 line --max-line 1K\n  \
     torsion trace --listen tcp:9000:interface=127.0.0.1 echo   print every event the loop routes\n  \
     torsion load --addr 127.0.0.1:8000 --connections 100 --duration 5\n  \
-    torsion bench                                  reactor vs threading vs forking (quick)")]
+    torsion bench                                  reactor vs threading vs forking (quick)\n  \
+    torsion trace --record s.rec --html s.html --listen tcp:9000:interface=127.0.0.1 echo\n  \
+    torsion replay s.rec --protocol echo             re-drive the protocol, find the first divergence\n  \
+    torsion report s.rec --html s.html               the timeline of a recording")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -37,6 +41,11 @@ enum Command {
     Load(load::LoadArgs),
     /// Benchmark the reactor against threaded and forking servers (the versus harness).
     Bench(bench::BenchArgs),
+    /// Re-drive a registered protocol with a recording's inputs; report the first
+    /// divergence (or print a Rust test with --emit-test).
+    Replay(record::ReplayArgs),
+    /// Draw a recording as a timeline: one self-contained HTML page.
+    Report(record::ReportArgs),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +59,15 @@ fn main() -> ExitCode {
         Command::Trace(args) => serve::run(args, true),
         Command::Load(args) => load::run(args),
         Command::Bench(args) => bench::run_bench(args),
+        Command::Replay(args) => match record::run_replay(args) {
+            Ok(true) => Ok(()),
+            Ok(false) => return ExitCode::from(1),
+            Err(e) => {
+                eprintln!("torsion: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        Command::Report(args) => record::run_report(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

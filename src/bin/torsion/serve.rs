@@ -9,6 +9,7 @@ use torsion::protocols::policies::ConnectionLimits;
 use torsion::serve::{demo, demo_https, Listen, Registry, ServeOptions, Server, DEFAULT_PORT_BASE};
 
 use crate::self_signed::{lacks_certificate, SelfSigned};
+use torsion::reactor::RecordOptions;
 
 /// Options of `serve` and `trace`.
 #[derive(Args, Debug)]
@@ -44,6 +45,23 @@ pub(crate) struct ServeArgs {
     /// The demo set always does this for its HTTPS service.
     #[arg(long)]
     self_signed: bool,
+    /// Record the loop to FILE: every pass, event and callback with each connection's
+    /// inputs and outputs (`torsion replay FILE`, `torsion report FILE --html OUT`).
+    #[arg(long, value_name = "FILE")]
+    record: Option<std::path::PathBuf>,
+    /// With --record: lengths only, no payload bytes on disk.
+    #[arg(long)]
+    record_no_payload: bool,
+    /// With --record: only connections on this port (repeatable).
+    #[arg(long, value_name = "PORT")]
+    record_port: Vec<u16>,
+    /// With --record: rotate the file to FILE.1 past this many MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 64)]
+    record_max_mib: u64,
+    /// At exit, write the session's timeline (one HTML page) to FILE; records to
+    /// FILE.rec unless --record names the recording.
+    #[arg(long, value_name = "FILE")]
+    html: Option<std::path::PathBuf>,
     /// `--listen ENDPOINT PROTOCOL [OPTIONS]`, repeatable (see below).
     #[arg(
         trailing_var_arg = true,
@@ -168,7 +186,31 @@ pub(crate) fn run(args: ServeArgs, trace: bool) -> Result<(), String> {
             None => None,
         },
     };
-    let server = Server::bind(listens, &opts)?;
+    let mut server = Server::bind(listens, &opts)?;
+    let recording = match (&args.record, &args.html) {
+        (Some(path), _) => Some(path.clone()),
+        (None, Some(html)) => {
+            let mut p = html.clone().into_os_string();
+            p.push(".rec");
+            Some(p.into())
+        }
+        (None, None) => None,
+    };
+    if let Some(path) = &recording {
+        if opts.workers > 1 {
+            return Err(
+                "--record and --html need one worker (each reactor would need a file)".into()
+            );
+        }
+        let ropts = RecordOptions {
+            payloads: !args.record_no_payload,
+            ports: args.record_port.clone(),
+            max_bytes: args.record_max_mib.max(1) << 20,
+            ..RecordOptions::new(path)
+        };
+        server.reactor().record(ropts).map_err(|e| e.to_string())?;
+        log::info!("recording to {}", path.display());
+    }
     let mut out = std::io::stdout().lock();
     let width = server.bound().iter().map(|b| b.protocol.len()).max().unwrap_or(0);
     for b in server.bound() {
@@ -199,6 +241,11 @@ pub(crate) fn run(args: ServeArgs, trace: bool) -> Result<(), String> {
     let _ = out.flush();
     drop(out);
     let s = server.run().map_err(|e| format!("reactor: {e}"))?;
+    if let (Some(html), Some(path)) = (&args.html, &recording) {
+        let rec = torsion::reactor::Recording::open(path).map_err(|e| e.to_string())?;
+        let title = format!("torsion session ({})", path.display());
+        crate::record::write_timeline(&rec, &title, html, &Default::default())?;
+    }
     log::info!(
         "served {} connection(s), {} bytes in, {} bytes out; {} loop passes, {:?} in poll, {:?} in callbacks",
         s.accepted,
