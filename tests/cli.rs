@@ -434,20 +434,8 @@ fn self_signed_serves_a_tls_endpoint_given_without_a_certificate() {
     let hint = t.hints[0].clone();
     let cert = hint.rsplit_once("-CAfile ").map(|(_, c)| c.to_string()).expect("-CAfile in hint");
     assert!(hint.starts_with("openssl s_client -quiet -connect"), "{hint}");
-    let child = Command::new(tool("openssl"))
-        .args(["s_client", "-quiet", "-verify_return_error", "-servername", "localhost"])
-        .args(["-connect", &addr.to_string(), "-CAfile", &cert])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut guard = common::KillOnDrop(child);
-    guard.0.stdin.as_mut().unwrap().write_all(b"ping over tls\n").unwrap();
-    let mut line = String::new();
-    BufReader::new(guard.0.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+    let line = common::openssl_echo_line(addr, cert.as_ref(), "ping over tls\n");
     assert_eq!(line, "ping over tls\n");
-    drop(guard);
     let (ok, err) = t.stop("-TERM");
     assert!(ok, "{err}");
 }

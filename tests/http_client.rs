@@ -18,7 +18,7 @@ use common::{run_until, DEADLINE};
 use torsion::protocols::http::client::{
     get_page, request, ClientOptions, HttpClientError, ParseError, Response, Stage,
 };
-use torsion::reactor::{Cancelled, Deferred, Failure, Reactor};
+use torsion::reactor::{Cancelled, Failure, Reactor};
 
 /// What a canned server does with a request.
 enum Reply {
@@ -152,20 +152,7 @@ fn hold(response: &str) -> impl Fn(&str) -> Reply + Send + Sync + 'static {
     move |_| Reply::Hold(bytes.clone())
 }
 
-type Slot = Rc<RefCell<Option<Result<Response, Failure>>>>;
-
-/// Runs the reactor until `d` fires; returns its outcome.
-fn wait(r: &mut Reactor, d: Deferred<Response>) -> Result<Response, Failure> {
-    let slot: Slot = Rc::default();
-    let s = Rc::clone(&slot);
-    d.add_both(&mut r.ctx(), move |_, outcome| {
-        *s.borrow_mut() = Some(outcome);
-        Ok(())
-    });
-    run_until(r, |_| slot.borrow().is_some());
-    let outcome = slot.borrow_mut().take().unwrap();
-    outcome
-}
+use common::wait_deferred as wait;
 
 fn fetch(url: &str) -> Result<Response, Failure> {
     let mut r = Reactor::new().unwrap();

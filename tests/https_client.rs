@@ -4,15 +4,13 @@
 
 mod common;
 
-use std::cell::RefCell;
 use std::net::SocketAddr;
-use std::rc::Rc;
 
 use common::pki::TestCa;
-use common::{run_until, Server};
+use common::Server;
 use torsion::protocols::http::client::{request, ClientOptions, HttpClientError, Response};
 use torsion::protocols::http::{Body, Dir, Handler, HttpServer, Response as Reply, ServerConfig};
-use torsion::reactor::{Deferred, Failure, Reactor, TlsClientConfig, TlsServerConfig};
+use torsion::reactor::{Failure, Reactor, TlsClientConfig, TlsServerConfig};
 
 /// An HTTP server over TLS: `/` says hello, `/echo` answers with the request's method and
 /// body length.
@@ -60,21 +58,7 @@ fn trusting(ca: &TestCa) -> ClientOptions {
 fn fetch(method: &str, url: &str, body: &[u8], opts: &ClientOptions) -> Result<Response, Failure> {
     let mut r = Reactor::new().unwrap();
     let d = request(&mut r.ctx(), method, url, &[], body.to_vec(), opts);
-    wait(&mut r, d)
-}
-
-type Slot = Rc<RefCell<Option<Result<Response, Failure>>>>;
-
-fn wait(r: &mut Reactor, d: Deferred<Response>) -> Result<Response, Failure> {
-    let slot: Slot = Rc::default();
-    let s = Rc::clone(&slot);
-    d.add_both(&mut r.ctx(), move |_, outcome| {
-        *s.borrow_mut() = Some(outcome);
-        Ok(())
-    });
-    run_until(r, |_| slot.borrow().is_some());
-    let outcome = slot.borrow_mut().take().unwrap();
-    outcome
+    common::wait_deferred(&mut r, d)
 }
 
 fn client_error(outcome: Result<Response, Failure>) -> HttpClientError {

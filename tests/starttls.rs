@@ -8,12 +8,10 @@ use std::cell::RefCell;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::rc::Rc;
-use std::sync::Arc;
 
 use common::pki::TestCa;
 use common::{run_until, Server, DEADLINE};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::ServerName;
 use torsion::protocols::basic::{LineHandler, LineReceiver, LineTransport};
 use torsion::reactor::{
     Address, ClientFactory, ConnectTarget, Ctx, Protocol, Reactor, Reason, TlsClientConfig,
@@ -55,20 +53,6 @@ fn upgrading_server(ca: &TestCa) -> Server {
     })
 }
 
-fn rustls_config(ca: &TestCa) -> Arc<rustls::ClientConfig> {
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_slice_iter(ca.ca_pem.as_bytes()) {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Arc::new(config)
-}
-
 /// Reads the socket one byte at a time until `end`, so no TLS record behind it is taken.
 fn read_clear_until(s: &mut TcpStream, end: &[u8]) -> Vec<u8> {
     let mut got = Vec::new();
@@ -85,7 +69,7 @@ fn a_client_hello_in_the_same_segment_as_starttls_goes_to_tls_not_to_the_lines()
     let ca = TestCa::new("starttls-segment");
     let server = upgrading_server(&ca);
     let mut tls = rustls::ClientConnection::new(
-        rustls_config(&ca),
+        ca.rustls_client_config(),
         ServerName::try_from("localhost".to_string()).unwrap(),
     )
     .unwrap();
@@ -116,7 +100,7 @@ fn a_client_that_waits_for_ok_upgrades_too_and_plain_info_says_plain() {
     s.write_all(b"INFO\r\nSTARTTLS\r\n").unwrap();
     assert_eq!(read_clear_until(&mut s, b"OK\r\n"), b"plain\r\nOK\r\n");
     let tls = rustls::ClientConnection::new(
-        rustls_config(&ca),
+        ca.rustls_client_config(),
         ServerName::try_from("localhost".to_string()).unwrap(),
     )
     .unwrap();

@@ -8,9 +8,9 @@
 mod common;
 
 use std::cell::RefCell;
-use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,18 +52,8 @@ fn rustls_client(
     ca: &TestCa,
     name: &str,
 ) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_slice_iter(ca.ca_pem.as_bytes()) {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
     let conn = rustls::ClientConnection::new(
-        Arc::new(config),
+        ca.rustls_client_config(),
         ServerName::try_from(name.to_string()).unwrap(),
     )
     .unwrap();
@@ -123,21 +113,7 @@ fn tool(name: &str) -> &str {
 fn openssl_s_client_is_served() {
     let ca = TestCa::new("openssl");
     let server = tls_echo(&ca);
-    let child = Command::new(tool("openssl"))
-        .args(["s_client", "-quiet", "-verify_return_error", "-servername", "localhost"])
-        .arg("-connect")
-        .arg(server.addr.to_string())
-        .arg("-CAfile")
-        .arg(ca.ca_file())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut guard = common::KillOnDrop(child);
-    guard.0.stdin.as_mut().unwrap().write_all(b"ping from openssl\n").unwrap();
-    let mut line = String::new();
-    BufReader::new(guard.0.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+    let line = common::openssl_echo_line(server.addr, &ca.ca_file(), "ping from openssl\n");
     assert_eq!(line, "ping from openssl\n");
 }
 

@@ -11,8 +11,7 @@ use std::time::Instant;
 
 use common::pki::TestCa;
 use common::{Server, DEADLINE};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::ServerName;
 use torsion::reactor::{Protocol, TlsServerConfig, Transport};
 
 /// Echoes with backpressure (stops reading while its output is above the high water
@@ -49,18 +48,8 @@ fn a_hundred_mib_each_way_is_byte_exact_with_a_slow_reader_and_bounded_buffers()
         r.listen_tls("127.0.0.1:0", f, config).unwrap().addr
     });
 
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_slice_iter(ca.ca_pem.as_bytes()) {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
     let name = ServerName::try_from("localhost".to_string()).unwrap();
-    let mut tls = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let mut tls = rustls::ClientConnection::new(ca.rustls_client_config(), name).unwrap();
     let mut sock = TcpStream::connect(server.addr).unwrap();
     sock.set_nonblocking(true).unwrap();
 

@@ -134,3 +134,44 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// Runs the reactor until `d` fires; returns its outcome (a Deferred's result).
+pub fn wait_deferred<T: 'static>(
+    r: &mut Reactor,
+    d: torsion::reactor::Deferred<T>,
+) -> Result<T, torsion::reactor::Failure> {
+    let slot = std::rc::Rc::new(std::cell::RefCell::new(None));
+    let s = std::rc::Rc::clone(&slot);
+    d.add_both(&mut r.ctx(), move |_, outcome| {
+        *s.borrow_mut() = Some(outcome);
+        Ok(())
+    });
+    run_until(r, |_| slot.borrow().is_some());
+    let outcome = slot.borrow_mut().take().unwrap();
+    outcome
+}
+
+/// Sends `line` through `openssl s_client` (verifying the server against `ca_file` as
+/// `localhost`) and returns the first line it reads back. Fails without `openssl`.
+pub fn openssl_echo_line(addr: SocketAddr, ca_file: &std::path::Path, line: &str) -> String {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    let ok = Command::new("sh").args(["-c", "command -v openssl"]).output();
+    assert!(ok.is_ok_and(|o| o.status.success()), "openssl is needed (CI installs it)");
+    let child = Command::new("openssl")
+        .args(["s_client", "-quiet", "-verify_return_error", "-servername", "localhost"])
+        .arg("-connect")
+        .arg(addr.to_string())
+        .arg("-CAfile")
+        .arg(ca_file)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut guard = KillOnDrop(child);
+    guard.0.stdin.as_mut().unwrap().write_all(line.as_bytes()).unwrap();
+    let mut got = String::new();
+    std::io::BufReader::new(guard.0.stdout.as_mut().unwrap()).read_line(&mut got).unwrap();
+    got
+}
