@@ -1,6 +1,7 @@
 //! HTTP/1.1 server on one thread: a hello route, a JSON echo, and a static directory.
 //!
 //! Run:   cargo run --release --example http_server -- [--listen 127.0.0.1:8080] [--dir DIR]
+//!        [--cert CERT.pem --key KEY.pem]                      (HTTPS instead of HTTP)
 //! Poke:  curl http://127.0.0.1:8080/
 //!        curl -d '{"a":1}' http://127.0.0.1:8080/echo
 //!        curl http://127.0.0.1:8080/static/Cargo.toml       (files under DIR, default .)
@@ -13,7 +14,7 @@ use std::process::ExitCode;
 use torsion::protocols::http::{
     Dir, Handler, HttpServer, Later, Response, ServerConfig, StaticDir,
 };
-use torsion::reactor::Reactor;
+use torsion::reactor::{Reactor, TlsServerConfig};
 
 /// An HTTP/1.1 server: a hello page, an echo resource, and files under DIR.
 #[derive(clap::Parser)]
@@ -25,12 +26,19 @@ struct Args {
     /// Directory served as static files.
     #[arg(long, default_value = ".")]
     dir: String,
+    /// Serve HTTPS with this PEM certificate chain (needs --key).
+    #[arg(long, requires = "key")]
+    cert: Option<String>,
+    /// The certificate's PEM private key.
+    #[arg(long, requires = "cert")]
+    key: Option<String>,
 }
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let Args { listen, dir } = clap::Parser::parse();
-    match serve(&listen, &dir) {
+    let Args { listen, dir, cert, key } = clap::Parser::parse();
+    let tls = cert.zip(key);
+    match serve(&listen, &dir, tls) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("http_server: {e}");
@@ -39,7 +47,11 @@ fn main() -> ExitCode {
     }
 }
 
-fn serve(listen: &str, dir: &str) -> Result<(), Box<dyn std::error::Error>> {
+fn serve(
+    listen: &str,
+    dir: &str,
+    tls: Option<(String, String)>,
+) -> Result<(), Box<dyn std::error::Error>> {
     let mut root = Dir::new();
     root.set_index(Handler::get(|_| Response::text(200, "Hello, world!\n")));
     root.put_child(
@@ -63,8 +75,15 @@ fn serve(listen: &str, dir: &str) -> Result<(), Box<dyn std::error::Error>> {
         }),
     );
     let mut reactor = Reactor::new()?;
-    let port = reactor.listen_tcp(listen, HttpServer::new(root, ServerConfig::default()))?;
-    log::info!("serving http://{}/ (static files from {dir} under /static/)", port.addr);
+    let server = HttpServer::new(root, ServerConfig::default());
+    let (port, scheme) = match tls {
+        Some((cert, key)) => {
+            let config = TlsServerConfig::from_pem_files(cert, key)?.with_alpn(&["http/1.1"])?;
+            (reactor.listen_tls(listen, server, config)?, "https")
+        }
+        None => (reactor.listen_tcp(listen, server)?, "http"),
+    };
+    log::info!("serving {scheme}://{}/ (static files from {dir} under /static/)", port.addr);
     reactor.stop_on_signals()?;
     reactor.run()?;
     Ok(())
