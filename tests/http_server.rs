@@ -316,6 +316,13 @@ fn a_graceful_stop_answers_a_pipelined_request_read_behind_a_long_response() {
     assert_eq!(&head, b"HTTP/1.1 200 OK");
     // The client has not read the 8 MiB: the first response is in flight at the stop.
     handle.stop().unwrap();
+    // `stop` only asks; wait until the reactor acted on it (its listener closes in the same
+    // step that tells the connections), so the stop cannot land after the first response.
+    let asked = std::time::Instant::now();
+    while TcpStream::connect(addr).is_ok() {
+        assert!(asked.elapsed() < DEADLINE, "the reactor never began stopping");
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
     let mut rest = Vec::new();
     s.read_to_end(&mut rest).unwrap();
     let rest = String::from_utf8_lossy(&rest);
