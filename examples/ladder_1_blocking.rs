@@ -24,10 +24,13 @@ struct Args {
     /// Address to serve on (port 0: any free port).
     #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:7001")]
     listen: String,
+    /// Do not report clients coming and going on stderr (for `torsion bench`).
+    #[arg(long)]
+    quiet: bool,
 }
 
 fn main() -> ExitCode {
-    let Args { listen } = Args::parse();
+    let Args { listen, quiet } = Args::parse();
     let listener = match TcpListener::bind(&listen) {
         Ok(l) => l,
         Err(e) => {
@@ -47,11 +50,15 @@ fn main() -> ExitCode {
         match stream {
             Ok(stream) => {
                 let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
-                eprintln!("serving {peer}; anyone else waits");
+                if !quiet {
+                    eprintln!("serving {peer}; anyone else waits");
+                }
                 if let Err(e) = echo(stream) {
                     eprintln!("{peer}: {e}");
                 }
-                eprintln!("{peer} left; accepting the next client");
+                if !quiet {
+                    eprintln!("{peer} left; accepting the next client");
+                }
             }
             // A failed accept (a client that gave up, no descriptors left) ends no one else.
             Err(e) => eprintln!("accept: {e}"),
