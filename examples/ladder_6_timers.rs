@@ -6,8 +6,8 @@
 //! that sends no line for `--idle-timeout-ms` is told so and disconnected: one timer per
 //! connection, pushed back on every line. The blocking work would freeze steps 3–5's single
 //! thread for every client; here it runs on the pool and its result comes back to the loop as
-//! a `Deferred`, whose callback writes the reply. Walk-through: docs/ladder.md; tested by
-//! tests/ladder.rs.
+//! a `Deferred`, whose callback writes the reply (at most four jobs per connection at once).
+//! Walk-through: docs/ladder.md; tested by tests/ladder.rs.
 //!
 //! ```text
 //! cargo run --example ladder_6_timers                  # listens on 127.0.0.1:7006
@@ -15,7 +15,9 @@
 //! cargo run --example ladder_6_timers -- --idle-timeout-ms 5000   # and wait 5 s in nc
 //! ```
 
+use std::cell::Cell;
 use std::process::ExitCode;
+use std::rc::Rc;
 use std::time::Duration;
 
 use clap::Parser;
@@ -38,11 +40,17 @@ struct Args {
 const MAX_SUM: u64 = 1_000_000_000;
 /// Longest `sleep MS`.
 const MAX_SLEEP_MS: u64 = 60_000;
+/// Jobs one connection may have on the pool at once: the pool's threads are bounded but its
+/// queue is not, so without this one client could queue work (and memory) without end.
+const MAX_JOBS: usize = 4;
 
-/// One connection: its idle timer.
+/// One connection: its idle timer and its jobs in flight.
 struct Session {
     idle: Duration,
     timer: Option<TimerId>,
+    /// Shared with the job's callbacks, which run on the loop after this handler has
+    /// returned (never inside it): a leaf holding a number, no references.
+    jobs: Rc<Cell<usize>>,
 }
 
 impl FrameHandler<LineCodec> for Session {
@@ -70,6 +78,9 @@ impl FrameHandler<LineCodec> for Session {
         let (cmd, arg) = (words.next().unwrap_or(""), words.next().map(str::parse::<u64>));
         let reply = match (cmd, arg) {
             ("ping", None) => "pong".to_string(),
+            ("sum" | "sleep", Some(Ok(_))) if self.jobs.get() >= MAX_JOBS => {
+                format!("busy: {MAX_JOBS} jobs running, try again when one has answered")
+            }
             ("quit", None) => {
                 let _ = out.send("bye");
                 out.transport().lose_connection(); // after the reply is flushed
@@ -77,20 +88,23 @@ impl FrameHandler<LineCodec> for Session {
             }
             ("sum", Some(Ok(n))) if n <= MAX_SUM => {
                 let id = out.transport().id();
-                on_pool(out.transport().ctx(), id, move || {
+                on_pool(out.transport().ctx(), id, &self.jobs, move || {
                     format!("sum {n} = {}", (1..=n).fold(0u64, |a, i| a.wrapping_add(i)))
                 });
                 return; // the reply comes later; the loop serves others meanwhile
             }
             ("sleep", Some(Ok(ms))) if ms <= MAX_SLEEP_MS => {
                 let id = out.transport().id();
-                on_pool(out.transport().ctx(), id, move || {
+                on_pool(out.transport().ctx(), id, &self.jobs, move || {
                     std::thread::sleep(Duration::from_millis(ms)); // a blocking call
                     format!("slept {ms} ms")
                 });
                 return;
             }
-            _ => format!("error: {line:?}: try ping, sum N (N <= {MAX_SUM}), sleep MS (MS <= {MAX_SLEEP_MS}), quit"),
+            _ => format!(
+                "error: {line:?}: try ping, sum N (N <= {MAX_SUM}), sleep MS (MS <= \
+                 {MAX_SLEEP_MS}), quit"
+            ),
         };
         let _ = out.send(reply.as_str());
     }
@@ -103,12 +117,16 @@ impl FrameHandler<LineCodec> for Session {
 }
 
 /// Runs `job` on the reactor's thread pool; its result, back on the loop, is written to
-/// connection `id` as one line (or dropped if the client has gone meanwhile).
+/// connection `id` as one line (or dropped if the client has gone meanwhile). `jobs` counts
+/// it while it runs.
 fn on_pool(
     ctx: &mut Ctx<'_>,
     id: torsion::reactor::ConnId,
+    jobs: &Rc<Cell<usize>>,
     job: impl FnOnce() -> String + Send + 'static,
 ) {
+    jobs.set(jobs.get() + 1);
+    let jobs = Rc::clone(jobs);
     ctx.defer_to_thread(job)
         .map(ctx, move |ctx, text| {
             if ctx.write_to(id, format!("{text}\r\n").as_bytes()).is_err() {
@@ -118,7 +136,9 @@ fn on_pool(
         .add_errback(ctx, move |ctx, failure| {
             let _ = ctx.write_to(id, format!("error: {failure}\r\n").as_bytes());
             Ok(())
-        });
+        })
+        // Reached after the callback or the errback, whichever ran.
+        .map(ctx, move |_, ()| jobs.set(jobs.get() - 1));
 }
 
 fn main() -> ExitCode {
@@ -137,7 +157,7 @@ fn serve(listen: &str, idle: Duration) -> Result<(), Box<dyn std::error::Error>>
     let mut reactor = Reactor::new()?;
     reactor.stop_on_signals()?;
     let port = reactor.listen_tcp(listen, move || {
-        Framed::new(LineCodec::lenient(), Session { idle, timer: None })
+        Framed::new(LineCodec::lenient(), Session { idle, timer: None, jobs: Rc::default() })
     })?;
     println!("timers and deferreds server listening on {}", port.addr);
     reactor.run()?;

@@ -230,6 +230,24 @@ fn step_6_the_loop_answers_others_while_the_pool_works() {
 }
 
 #[test]
+fn step_6_a_client_gets_at_most_four_jobs_on_the_pool_at_once() {
+    let (mut server, addr) = start("ladder_6_timers", &[]);
+    let mut s = client(addr);
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    assert!(line(&mut r).starts_with("hello"));
+    // One read: four jobs start, the fifth is refused at once, before any job can answer.
+    write_all(&mut s, b"sleep 200\nsleep 200\nsleep 200\nsleep 200\nsum 10\n");
+    assert!(line(&mut r).starts_with("busy: 4 jobs running"));
+    for _ in 0..4 {
+        assert_eq!(line(&mut r), "slept 200 ms");
+    }
+    // Answered jobs no longer count.
+    write_all(&mut s, b"sum 10\n");
+    assert_eq!(line(&mut r), "sum 10 = 55");
+    let _ = server.0.kill();
+}
+
+#[test]
 fn step_6_an_idle_client_is_told_and_disconnected() {
     let (mut server, addr) = start("ladder_6_timers", &["--idle-timeout-ms", "200"]);
     let mut s = client(addr);
