@@ -88,7 +88,9 @@ fn serve(addr: std::net::SocketAddr) -> io::Result<()> {
                 }
                 continue;
             }
-            // An event for a client closed earlier in this batch is stale: skip it.
+            // An event for a client closed earlier in this batch is stale: skip it. (If a
+            // client accepted since took the slot, the event reaches it: harmless here, an
+            // extra read that finds WouldBlock. The reactor's tokens carry a generation.)
             let Some(client) = clients.get_mut(event.token().0) else { continue };
             if service(client, &mut buf) {
                 let mut gone = clients.remove(event.token().0);
