@@ -32,6 +32,9 @@ fn build_steps() {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
         cmd.arg("build").current_dir(env!("CARGO_MANIFEST_DIR"));
+        if !cfg!(debug_assertions) {
+            cmd.arg("--release"); // `cargo test --release` looks in target/release/examples
+        }
         for step in STEPS {
             cmd.args(["--example", step]);
         }
