@@ -198,6 +198,8 @@ impl Default for HeapQueue {
     }
 }
 
+// The reference implementation: tests and benches use all of it, the reactor none.
+#[allow(dead_code)]
 impl HeapQueue {
     /// A queue whose time base is `epoch` (any instant not after the first deadline).
     pub(crate) fn new(epoch: Instant) -> HeapQueue {
