@@ -123,8 +123,9 @@ fn raw_queues(c: &mut Criterion) {
     use torsion::reactor::timer_bench::Queue;
     fn loaded(heap: bool) -> (Queue, Vec<TimerId>) {
         let mut q = Queue::new(heap);
-        let ids =
-            (0..PENDING).map(|i| q.schedule(Duration::from_millis(((i * 7919) % PENDING) as u64))).collect();
+        let ids = (0..PENDING)
+            .map(|i| q.schedule(Duration::from_millis(((i * 7919) % PENDING) as u64)))
+            .collect();
         (q, ids)
     }
     for (name, heap) in [("wheel", false), ("heap", true)] {
