@@ -1,5 +1,5 @@
 //! The echo benchmark: `torsion::reactor` serving `Echo` against a hand-written `mio` loop,
-//! each in a process of its own pinned to core 0, driven by `torsion::loadgen` on core 1.
+//! and `torsion serve`'s registry echo as a third server, each in a process of its own pinned to core 0, driven by `torsion::loadgen` on core 1.
 //!
 //! Run: `cargo bench --bench echo_baseline` (a few minutes) or
 //! `cargo bench --bench echo_baseline -- --quick` (under a minute). Writes a markdown table
@@ -7,10 +7,10 @@
 //!
 //! `-- --case TEXT` runs only the cases whose name contains TEXT (`--case idle`: only the
 //! idle-memory case);
-//! `--serve reactor|mio -` and `--load ADDR CASE SECONDS` run one server or one load on
+//! `--serve reactor|mio|serve -` and `--load ADDR CASE SECONDS` run one server or one load on
 //! their own, for profiling (`echo_baseline/callgrind.sh` counts instructions per message).
 //!
-//! The two servers run interleaved — reactor, mio, reactor, mio, ... — for several short
+//! The servers run interleaved — reactor, mio, serve, reactor, mio, serve, ... — for several short
 //! rounds per case, because these machines drift by tens of percent over minutes; each
 //! figure is the median of a server's rounds. Server CPU time comes from `/proc`
 //! (see `torsion::loadgen::ProcessUsage`) over each round's measured window.
@@ -33,6 +33,9 @@ use torsion::loadgen::{self, LoadConfig, LoadReport, Mode};
 /// Core the servers are pinned to; the generator takes `GENERATOR_CORE`.
 const SERVER_CORE: u32 = 0;
 const GENERATOR_CORE: u32 = 1;
+/// The servers compared, in the order they run each round (the ratios take reactor
+/// first, mio second, serve third).
+const SERVERS: [Kind; 3] = [Kind::Reactor, Kind::Mio, Kind::Serve];
 /// Name of the idle-memory case, for `--case`.
 const IDLE_CASE: &str = "idle memory";
 /// Connections of the idle-memory case.
@@ -273,7 +276,7 @@ fn bench(plan: &Plan, only: Option<&str>) -> Result<(), Box<dyn std::error::Erro
     // Idle memory first, on fresh processes, so no earlier case has grown their slabs.
     let mut idle = Vec::new();
     let idle_wanted = only.is_none_or(|o| IDLE_CASE.contains(o));
-    for kind in [Kind::Reactor, Kind::Mio].into_iter().filter(|_| idle_wanted) {
+    for kind in SERVERS.into_iter().filter(|_| idle_wanted) {
         let server = ServerProc::spawn(kind, core)?;
         let config = LoadConfig {
             addr: server.addr,
@@ -306,18 +309,18 @@ fn bench(plan: &Plan, only: Option<&str>) -> Result<(), Box<dyn std::error::Erro
         server.end();
     }
 
-    let reactor = ServerProc::spawn(Kind::Reactor, core)?;
-    let mio = ServerProc::spawn(Kind::Mio, core)?;
-    for s in [&reactor, &mio] {
+    let servers: Vec<ServerProc> =
+        SERVERS.iter().map(|&k| ServerProc::spawn(k, core)).collect::<Result<_, _>>()?;
+    for s in &servers {
         eprintln!("echo_baseline: {} server is PID {} on {}", s.kind.name(), s.pid, s.addr);
     }
-    let mut results: Vec<(&Case, Summary, Summary)> = Vec::new();
+    let mut results: Vec<(&Case, Vec<Summary>)> = Vec::new();
     let cases: Vec<&Case> =
         CASES.iter().filter(|c| only.is_none_or(|o| c.name.contains(o))).collect();
     for (ci, &case) in cases.iter().enumerate() {
-        let mut rounds: [Vec<Round>; 2] = [Vec::new(), Vec::new()];
+        let mut rounds: Vec<Vec<Round>> = servers.iter().map(|_| Vec::new()).collect();
         for round in 0..plan.rounds {
-            for (si, server) in [&reactor, &mio].into_iter().enumerate() {
+            for (si, server) in servers.iter().enumerate() {
                 let config = LoadConfig {
                     addr: server.addr,
                     mode: case.mode,
@@ -358,10 +361,11 @@ fn bench(plan: &Plan, only: Option<&str>) -> Result<(), Box<dyn std::error::Erro
                 }
             }
         }
-        results.push((case, summarize(&rounds[0]), summarize(&rounds[1])));
+        results.push((case, rounds.iter().map(|r| summarize(r)).collect()));
     }
-    reactor.end();
-    mio.end();
+    for s in servers {
+        s.end();
+    }
 
     let took = started.elapsed();
     let pressure = match (pressure_before, cpu_pressure_us()) {
@@ -418,17 +422,20 @@ fn ratio(a: f64, b: f64) -> String {
 fn render(
     plan: &Plan,
     pinned: bool,
-    results: &[(&Case, Summary, Summary)],
+    results: &[(&Case, Vec<Summary>)],
     idle: &[(Kind, IdleResult)],
     took: Duration,
     pressure: Option<f64>,
 ) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "# Echo benchmark: torsion reactor vs hand-written mio loop\n");
+    let _ = writeln!(
+        s,
+        "# Echo benchmark: torsion reactor vs hand-written mio loop (and `torsion serve` echo)\n"
+    );
     let _ = writeln!(
         s,
         "- run: `{}` mode, {} rounds per server per case, each {:?} warm-up + {:?} measured; \
-         servers interleaved reactor, mio, reactor, mio, …; every figure is the median of a \
+         servers interleaved reactor, mio, serve, reactor, mio, serve, …; every figure is the median of a \
          server's rounds",
         plan.name, plan.rounds, plan.warmup, plan.measure
     );
@@ -468,8 +475,9 @@ fn render(
          generator CPU | errors |"
     );
     let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for (case, r, m) in results {
-        for (name, x) in [("reactor", r), ("mio", m)] {
+    for (case, sums) in results {
+        for (kind, x) in SERVERS.iter().zip(sums) {
+            let name = kind.name();
             let _ = writeln!(
                 s,
                 "| {} | {name} | {:.0} | {:.0}–{:.0} | {:.0} ns | {:.0} % | {:.1} µs | {:.1} µs \
@@ -495,7 +503,8 @@ fn render(
          p99 latency |"
     );
     let _ = writeln!(s, "|---|---:|---:|---:|---:|");
-    for (case, r, m) in results {
+    for (case, sums) in results {
+        let (r, m) = (&sums[0], &sums[1]);
         let _ = writeln!(
             s,
             "| {} | {} | {} | {} | {} |",
@@ -504,6 +513,23 @@ fn render(
             ratio(r.cpu_ns_per_msg, m.cpu_ns_per_msg),
             ratio(r.p50_us, m.p50_us),
             ratio(r.p99_us, m.p99_us)
+        );
+    }
+    let _ = writeln!(s);
+    let _ =
+        writeln!(s, "`torsion serve` echo / reactor `Echo` (medians; target: the same cost):\n");
+    let _ = writeln!(s, "| case | throughput | CPU per message | p50 latency | p99 latency |");
+    let _ = writeln!(s, "|---|---:|---:|---:|---:|");
+    for (case, sums) in results {
+        let (r, v) = (&sums[0], &sums[2]);
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} |",
+            case.name,
+            ratio(v.msgs_per_sec, r.msgs_per_sec),
+            ratio(v.cpu_ns_per_msg, r.cpu_ns_per_msg),
+            ratio(v.p50_us, r.p50_us),
+            ratio(v.p99_us, r.p99_us)
         );
     }
     let _ = writeln!(s);

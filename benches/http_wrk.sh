@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
-# HTTP benchmark: `wrk -t1 -c100` against the torsion http_server example's hello route and
-# against nginx (one worker) returning the same body, in the same run. Each server is pinned
-# to core 0, wrk to core 1. Prints both and writes results/http_wrk.md.
+# HTTP benchmark: `wrk -t1` against the torsion http_server example's hello route and
+# against nginx (one worker) returning the same body. Each server is pinned to core 0, wrk
+# to core 1. The servers run interleaved (torsion, nginx, torsion, nginx, ...) over several
+# rounds at each connection count, and the report gives medians: requests/s, p99 and server
+# CPU per request. Writes results/http_wrk.md.
 #
-# Usage: benches/http_wrk.sh [SECONDS] [CONNECTIONS]     (defaults 10 and 100)
+# Usage: benches/http_wrk.sh [SECONDS] [CONNECTIONS...] [ROUNDS]   (defaults 10, "100 1000", 5)
+#   e.g. benches/http_wrk.sh 1 "100" 1      a one-second smoke run
 # Needs wrk and nginx (Debian: apt-get install wrk nginx-light; installed if missing and
 # we are root). Every process it starts is ended by PID on exit.
 set -euo pipefail
 secs=${1:-10}
-conns=${2:-100}
+conn_list=${2:-"100 1000"}
+rounds=${3:-5}
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
 
@@ -62,7 +66,7 @@ taskset -c 0 nginx -c "$work/nginx/nginx.conf" -p "$work/nginx" &
 pids+=($!)
 wait_port "$nport"
 
-run_wrk() { taskset -c 1 wrk -t1 -c"$conns" -d"${secs}s" --latency "http://127.0.0.1:$1/"; }
+run_wrk() { taskset -c 1 wrk -t1 -c"$1" -d"${secs}s" --latency "http://127.0.0.1:$2/"; }
 # CPU ticks (user + system, 1/100 s) of a process and its children: nginx's worker is a
 # child of its master.
 ticks() {
@@ -73,43 +77,62 @@ ticks() {
   done
   echo "$total"
 }
-# Busy ticks of core 0 (user nice system irq softirq steal), to see what else ran there.
-core0() { awk '/^cpu0 /{print $2+$3+$4+$7+$8+$9}' /proc/stat; }
-tpid=${pids[0]}; npid=${pids[1]}
-echo "== torsion (http_server example) on core 0, wrk on core 1"
-t0=$(ticks "$tpid"); c0=$(core0); run_wrk "$tport" | tee "$work/torsion.txt"; t1=$(ticks "$tpid"); c1=$(core0)
-echo "== nginx (1 worker) on core 0, wrk on core 1"
-n0=$(ticks "$npid"); d0=$(core0); run_wrk "$nport" | tee "$work/nginx.txt"; n1=$(ticks "$npid"); d1=$(core0)
-
 rps() { sed -n 's/^Requests\/sec: *\([0-9.]*\)/\1/p' "$1"; }
-p99() { sed -n 's/^ *99% *\([0-9.]*[a-z]*\)/\1/p' "$1"; }
-p50() { sed -n 's/^ *50% *\([0-9.]*[a-z]*\)/\1/p' "$1"; }
-errs() { grep -E "Non-2xx|Socket errors" "$1" | tr '\n' ' ' || true; }
-t=$(rps "$work/torsion.txt"); n=$(rps "$work/nginx.txt")
-ratio=$(python3 -c "print(f'{$t/$n:.2f}')")
-# Server CPU per request (µs) and as a share of the core: when both servers reach the same
-# requests/s, wrk's core is the limit and CPU per request tells them apart.
-cpu_us() { python3 -c "print(f'{($2-$1)*10000/($3*$secs):.1f}')"; }
-cpu_pct() { python3 -c "print(f'{($2-$1)/$secs:.0f}')"; }
-tcpu=$(cpu_us "$t0" "$t1" "$t"); ncpu=$(cpu_us "$n0" "$n1" "$n")
-tpct=$(cpu_pct "$t0" "$t1"); npct=$(cpu_pct "$n0" "$n1")
-# Core 0's busy time not spent in the server: other programs disturbing the run.
-others() { python3 -c "print(f'{max(0, ($4-$3) - ($2-$1))/$secs:.0f}')"; }
-tother=$(others "$t0" "$t1" "$c0" "$c1"); nother=$(others "$n0" "$n1" "$d0" "$d1")
+# wrk's 99th percentile in µs (it prints us, ms or s).
+p99_us() { sed -n 's/^ *99% *\([0-9.]*\)\([a-z]*\)/\1 \2/p' "$1" | awk '{m=1; if ($2=="ms") m=1000; if ($2=="s") m=1000000; printf "%.1f\n", $1*m}'; }
+errs() { grep -cE "Non-2xx|Socket errors" "$1" || true; }
+tpid=${pids[0]}; npid=${pids[1]}
+# One line per run: server conns round rps p99_us cpu_us_per_request errors
+samples="$work/samples.txt"; : >"$samples"
+for conns in $conn_list; do
+  for round in $(seq 1 "$rounds"); do
+    # Interleaved, so drift of the machine over minutes hits both servers alike.
+    for server in torsion nginx; do
+      if [ "$server" = torsion ]; then pid=$tpid; port=$tport; else pid=$npid; port=$nport; fi
+      out="$work/$server-$conns-$round.txt"
+      a=$(ticks "$pid"); run_wrk "$conns" "$port" >"$out"; b=$(ticks "$pid")
+      r=$(rps "$out")
+      cpu=$(python3 -c "print(f'{($b-$a)*10000/max($r*$secs, 1e-9):.2f}')")
+      echo "$server $conns $round $r $(p99_us "$out") $cpu $(errs "$out")" | tee -a "$samples"
+    done
+  done
+done
+
+table=$(python3 - "$samples" <<'PY'
+import statistics, sys
+rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
+by = {}
+for server, conns, _round, rps, p99, cpu, errs in rows:
+    by.setdefault((int(conns), server), []).append((float(rps), float(p99), float(cpu), int(errs)))
+print("| connections | server | requests/s (median) | p99 µs (median) | CPU µs per request (median) | requests/s min–max | rounds with errors |")
+print("|---:|---|---:|---:|---:|---:|---:|")
+med = {}
+for (conns, server), v in sorted(by.items()):
+    m = [statistics.median(x[i] for x in v) for i in range(3)]
+    med[(conns, server)] = m
+    lo, hi = min(x[0] for x in v), max(x[0] for x in v)
+    print(f"| {conns} | {server} | {m[0]:.0f} | {m[1]:.1f} | {m[2]:.2f} | {lo:.0f}–{hi:.0f} | {sum(1 for x in v if x[3])} |")
+print()
+print("torsion / nginx (medians; target: CPU per request ≤ 0.85):")
+print()
+print("| connections | requests/s | p99 | CPU per request |")
+print("|---:|---:|---:|---:|")
+for conns in sorted({c for c, _ in med}):
+    t, n = med.get((conns, "torsion")), med.get((conns, "nginx"))
+    if t and n:
+        print(f"| {conns} | {t[0]/n[0]:.2f} | {t[1]/n[1]:.2f} | {t[2]/n[2]:.2f} |")
+PY
+)
 mkdir -p results
 cat >results/http_wrk.md <<MD
-# HTTP: torsion vs nginx, \`wrk -t1 -c$conns -d${secs}s\`, hello route
+# HTTP: torsion vs nginx, \`wrk -t1 -d${secs}s\`, hello route, $rounds interleaved rounds
 
 - when: $(date -u '+%Y-%m-%d %H:%M UTC'); commit $(git rev-parse --short HEAD 2>/dev/null || echo '?'); kernel $(uname -r)
 - servers pinned to core 0 (\`taskset -c 0\`), wrk to core 1; nginx $(nginx -v 2>&1 | sed 's/.*nginx\///'), \`worker_processes 1\`, access log off, the same 14-byte body
-- command: \`benches/http_wrk.sh $secs $conns\`
+- each round runs torsion then nginx at each connection count; every figure is the median over the rounds; server CPU from /proc ticks (1/100 s) of the server process and its children over each wrk run
+- command: \`benches/http_wrk.sh $secs "$conn_list" $rounds\`
 
-| server | requests/s | p50 | p99 | server CPU | CPU per request | others on core 0 | errors |
-|---|---:|---:|---:|---:|---:|---:|---|
-| torsion | $t | $(p50 "$work/torsion.txt") | $(p99 "$work/torsion.txt") | $tpct % | $tcpu µs | $tother % | $(errs "$work/torsion.txt") |
-| nginx | $n | $(p50 "$work/nginx.txt") | $(p99 "$work/nginx.txt") | $npct % | $ncpu µs | $nother % | $(errs "$work/nginx.txt") |
-
-torsion / nginx requests/s: **$ratio** (server CPU from /proc ticks over the wrk run, 100 % = the whole core; "others on core 0": busy time of the servers' core not spent in the server — more than a few % means the run was disturbed)
+$table
 MD
 echo
 cat results/http_wrk.md

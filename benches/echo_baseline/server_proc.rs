@@ -1,4 +1,4 @@
-//! The benchmark's server processes: the `--serve reactor|mio PORTFILE` entry point that
+//! The benchmark's server processes: the `--serve reactor|mio|serve PORTFILE` entry point that
 //! runs inside them, and the parent's side that spawns them pinned to a core, learns their
 //! port, and ends them.
 //!
@@ -28,6 +28,9 @@ pub(crate) enum Kind {
     Reactor,
     /// The hand-written mio loop of `mio_server.rs`.
     Mio,
+    /// `torsion serve`'s registry echo (`torsion::serve::Server`, default options): what
+    /// `torsion serve tcp:0 echo` runs.
+    Serve,
 }
 
 impl Kind {
@@ -35,6 +38,7 @@ impl Kind {
         match self {
             Kind::Reactor => "reactor",
             Kind::Mio => "mio",
+            Kind::Serve => "serve",
         }
     }
 }
@@ -43,14 +47,15 @@ impl Kind {
 /// serve until stdin closes.
 pub(crate) fn serve(kind: Option<&str>, portfile: Option<&str>) -> ExitCode {
     let (Some(kind), Some(portfile)) = (kind, portfile) else {
-        eprintln!("usage: echo_baseline --serve reactor|mio PORTFILE");
+        eprintln!("usage: echo_baseline --serve reactor|mio|serve PORTFILE");
         return ExitCode::from(2);
     };
     let result = match kind {
         "reactor" => serve_reactor(portfile),
         "mio" => serve_mio(portfile),
+        "serve" => serve_registry(portfile),
         other => {
-            eprintln!("echo_baseline: unknown server {other:?} (reactor or mio)");
+            eprintln!("echo_baseline: unknown server {other:?} (reactor, mio or serve)");
             return ExitCode::from(2);
         }
     };
@@ -68,6 +73,20 @@ fn serve_reactor(portfile: &str) -> io::Result<()> {
     let port = reactor.listen_tcp("127.0.0.1:0", Echo::new)?;
     announce(port.addr, portfile)?;
     reactor.run()
+}
+
+fn serve_registry(portfile: &str) -> io::Result<()> {
+    use torsion::reactor::Address;
+    use torsion::serve::{Listen, Registry, ServeOptions, Server};
+    let registry = Registry::builtin();
+    let bad = |e: String| io::Error::other(e);
+    let echo = Listen::new(&registry, "tcp:0:interface=127.0.0.1", "echo", &[]).map_err(bad)?;
+    let server = Server::bind(vec![echo], &ServeOptions::default()).map_err(bad)?;
+    let Address::Inet(addr) = server.bound()[0].address.clone() else {
+        return Err(bad("echo did not bind a TCP port".into()));
+    };
+    announce(addr, portfile)?;
+    server.run().map(|_| ())
 }
 
 fn serve_mio(portfile: &str) -> io::Result<()> {

@@ -79,14 +79,18 @@ pub mod record;
 mod shared;
 mod signals;
 mod stats;
+mod sys;
 mod tcp;
 pub mod testing;
 mod threads;
 mod timeout;
 mod timers;
+#[doc(hidden)]
+pub use timers::bench as timer_bench;
 mod tls;
 mod transport;
 mod udp;
+mod udp_options;
 mod unix;
 
 /// The log target of the event trace: every poll, every readiness event (which token,
@@ -123,4 +127,5 @@ pub use timeout::IdleTimeout;
 pub use tls::{TlsClientConfig, TlsInfo, TlsServerConfig};
 pub use transport::Transport;
 pub use udp::{DatagramProtocol, DatagramTransport};
+pub use udp_options::UdpOptions;
 pub use unix::UnixListenOptions;

@@ -56,6 +56,11 @@ pub struct Stats {
     pub bytes_in: u64,
     /// Bytes written to connections.
     pub bytes_out: u64,
+    /// Datagrams received on UDP sockets.
+    pub datagrams_in: u64,
+    /// Datagrams the kernel dropped at a full UDP receive buffer (from `SO_RXQ_OVFL`, as
+    /// reported with the datagrams read after the drops; batched sockets only).
+    pub datagrams_dropped: u64,
     /// Timers pending.
     pub timers_pending: u64,
     /// Deferred chains that ended in a failure nobody handled (each one is logged).

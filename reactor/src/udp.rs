@@ -95,6 +95,14 @@ impl DgramSock {
         }
     }
 
+    /// The descriptor of a UDP socket (batched reads); `None` for Unix datagram sockets.
+    pub(crate) fn raw_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        match self {
+            DgramSock::Udp(s) => Some(std::os::fd::AsFd::as_fd(s)),
+            DgramSock::Unix(..) => None,
+        }
+    }
+
     pub(crate) fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, Address)> {
         match self {
             DgramSock::Udp(s) => s.recv_from(buf).map(|(n, a)| (n, Address::Inet(a))),
@@ -144,6 +152,10 @@ pub(crate) struct UdpSocket {
     pub(crate) queue: VecDeque<(Vec<u8>, Option<Address>)>,
     pub(crate) closing: bool,
     pub(crate) queued_ready: bool,
+    /// Datagrams per receive call (`recvmmsg`); 1 reads one per call.
+    pub(crate) batch: usize,
+    /// The kernel's drop counter as last seen (`SO_RXQ_OVFL`).
+    pub(crate) drops_seen: u32,
 }
 
 impl UdpSocket {
@@ -155,6 +167,8 @@ impl UdpSocket {
             queue: VecDeque::new(),
             closing: false,
             queued_ready: false,
+            batch: 1,
+            drops_seen: 0,
         }
     }
 

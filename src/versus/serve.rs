@@ -61,6 +61,11 @@ impl std::str::FromStr for EchoProtocol {
 /// Longest line the line servers accept.
 const MAX_LINE: usize = 1 << 20;
 
+/// What the reactor reads per `recv` (its shared read buffer, `ReactorOptions::default()`):
+/// the threaded and forking handlers read the same amount, so both sides make the same
+/// system calls per message.
+const READ_SIZE: usize = 64 * 1024;
+
 /// Longest a server process lives, whatever happens to the harness.
 pub(crate) const MAX_LIFETIME: Duration = Duration::from_secs(30 * 60);
 
@@ -150,6 +155,16 @@ struct EchoHandler {
 }
 
 impl<S: StreamSocket> StreamRequestHandler<S> for EchoHandler {
+    /// The reactor's read size (Python's default is 8 KiB).
+    fn rbufsize(&self) -> usize {
+        READ_SIZE
+    }
+
+    /// `TCP_NODELAY`, as the reactor sets on every accepted connection.
+    fn disable_nagle_algorithm(&self) -> bool {
+        true
+    }
+
     fn handle(&mut self, req: &mut StreamRequest<'_, S>) -> io::Result<()> {
         let mut line = Vec::new();
         loop {

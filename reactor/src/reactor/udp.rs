@@ -19,6 +19,7 @@ use crate::error::Error;
 use crate::id::{self, Kind, UdpId};
 use crate::tcp::IntoSocketAddr;
 use crate::udp::{DatagramProtocol, DatagramTransport, DgramSock, UdpSocket};
+use crate::udp_options::UdpOptions;
 use crate::unix::UnixListenOptions;
 
 /// Datagrams read per socket per pass before the others get a turn: a UDP flood cannot
@@ -61,6 +62,8 @@ pub(super) struct UdpEntry {
 pub(super) struct Udps {
     slab: Slab<UdpEntry>,
     pub(super) ready: Vec<usize>,
+    /// Buffers for batched reads, shared by every socket (made on first use).
+    pub(super) batch: Option<crate::sys::RecvBatch>,
 }
 
 impl Udps {
@@ -109,6 +112,22 @@ impl Reactor {
         proto: impl DatagramProtocol,
         reuse_port: bool,
     ) -> Result<UdpPort, Error> {
+        self.listen_udp_options(addr, proto, UdpOptions::default().reuse_port(reuse_port))
+    }
+
+    /// As [`Reactor::listen_udp`], with [`UdpOptions`]: receive buffer size, datagrams per
+    /// read call, `SO_REUSEPORT`.
+    ///
+    /// # Errors
+    ///
+    /// If the address is not numeric or cannot be bound, or an option cannot be set; the
+    /// error names the address.
+    pub fn listen_udp_options(
+        &mut self,
+        addr: impl IntoSocketAddr,
+        proto: impl DatagramProtocol,
+        opts: UdpOptions,
+    ) -> Result<UdpPort, Error> {
         let addr = addr.into_socket_addr()?;
         let fail = |e: io::Error| Error::new(format!("cannot bind udp {addr}"), e);
         let sock = socket2::Socket::new(
@@ -117,8 +136,19 @@ impl Reactor {
             Some(socket2::Protocol::UDP),
         )
         .map_err(fail)?;
-        if reuse_port {
+        if opts.reuse_port {
             sock.set_reuse_port(true).map_err(fail)?;
+        }
+        if let Some(bytes) = opts.recv_buffer {
+            // As root, past net.core.rmem_max; otherwise the kernel caps it there.
+            let fd = std::os::fd::AsFd::as_fd(&sock);
+            if crate::sys::force_recv_buffer(fd, bytes).is_err() {
+                sock.set_recv_buffer_size(bytes).map_err(fail)?;
+            }
+        }
+        let batch = opts.batch.clamp(1, 1024);
+        if batch > 1 {
+            crate::sys::enable_drop_counter(std::os::fd::AsFd::as_fd(&sock)).map_err(fail)?;
         }
         sock.set_nonblocking(true).map_err(fail)?;
         sock.bind(&addr.into()).map_err(fail)?;
@@ -126,7 +156,8 @@ impl Reactor {
         let bound = std_sock.local_addr().map_err(fail)?;
         let sock = DgramSock::Udp(mio::net::UdpSocket::from_std(std_sock));
         let id = self.add_datagram(sock, Box::new(proto)).map_err(fail)?;
-        info!("udp listening on {bound}");
+        self.udp[id.slot()].udp.batch = batch;
+        info!("udp listening on {bound} ({batch} datagrams per read)");
         Ok(UdpPort { id, addr: bound })
     }
 
@@ -204,6 +235,9 @@ impl Reactor {
 
     /// Reads datagrams until `WouldBlock` or the budget; more waits for the next pass.
     pub(super) fn read_udp(&mut self, slot: usize) {
+        if self.udp.get(slot).is_some_and(|e| e.udp.batch > 1) {
+            return self.read_udp_batched(slot);
+        }
         for _ in 0..UDP_READ_BUDGET {
             let Some(entry) = self.udp.get_mut(slot) else { return };
             if entry.udp.closing {
@@ -212,8 +246,72 @@ impl Reactor {
             match entry.udp.sock.recv_from(&mut self.read_buf) {
                 Ok((n, from)) => {
                     self.shared.stats.bytes_in += n as u64;
+                    self.shared.stats.datagrams_in += 1;
                     self.deliver_datagram(slot, n, from);
                 }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                    self.call_udp(slot, "connection_refused", |p, t, _| p.connection_refused(t));
+                }
+                Err(e) => {
+                    debug!("udp receive error: {e}");
+                    return;
+                }
+            }
+        }
+        let Some(entry) = self.udp.get_mut(slot) else { return };
+        if !entry.udp.queued_ready {
+            entry.udp.queued_ready = true;
+            self.udp.ready.push(slot);
+        }
+    }
+
+    /// Reads datagrams `batch` per `recvmmsg` call until `WouldBlock` or the budget, and
+    /// counts the kernel's drops reported with them.
+    fn read_udp_batched(&mut self, slot: usize) {
+        let mut read = 0;
+        while read < UDP_READ_BUDGET {
+            let Some(entry) = self.udp.get_mut(slot) else { return };
+            if entry.udp.closing {
+                return;
+            }
+            let want = entry.udp.batch.min(UDP_READ_BUDGET - read);
+            let mut batch = match self.udp.batch.take() {
+                Some(b) if b.capacity() >= want => b,
+                _ => crate::sys::RecvBatch::new(want.max(32)),
+            };
+            batch.drops = None;
+            let entry = &mut self.udp[slot];
+            let got = match entry.udp.sock.raw_fd() {
+                Some(fd) => crate::sys::recv_batch(fd, &mut batch, want),
+                None => Err(io::Error::from(io::ErrorKind::Unsupported)),
+            };
+            if let Some(d) = batch.drops {
+                let new = d.wrapping_sub(entry.udp.drops_seen);
+                entry.udp.drops_seen = d;
+                self.shared.stats.datagrams_dropped += u64::from(new);
+            }
+            let result = match got {
+                Ok(n) => {
+                    read += n;
+                    for i in 0..n {
+                        let (data, from) = batch.get(i);
+                        self.shared.stats.bytes_in += data.len() as u64;
+                        self.shared.stats.datagrams_in += 1;
+                        let from = from.map_or(Address::Unix(None), Address::Inet);
+                        self.call_udp(slot, "datagram_received", |p, t, _| {
+                            p.datagram_received(t, batch.get(i).0, &from)
+                        });
+                    }
+                    Ok(n < want)
+                }
+                Err(e) => Err(e),
+            };
+            self.udp.batch = Some(batch);
+            match result {
+                Ok(true) => return, // a short batch: the socket is drained
+                Ok(false) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
