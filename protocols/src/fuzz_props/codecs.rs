@@ -263,6 +263,7 @@ pub fn resp(data: &[u8]) {
             wire.extend_from_slice(b"\r\n");
         }
     }
-    let limits = RespLimits { max_bulk: usize::MAX, ..limits };
+    // Inline requests are bounded by their line, not by `max_args`: decode without limits.
+    let limits = RespLimits { max_bulk: usize::MAX, max_args: usize::MAX, ..limits };
     assert_eq!(resp_decode(limits, &[&wire], usize::MAX), (a.0, None));
 }
