@@ -42,6 +42,8 @@ pub mod chat;
 pub mod codec;
 pub mod command;
 pub mod echo;
+#[doc(hidden)]
+pub mod fuzz_props;
 pub mod http;
 pub mod policies;
 pub mod resp;

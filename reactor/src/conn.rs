@@ -358,6 +358,9 @@ impl ConnIo {
                 TlsRead::Failed(e) => ReadOutcome::Failed(e),
             };
         }
+        if let Some(e) = crate::fault::read() {
+            return ReadOutcome::Failed(e);
+        }
         let r = match &mut self.stream {
             Stream::Tcp(s) => s.read(buf),
             Stream::Unix(s) => s.read(buf),
@@ -634,6 +637,7 @@ impl Write for StreamIo<'_> {
 }
 
 fn write_stream(s: &mut Stream, data: &[u8]) -> io::Result<usize> {
+    let data = &data[..crate::fault::write(data.len())?];
     match s {
         Stream::Tcp(s) => s.write(data),
         Stream::Unix(s) => s.write(data),
@@ -642,6 +646,7 @@ fn write_stream(s: &mut Stream, data: &[u8]) -> io::Result<usize> {
 }
 
 fn writev_stream(s: &mut Stream, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+    let bufs = &bufs[..crate::fault::writev(bufs.len())?];
     match s {
         Stream::Tcp(s) => s.write_vectored(bufs),
         Stream::Unix(s) => s.write_vectored(bufs),

@@ -264,7 +264,8 @@ impl Args {
                 .parse::<f64>()
                 .ok()
                 .filter(|s| s.is_finite() && *s > 0.0)
-                .map(Duration::from_secs_f64)
+                // `from_secs_f64` panics past `Duration::MAX` (found by the fuzzer).
+                .and_then(|s| Duration::try_from_secs_f64(s).ok())
                 .ok_or_else(|| {
                     self.err(format!("timeout must be a positive number of seconds, got {v:?}"))
                 }),
@@ -548,5 +549,12 @@ mod tests {
             let err = s.parse::<ClientEndpoint>().unwrap_err().to_string();
             assert!(err.contains(want), "{s:?}: {err}");
         }
+    }
+
+    #[test]
+    fn a_timeout_past_the_largest_duration_is_an_error_not_a_panic() {
+        // Found by the `endpoint` fuzz target: `Duration::from_secs_f64` panicked.
+        let err = "tcp:host=h:port=1:timeout=1e300".parse::<ClientEndpoint>().unwrap_err();
+        assert!(err.to_string().contains("timeout must be"), "{err}");
     }
 }

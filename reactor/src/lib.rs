@@ -69,6 +69,11 @@ mod ctx;
 mod deferred;
 mod endpoint;
 mod error;
+/// Test-only failure injection (feature `fault-injection`); see the module documentation.
+#[cfg(feature = "fault-injection")]
+pub mod fault;
+#[cfg(not(feature = "fault-injection"))]
+mod fault;
 mod fd;
 mod id;
 mod outbuf;

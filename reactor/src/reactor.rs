@@ -569,7 +569,9 @@ impl Reactor {
     /// Phase 3: waits for readiness; returns the time it woke.
     fn poll(&mut self, now: Instant, timeout: Option<Duration>) -> io::Result<Instant> {
         loop {
-            match self.poll.poll(&mut self.events, timeout) {
+            match crate::fault::poll()
+                .map_or_else(|| self.poll.poll(&mut self.events, timeout), Err)
+            {
                 Ok(()) => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),

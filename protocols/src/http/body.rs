@@ -140,6 +140,12 @@ impl ChunkedDecoder {
         self.state == State::Done
     }
 
+    /// Bytes of an unfinished line held (for the fuzz properties: never past the limits).
+    #[doc(hidden)]
+    pub fn buffered(&self) -> usize {
+        self.line.len()
+    }
+
     /// Decodes from `input`, appending body bytes to `out`; returns the bytes consumed
     /// (fewer than `input.len()` only once the body is done).
     ///

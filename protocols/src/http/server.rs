@@ -182,6 +182,12 @@ pub struct HttpConnection {
 }
 
 impl HttpConnection {
+    /// Bytes received and not yet consumed (for the fuzz properties: bounded by the limits).
+    #[doc(hidden)]
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
     fn arm(&mut self, t: &mut Transport<'_>, kind: Timer, after: Duration) {
         if let Some((id, k)) = &mut self.timer {
             if t.ctx().reset(*id, after) {

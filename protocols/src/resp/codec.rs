@@ -156,7 +156,8 @@ impl RespDecoder {
             return Ok(Step::More);
         }
         let n = match parse_int(&buf[1..cr]) {
-            Some(n) if n <= self.limits.max_args as i64 => n,
+            // `max_args` past i64::MAX (usize::MAX: no limit) must not wrap to -1.
+            Some(n) if n <= i64::try_from(self.limits.max_args).unwrap_or(i64::MAX) => n,
             _ => return err("invalid multibulk length"),
         };
         if n <= 0 {
@@ -422,6 +423,14 @@ PING\r\n*0\r\n\r\n  get   k  \n*1\r\n$0\r\n\r\nset k \"a b\\x41\\n\" 'it\\'s'\r\
         let (reqs, e) = sweep(limits, b"PING\r\n*1\r\n$5\r\nabcde\r\n");
         assert_eq!(reqs, [words(&["PING"])]);
         assert_eq!(e.as_deref(), Some("Protocol error: invalid bulk length"));
+    }
+
+    #[test]
+    fn an_unlimited_argument_count_does_not_wrap_to_a_negative_limit() {
+        // Found through the `resp` fuzz target: `usize::MAX as i64` is -1, refusing all.
+        let limits = RespLimits { max_args: usize::MAX, ..RespLimits::default() };
+        let (reqs, e) = sweep(limits, b"*1\r\n$4\r\nPING\r\n");
+        assert_eq!((reqs, e), (vec![words(&["PING"])], None));
     }
 
     #[test]

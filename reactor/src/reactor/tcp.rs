@@ -367,7 +367,7 @@ impl Reactor {
             if l.paused_until.is_some() {
                 return;
             }
-            match l.sock.accept() {
+            match crate::fault::accept().map_or_else(|| l.sock.accept(), Err) {
                 Ok((stream, peer)) => self.accepted(lslot, stream, peer),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if tcp::is_resource_exhaustion(&e) => {

@@ -361,6 +361,10 @@ impl ResponseParser {
             Err(e) => return Err(ParseError::BadHead(e.to_string())),
         }
         let code = parsed.code.unwrap_or(0);
+        // httparse takes any three digits; 000-099 is no status (hyper refuses them too).
+        if code < 100 {
+            return Err(ParseError::BadHead(format!("status code {code:03} is not 100-999")));
+        }
         let r = &mut self.response;
         r.status = code;
         r.version = parsed.version.unwrap_or(1);

@@ -395,3 +395,10 @@ fn corrupted_responses_never_panic_and_give_the_same_outcome_in_every_chunking()
         sweep_with(|| ResponseParser::new(limits), &input);
     }
 }
+
+#[test]
+fn a_status_code_below_100_is_a_malformed_head() {
+    // Found by the `http_response` fuzz target: "000" was handed out as status 0.
+    let e = error(b"HTTP/1.0 000 OK\r\n\r\nall of it");
+    assert!(e.to_string().contains("status code 000"), "{e}");
+}
