@@ -5,11 +5,22 @@
 # rounds at each connection count, and the report gives medians: requests/s, p99 and server
 # CPU per request. Writes results/http_wrk.md.
 #
-# Usage: benches/http_wrk.sh [SECONDS] [CONNECTIONS...] [ROUNDS]   (defaults 10, "100 1000", 5)
+# Usage: benches/http_wrk.sh [--tls [--close]] [SECONDS] [CONNECTIONS...] [ROUNDS]
+#        (defaults 10, "100 1000", 5)
 #   e.g. benches/http_wrk.sh 1 "100" 1      a one-second smoke run
+#   --tls: HTTPS instead (TLS 1.3, the same throw-away ECDSA P-256 certificate for both,
+#          nginx with ssl_protocols TLSv1.3); writes results/https_wrk.md
+#   --tls --close: every request on a new connection (`Connection: close`), so each costs a
+#          full handshake: handshakes per second; writes results/https_close_wrk.md
 # Needs wrk and nginx (Debian: apt-get install wrk nginx-light; installed if missing and
 # we are root). Every process it starts is ended by PID on exit.
 set -euo pipefail
+tls=0; close=0
+while [ "${1:-}" = --tls ] || [ "${1:-}" = --close ]; do
+  [ "$1" = --tls ] && tls=1
+  [ "$1" = --close ] && close=1
+  shift
+done
 secs=${1:-10}
 conn_list=${2:-"100 1000"}
 rounds=${3:-5}
@@ -29,12 +40,23 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
 trap cleanup EXIT
 
+scheme=http; tls_args=(); nginx_ssl=""; wrk_extra=(); name=http_wrk; title="HTTP"
+if [ "$tls" = 1 ]; then
+  scheme=https; name=https_wrk; title="HTTPS (TLS 1.3)"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=localhost \
+    -addext subjectAltName=DNS:localhost,IP:127.0.0.1 -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
+  tls_args=(--cert "$work/cert.pem" --key "$work/key.pem")
+  nginx_ssl="ssl; ssl_certificate $work/cert.pem; ssl_certificate_key $work/key.pem; ssl_protocols TLSv1.3"
+  if [ "$close" = 1 ]; then
+    wrk_extra=(-H "Connection: close"); name=https_close_wrk; title="HTTPS, a new connection (full handshake) per request"
+  fi
+fi
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$1/" && return 0; sleep 0.1; done; echo "no server on $1" >&2; exit 1; }
+wait_port() { for _ in $(seq 1 100); do curl -sk -o /dev/null "$scheme://127.0.0.1:$1/" && return 0; sleep 0.1; done; echo "no server on $1" >&2; exit 1; }
 
 # torsion
 tport=$(free_port)
-RUST_LOG=warn taskset -c 0 "$CARGO_TARGET_DIR/release/examples/http_server" --listen "127.0.0.1:$tport" &
+RUST_LOG=warn taskset -c 0 "$CARGO_TARGET_DIR/release/examples/http_server" --listen "127.0.0.1:$tport" "${tls_args[@]}" &
 pids+=($!)
 wait_port "$tport"
 
@@ -57,7 +79,7 @@ http {
   uwsgi_temp_path $work/nginx/uwsgi;
   scgi_temp_path $work/nginx/scgi;
   server {
-    listen 127.0.0.1:$nport;
+    listen 127.0.0.1:$nport $nginx_ssl;
     location = / { default_type "text/plain; charset=utf-8"; return 200 "Hello, world!\n"; }
   }
 }
@@ -66,7 +88,7 @@ taskset -c 0 nginx -c "$work/nginx/nginx.conf" -p "$work/nginx" &
 pids+=($!)
 wait_port "$nport"
 
-run_wrk() { taskset -c 1 wrk -t1 -c"$1" -d"${secs}s" --latency "http://127.0.0.1:$2/"; }
+run_wrk() { taskset -c 1 wrk -t1 -c"$1" -d"${secs}s" --latency "${wrk_extra[@]}" "$scheme://127.0.0.1:$2/"; }
 # CPU ticks (user + system, 1/100 s) of a process and its children: nginx's worker is a
 # child of its master.
 ticks() {
@@ -113,7 +135,7 @@ for (conns, server), v in sorted(by.items()):
     lo, hi = min(x[0] for x in v), max(x[0] for x in v)
     print(f"| {conns} | {server} | {m[0]:.0f} | {m[1]:.1f} | {m[2]:.2f} | {lo:.0f}–{hi:.0f} | {sum(1 for x in v if x[3])} |")
 print()
-print("torsion / nginx (medians; target: CPU per request ≤ 0.85):")
+print("torsion / nginx (medians):")
 print()
 print("| connections | requests/s | p99 | CPU per request |")
 print("|---:|---:|---:|---:|")
@@ -124,15 +146,16 @@ for conns in sorted({c for c, _ in med}):
 PY
 )
 mkdir -p results
-cat >results/http_wrk.md <<MD
-# HTTP: torsion vs nginx, \`wrk -t1 -d${secs}s\`, hello route, $rounds interleaved rounds
+cat >"results/$name.md" <<MD
+# $title: torsion vs nginx, \`wrk -t1 -d${secs}s\`, hello route, $rounds interleaved rounds
 
 - when: $(date -u '+%Y-%m-%d %H:%M UTC'); commit $(git rev-parse --short HEAD 2>/dev/null || echo '?'); kernel $(uname -r)
 - servers pinned to core 0 (\`taskset -c 0\`), wrk to core 1; nginx $(nginx -v 2>&1 | sed 's/.*nginx\///'), \`worker_processes 1\`, access log off, the same 14-byte body
 - each round runs torsion then nginx at each connection count; every figure is the median over the rounds; server CPU from /proc ticks (1/100 s) of the server process and its children over each wrk run
-- command: \`benches/http_wrk.sh $secs "$conn_list" $rounds\`
+- targets: $( [ "$tls" = 1 ] && echo "requests/s ≥ 1.0× nginx, CPU per request ≤ 1.1× nginx" || echo "CPU per request ≤ 0.85× nginx" )
+- command: \`benches/http_wrk.sh $( [ "$tls" = 1 ] && echo "--tls " )$( [ "$close" = 1 ] && echo "--close " )$secs "$conn_list" $rounds\`
 
 $table
 MD
 echo
-cat results/http_wrk.md
+cat "results/$name.md"
