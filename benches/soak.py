@@ -34,6 +34,8 @@ p.add_argument("--ports", required=True, help="echo,line,chat,http,upload,udp")
 p.add_argument("--duration", type=float, default=1800)
 p.add_argument("--warmup", type=float, default=None, help="seconds (default: a fifth)")
 p.add_argument("--out", required=True)
+p.add_argument("--faults", action="store_true",
+               help="faults are injected: a reset or an early end is a clean error, not a failure")
 args = p.parse_args()
 ECHO, LINE, CHAT, HTTP, UPLOAD, UDP = (int(x) for x in args.ports.split(","))
 HOST = "127.0.0.1"
@@ -44,16 +46,19 @@ ok = collections.Counter()       # well-behaved exchanges completed, per client 
 errors = collections.Counter()   # well-behaved exchanges that failed, per client kind
 failures = []                    # the first few messages of those failures
 hostile = collections.Counter()  # hostile clients run (their errors are expected)
+clean = collections.Counter()    # with --faults: exchanges ended by a reset or an early end
 
 
 def record(kind, error=None):
     with lock:
-        if error is None:
+        if args.faults and isinstance(error, (ConnectionError, EOFError)):
+            clean[kind] += 1
+        elif error is None:
             ok[kind] += 1
         else:
             errors[kind] += 1
             if len(failures) < 20:
-                failures.append(f"{time.strftime('%H:%M:%S')} {kind}: {error}")
+                failures.append(f"{time.strftime('%H:%M:%S')} {kind}: {error!r}")
 
 
 def connect(port, timeout=10):
@@ -87,7 +92,7 @@ def loop(kind, body, pause=0.0):
             try:
                 body(rng)
             except Exception as e:  # noqa: BLE001 - every failure is reported
-                record(kind, repr(e))
+                record(kind, e)
             if pause:
                 stop.wait(pause)
     t = threading.Thread(target=run, name=kind, daemon=True)
@@ -171,6 +176,8 @@ def upload_client(rng):
         s.sendall(frame(header) + frame(data))
         s.shutdown(socket.SHUT_WR)
         reply = s.makefile("rb").read()
+        if not reply:
+            raise EOFError("no answer")
         if b"ok" not in reply.lower() and b"stored" not in reply.lower():
             raise ValueError(f"upload answered {reply[:60]!r}")
     record("upload")
@@ -301,7 +308,7 @@ def main():
         try:
             rows.append(sample(t0))
         except Exception as e:  # noqa: BLE001
-            record("sampler", repr(e))
+            record("sampler", e)
     stop.set()
     for t in threads:
         t.join(timeout=40)
@@ -337,11 +344,12 @@ def main():
           "", "## Trend after warm-up (median of the first third vs the last third)", "",
           "| metric | first | last | |", "|---|---:|---:|---|"]
     md += [f"| {k} | {a} | {b} | {v} |" for k, a, b, v in trend]
-    md += ["", "## Clients", "", "| client | completed | errors |", "|---|---:|---:|"]
-    for kind in sorted(set(ok) | set(errors)):
-        md.append(f"| {kind} | {ok[kind]} | {errors[kind]} |")
+    md += ["", "## Clients", "", "| client | completed | errors | clean errors (faults on) |",
+           "|---|---:|---:|---:|"]
+    for kind in sorted(set(ok) | set(errors) | set(clean)):
+        md.append(f"| {kind} | {ok[kind]} | {errors[kind]} | {clean[kind]} |")
     for kind in sorted(hostile):
-        md.append(f"| {kind} (hostile: errors expected) | {hostile[kind]} | - |")
+        md.append(f"| {kind} (hostile: errors expected) | {hostile[kind]} | - | - |")
     if failures:
         md += ["", "First failures:", ""] + [f"- {x}" for x in failures]
     md += ["", "## Samples (every 10th second)", "", "| " + " | ".join(rows[0]) + " |",

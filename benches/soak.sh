@@ -8,7 +8,9 @@
 #
 # Usage: benches/soak.sh [--duration SECS] [--out DIR] [--faults SPEC]
 #   --faults SPEC: run the server built with the test-only `fault-injection` feature and
-#                  TORSION_FAULTS=SPEC (then well-behaved clients may see clean errors).
+#                  TORSION_FAULTS=SPEC: a reset or an early end seen by a well-behaved
+#                  client is then a clean error (counted apart); a wrong byte, a wrong
+#                  answer or a client stuck for 10 s still fails the run.
 # A quick check that the script works: benches/soak.sh --duration 60 --out target/soak_check
 # Needs python3. The server it starts is ended by PID.
 set -euo pipefail
@@ -51,7 +53,7 @@ for _ in $(seq 50); do
   sleep 0.1
 done
 status=0
-python3 benches/soak.py --pid "$server" --log "$out/server.log" --ports "$ports" \
+python3 benches/soak.py ${faults:+--faults} --pid "$server" --log "$out/server.log" --ports "$ports" \
   --duration "$duration" --out "$out" || status=$?
 kill -TERM "$server"
 wait "$server" || true

@@ -6,7 +6,7 @@
 //! `poll` — right before the real call; without the feature each is an
 //! inline no-op. With it, the faults come from the `TORSION_FAULTS` environment variable
 //! (read on first use; the seed from `TORSION_FAULTS_SEED`, default 1) or from
-//! [`configure`]:
+//! [`configure`](crate::fault::configure):
 //!
 //! ```text
 //! TORSION_FAULTS="accept=emfile:0.01,accept=econnaborted:0.01,read=econnreset:0.01,\
