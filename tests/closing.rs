@@ -166,7 +166,13 @@ fn blob_server(reactor: &mut Reactor, len: usize) -> (TcpStream, Lost) {
     let port = reactor
         .listen_tcp_with("127.0.0.1:0", move || Blob { len, lost: Rc::clone(&l) }, opts)
         .unwrap();
-    let c = TcpStream::connect(port.addr).unwrap();
+    // A small receive buffer, set before connecting, turns off the kernel's autotuning on
+    // the reader's side: most of what is in flight then waits in the server's send buffer,
+    // which signals room only once about a third of it is free.
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.set_recv_buffer_size(64 * 1024).unwrap();
+    sock.connect(&port.addr.into()).unwrap();
+    let c: TcpStream = sock.into();
     c.set_nonblocking(true).unwrap();
     common::run_until(reactor, |r| r.stats().accepted == 1);
     // Until the kernel's buffers are full and the output stops moving.

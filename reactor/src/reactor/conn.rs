@@ -562,6 +562,22 @@ impl Reactor {
                 w.2 = timer;
             }
         } else {
+            // No writable edge since: the kernel raises one only once about a third of its
+            // buffer is free, so a slow but steady reader may have made room without one.
+            // Try before giving up; what the socket takes is progress.
+            let (outcome, n) = io.flush();
+            if n > 0 {
+                s.stats.bytes_out += n as u64;
+                let timer = s.timers.schedule(s.now + after, Action::SendCheck { conn }, s.pass);
+                if let Some(w) = self.conns.send_moved.get_mut(&conn.slot()) {
+                    (w.1, w.2) = (s.now, timer);
+                }
+                if let FlushOutcome::Failed(e) = outcome {
+                    let reason = failure(io, e);
+                    return self.kill(conn.slot(), reason);
+                }
+                return self.settle(conn.slot());
+            }
             io.clear(flag::SEND_WATCHED);
             self.conns.send_moved.remove(&conn.slot());
             info!(
