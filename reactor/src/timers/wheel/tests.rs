@@ -253,9 +253,15 @@ fn random_run(seed: u64, steps: usize) {
             let Some(id) = out.pop() else { break };
             let fired = q.start_due(id).is_some();
             assert!(fired, "seed {seed} step {step}: a collected timer was live");
-            let dbg: Vec<_> = m.live.iter().filter(|t| t.0 <= now).map(|t| (t.0 - t0, t.1, t.2, t.3)).collect();
+            let dbg: Vec<_> =
+                m.live.iter().filter(|t| t.0 <= now).map(|t| (t.0 - t0, t.1, t.2, t.3)).collect();
             let want = m.pop(now, pass);
-            assert_eq!(Some(id), want, "seed {seed} step {step}: fired order; now {:?} pass {pass} due {dbg:?}", now - t0);
+            assert_eq!(
+                Some(id),
+                want,
+                "seed {seed} step {step}: fired order; now {:?} pass {pass} due {dbg:?}",
+                now - t0
+            );
             for _ in 0..rng.below(3) {
                 random_op(&mut rng, &mut q, &mut m, &mut ids, now, pass);
             }
