@@ -134,3 +134,48 @@ fn no_server_is_an_error_naming_the_failure() {
         other => panic!("expected NothingConnected, got {other:?}"),
     }
 }
+
+/// Echoes, and records each client's source address.
+struct SourceRecorder {
+    seen: std::sync::Arc<std::sync::Mutex<Vec<std::net::IpAddr>>>,
+}
+
+impl Protocol for SourceRecorder {
+    fn connection_made(&mut self, t: &mut Transport<'_>) {
+        if let Ok(torsion::reactor::Address::Inet(a)) = t.peer_addr() {
+            self.seen.lock().unwrap().push(a.ip());
+        }
+    }
+
+    fn data_received(&mut self, t: &mut Transport<'_>, data: &[u8]) {
+        let _ = t.write(data);
+    }
+}
+
+#[test]
+fn several_threads_share_the_connections_and_bind_each_source_in_turn() {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = seen.clone();
+    let server = Server::start(move |r| {
+        r.listen_tcp("127.0.0.1:0", move || SourceRecorder { seen: record.clone() })
+            .expect("listen")
+            .addr
+    });
+    let sources: Vec<std::net::IpAddr> =
+        vec!["127.0.0.2".parse().unwrap(), "127.0.0.3".parse().unwrap()];
+    let config =
+        LoadConfig { threads: 3, sources: sources.clone(), ..quick(&server, Mode::Echo, 10) };
+    let report = run(config).unwrap();
+    assert_eq!(report.established, 10, "{report}");
+    assert_eq!(report.connections, 10);
+    assert!(report.messages > 0 && report.errors() == 0, "{report}");
+    assert_eq!(report.latency.count, report.messages, "merged histograms: {report}");
+    server.stop();
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 10);
+    for s in &sources {
+        assert!(seen.iter().filter(|ip| *ip == s).count() >= 3, "{s} used in turn: {seen:?}");
+    }
+    let zero = LoadConfig { threads: 0, ..LoadConfig::default() };
+    assert!(zero.validate().unwrap_err().to_string().contains("threads"));
+}

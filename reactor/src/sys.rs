@@ -13,8 +13,10 @@
 //!
 //! - **recvmmsg**: every pointer in the `mmsghdr` array points into buffers owned by the
 //!   [`RecvBatch`] borrowed mutably for the whole call (data slots, address storage,
-//!   control buffers); their lengths are the buffers' real lengths, and the arrays are
-//!   rebuilt before every call so no pointer outlives a reallocation. The descriptor is
+//!   control buffers); their lengths are the buffers' real lengths. The pointers are set
+//!   once when the batch is made; no buffer of a batch is ever resized or replaced
+//!   afterwards (the fields are private to this module), so they stay valid as long as
+//!   the batch, wherever it moves. The descriptor is
 //!   borrowed ([`BorrowedFd`]) so it stays open for the call. `MSG_DONTWAIT` keeps it
 //!   non-blocking. The kernel writes at most `msg_len` bytes into each slot and at most
 //!   `msg_namelen` bytes of address, and reports both.
@@ -56,10 +58,12 @@ pub(crate) struct RecvBatch {
 }
 
 impl RecvBatch {
-    /// Buffers for `n` datagrams per call (at least 1).
+    /// Buffers for `n` datagrams per call (at least 1). The `mmsghdr` array points into
+    /// the other buffers; none of them is ever resized, so the pointers stay valid when the
+    /// batch moves (the heap blocks do not).
     pub(crate) fn new(n: usize) -> RecvBatch {
         let n = n.max(1);
-        RecvBatch {
+        let mut b = RecvBatch {
             data: vec![0; n * SLOT_SIZE],
             // SAFETY: sockaddr_storage is plain old data; all-zero is a valid value.
             names: (0..n).map(|_| unsafe { zeroed() }).collect(),
@@ -68,7 +72,20 @@ impl RecvBatch {
             msgs: Vec::with_capacity(n),
             got: Vec::with_capacity(n),
             drops: None,
+        };
+        for slot in b.data.chunks_mut(SLOT_SIZE) {
+            b.iovs.push(libc::iovec { iov_base: slot.as_mut_ptr().cast(), iov_len: slot.len() });
         }
+        for i in 0..n {
+            // SAFETY: mmsghdr is plain old data; all-zero is a valid (empty) value.
+            let mut m: libc::mmsghdr = unsafe { zeroed() };
+            m.msg_hdr.msg_name = (&mut b.names[i] as *mut libc::sockaddr_storage).cast();
+            m.msg_hdr.msg_iov = &mut b.iovs[i];
+            m.msg_hdr.msg_iovlen = 1;
+            m.msg_hdr.msg_control = b.controls[i].as_mut_ptr().cast();
+            b.msgs.push(m);
+        }
+        b
     }
 
     /// Datagrams per call.
@@ -92,22 +109,14 @@ pub(crate) fn recv_batch(
     want: usize,
 ) -> io::Result<usize> {
     let n = want.clamp(1, batch.capacity());
-    batch.iovs.clear();
-    batch.msgs.clear();
     batch.got.clear();
-    for slot in batch.data.chunks_mut(SLOT_SIZE).take(n) {
-        batch.iovs.push(libc::iovec { iov_base: slot.as_mut_ptr().cast(), iov_len: slot.len() });
-    }
-    for i in 0..n {
-        // SAFETY: mmsghdr is plain old data; all-zero is a valid (empty) value.
-        let mut m: libc::mmsghdr = unsafe { zeroed() };
-        m.msg_hdr.msg_name = (&mut batch.names[i] as *mut libc::sockaddr_storage).cast();
+    // The kernel wrote the lengths back last time: room again for a whole address and
+    // control buffer (the pointers were set once, in `new`).
+    for m in &mut batch.msgs[..n] {
         m.msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-        m.msg_hdr.msg_iov = &mut batch.iovs[i];
-        m.msg_hdr.msg_iovlen = 1;
-        m.msg_hdr.msg_control = batch.controls[i].as_mut_ptr().cast();
         m.msg_hdr.msg_controllen = CONTROL_SIZE as _;
-        batch.msgs.push(m);
+        m.msg_hdr.msg_flags = 0;
+        m.msg_len = 0;
     }
     // SAFETY: see the module's invariants: every pointer in `msgs` points into buffers of
     // `batch`, borrowed mutably for this call, with their true lengths; `fd` is open.

@@ -33,7 +33,8 @@ pub struct UdpOptions {
     /// kernel doubles the value for its bookkeeping and caps it at `net.core.rmem_max`;
     /// as root the cap is lifted (`SO_RCVBUFFORCE`).
     pub recv_buffer: Option<usize>,
-    /// Datagrams read per system call (1 to 1024; default 32).
+    /// Datagrams read per system call (1 to 64, the per-pass read budget of a socket;
+    /// default 32).
     pub batch: usize,
     /// `SO_REUSEPORT`: several sockets, in one or several processes, share the port.
     pub reuse_port: bool,
@@ -52,9 +53,9 @@ impl UdpOptions {
         self
     }
 
-    /// Sets the datagrams read per system call (clamped to 1..=1024).
+    /// Sets the datagrams read per system call (clamped to 1..=64).
     pub fn batch(mut self, n: usize) -> Self {
-        self.batch = n.clamp(1, 1024);
+        self.batch = n.clamp(1, 64);
         self
     }
 

@@ -109,6 +109,15 @@ pub struct LoadConfig {
     /// children it forked) over the measured window and its memory before connecting and
     /// at the end of the window are then reported.
     pub server_pid: Option<u32>,
+    /// Generator threads, each with its own reactor and `connections / threads` of the
+    /// connections (the first ones take the remainder); their reports are merged. Keep 1
+    /// on a 2-core machine (one core for the server, one for the generator); more once
+    /// the generator's one core is the bottleneck.
+    pub threads: usize,
+    /// Local source addresses the connections bind to in turn (empty: the kernel picks).
+    /// Loopback only has ~28,000 ephemeral ports per (source, destination) pair, so a
+    /// million connections need many sources: `127.0.0.2`, `127.0.0.3`, ...
+    pub sources: Vec<std::net::IpAddr>,
 }
 
 impl Default for LoadConfig {
@@ -126,6 +135,8 @@ impl Default for LoadConfig {
             drain_timeout: Duration::from_secs(2),
             lines: false,
             server_pid: None,
+            threads: 1,
+            sources: Vec::new(),
         }
     }
 }
@@ -149,6 +160,12 @@ impl LoadConfig {
         }
         if self.mode == Mode::Echo && self.in_flight == 0 {
             return bad("in_flight must be at least 1");
+        }
+        if self.threads == 0 || self.threads > self.connections {
+            return bad("threads must be between 1 and the number of connections");
+        }
+        if self.sources.iter().any(|s| s.is_ipv4() != self.addr.is_ipv4()) {
+            return bad("sources must be of the server address's family");
         }
         if self.duration.is_zero() {
             return bad("duration must be longer than zero");

@@ -8,7 +8,9 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use crate::reactor::{Address, ClientFactory, Ctx, Protocol, Reactor, ReactorOptions, Reason};
+use crate::reactor::{
+    Address, ClientFactory, ConnectOptions, Ctx, Protocol, Reactor, ReactorOptions, Reason,
+};
 
 use super::churn::ChurnClient;
 use super::echo::EchoClient;
@@ -73,6 +75,62 @@ struct WindowStart {
 /// ```
 pub fn run(config: LoadConfig) -> Result<LoadReport, Error> {
     config.validate()?;
+    if config.threads > 1 {
+        return run_threads(config);
+    }
+    run_one(config)
+}
+
+/// `config.threads` generators at once, each on its own reactor and thread with its share
+/// of the connections; one report: counts and rates summed, latencies from the merged
+/// histograms, generator CPU summed, server usage from the first thread's window (the
+/// windows start and end together, within a loop pass or two).
+fn run_threads(config: LoadConfig) -> Result<LoadReport, Error> {
+    let n = config.threads;
+    let handles: Vec<_> = (0..n)
+        .map(|i| {
+            let share = config.connections / n + usize::from(i < config.connections % n);
+            let sub = LoadConfig {
+                connections: share,
+                connect_batch: config.connect_batch.div_ceil(n),
+                threads: 1,
+                // One thread reads the server's usage; the others leave /proc alone.
+                server_pid: if i == 0 { config.server_pid } else { None },
+                ..config.clone()
+            };
+            std::thread::Builder::new()
+                .name(format!("loadgen-{i}"))
+                .spawn(move || run_one(sub))
+                .map_err(Error::Io)
+        })
+        .collect::<Result<_, _>>()?;
+    let mut reports = Vec::with_capacity(n);
+    for h in handles {
+        let panicked = || Error::Io(std::io::Error::other("a generator thread panicked"));
+        reports.push(h.join().map_err(|_| panicked())??);
+    }
+    let mut total = reports.remove(0);
+    for r in reports {
+        total.established += r.established;
+        total.connects += r.connects;
+        total.elapsed = total.elapsed.max(r.elapsed);
+        total.messages += r.messages;
+        total.bytes += r.bytes;
+        total.messages_per_sec += r.messages_per_sec;
+        total.bytes_per_sec += r.bytes_per_sec;
+        total.connections_per_sec += r.connections_per_sec;
+        let _ = total.histogram.add(&r.histogram);
+        total.mismatches += r.mismatches;
+        total.connect_failures += r.connect_failures;
+        total.connections_lost += r.connections_lost;
+        total.generator_cpu += r.generator_cpu;
+    }
+    total.connections = config.connections;
+    total.latency = Latency::from_histogram(&total.histogram);
+    Ok(total)
+}
+
+fn run_one(config: LoadConfig) -> Result<LoadReport, Error> {
     let opts = ReactorOptions { shutdown_grace: config.drain_timeout, ..Default::default() };
     let mut reactor = Reactor::with_options(opts)?;
     let tally = Rc::new(RefCell::new(Tally::new()));
@@ -217,7 +275,14 @@ impl Starter {
             };
             self.next_stream += 1;
             self.tally.borrow_mut().connecting += 1;
-            if let Err(e) = reactor.connect_tcp(config.addr, connector) {
+            let opts = ConnectOptions {
+                bind: (!config.sources.is_empty()).then(|| {
+                    let i = (self.next_stream as usize - 1) % config.sources.len();
+                    std::net::SocketAddr::new(config.sources[i], 0)
+                }),
+                ..ConnectOptions::default()
+            };
+            if let Err(e) = reactor.connect_tcp_with(config.addr, connector, opts) {
                 // The connector was dropped unused: settle its count here.
                 self.tally.borrow_mut().connect_failed(|| e.to_string());
                 // Out of descriptors or ports: try again after the next pass.

@@ -146,7 +146,7 @@ impl Reactor {
                 sock.set_recv_buffer_size(bytes).map_err(fail)?;
             }
         }
-        let batch = opts.batch.clamp(1, 1024);
+        let batch = opts.batch.clamp(1, 64);
         if batch > 1 {
             crate::sys::enable_drop_counter(std::os::fd::AsFd::as_fd(&sock)).map_err(fail)?;
         }

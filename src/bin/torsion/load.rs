@@ -10,7 +10,8 @@ use torsion::loadgen::{self, LoadConfig, Mode};
 #[derive(Args, Debug)]
 #[command(
     after_help = "Examples:\n  torsion load --connections 1000 --in-flight 4 --duration 10\n  \
-    torsion load --mode churn --connections 50\n  torsion load --mode idle --connections 10000 --server-pid 1234"
+    torsion load --mode churn --connections 50\n  torsion load --mode idle --connections 10000 --server-pid 1234\n  \
+    torsion load --threads 4 --connections 1000 --source 127.0.0.2,127.0.0.3"
 )]
 pub(crate) struct LoadArgs {
     /// The server's address.
@@ -41,6 +42,14 @@ pub(crate) struct LoadArgs {
     /// Send newline-terminated lines (for a line-echo server such as `serve ... line`).
     #[arg(long)]
     lines: bool,
+    /// Generator threads, each with its own reactor and a share of the connections (keep 1
+    /// on a 2-core machine).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Local source addresses the connections bind to in turn, comma-separated
+    /// (e.g. 127.0.0.2,127.0.0.3): past ~28,000 connections to one server port.
+    #[arg(long, value_delimiter = ',')]
+    source: Vec<std::net::IpAddr>,
 }
 
 fn secs(name: &str, s: f64) -> Result<Duration, String> {
@@ -63,6 +72,8 @@ pub(crate) fn run(args: LoadArgs) -> Result<(), String> {
         duration: secs("duration", args.duration)?,
         warmup: secs("warmup", args.warmup)?,
         server_pid: args.server_pid,
+        threads: args.threads,
+        sources: args.source,
         ..LoadConfig::default()
     };
     eprintln!(
