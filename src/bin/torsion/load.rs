@@ -50,6 +50,12 @@ pub(crate) struct LoadArgs {
     /// (e.g. 127.0.0.2,127.0.0.3): past ~28,000 connections to one server port.
     #[arg(long, value_delimiter = ',')]
     source: Vec<std::net::IpAddr>,
+    /// Seconds the connect phase may take before the run goes on with what is up.
+    #[arg(long, default_value_t = 10.0)]
+    connect_timeout: f64,
+    /// Connects outstanding at a time.
+    #[arg(long, default_value_t = 256)]
+    connect_batch: usize,
 }
 
 fn secs(name: &str, s: f64) -> Result<Duration, String> {
@@ -74,6 +80,8 @@ pub(crate) fn run(args: LoadArgs) -> Result<(), String> {
         server_pid: args.server_pid,
         threads: args.threads,
         sources: args.source,
+        connect_timeout: secs("connect-timeout", args.connect_timeout)?,
+        connect_batch: args.connect_batch,
         ..LoadConfig::default()
     };
     eprintln!(
