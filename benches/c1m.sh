@@ -59,17 +59,24 @@ fi
 per_source=60000
 sources=$(python3 -c "print(','.join(f'127.0.0.{i+2}' for i in range(-(-$n // $per_source))))")
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-sockstat_pages() { awk '/^TCP:/ {for (i=1;i<=NF;i++) if ($i=="mem") print $(i+1)}' /proc/net/sockstat; }
+# Kernel memory of sockets: the slab caches a TCP connection lives in (both ends of each
+# loopback pair, the file, the epoll registration, the port binding), in bytes, plus the
+# buffer pages /proc/net/sockstat counts.
+kernel_bytes() {
+  local slab pages
+  slab=$(awk '$1 ~ /^(TCP|sock_inode_cache|filp|eventpoll_epi|tcp_bind_bucket|tcp_bind2_bucket)$/ {s += $2 * $4} END {print s+0}' /proc/slabinfo)
+  pages=$(awk '/^TCP:/ {for (i=1;i<=NF;i++) if ($i=="mem") print $(i+1)}' /proc/net/sockstat)
+  echo $((slab + pages * $(getconf PAGESIZE)))
+}
 rss_kib() { awk '/^VmRSS:/{print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 fds() { ls "/proc/$1/fd" 2>/dev/null | wc -l; }
-page=$(getconf PAGESIZE)
 
 # run KIND PORT PID: holds N idle connections against the server PID on PORT; prints
 # "connected seconds rss_kib tcp_pages canary_p99 stop_seconds" (stop only for the reactor).
 run() {
   local kind=$1 port=$2 server=$3
   local base_fds base_rss base_tcp
-  base_fds=$(fds "$server"); base_rss=$(rss_kib "$server"); base_tcp=$(sockstat_pages)
+  base_fds=$(fds "$server"); base_rss=$(rss_kib "$server"); base_tcp=$(kernel_bytes)
   taskset -c 1 "$bin" load --mode idle --addr "127.0.0.1:$port" --connections "$n" \
     --duration "$((hold + 600))" --warmup 0 --connect-timeout 600 --connect-batch 2048 \
     --source "$sources" >"$work/$kind-load.txt" 2>&1 &
@@ -88,7 +95,7 @@ run() {
     last=$count
   done
   local secs; secs=$(python3 -c "print(f'{$now-$t0:.1f}')")
-  local rss tcp; rss=$(( $(rss_kib "$server") - base_rss )); tcp=$(( $(sockstat_pages) - base_tcp ))
+  local rss tcp; rss=$(( $(rss_kib "$server") - base_rss )); tcp=$(( $(kernel_bytes) - base_tcp ))
   local p99="-"
   if kill -0 "$server" 2>/dev/null; then
     local canary
@@ -124,7 +131,7 @@ if [ "$threading" = 1 ]; then
   sleep 0.5
   read -r tc ts tr tt tp _ < <(run threading "$tport" "$tserver")
   kill -9 "$tserver" 2>/dev/null || true
-  tline="| thread per connection (examples/threading_echo) | $tc | $ts s | $(python3 -c "print(f'{$tr*1024/max($tc,1):.0f}')") B | $(python3 -c "print(f'{$tt*$page/max($tc,1):.0f}')") B | ${tp//_/ } | — |"
+  tline="| thread per connection (examples/threading_echo) | $tc | $ts s | $(python3 -c "print(f'{$tr*1024/max($tc,1):.0f}')") B | $(python3 -c "print(f'{$tt/max($tc,1):.0f}')") B | ${tp//_/ } | — |"
 fi
 mkdir -p "$out"
 cat >"$out/c1m.md" <<MD
@@ -135,12 +142,12 @@ cat >"$out/c1m.md" <<MD
 
 | server | connections held | connect time | server RSS per connection | kernel TCP memory per connection | canary p99 | graceful stop |
 |---|---:|---:|---:|---:|---:|---:|
-| torsion reactor (one thread) | $rc | $rs s | $(python3 -c "print(f'{$rr*1024/max($rc,1):.0f}')") B | $(python3 -c "print(f'{$rt*$page/max($rc,1):.0f}')") B | ${rp//_/ } | $rstop s |
+| torsion reactor (one thread) | $rc | $rs s | $(python3 -c "print(f'{$rr*1024/max($rc,1):.0f}')") B | $(python3 -c "print(f'{$rt/max($rc,1):.0f}')") B | ${rp//_/ } | $rstop s |
 $tline
 
 $( [ -n "$limited" ] && echo "**Held at most $n of the 1,000,000 asked: what ran out is $limited.** Memory was not the limit: see the per-connection figures for what a million would take." )
 
-Connect rate (reactor): $(python3 -c "print(f'{$rc/max($rs,0.1):,.0f}')") connections/s. Kernel memory is /proc/net/sockstat's TCP "mem" pages (both ends of each loopback pair) over the connections held.
+Connect rate (reactor): $(python3 -c "print(f'{$rc/max($rs,0.1):,.0f}')") connections/s. Kernel memory per connection: the growth of the slab caches a TCP connection lives in (TCP, sock_inode_cache, filp, eventpoll_epi, tcp_bind_bucket; both ends of each loopback pair, so a client elsewhere would cost about half) plus /proc/net/sockstat's buffer pages, over the connections held.
 MD
 cat "$out/c1m.md"
 rm -rf "$work"
