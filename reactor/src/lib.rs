@@ -74,6 +74,7 @@ mod id;
 mod outbuf;
 mod process;
 mod protocol;
+mod proxy_protocol;
 mod reactor;
 mod shared;
 mod signals;
@@ -113,6 +114,10 @@ pub use id::{ConnId, DeferredId, FdId, ListenerId, ProcessId, TimerId, UdpId};
 pub use mio::Interest;
 pub use process::{ProcessOptions, ProcessProtocol, ProcessTransport};
 pub use protocol::{ClientFactory, Factory, Protocol};
+pub use proxy_protocol::{
+    encode_proxy_header, parse_proxy_header, split_proxy_endpoint, Cidr, ProxyError, ProxyHeader,
+    ProxyProtocolOptions, ProxyVersion, V2_SIGNATURE,
+};
 pub use reactor::{panic_message, ListeningPort, Reactor, ReactorOptions, ShutdownPhase, UdpPort};
 pub use stats::Stats;
 pub use tcp::{IntoSocketAddr, ListenOptions};
