@@ -219,6 +219,9 @@ impl Reactor {
         let Some(c) = self.conns.get_mut(slot).filter(|c| c.io.gen == id.gen) else { return };
         c.proto = Some(proto);
         c.io.state = ConnState::Open;
+        // Bytes behind the header (a TLS hello, a request) raised their edge while the
+        // header was awaited: read on.
+        c.io.set(crate::conn::flag::READABLE);
         let tls = self
             .listeners
             .get_mut(lid.slot())
@@ -231,7 +234,6 @@ impl Reactor {
             }
             None => {
                 self.made(slot);
-                // Bytes behind the header raised no new edge: read them now.
                 self.read(slot);
             }
         }
