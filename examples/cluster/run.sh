@@ -7,7 +7,7 @@
 #   10.77.0.10   haproxy  ──┤ bridge (in its own namespace)
 #   10.77.0.11-13 torsion ──┘ http on :8080 (PROXY v2 from 10.77.0.10 only), health on :8081
 #
-# Usage: examples/cluster/run.sh [--check] [--requests N]
+# Usage: examples/cluster/run.sh [--check] [--requests N] [--backends N] [--pin] [--exec CMD]
 #   default  sets up, sends N requests (default 300) through the balancer, prints how they
 #            spread, and tears down
 #   --check  the scenario tests/cluster.rs runs: spread over all three; each backend logs
@@ -15,6 +15,11 @@
 #            kill -9 one backend: no request lost (clients retry, health checks drop it);
 #            SIGTERM another under load: it leaves the pool and drains, no request fails;
 #            restart the first: it rejoins and is served again.
+#   --backends N  start only the first N backends (1-3; the others stay DOWN)
+#   --pin    pin the backends to CPU 0 and HAProxy to CPU 1 (taskset; a 2-core machine)
+#   --exec CMD  run CMD (through bash) on the client host instead of the load, with
+#            LB=10.77.0.10 (:80 balances with PROXY v2, :81 the same backends without it)
+#            (benches/cluster_bench.sh drives wrk this way)
 # Env: TORSION (the binary; default target/release/torsion, then target/debug/torsion),
 #      KEEP=1 leaves the logs in $WORK.
 # Needs: root, iproute2 (ip), haproxy, curl. Everything it starts is stopped by PID and the
@@ -23,10 +28,16 @@ set -euo pipefail
 
 CHECK=0
 REQUESTS=300
+NBACK=3
+PIN=0
+EXEC=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --check) CHECK=1 ;;
     --requests) REQUESTS="$2"; shift ;;
+    --backends) NBACK="$2"; shift ;;
+    --pin) PIN=1 ;;
+    --exec) EXEC="$2"; shift ;;
     *) echo "usage: $0 [--check] [--requests N]" >&2; exit 2 ;;
   esac
   shift
@@ -50,6 +61,10 @@ fi
 TAG="tsn$$"
 SW="$TAG-sw"; LB="$TAG-lb"; CL="$TAG-cl"
 BACKENDS=(1 2 3)
+case "$NBACK" in 1|2|3) ;; *) die "--backends must be 1, 2 or 3" ;; esac
+[ "$CHECK" = 0 ] || [ "$NBACK" = 3 ] || die "--check needs all three backends"
+ON0=(); ON1=()
+if [ "$PIN" = 1 ]; then ON0=(taskset -c 0); ON1=(taskset -c 1); fi
 WORK="$(mktemp -d /tmp/torsion-cluster.XXXXXX)"
 PIDS=()
 NETNS=()
@@ -93,14 +108,15 @@ for b in "${BACKENDS[@]}"; do host "b$b" "10.77.0.1$b"; done
 BPID=()
 backend() {
   local b="$1" ip="10.77.0.1$1"
-  ip netns exec "$TAG-b$b" "$TORSION" serve --grace 2 \
+  ip netns exec "$TAG-b$b" "${ON0[@]}" "$TORSION" serve --grace 2 \
     --health "tcp:8081:interface=$ip" \
     --listen "tcp:8080:interface=$ip:proxy=v2:proxy_from=10.77.0.10/32" http \
+    --listen "tcp:8082:interface=$ip" http \
     >>"$WORK/b$b.log" 2>&1 &
   BPID[$b]=$!
   PIDS+=("$!")
 }
-for b in "${BACKENDS[@]}"; do backend "$b"; done
+for b in $(seq "$NBACK"); do backend "$b"; done
 
 cat >"$WORK/haproxy.cfg" <<CFG
 global
@@ -121,13 +137,22 @@ backend torsion
     server b1 10.77.0.11:8080
     server b2 10.77.0.12:8080
     server b3 10.77.0.13:8080
+frontend plain
+    bind 10.77.0.10:81
+    default_backend torsion_plain
+backend torsion_plain
+    balance roundrobin
+    default-server check port 8081 inter 200ms fall 2 rise 2
+    server b1 10.77.0.11:8082
+    server b2 10.77.0.12:8082
+    server b3 10.77.0.13:8082
 listen stats
     mode http
     bind 10.77.0.10:8404
     stats enable
     stats uri /stats
 CFG
-ip netns exec "$LB" haproxy -db -f "$WORK/haproxy.cfg" >"$WORK/haproxy.log" 2>&1 &
+ip netns exec "$LB" "${ON1[@]}" haproxy -db -f "$WORK/haproxy.cfg" >"$WORK/haproxy.log" 2>&1 &
 PIDS+=("$!")
 
 # status SERVER: UP / DOWN / ... as HAProxy sees it.
@@ -158,15 +183,20 @@ served() { echo "$(grep -c '^200$' "$1" || true) ok, $(grep -vc '^200$' "$1" || 
 seen() { grep -c "connection from 10.77.0.100:" "$WORK/b$1.log" || true; }
 all_ok() { ! grep -qv '^200$' "$1" || die "$2: $(served "$1")"; }
 
-for b in "${BACKENDS[@]}"; do wait_status "b$b" UP; done
-echo "cluster: 3 backends UP behind HAProxy"
+for b in $(seq "$NBACK"); do wait_status "b$b" UP; done
+echo "cluster: $NBACK backend(s) UP behind HAProxy"
+
+if [ -n "$EXEC" ]; then
+  ip netns exec "$CL" env LB=10.77.0.10 bash -c "$EXEC"
+  exit 0
+fi
 
 if [ "$CHECK" = 0 ]; then
   start=$(date +%s.%N)
   load "$REQUESTS" "$WORK/load.txt"
   end=$(date +%s.%N)
   echo "cluster: $REQUESTS requests in $(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.2f", b - a }') s: $(served "$WORK/load.txt")"
-  for b in "${BACKENDS[@]}"; do echo "  b$b served $(seen "$b") connection(s) from 10.77.0.100"; done
+  for b in $(seq "$NBACK"); do echo "  b$b served $(seen "$b") connection(s) from 10.77.0.100"; done
   exit 0
 fi
 
