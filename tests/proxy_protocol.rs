@@ -160,3 +160,21 @@ fn the_header_comes_before_a_tls_handshake() {
     let got = String::from_utf8_lossy(&got);
     assert!(got.starts_with(&format!("{} via ", client())), "{got}");
 }
+
+#[test]
+fn endpoint_strings_take_the_proxy_options() {
+    let server = Server::start(|r: &mut Reactor| {
+        let id = r.listen("tcp:0:interface=127.0.0.1:proxy=v1:proxy_from=127.0.0.1/8", || Who);
+        r.listener_address(id.unwrap()).unwrap().to_string().parse().unwrap()
+    });
+    let mut s = connect(server.addr);
+    s.write_all(&encode_proxy_header(1, client(), server.addr)).unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    assert!(read_until_closed(&mut s).starts_with(&format!("{} via ", client())));
+    let mut r = Reactor::new().unwrap();
+    let path = std::env::temp_dir().join(format!("torsion-proxy-{}.sock", std::process::id()));
+    let e = r.listen(&format!("unix:{}:proxy=v2", path.display()), || Who).unwrap_err();
+    assert!(e.to_string().contains("not a TCP listener"), "{e}");
+    assert!(!path.exists(), "the refused listener was closed");
+    assert!(r.listen("tcp:0:proxy=v7", || Who).is_err());
+}
