@@ -300,9 +300,9 @@ impl Status {
                 total.events += s.events;
                 total.bytes += s.bytes;
             }
-            let _ = write!(
+            let _ = writeln!(
                 out,
-                "<tr><th>sum</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr></tbody></table>\n",
+                "<tr><th>sum</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr></tbody></table>",
                 total.open, total.accepted, total.events, total.bytes
             );
         }
