@@ -144,7 +144,8 @@ impl Status {
     /// A JSON object of every figure (numbers as numbers, the worker as a string), then
     /// `rates`, `services` (one object per service) and `samples` (one per second, oldest
     /// first: `t` seconds, `open`, and what each second added: `events`, `bytes`, `poll_ms`,
-    /// `callbacks_ms`).
+    /// `callbacks_ms`), `workers` (the last sample of every reactor of the process) and
+    /// `total` (their sum).
     ///
     /// # Examples
     ///
@@ -155,7 +156,7 @@ impl Status {
     /// let s = Status { uptime: Duration::from_secs(3), worker: "main".into(), ..Status::default() };
     /// let j = s.to_json();
     /// assert!(j.starts_with(r#"{"worker":"main","uptime_s":3.0,"open":0,"#));
-    /// assert!(j.ends_with(r#""services":[],"samples":[]}"#), "{j}");
+    /// assert!(j.ends_with(r#""services":[],"samples":[],"workers":[],"total":{"workers":0,"open":0,"accepted":0,"events":0,"bytes":0}}"#), "{j}");
     /// ```
     pub fn to_json(&self) -> String {
         let mut out = String::from("{");
