@@ -166,6 +166,8 @@ pub(crate) enum ConnState {
     Connecting,
     /// TLS: the handshake is under way; `connection_made` comes when it completes.
     Handshaking,
+    /// Accepted behind a load balancer: its PROXY header is awaited; no protocol yet.
+    ProxyHeader,
     /// Both directions open.
     Open,
     /// The peer sent FIN and the protocol kept our side open (`eof_received` said so).
@@ -208,6 +210,7 @@ impl ConnState {
             ConnState::Open | ConnState::WriteShut | ConnState::Handshaking => true,
             ConnState::ShuttingWrite { eof } | ConnState::Closing { eof, .. } => !eof,
             ConnState::Connecting
+            | ConnState::ProxyHeader
             | ConnState::PeerHalfClosed
             | ConnState::Lingering
             | ConnState::Dead => false,
@@ -283,6 +286,8 @@ pub(crate) struct ConnIo {
     pub(crate) limits: Limits,
     /// The TLS session, for connections that have one (one pointer otherwise).
     pub(crate) tls: Option<Box<TlsStream>>,
+    /// Connections accepted on a PROXY-protocol listener: the balancer and the client.
+    pub(crate) proxied: Option<Box<crate::reactor::Proxied>>,
 }
 
 impl ConnIo {
@@ -295,6 +300,7 @@ impl ConnIo {
             state: ConnState::Open,
             limits,
             tls: None,
+            proxied: None,
         }
     }
 
@@ -575,6 +581,9 @@ impl ConnIo {
     }
 
     pub(crate) fn peer_addr(&self) -> io::Result<Address> {
+        if let Some(client) = self.proxied.as_ref().and_then(|p| p.client) {
+            return Ok(Address::Inet(client));
+        }
         match &self.stream {
             Stream::Tcp(s) => s.peer_addr().map(Address::Inet),
             Stream::Unix(s) => {

@@ -79,6 +79,7 @@ mod id;
 mod outbuf;
 mod process;
 mod protocol;
+mod proxy_protocol;
 mod reactor;
 pub mod record;
 mod shared;
@@ -123,6 +124,10 @@ pub use id::{ConnId, DeferredId, FdId, ListenerId, ProcessId, TimerId, UdpId};
 pub use mio::Interest;
 pub use process::{ProcessOptions, ProcessProtocol, ProcessTransport};
 pub use protocol::{ClientFactory, Factory, Protocol};
+pub use proxy_protocol::{
+    encode_proxy_header, parse_proxy_header, split_proxy_endpoint, Cidr, ProxyError, ProxyHeader,
+    ProxyProtocolOptions, ProxyVersion, V2_SIGNATURE,
+};
 pub use reactor::{panic_message, ListeningPort, Reactor, ReactorOptions, ShutdownPhase, UdpPort};
 pub use record::{Record, RecordError, RecordOptions, Recording};
 pub use stats::Stats;

@@ -81,6 +81,8 @@ mod deferred;
 mod endpoints;
 mod fd;
 mod lifecycle;
+mod proxy_header;
+pub(crate) use proxy_header::{Proxied, ProxyListen};
 mod process;
 mod tcp;
 mod timers;

@@ -37,6 +37,9 @@ pub struct Stats {
     pub shed: u64,
     /// Accepted TLS connections whose handshake failed or timed out (each logged once).
     pub tls_failed: u64,
+    /// Connections refused on a PROXY-protocol listener: from an untrusted source, or
+    /// whose header was invalid, late or missing (logged at most once a second).
+    pub proxy_refused: u64,
     /// Outgoing connections established.
     pub connected: u64,
     /// Outgoing connections that failed.

@@ -95,6 +95,8 @@ pub(crate) struct Listener {
     pub(crate) shed_unlogged: u64,
     /// A TLS listener's configuration.
     pub(crate) tls: Option<crate::tls::TlsServerConfig>,
+    /// A listener behind a load balancer: how it reads PROXY headers.
+    pub(crate) proxy: Option<crate::reactor::ProxyListen>,
 }
 
 /// A numeric socket address argument: `"127.0.0.1:8000"`, `"[::1]:0"`, a `SocketAddr`, or an

@@ -48,6 +48,8 @@ pub(crate) enum Action {
     SendCheck { conn: ConnId },
     /// A TLS handshake ran out of time.
     HandshakeTimeout { conn: ConnId },
+    /// A PROXY header did not arrive in time.
+    ProxyHeaderTimeout { conn: ConnId },
 }
 
 /// A looping call: tick `n` is due at `start + n * interval`; `next` is the next tick to

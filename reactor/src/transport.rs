@@ -468,6 +468,12 @@ impl<'a> Transport<'a> {
         self.io.peer_addr()
     }
 
+    /// The load balancer's own address, on a connection whose listener reads PROXY
+    /// headers (`peer_addr` then reports the original client); `None` otherwise.
+    pub fn proxy_addr(&self) -> Option<Address> {
+        self.io.proxied.as_ref().map(|p| p.proxy.clone())
+    }
+
     /// The local address (Twisted's `getHost`).
     ///
     /// # Errors

@@ -100,6 +100,30 @@ thread_local! {
     static BOARD: RefCell<Board> = RefCell::new(Board::default());
 }
 
+/// The latest sample of every reactor of the process, by thread name (`main` for the
+/// first), so that any reactor's status page can show them all and their sum.
+static WORKERS: std::sync::Mutex<Vec<(String, Sample)>> = std::sync::Mutex::new(Vec::new());
+
+/// Forgets every reactor's figures (a new `Server` is about to bind).
+pub(crate) fn reset_workers() {
+    WORKERS.lock().unwrap_or_else(|e| e.into_inner()).clear();
+}
+
+/// Publishes this reactor's latest sample under its thread's name.
+pub(crate) fn publish(sample: Sample) {
+    let name = std::thread::current().name().unwrap_or("main").to_string();
+    let mut w = WORKERS.lock().unwrap_or_else(|e| e.into_inner());
+    match w.iter_mut().find(|(n, _)| *n == name) {
+        Some(slot) => slot.1 = sample,
+        None => w.push((name, sample)),
+    }
+}
+
+/// The latest sample of every reactor of the process, in the order they started.
+pub(crate) fn workers() -> Vec<(String, Sample)> {
+    WORKERS.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
 /// Starts an empty board on this thread (a reactor about to bind its services).
 pub(crate) fn reset() {
     BOARD.with(|b| *b.borrow_mut() = Board::default());
@@ -143,7 +167,9 @@ pub(crate) fn record(sample: Sample) {
 pub(crate) fn start_sampling(reactor: &mut Reactor) {
     let started = std::time::Instant::now();
     reactor.ctx().looping_call(Duration::from_secs(1), true, move |ctx, _missed| {
-        record(Sample::of(&ctx.stats(), started.elapsed()));
+        let sample = Sample::of(&ctx.stats(), started.elapsed());
+        record(sample);
+        publish(sample);
     });
 }
 

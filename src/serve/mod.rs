@@ -18,6 +18,7 @@
 
 mod board;
 mod demo;
+mod health;
 mod logged;
 mod options;
 mod registry;
@@ -27,6 +28,7 @@ mod status;
 pub use crate::usage::ProcessUsage;
 pub use board::{Sample, ServiceRow, SAMPLE_CAPACITY};
 pub use demo::{demo, demo_https, DEFAULT_PORT_BASE};
+pub use health::{listen_health, Health, HEALTHY};
 pub use logged::Logged;
 pub use options::{parse_size, Options};
 pub use registry::{

@@ -11,8 +11,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use torsion_reactor::{
-    Address, ListenOptions, Reactor, ReactorHandle, ServerEndpoint, Stats, TlsServerConfig,
-    TransportOptions, UnixListenOptions,
+    Address, ListenOptions, ListenerId, ProxyProtocolOptions, Reactor, ReactorHandle,
+    ServerEndpoint, Stats, TlsServerConfig, TransportOptions, UnixListenOptions,
 };
 
 use torsion_protocols::policies::{ConnectionLimits, LimitedFactory, TimeoutFactory};
@@ -29,6 +29,9 @@ pub struct Listen {
     pub protocol: String,
     /// The configured protocol.
     pub service: Service,
+    /// `proxy=v1|v2|any[:proxy_from=NET,..]` on a `tcp:` or `tls:` endpoint: connections
+    /// come from a load balancer that sends a PROXY header first.
+    pub proxy: Option<ProxyProtocolOptions>,
 }
 
 impl Listen {
@@ -58,8 +61,14 @@ impl Listen {
         protocol: &str,
         words: &[String],
     ) -> Result<Listen, String> {
+        let (rest, proxy) = torsion_reactor::split_proxy_endpoint(endpoint)?;
         let parsed: ServerEndpoint =
-            endpoint.parse().map_err(|e: torsion_reactor::EndpointError| e.to_string())?;
+            rest.parse().map_err(|e: torsion_reactor::EndpointError| e.to_string())?;
+        if proxy.is_some()
+            && !matches!(parsed, ServerEndpoint::Tcp { .. } | ServerEndpoint::Tls { .. })
+        {
+            return Err(format!("{endpoint}: the PROXY protocol needs a tcp: or tls: endpoint"));
+        }
         let service = registry.build(protocol, words)?;
         let datagram = matches!(parsed, ServerEndpoint::Udp { .. });
         if datagram && !service.serves_datagram() {
@@ -70,7 +79,7 @@ impl Listen {
         }
         let parsed =
             if service.is_loopback_only() { on_loopback(parsed, protocol)? } else { parsed };
-        Ok(Listen { endpoint: parsed, protocol: protocol.to_string(), service })
+        Ok(Listen { endpoint: parsed, protocol: protocol.to_string(), service, proxy })
     }
 }
 
@@ -204,6 +213,14 @@ pub struct ServeOptions {
     /// Aborts stream connections whose buffered output has not moved for this long — a
     /// peer that stopped reading (default never; see `TransportOptions::send_timeout`).
     pub send_timeout: Option<Duration>,
+    /// Expect a PROXY header on every `tcp:` / `tls:` service that does not say otherwise
+    /// in its endpoint (`--proxy-protocol`; default none).
+    pub proxy_protocol: Option<ProxyProtocolOptions>,
+    /// A `tcp:` endpoint answering health probes until a graceful stop begins
+    /// (`--health`; default none).
+    pub health: Option<String>,
+    /// Pin each worker reactor to its own core (`--pin`; default off).
+    pub pin: bool,
 }
 
 impl Default for ServeOptions {
@@ -216,6 +233,9 @@ impl Default for ServeOptions {
             limits: None,
             idle_timeout: None,
             send_timeout: None,
+            proxy_protocol: None,
+            health: None,
+            pin: false,
         }
     }
 }
@@ -241,6 +261,8 @@ pub struct Server {
     reactor: Reactor,
     bound: Vec<Bound>,
     workers: Vec<(ReactorHandle, JoinHandle<std::io::Result<Stats>>)>,
+    /// Pin the first reactor to core 0 when it runs (the workers pin themselves).
+    pin: bool,
 }
 
 impl std::fmt::Debug for Server {
@@ -267,6 +289,7 @@ impl Server {
         };
         let mut reactor = Reactor::with_options(ropts).map_err(|e| format!("reactor: {e}"))?;
         board::reset();
+        board::reset_workers();
         board::start_sampling(&mut reactor);
         if opts.handle_signals {
             reactor.stop_on_signals().map_err(|e| format!("signal handlers: {e}"))?;
@@ -278,6 +301,7 @@ impl Server {
             limits: opts.limits.clone(),
             idle_timeout: opts.idle_timeout,
             send_timeout: opts.send_timeout,
+            proxy: opts.proxy_protocol.clone(),
         };
         let mut bound = Vec::new();
         let mut resolved = Vec::new();
@@ -308,12 +332,16 @@ impl Server {
             });
             bound.push(b);
         }
+        if let Some(h) = &opts.health {
+            super::health::listen_health(&mut reactor, h)?;
+        }
         let mut threads = Vec::new();
         for n in 1..workers {
             let (tx, rx) = mpsc::channel();
             let listens = listens.clone();
             let resolved = resolved.clone();
             let wrap = Wrap { worker: Some(n), ..wrap.clone() };
+            let pin = opts.pin;
             let thread = std::thread::Builder::new()
                 .name(format!("torsion-worker-{n}"))
                 .spawn(move || -> std::io::Result<Stats> {
@@ -324,6 +352,9 @@ impl Server {
                             return Err(e);
                         }
                     };
+                    if pin {
+                        pin_to(n);
+                    }
                     board::reset();
                     board::start_sampling(&mut r);
                     for (l, e) in listens.iter().zip(&resolved) {
@@ -350,7 +381,7 @@ impl Server {
                 }
             }
         }
-        Ok(Server { reactor, bound, workers: threads })
+        Ok(Server { reactor, bound, workers: threads, pin: opts.pin })
     }
 
     /// What is listening, in the order given.
@@ -370,7 +401,10 @@ impl Server {
     ///
     /// If a reactor fails.
     pub fn run(self) -> std::io::Result<Stats> {
-        let Server { mut reactor, workers, .. } = self;
+        let Server { mut reactor, workers, pin, .. } = self;
+        if pin {
+            pin_to(0);
+        }
         let handles: Vec<ReactorHandle> = workers.iter().map(|(h, _)| h.clone()).collect();
         reactor.add_system_event_trigger(torsion_reactor::ShutdownPhase::Before, move |_| {
             for h in &handles {
@@ -388,6 +422,16 @@ impl Server {
             }
         }
         result.map(|()| total)
+    }
+}
+
+/// Pins the calling thread (worker reactor `n`) to core `n` modulo the cores this process
+/// may use; a failure is logged and the worker runs unpinned.
+fn pin_to(n: usize) {
+    let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+    match torsion_threaded::pin_current_thread(n % cores) {
+        Ok(()) => log::info!("reactor {n} pinned to CPU {}", n % cores),
+        Err(e) => log::warn!("reactor {n}: cannot pin to CPU {}: {e}", n % cores),
     }
 }
 
@@ -457,6 +501,7 @@ fn bind_one(r: &mut Reactor, e: &ServerEndpoint, l: &Listen, wrap: &Wrap) -> Res
             };
             let f = BoxedFactory(Box::new(Counted::new(name, "tcp", stream_factory(l, wrap)?)));
             let port = r.listen_tcp_with(*addr, f, opts).map_err(fail)?;
+            proxied(r, port.id, l, wrap)?;
             board::located(&Address::Inet(port.addr));
             (Address::Inet(port.addr), false)
         }
@@ -474,6 +519,7 @@ fn bind_one(r: &mut Reactor, e: &ServerEndpoint, l: &Listen, wrap: &Wrap) -> Res
                 .map_err(fail)?
                 .ok_or_else(|| format!("{name}: not a TLS endpoint"))?;
             let port = r.listen_tls_with(*addr, f, config, opts).map_err(fail)?;
+            proxied(r, port.id, l, wrap)?;
             board::located(&Address::Inet(port.addr));
             (Address::Inet(port.addr), false)
         }
@@ -509,6 +555,16 @@ struct Wrap {
     limits: Option<ConnectionLimits>,
     idle_timeout: Option<Duration>,
     send_timeout: Option<Duration>,
+    /// The PROXY protocol for stream services whose endpoint does not set it.
+    proxy: Option<ProxyProtocolOptions>,
+}
+
+/// Applies the PROXY protocol to listener `id` if its endpoint or the options ask for it.
+fn proxied(r: &mut Reactor, id: ListenerId, l: &Listen, wrap: &Wrap) -> Result<(), String> {
+    match l.proxy.as_ref().or(wrap.proxy.as_ref()) {
+        Some(p) => r.set_proxy_protocol(id, p.clone()).map_err(|e| format!("{}: {e}", l.protocol)),
+        None => Ok(()),
+    }
 }
 
 fn stream_factory(l: &Listen, wrap: &Wrap) -> Result<BoxedFactory, String> {

@@ -30,6 +30,9 @@ pub struct Status {
     /// One-second samples of that reactor's counters, oldest first (at most
     /// [`SAMPLE_CAPACITY`](super::SAMPLE_CAPACITY)).
     pub samples: Vec<Sample>,
+    /// The latest one-second sample of every reactor of the process (`--workers N`), by
+    /// thread name; their sum is in `/stats.json` as `total`.
+    pub workers: Vec<(String, Sample)>,
 }
 
 /// Rates over the newest samples.
@@ -75,6 +78,7 @@ impl Status {
             process: ProcessUsage::current().ok(),
             services: board::services(),
             samples: board::samples(),
+            workers: board::workers(),
         }
     }
 
@@ -140,7 +144,8 @@ impl Status {
     /// A JSON object of every figure (numbers as numbers, the worker as a string), then
     /// `rates`, `services` (one object per service) and `samples` (one per second, oldest
     /// first: `t` seconds, `open`, and what each second added: `events`, `bytes`, `poll_ms`,
-    /// `callbacks_ms`).
+    /// `callbacks_ms`), `workers` (the last sample of every reactor of the process) and
+    /// `total` (their sum).
     ///
     /// # Examples
     ///
@@ -151,7 +156,7 @@ impl Status {
     /// let s = Status { uptime: Duration::from_secs(3), worker: "main".into(), ..Status::default() };
     /// let j = s.to_json();
     /// assert!(j.starts_with(r#"{"worker":"main","uptime_s":3.0,"open":0,"#));
-    /// assert!(j.ends_with(r#""services":[],"samples":[]}"#), "{j}");
+    /// assert!(j.ends_with(r#""services":[],"samples":[],"workers":[],"total":{"workers":0,"open":0,"accepted":0,"events":0,"bytes":0}}"#), "{j}");
     /// ```
     pub fn to_json(&self) -> String {
         let mut out = String::from("{");
@@ -200,7 +205,33 @@ impl Status {
                 ms(prev.time_in_callbacks, s.time_in_callbacks)
             );
         }
-        out.push_str("]}");
+        out.push_str("],\"workers\":[");
+        let mut total = Sample::default();
+        for (i, (name, s)) in self.workers.iter().enumerate() {
+            let _ = write!(
+                out,
+                "{}{{\"worker\":\"{}\",\"open\":{},\"accepted\":{},\"events\":{},\"bytes\":{}}}",
+                if i > 0 { "," } else { "" },
+                json_escape(name),
+                s.open,
+                s.accepted,
+                s.events,
+                s.bytes
+            );
+            total.open += s.open;
+            total.accepted += s.accepted;
+            total.events += s.events;
+            total.bytes += s.bytes;
+        }
+        let _ = write!(
+            out,
+            "],\"total\":{{\"workers\":{},\"open\":{},\"accepted\":{},\"events\":{},\"bytes\":{}}}}}",
+            self.workers.len(),
+            total.open,
+            total.accepted,
+            total.events,
+            total.bytes
+        );
         out
     }
 
@@ -249,6 +280,33 @@ impl Status {
             );
         }
         out.push_str("</tbody></table>\n");
+        if !self.workers.is_empty() {
+            out.push_str(
+                "<h2>Reactors</h2><table id=\"workers\"><thead><tr><th>reactor</th><th>open</th>\
+                 <th>accepted</th><th>events</th><th>bytes</th></tr></thead><tbody>",
+            );
+            let mut total = Sample::default();
+            for (name, s) in &self.workers {
+                let _ = write!(
+                    out,
+                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    html_escape(name),
+                    s.open,
+                    s.accepted,
+                    s.events,
+                    s.bytes
+                );
+                total.open += s.open;
+                total.accepted += s.accepted;
+                total.events += s.events;
+                total.bytes += s.bytes;
+            }
+            let _ = writeln!(
+                out,
+                "<tr><th>sum</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr></tbody></table>",
+                total.open, total.accepted, total.events, total.bytes
+            );
+        }
         out.push_str(HTML_CHART);
         // The figures the script draws first; `<` escaped so no string can end the script.
         let _ = writeln!(
@@ -277,6 +335,13 @@ impl Status {
                 out,
                 "service {} {} {}: {} open, {} accepted, {} refused",
                 svc.name, svc.kind, svc.address, svc.open, svc.accepted, svc.refused
+            );
+        }
+        for (name, s) in &self.workers {
+            let _ = writeln!(
+                out,
+                "reactor {name}: {} open, {} accepted, {} events, {} bytes (last sample)",
+                s.open, s.accepted, s.events, s.bytes
             );
         }
         out
@@ -417,6 +482,16 @@ mod tests {
                 rss_bytes: 4096,
                 precise: true,
             }),
+            workers: vec![
+                (
+                    "main".into(),
+                    Sample { open: 1, accepted: 4, events: 9, bytes: 100, ..Sample::default() },
+                ),
+                (
+                    "torsion-worker-1".into(),
+                    Sample { open: 2, accepted: 6, events: 1, bytes: 5, ..Sample::default() },
+                ),
+            ],
             services: vec![ServiceRow {
                 name: "echo".into(),
                 kind: "tcp".into(),
@@ -442,6 +517,18 @@ mod tests {
     #[test]
     fn json_has_every_figure_as_a_number_and_escapes_the_worker() {
         let j = sample().to_json();
+        assert!(
+            j.contains(
+                r#""workers":[{"worker":"main","open":1,"accepted":4,"events":9,"bytes":100},"#
+            ),
+            "{j}"
+        );
+        assert!(
+            j.ends_with(r#""total":{"workers":2,"open":3,"accepted":10,"events":10,"bytes":105}}"#),
+            "{j}"
+        );
+        assert!(sample().to_html().contains("<tr><th>sum</th><th>3</th><th>10</th>"));
+        assert!(sample().to_text().contains("reactor torsion-worker-1: 2 open, 6 accepted"));
         assert!(j.starts_with("{\"worker\":\"w<1>\\\"\",\"uptime_s\":1.5,\"open\":3,"), "{j}");
         for field in [
             "\"accepted\":10",
@@ -464,7 +551,7 @@ mod tests {
             ),
             "{j}"
         );
-        assert!(j.ends_with(r#"{"t":7.0,"open":1,"events":10,"bytes":1000,"poll_ms":900.00,"callbacks_ms":100.00}]}"#), "{j}");
+        assert!(j.contains(r#"{"t":7.0,"open":1,"events":10,"bytes":1000,"poll_ms":900.00,"callbacks_ms":100.00}],"workers":"#), "{j}");
     }
 
     #[test]
@@ -504,7 +591,7 @@ mod tests {
         assert!(h.contains("<td>worker</td><td id=\"v-worker\">w&lt;1&gt;&quot;</td>"), "{h}");
         assert!(h.contains("<td>open</td><td id=\"v-open\">3</td>"));
         let t = sample().to_text();
-        assert_eq!(t.lines().count(), sample().rows().len() + 2);
+        assert_eq!(t.lines().count(), sample().rows().len() + 2 + sample().workers.len());
         assert!(t.lines().any(|l| l.starts_with("bytes_in ") && l.contains(" 1234  bytes read")));
     }
 

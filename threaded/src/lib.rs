@@ -97,6 +97,22 @@ mod unix;
 use std::net::{TcpListener, UdpSocket};
 use std::os::unix::net::{UnixDatagram, UnixListener};
 
+/// Pins the calling thread to CPU `core` (Linux `sched_setaffinity`); `torsion serve --pin`
+/// uses it for its worker reactors.
+///
+/// # Errors
+///
+/// A core that does not exist or is not allowed to this process.
+///
+/// # Examples
+///
+/// ```
+/// std::thread::spawn(|| torsion_threaded::pin_current_thread(0)).join().unwrap().unwrap();
+/// ```
+pub fn pin_current_thread(core: usize) -> std::io::Result<()> {
+    sys::pin_current_thread(core)
+}
+
 pub use datagram::{Datagram, DatagramRequest, DatagramRequestHandler, DatagramSocket};
 pub use forking::Forking;
 pub use handler::{Request, RequestError, RequestHandler, RequestKind};

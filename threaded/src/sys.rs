@@ -1,4 +1,5 @@
-//! The crate's only unsafe code: poll(2), fork(2) + _exit(2), waitpid(2) and a non-blocking recvfrom(2).
+//! The crate's only unsafe code: poll(2), fork(2) + _exit(2), waitpid(2), a non-blocking
+//! recvfrom(2) and sched_setaffinity(2) (pinning a thread to a core).
 //!
 //! # Why unsafe is needed
 //!
@@ -25,6 +26,8 @@
 //! - **waitpid**: the status pointer is a local; the pid is one we forked ourselves.
 //! - **recvfrom**: socket2 wants a `&mut [MaybeUninit<u8>]`; we hand it our initialized buffer,
 //!   which is sound because socket2 (and the kernel) only ever write initialized bytes into it.
+//! - **sched_setaffinity**: the CPU set is a local, zeroed and filled by libc's helpers, and
+//!   its size is passed with it; pid 0 names the calling thread.
 //!
 //! Tested through the public API: `tests/forking.rs` (fork, waitpid, no zombies) and every
 //! server test (poll, recvfrom).
@@ -177,4 +180,27 @@ pub(crate) fn recv_from_nonblocking(
 /// once would spin.
 pub(crate) fn is_resource_exhaustion(err: &io::Error) -> bool {
     matches!(err.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM))
+}
+
+/// Pins the calling thread to CPU `core` (sched_setaffinity(2) with pid 0).
+///
+/// # Errors
+///
+/// `InvalidInput` for a core past the set's size; otherwise the OS error (a core that does
+/// not exist or is not allowed to this process).
+pub(crate) fn pin_current_thread(core: usize) -> io::Result<()> {
+    // SAFETY: `cpu_set_t` is plain data, for which all-zero bytes are a valid (empty) set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    if core >= 8 * std::mem::size_of::<libc::cpu_set_t>() {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("no CPU {core}")));
+    }
+    // SAFETY: `core` was checked to lie within the set just above.
+    unsafe { libc::CPU_SET(core, &mut set) };
+    // SAFETY: `set` is a live local of the size passed; pid 0 is the calling thread.
+    let rc = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }

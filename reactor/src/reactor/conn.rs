@@ -90,6 +90,12 @@ impl Reactor {
         let io = &mut conn.io;
         match io.state {
             ConnState::Dead => return,
+            ConnState::ProxyHeader => {
+                if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                    self.proxy_read(slot);
+                }
+                return;
+            }
             ConnState::Connecting => {
                 if ev.is_writable() || ev.is_error() || ev.is_write_closed() || ev.is_read_closed()
                 {
@@ -293,7 +299,13 @@ impl Reactor {
         for _ in 0..SETTLE_ROUNDS {
             let Some(conn) = self.conns.slab.get_mut(slot) else { return };
             let io = &mut conn.io;
-            if matches!(io.state, ConnState::Dead | ConnState::Connecting | ConnState::Lingering) {
+            if matches!(
+                io.state,
+                ConnState::Dead
+                    | ConnState::Connecting
+                    | ConnState::Lingering
+                    | ConnState::ProxyHeader
+            ) {
                 return;
             }
             let shutting = matches!(io.state, ConnState::ShuttingWrite { .. });

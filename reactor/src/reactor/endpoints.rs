@@ -18,6 +18,8 @@ use crate::UdpPort;
 
 impl Reactor {
     /// Listens on a stream endpoint (`tcp:…`, `tcp6:…`, `unix:…`); see [`ServerEndpoint`].
+    /// TCP and TLS endpoints also take `:proxy=v1|v2|any[:proxy_from=NET,..]`, for a
+    /// listener behind a load balancer (see [`Reactor::set_proxy_protocol`]).
     ///
     /// # Errors
     ///
@@ -38,6 +40,17 @@ impl Reactor {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn listen(&mut self, endpoint: &str, factory: impl Factory) -> Result<ListenerId, Error> {
+        // `proxy=v1|v2|any[:proxy_from=..]`: behind a load balancer (see set_proxy_protocol).
+        if let (rest, Some(proxy)) = crate::proxy_protocol::split_proxy_endpoint(endpoint)
+            .map_err(|e| Error::new(e, std::io::ErrorKind::InvalidInput.into()))?
+        {
+            let id = self.listen(&rest, factory)?;
+            if let Err(e) = self.set_proxy_protocol(id, proxy) {
+                self.stop_listening(id);
+                return Err(e);
+            }
+            return Ok(id);
+        }
         match endpoint.parse::<ServerEndpoint>()? {
             ServerEndpoint::Tcp { addr, backlog, reuse_port } => {
                 let opts = ListenOptions { backlog, reuse_port, ..ListenOptions::default() };

@@ -275,7 +275,9 @@ impl Reactor {
         let slots: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for slot in slots {
             match self.conns.get(slot).map(|c| c.io.state) {
-                Some(ConnState::Connecting) => self.kill(slot, Reason::Shutdown),
+                Some(ConnState::Connecting | ConnState::ProxyHeader) => {
+                    self.kill(slot, Reason::Shutdown)
+                }
                 // Lingering ones end by themselves, within their linger time.
                 Some(ConnState::Lingering | ConnState::Dead) | None => {}
                 Some(_) => {

@@ -284,6 +284,7 @@ impl Reactor {
             shed_logged: None,
             shed_unlogged: 0,
             tls: None,
+            proxy: None,
         });
         Ok(ListenerId::new(slot, gen))
     }
@@ -388,6 +389,9 @@ impl Reactor {
     }
 
     fn accepted(&mut self, lslot: usize, stream: Stream, peer: Address) {
+        if self.listeners[lslot].proxy.is_some() {
+            return self.accepted_behind_proxy(lslot, stream, peer);
+        }
         let l = &self.listeners[lslot];
         let (limits, nodelay) = (l.limits, l.nodelay);
         let lid = ListenerId::new(lslot, l.gen);

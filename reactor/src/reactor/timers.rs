@@ -73,6 +73,7 @@ impl Reactor {
                 Action::LingerEnd { conn } => self.linger_timed_out(conn),
                 Action::SendCheck { conn } => self.send_check(conn),
                 Action::HandshakeTimeout { conn } => self.handshake_timed_out(conn),
+                Action::ProxyHeaderTimeout { conn } => self.proxy_header_timed_out(conn),
             }
             if !self.shared.commands.is_empty() {
                 self.apply_commands();

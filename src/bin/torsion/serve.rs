@@ -6,6 +6,7 @@ use std::io::Write;
 
 use clap::Args;
 use torsion::protocols::policies::ConnectionLimits;
+use torsion::reactor::ProxyProtocolOptions;
 use torsion::serve::{demo, demo_https, Listen, Registry, ServeOptions, Server, DEFAULT_PORT_BASE};
 
 use crate::self_signed::{lacks_certificate, SelfSigned};
@@ -62,6 +63,20 @@ pub(crate) struct ServeArgs {
     /// FILE.rec unless --record names the recording.
     #[arg(long, value_name = "FILE")]
     html: Option<std::path::PathBuf>,
+    /// Expect a PROXY protocol header (v1, v2 or any) on every tcp:/tls: service from a
+    /// load balancer; the services see the original client's address.
+    #[arg(long, value_name = "VERSION")]
+    proxy_protocol: Option<String>,
+    /// Balancers allowed to send PROXY headers (comma-separated networks; default
+    /// 127.0.0.0/8,::1). Anyone else is refused.
+    #[arg(long, value_name = "NETS", requires = "proxy_protocol")]
+    proxy_from: Option<String>,
+    /// Answer health probes on this tcp: endpoint until a graceful stop begins.
+    #[arg(long, value_name = "ENDPOINT")]
+    health: Option<String>,
+    /// Pin each worker reactor to its own CPU core (with --workers).
+    #[arg(long)]
+    pin: bool,
     /// `--listen ENDPOINT PROTOCOL [OPTIONS]`, repeatable (see below).
     #[arg(
         trailing_var_arg = true,
@@ -79,6 +94,7 @@ fn after_help() -> String {
          udp:PORT[:interface=IP]\n  \
          tls:PORT:cert=PATH:key=PATH[:interface=IP][:alpn=http/1.1][:ca=PATH]   (or ssl:; \
          with --self-signed, cert= and key= may be left out)\n  \
+         tcp:/tls: take :proxy=v1|v2|any[:proxy_from=NET,..] behind a load balancer\n  \
          Without interface=IP, tcp:PORT and udp:PORT bind ALL interfaces (0.0.0.0): other \
          hosts\n  can connect. Add :interface=127.0.0.1 to stay local (the demo set does).\n\n\
          Protocols:\n{}\n\
@@ -185,6 +201,22 @@ pub(crate) fn run(args: ServeArgs, trace: bool) -> Result<(), String> {
             }
             None => None,
         },
+        proxy_protocol: match &args.proxy_protocol {
+            Some(v) => {
+                let mut o = ProxyProtocolOptions::new(v.parse()?);
+                if let Some(from) = &args.proxy_from {
+                    o.trusted = from
+                        .split(',')
+                        .map(|n| n.parse())
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(|e| format!("--proxy-from: {e}"))?;
+                }
+                Some(o)
+            }
+            None => None,
+        },
+        health: args.health.clone(),
+        pin: args.pin,
     };
     let mut server = Server::bind(listens, &opts)?;
     let recording = match (&args.record, &args.html) {
