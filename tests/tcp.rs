@@ -110,9 +110,11 @@ fn echo_server() -> Server {
 }
 
 #[test]
-fn hundred_connections_each_echo_ten_mib_byte_exact() {
+fn hundred_connections_each_echo_four_mib_byte_exact() {
     const CONNS: usize = 100;
-    const TOTAL: usize = 10 * 1024 * 1024;
+    // 400 MiB each way in all: a debug build on a busy 2-core machine stays well inside the
+    // deadline (10 MiB each took more than 60 s under load).
+    const TOTAL: usize = 4 * 1024 * 1024;
     let server = echo_server();
     let tally = Rc::new(RefCell::new(Tally::default()));
     let mut reactor = Reactor::new().unwrap();
