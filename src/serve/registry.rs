@@ -476,9 +476,8 @@ fn builtin_entries() -> Vec<Entry> {
         },
         Entry {
             name: "forward",
-            usage: "--to ENDPOINT [--connect-timeout SECS] [--buffer SIZE]",
-            about: "port forwarder: each client is joined to a new connection to ENDPOINT \
-                    (tcp:host=H:port=P or unix:path=P), backpressure and half-close both ways",
+            usage: "--to ENDPOINT [--connect-timeout S] [--buffer SIZE]",
+            about: "port forwarder: each client gets its own connection to ENDPOINT",
             build: |o| {
                 let to = match o.value("--to")? {
                     Some(to) => to,
