@@ -256,8 +256,11 @@ impl Side {
 impl Protocol for Side {
     fn connection_made(&mut self, t: &mut Transport<'_>) {
         t.set_write_buffer_limits(self.opts.high_water, self.opts.low_water);
-        let producer =
-            OtherSide { pair: Rc::clone(&self.pair), role: self.role, stats: Rc::clone(&self.stats) };
+        let producer = OtherSide {
+            pair: Rc::clone(&self.pair),
+            role: self.role,
+            stats: Rc::clone(&self.stats),
+        };
         self.consumer.register_producer(t.ctx(), producer);
         match self.role {
             Role::Front => {
