@@ -313,3 +313,34 @@ fn a_unix_socket_backend_is_forwarded_to() {
     assert_eq!(read_to_end(&mut c), b"back");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_backend_that_never_completes_the_connect_times_out_and_resets_the_client() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    use socket2::{Domain, Socket, Type};
+    // A listener that never accepts, its accept queue full: further SYNs are dropped, so a
+    // connect to it neither succeeds nor fails until the connector gives up.
+    let sock = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    sock.bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into()).unwrap();
+    sock.listen(0).unwrap();
+    let addr = sock.local_addr().unwrap().as_socket().unwrap();
+    let mut queued = Vec::new();
+    while queued.len() < 64 {
+        match TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+            Ok(s) => queued.push(s),
+            Err(_) => break, // the queue is full
+        }
+    }
+    let opts = ProxyOptions { connect_timeout: Duration::from_millis(300), ..Default::default() };
+    let fwd = Forwarder::start(Some(ConnectTarget::Tcp(addr)), opts);
+    let mut c = client(fwd.addr);
+    let mut buf = [0u8; 16];
+    match c.read(&mut buf) {
+        Ok(0) => {}
+        Err(e) => assert_eq!(e.kind(), ErrorKind::ConnectionReset, "{e}"),
+        Ok(n) => panic!("{n} bytes from a proxy without backend"),
+    }
+    let stats = fwd.stop();
+    assert_eq!((stats.connect_failed, stats.open), (1, 0), "{stats:?}");
+    drop(queued);
+}
