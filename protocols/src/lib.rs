@@ -18,6 +18,8 @@
 //!   timeout, output cap, loopback by default), output streamed back length-prefixed.
 //! - [`resp`]: a Redis-speaking key-value server (RESP2/RESP3, strings, lists, hashes,
 //!   sets, expiry, pub/sub, BLPOP, maxmemory) that `redis-cli` and Redis clients use as is.
+//! - [`proxy`]: a TCP/Unix port forwarder (Twisted's `portforward`) with backpressure both
+//!   ways, half-close passed through, a connect timeout and counters.
 //! - [`upload`]: the tutorials' file upload server (`post|<size>|<name>`, and a framed
 //!   variant): safe names, size limit, streamed to a temporary file, renamed when complete.
 //!
@@ -46,6 +48,7 @@ pub mod echo;
 pub mod fuzz_props;
 pub mod http;
 pub mod policies;
+pub mod proxy;
 pub mod resp;
 pub mod upload;
 pub mod wire;

@@ -120,6 +120,47 @@ impl<'a> Ctx<'a> {
         self.shared.commands.push(Command::Abort(id));
     }
 
+    /// `lose_write_connection` on connection `id` (flush, then half-close: the peer reads
+    /// EOF, reading goes on) after this callback. Harmless for an ID that is already gone.
+    /// A port forwarder passes a half-close through with it.
+    pub fn lose_write(&mut self, id: ConnId) {
+        self.shared.commands.push(Command::LoseWrite(id));
+    }
+
+    /// Stops delivering `data_received` to connection `id` (any connection, not only the
+    /// caller's own) from right after this callback until [`Ctx::resume_reading`]; the
+    /// kernel's buffers then fill and that peer is slowed down. This is how one
+    /// connection streams into another with backpressure: the consumer's `pause_writing`
+    /// pauses the producer's reading (see [`crate::PushProducer`]). Harmless for an ID
+    /// that is already gone.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use torsion_reactor::{ConnId, Protocol, Transport};
+    ///
+    /// /// Receives what connection `from` forwards; slows `from` down when we fall behind.
+    /// struct Sink { from: ConnId }
+    /// impl Protocol for Sink {
+    ///     fn pause_writing(&mut self, t: &mut Transport<'_>) {
+    ///         t.ctx().pause_reading(self.from);
+    ///     }
+    ///     fn resume_writing(&mut self, t: &mut Transport<'_>) {
+    ///         t.ctx().resume_reading(self.from);
+    ///     }
+    ///     fn data_received(&mut self, _t: &mut Transport<'_>, _d: &[u8]) {}
+    /// }
+    /// ```
+    pub fn pause_reading(&mut self, id: ConnId) {
+        self.shared.commands.push(Command::PauseReading(id));
+    }
+
+    /// Resumes delivering data to connection `id` after this callback, including anything
+    /// that arrived while it was paused. Harmless for an ID that is already gone.
+    pub fn resume_reading(&mut self, id: ConnId) {
+        self.shared.commands.push(Command::ResumeReading(id));
+    }
+
     /// Starts an outgoing TCP connection to `addr`; `factory` builds its protocol once it is
     /// established or hears `client_connection_failed`.
     ///

@@ -78,6 +78,7 @@ mod fd;
 mod id;
 mod outbuf;
 mod process;
+mod producer;
 mod protocol;
 mod proxy_protocol;
 mod reactor;
@@ -123,6 +124,7 @@ pub use fd::{set_nonblocking, DescriptorHandler};
 pub use id::{ConnId, DeferredId, FdId, ListenerId, ProcessId, TimerId, UdpId};
 pub use mio::Interest;
 pub use process::{ProcessOptions, ProcessProtocol, ProcessTransport};
+pub use producer::{Consumer, PushProducer, Valve, ValveState};
 pub use protocol::{ClientFactory, Factory, Protocol};
 pub use proxy_protocol::{
     encode_proxy_header, parse_proxy_header, split_proxy_endpoint, Cidr, ProxyError, ProxyHeader,

@@ -757,6 +757,9 @@ impl Reactor {
             Command::Write { to, start, len } => self.write_to(to, &bytes[start..start + len]),
             Command::Lose(id) => self.with_transport(id, |t| t.lose_connection()),
             Command::Abort(id) => self.with_transport(id, |t| t.abort_connection()),
+            Command::LoseWrite(id) => self.with_transport(id, |t| t.lose_write_connection()),
+            Command::PauseReading(id) => self.with_transport(id, |t| t.pause_reading()),
+            Command::ResumeReading(id) => self.with_transport(id, |t| t.resume_reading()),
             Command::Connect { target, factory, opts } => {
                 let slot = self.new_connector(target, factory, opts);
                 self.start_connect(slot);

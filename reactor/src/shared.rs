@@ -33,6 +33,12 @@ pub(crate) enum Command {
     Lose(ConnId),
     /// `abort_connection` on another connection.
     Abort(ConnId),
+    /// `lose_write_connection` (half-close) on another connection.
+    LoseWrite(ConnId),
+    /// `pause_reading` on another connection.
+    PauseReading(ConnId),
+    /// `resume_reading` on another connection.
+    ResumeReading(ConnId),
     /// Start an outgoing connection.
     Connect { target: ConnectTarget, factory: Box<dyn ClientFactory>, opts: ConnectOptions },
     /// Start an outgoing TLS connection (a TLS handshake after the connect).

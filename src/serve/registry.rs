@@ -13,6 +13,7 @@ use torsion_protocols::codec::LineCodec;
 use torsion_protocols::command::{AllowList, CommandFactory, CommandOptions};
 use torsion_protocols::echo::Echo;
 use torsion_protocols::http::{Dir, Handler, HttpServer, Response, ServerConfig, StaticDir};
+use torsion_protocols::proxy::{target_from_endpoint, PortForward, ProxyOptions};
 use torsion_protocols::resp::{MaxmemoryPolicy, RespLimits, RespOptions, RespServer};
 use torsion_protocols::upload::{Framing, UploadFactory, UploadOptions};
 use torsion_protocols::wire::{Chargen, Daytime, Discard, Qotd, Time, UdpEcho};
@@ -474,6 +475,27 @@ fn builtin_entries() -> Vec<Entry> {
             },
         },
         Entry {
+            name: "forward",
+            usage: "--to ENDPOINT [--connect-timeout S] [--buffer SIZE]",
+            about: "port forwarder: each client gets its own connection to ENDPOINT",
+            build: |o| {
+                let to = match o.value("--to")? {
+                    Some(to) => to,
+                    None => o.positional("ENDPOINT")?,
+                };
+                let (target, timeout) = target_from_endpoint(&to)?;
+                let defaults = ProxyOptions::default();
+                let high = o.size("--buffer", defaults.high_water)?.max(1);
+                let opts = ProxyOptions {
+                    connect_timeout: o.seconds("--connect-timeout", timeout)?,
+                    high_water: high,
+                    low_water: high / 4,
+                    max_buffer: defaults.max_buffer.max(high + 2 * 1024 * 1024),
+                };
+                Ok(Service::stream(move || PortForward::new(target.clone(), opts)))
+            },
+        },
+        Entry {
             name: "resp",
             usage: "[--maxmemory SIZE] [--maxmemory-policy noeviction|allkeys-lru] [--max-bulk SIZE]",
             about: "Redis-speaking key-value server (RESP2/3): redis-cli and Redis clients work as is",
@@ -540,6 +562,7 @@ impl LineHandler for LineEcho {
 pub fn sample_options(name: &str) -> Vec<String> {
     let words: &[&str] = match name {
         "command" => &["--allow", "echo"],
+        "forward" => &["--to", "tcp:host=127.0.0.1:port=9"],
         "upload" => &["/tmp"],
         "http-static" => &["/tmp"],
         _ => &[],

@@ -97,6 +97,11 @@ impl Reactor {
                 return;
             }
             ConnState::Connecting => {
+                // A server that writes and closes at once: the FIN may come with the
+                // connect's event, and no later edge announces it.
+                if ev.is_read_closed() {
+                    io.set(flag::READ_CLOSED_HINT);
+                }
                 if ev.is_writable() || ev.is_error() || ev.is_write_closed() || ev.is_read_closed()
                 {
                     self.finish_connect(slot, ev.is_readable());

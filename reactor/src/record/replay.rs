@@ -305,6 +305,9 @@ impl World {
                         }
                         Command::Listen { .. } => "new listeners",
                         Command::Spawn { .. } | Command::Signal { .. } => "child processes",
+                        Command::LoseWrite(_)
+                        | Command::PauseReading(_)
+                        | Command::ResumeReading(_) => "flow control of other connections",
                         _ => "name resolution",
                     };
                     note(report, what);
