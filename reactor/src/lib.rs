@@ -62,6 +62,7 @@
 #![doc(test(attr(deny(warnings), allow(dead_code))))]
 
 mod address;
+pub mod aio;
 mod clock;
 mod conn;
 mod connector;
@@ -79,6 +80,7 @@ pub mod record;
 mod shared;
 mod signals;
 mod stats;
+pub mod task;
 mod tcp;
 pub mod testing;
 mod threads;
@@ -117,6 +119,7 @@ pub use protocol::{ClientFactory, Factory, Protocol};
 pub use reactor::{panic_message, ListeningPort, Reactor, ReactorOptions, ShutdownPhase, UdpPort};
 pub use record::{Record, RecordError, RecordOptions, Recording};
 pub use stats::Stats;
+pub use task::{DeferredFuture, NotInTask, TaskPanicked};
 pub use tcp::{IntoSocketAddr, ListenOptions};
 pub use threads::{LoopClosed, ReactorHandle};
 pub use timeout::IdleTimeout;
