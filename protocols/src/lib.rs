@@ -37,12 +37,14 @@
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 #![doc(test(attr(deny(warnings), allow(dead_code))))]
 
+pub mod aio;
 pub mod basic;
 pub mod chat;
 pub mod codec;
 pub mod command;
 pub mod echo;
 pub mod http;
+pub mod menu;
 pub mod policies;
 pub mod resp;
 pub mod upload;

@@ -568,10 +568,37 @@ fn flush(ctx: &mut Ctx<'_>, state: &Rc<RefCell<ConnState>>, id: ConnId) {
     }
 }
 
-/// Builds an [`AsyncProtocol`] per accepted connection and spawns the handler on it.
-struct AsyncFactory<F> {
+/// A [`Factory`] that runs `handler(conn)` as a task for every accepted connection (what
+/// [`Reactor::listen_async`] listens with; use it directly where a factory is expected,
+/// e.g. a service registry).
+///
+/// # Examples
+///
+/// ```
+/// use torsion_reactor::{aio::AsyncFactory, Reactor};
+/// let mut reactor = Reactor::new()?;
+/// let factory = AsyncFactory::new(|mut conn| async move {
+///     let _ = conn.write_all(b"hi\r\n").await;
+/// });
+/// reactor.listen("tcp:0:interface=127.0.0.1", factory)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct AsyncFactory<F> {
     handler: F,
     limits: ReadLimits,
+}
+
+impl<F> AsyncFactory<F> {
+    /// A factory running `handler` per connection, with default limits.
+    pub fn new(handler: F) -> AsyncFactory<F> {
+        AsyncFactory { handler, limits: ReadLimits::default() }
+    }
+
+    /// The same with `limits`.
+    pub fn with_limits(mut self, limits: ReadLimits) -> AsyncFactory<F> {
+        self.limits = limits;
+        self
+    }
 }
 
 impl<F, Fut> Factory for AsyncFactory<F>

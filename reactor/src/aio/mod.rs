@@ -52,5 +52,5 @@
 mod conn;
 mod time;
 
-pub use conn::{connect_async, AsyncConn, ReadLimits};
+pub use conn::{connect_async, AsyncConn, AsyncFactory, ReadLimits};
 pub use time::{interval, now, sleep, sleep_until, timeout, Interval, Sleep};
