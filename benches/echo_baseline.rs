@@ -15,6 +15,11 @@
 //! figure is the median of a server's rounds. Server CPU time comes from `/proc`
 //! (see `torsion::loadgen::ProcessUsage`) over each round's measured window.
 //!
+//! `-- --against async` compares the reactor's Protocol echo with the same echo written as
+//! an `async fn` over `AsyncConn` (`listen_async`) instead of the mio loop, and writes
+//! `results/echo_baseline_async.md` (targets there: CPU per message ≤ 1.10×, idle memory
+//! ≤ 512 B per connection).
+//!
 //! Benchmarks measure; this one never asserts.
 #![allow(missing_docs)]
 
@@ -213,7 +218,16 @@ fn main() -> ExitCode {
     let plan = if args.iter().any(|a| a == "--quick") { &QUICK } else { &FULL };
     // `--case TEXT`: just the cases whose name contains TEXT (for profiling one shape).
     let only = args.iter().position(|a| a == "--case").and_then(|i| args.get(i + 1)).cloned();
-    match bench(plan, only.as_deref()) {
+    let against = match args.iter().position(|a| a == "--against").map(|i| args.get(i + 1)) {
+        None => Kind::Mio,
+        Some(Some(k)) if k == "async" => Kind::Async,
+        Some(Some(k)) if k == "mio" => Kind::Mio,
+        Some(other) => {
+            eprintln!("echo_baseline: --against mio|async, not {other:?}");
+            return ExitCode::from(2);
+        }
+    };
+    match bench(plan, only.as_deref(), against) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("echo_baseline: {e}");
@@ -257,7 +271,7 @@ fn load_external(addr: Option<&str>, case: Option<&str>, secs: Option<&str>) -> 
     }
 }
 
-fn bench(plan: &Plan, only: Option<&str>) -> Result<(), Box<dyn std::error::Error>> {
+fn bench(plan: &Plan, only: Option<&str>, against: Kind) -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
     let pressure_before = cpu_pressure_us();
     let pinned = pin_self(GENERATOR_CORE);
@@ -273,7 +287,7 @@ fn bench(plan: &Plan, only: Option<&str>) -> Result<(), Box<dyn std::error::Erro
     // Idle memory first, on fresh processes, so no earlier case has grown their slabs.
     let mut idle = Vec::new();
     let idle_wanted = only.is_none_or(|o| IDLE_CASE.contains(o));
-    for kind in [Kind::Reactor, Kind::Mio].into_iter().filter(|_| idle_wanted) {
+    for kind in [Kind::Reactor, against].into_iter().filter(|_| idle_wanted) {
         let server = ServerProc::spawn(kind, core)?;
         let config = LoadConfig {
             addr: server.addr,
@@ -307,7 +321,7 @@ fn bench(plan: &Plan, only: Option<&str>) -> Result<(), Box<dyn std::error::Erro
     }
 
     let reactor = ServerProc::spawn(Kind::Reactor, core)?;
-    let mio = ServerProc::spawn(Kind::Mio, core)?;
+    let mio = ServerProc::spawn(against, core)?;
     for s in [&reactor, &mio] {
         eprintln!("echo_baseline: {} server is PID {} on {}", s.kind.name(), s.pid, s.addr);
     }
@@ -368,11 +382,18 @@ fn bench(plan: &Plan, only: Option<&str>) -> Result<(), Box<dyn std::error::Erro
         (Some(a), Some(b)) => Some((b - a) as f64 / took.as_micros() as f64),
         _ => None,
     };
-    let table = render(plan, pinned, &results, &idle, took, pressure);
+    let table = render(plan, pinned, &results, &idle, took, pressure)
+        .replace("hand-written mio loop", &format!("{} echo", against.name()))
+        .replace("| mio |", &format!("| {} |", against.name()))
+        .replace("reactor, mio,", &format!("reactor, {},", against.name()))
+        .replace("Reactor / mio", &format!("Reactor / {}", against.name()));
     print!("{table}");
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("results");
     std::fs::create_dir_all(&dir)?;
-    let path = dir.join("echo_baseline.md");
+    let path = dir.join(match against {
+        Kind::Async => "echo_baseline_async.md",
+        _ => "echo_baseline.md",
+    });
     std::fs::write(&path, &table)?;
     eprintln!("echo_baseline: wrote {} ({:.0?} in all)", path.display(), took);
     Ok(())

@@ -1,4 +1,4 @@
-//! The benchmark's server processes: the `--serve reactor|mio PORTFILE` entry point that
+//! The benchmark's server processes: the `--serve reactor|mio|async PORTFILE` entry point that
 //! runs inside them, and the parent's side that spawns them pinned to a core, learns their
 //! port, and ends them.
 //!
@@ -28,6 +28,8 @@ pub(crate) enum Kind {
     Reactor,
     /// The hand-written mio loop of `mio_server.rs`.
     Mio,
+    /// The same echo as an `async fn` over `AsyncConn` (`Reactor::listen_async`).
+    Async,
 }
 
 impl Kind {
@@ -35,6 +37,7 @@ impl Kind {
         match self {
             Kind::Reactor => "reactor",
             Kind::Mio => "mio",
+            Kind::Async => "async",
         }
     }
 }
@@ -43,14 +46,15 @@ impl Kind {
 /// serve until stdin closes.
 pub(crate) fn serve(kind: Option<&str>, portfile: Option<&str>) -> ExitCode {
     let (Some(kind), Some(portfile)) = (kind, portfile) else {
-        eprintln!("usage: echo_baseline --serve reactor|mio PORTFILE");
+        eprintln!("usage: echo_baseline --serve reactor|mio|async PORTFILE");
         return ExitCode::from(2);
     };
     let result = match kind {
         "reactor" => serve_reactor(portfile),
         "mio" => serve_mio(portfile),
+        "async" => serve_async(portfile),
         other => {
-            eprintln!("echo_baseline: unknown server {other:?} (reactor or mio)");
+            eprintln!("echo_baseline: unknown server {other:?} (reactor, mio or async)");
             return ExitCode::from(2);
         }
     };
@@ -67,6 +71,25 @@ fn serve_reactor(portfile: &str) -> io::Result<()> {
     let mut reactor = Reactor::new()?;
     let port = reactor.listen_tcp("127.0.0.1:0", Echo::new)?;
     announce(port.addr, portfile)?;
+    reactor.run()
+}
+
+/// The async echo: one task per connection, a small stack buffer (idle memory counts).
+fn serve_async(portfile: &str) -> io::Result<()> {
+    let mut reactor = Reactor::new()?;
+    let id = reactor
+        .listen_async("tcp:0:interface=127.0.0.1", |mut conn| async move {
+            let mut buf = [0u8; 256];
+            while let Ok(n) = conn.read(&mut buf).await {
+                if n == 0 || conn.write_all(&buf[..n]).await.is_err() {
+                    break;
+                }
+            }
+        })
+        .map_err(io::Error::other)?;
+    let addr = reactor.listener_address(id).map(|a| a.to_string()).unwrap_or_default();
+    let addr: SocketAddr = addr.parse().map_err(io::Error::other)?;
+    announce(addr, portfile)?;
     reactor.run()
 }
 
