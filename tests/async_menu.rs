@@ -26,7 +26,7 @@ fn transcript(
     s.set_nonblocking(true).unwrap();
     let mut got = Vec::new();
     let mut eof = false;
-    let mut drain = |s: &mut TcpStream, got: &mut Vec<u8>| -> bool {
+    let drain = |s: &mut TcpStream, got: &mut Vec<u8>| -> bool {
         let mut buf = [0u8; 4096];
         loop {
             match s.read(&mut buf) {

@@ -15,6 +15,10 @@
 //!   after it, and `connection_lost` comes in the reap phase, exactly once.
 //! - Objects are named by IDs ([`ConnId`], [`ListenerId`]: slab slot + generation), never
 //!   by references, so an event or command for a reaped connection is dropped.
+//! - `async` code runs on the same loop: [`Ctx::spawn`] makes a task of a future (not
+//!   `Send`) and returns a [`Deferred`] of its output; a `Deferred` can be `.await`ed; the
+//!   [`aio`] module has sleeps, timeouts and [`aio::AsyncConn`] connections
+//!   ([`Reactor::listen_async`], [`aio::connect_async`]). See the [`task`] module.
 //!
 //! # Examples
 //!
