@@ -195,6 +195,8 @@ struct Task {
     gen: u32,
     future: TaskFuture,
     waker: Arc<TaskWaker>,
+    /// `waker` as a `Waker`, made once (a poll clones it only if the future keeps it).
+    handle: Waker,
     /// Fired with the future's output.
     deferred: DeferredId,
 }
@@ -245,7 +247,8 @@ impl Tasks {
             queued: AtomicBool::new(false),
             queue: Arc::clone(&self.woken),
         });
-        entry.insert(Task { gen: key.gen, future, waker: Arc::clone(&waker), deferred });
+        let handle = Waker::from(Arc::clone(&waker));
+        entry.insert(Task { gen: key.gen, future, waker: Arc::clone(&waker), handle, deferred });
         waker.wake_by_ref();
         key
     }
@@ -265,8 +268,7 @@ impl Tasks {
         let task = self.slab.get_mut(key.slot).filter(|t| t.gen == key.gen)?;
         task.waker.queued.store(false, Ordering::Release);
         self.link.now.set(now);
-        let waker = Waker::from(Arc::clone(&task.waker));
-        let mut cx = Context::from_waker(&waker);
+        let mut cx = Context::from_waker(&task.handle);
         let polled = {
             let _enter = Enter::new(&self.link);
             task.future.as_mut().poll(&mut cx)

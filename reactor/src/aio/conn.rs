@@ -588,7 +588,11 @@ pub struct AsyncFactory<F> {
     limits: ReadLimits,
 }
 
-impl<F> AsyncFactory<F> {
+impl<F, Fut> AsyncFactory<F>
+where
+    F: FnMut(AsyncConn) -> Fut + 'static,
+    Fut: Future<Output = ()> + 'static,
+{
     /// A factory running `handler` per connection, with default limits.
     pub fn new(handler: F) -> AsyncFactory<F> {
         AsyncFactory { handler, limits: ReadLimits::default() }
@@ -657,7 +661,7 @@ impl Reactor {
         F: FnMut(AsyncConn) -> Fut + 'static,
         Fut: Future<Output = ()> + 'static,
     {
-        self.listen(endpoint, AsyncFactory { handler, limits })
+        self.listen(endpoint, AsyncFactory::new(handler).with_limits(limits))
     }
 }
 
