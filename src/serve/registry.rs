@@ -364,8 +364,7 @@ fn builtin_entries() -> Vec<Entry> {
         Entry {
             name: "menu",
             usage: "[--operator-delay SECS] [--max-line SIZE] [--async]",
-            about: "the 10086-style menu service (numbered choices, 0/exit quits); --async \
-                    serves it from the async fn instead of the Protocol state machine",
+            about: "10086-style menu: numbered choices, 0 quits (--async: the async fn version)",
             build: |o| {
                 let defaults = MenuOptions::default();
                 let opts = MenuOptions {
