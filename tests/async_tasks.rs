@@ -73,7 +73,12 @@ fn a_waker_used_on_another_thread_resumes_the_task_on_the_loop() {
         .await;
         std::thread::current().id()
     });
-    // `run_until` polls with a 5 ms cap; the deadline would catch a lost wake-up.
+    // Passes that may wait 30 s in poll: only the waker's nudge ends them early.
+    let start = std::time::Instant::now();
+    while !t.is_fired(&r.ctx()) {
+        r.run_once(Some(Duration::from_secs(30))).unwrap();
+        assert!(start.elapsed() < Duration::from_secs(20), "the wake-up did not reach poll");
+    }
     let ran_on = wait_deferred(&mut r, t).unwrap();
     assert_eq!(ran_on, std::thread::current().id());
 }
