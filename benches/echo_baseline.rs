@@ -7,13 +7,18 @@
 //!
 //! `-- --case TEXT` runs only the cases whose name contains TEXT (`--case idle`: only the
 //! idle-memory case);
-//! `--serve reactor|mio|serve -` and `--load ADDR CASE SECONDS` run one server or one load on
+//! `--serve reactor|mio|serve|async -` and `--load ADDR CASE SECONDS` run one server or one load on
 //! their own, for profiling (`echo_baseline/callgrind.sh` counts instructions per message).
 //!
 //! The servers run interleaved — reactor, mio, serve, reactor, mio, serve, ... — for several short
 //! rounds per case, because these machines drift by tens of percent over minutes; each
 //! figure is the median of a server's rounds. Server CPU time comes from `/proc`
 //! (see `torsion::loadgen::ProcessUsage`) over each round's measured window.
+//!
+//! `-- --against async` runs the same echo written as an `async fn` over `AsyncConn`
+//! (`listen_async`) as the third server instead of `torsion serve`'s, and writes
+//! `results/echo_baseline_async.md` (targets there: CPU per message ≤ 1.10×, idle memory
+//! ≤ 512 B per connection).
 //!
 //! Benchmarks measure; this one never asserts.
 #![allow(missing_docs)]
@@ -35,7 +40,6 @@ const SERVER_CORE: u32 = 0;
 const GENERATOR_CORE: u32 = 1;
 /// The servers compared, in the order they run each round (the ratios take reactor
 /// first, mio second, serve third).
-const SERVERS: [Kind; 3] = [Kind::Reactor, Kind::Mio, Kind::Serve];
 /// Name of the idle-memory case, for `--case`.
 const IDLE_CASE: &str = "idle memory";
 /// Connections of the idle-memory case.
@@ -216,7 +220,16 @@ fn main() -> ExitCode {
     let plan = if args.iter().any(|a| a == "--quick") { &QUICK } else { &FULL };
     // `--case TEXT`: just the cases whose name contains TEXT (for profiling one shape).
     let only = args.iter().position(|a| a == "--case").and_then(|i| args.get(i + 1)).cloned();
-    match bench(plan, only.as_deref()) {
+    let against = match args.iter().position(|a| a == "--against").map(|i| args.get(i + 1)) {
+        None => Kind::Serve,
+        Some(Some(k)) if k == "async" => Kind::Async,
+        Some(Some(k)) if k == "serve" => Kind::Serve,
+        Some(other) => {
+            eprintln!("echo_baseline: --against serve|async, not {other:?}");
+            return ExitCode::from(2);
+        }
+    };
+    match bench(plan, only.as_deref(), against) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("echo_baseline: {e}");
@@ -260,7 +273,7 @@ fn load_external(addr: Option<&str>, case: Option<&str>, secs: Option<&str>) -> 
     }
 }
 
-fn bench(plan: &Plan, only: Option<&str>) -> Result<(), Box<dyn std::error::Error>> {
+fn bench(plan: &Plan, only: Option<&str>, against: Kind) -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
     let pressure_before = cpu_pressure_us();
     let pinned = pin_self(GENERATOR_CORE);
@@ -276,7 +289,8 @@ fn bench(plan: &Plan, only: Option<&str>) -> Result<(), Box<dyn std::error::Erro
     // Idle memory first, on fresh processes, so no earlier case has grown their slabs.
     let mut idle = Vec::new();
     let idle_wanted = only.is_none_or(|o| IDLE_CASE.contains(o));
-    for kind in SERVERS.into_iter().filter(|_| idle_wanted) {
+    let kinds = [Kind::Reactor, Kind::Mio, against];
+    for kind in kinds.into_iter().filter(|_| idle_wanted) {
         let server = ServerProc::spawn(kind, core)?;
         let config = LoadConfig {
             addr: server.addr,
@@ -310,7 +324,7 @@ fn bench(plan: &Plan, only: Option<&str>) -> Result<(), Box<dyn std::error::Erro
     }
 
     let servers: Vec<ServerProc> =
-        SERVERS.iter().map(|&k| ServerProc::spawn(k, core)).collect::<Result<_, _>>()?;
+        kinds.iter().map(|&k| ServerProc::spawn(k, core)).collect::<Result<_, _>>()?;
     for s in &servers {
         eprintln!("echo_baseline: {} server is PID {} on {}", s.kind.name(), s.pid, s.addr);
     }
@@ -372,11 +386,14 @@ fn bench(plan: &Plan, only: Option<&str>) -> Result<(), Box<dyn std::error::Erro
         (Some(a), Some(b)) => Some((b - a) as f64 / took.as_micros() as f64),
         _ => None,
     };
-    let table = render(plan, pinned, &results, &idle, took, pressure);
+    let table = render(plan, pinned, &results, &idle, took, pressure, &kinds);
     print!("{table}");
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("results");
     std::fs::create_dir_all(&dir)?;
-    let path = dir.join("echo_baseline.md");
+    let path = dir.join(match against {
+        Kind::Async => "echo_baseline_async.md",
+        _ => "echo_baseline.md",
+    });
     std::fs::write(&path, &table)?;
     eprintln!("echo_baseline: wrote {} ({:.0?} in all)", path.display(), took);
     Ok(())
@@ -426,16 +443,18 @@ fn render(
     idle: &[(Kind, IdleResult)],
     took: Duration,
     pressure: Option<f64>,
+    kinds: &[Kind; 3],
 ) -> String {
     let mut s = String::new();
+    let third = kinds[2].name();
     let _ = writeln!(
         s,
-        "# Echo benchmark: torsion reactor vs hand-written mio loop (and `torsion serve` echo)\n"
+        "# Echo benchmark: torsion reactor vs hand-written mio loop (and the {third} echo)\n",
     );
     let _ = writeln!(
         s,
         "- run: `{}` mode, {} rounds per server per case, each {:?} warm-up + {:?} measured; \
-         servers interleaved reactor, mio, serve, reactor, mio, serve, …; every figure is the median of a \
+         servers interleaved reactor, mio, {third}, reactor, mio, {third}, …; every figure is the median of a \
          server's rounds",
         plan.name, plan.rounds, plan.warmup, plan.measure
     );
@@ -476,7 +495,7 @@ fn render(
     );
     let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (case, sums) in results {
-        for (kind, x) in SERVERS.iter().zip(sums) {
+        for (kind, x) in kinds.iter().zip(sums) {
             let name = kind.name();
             let _ = writeln!(
                 s,
@@ -516,8 +535,12 @@ fn render(
         );
     }
     let _ = writeln!(s);
-    let _ =
-        writeln!(s, "`torsion serve` echo / reactor `Echo` (medians; target: the same cost):\n");
+    let third = match kinds[2] {
+        Kind::Async => "the async echo (`listen_async`, an `async fn` per connection) / reactor \
+                        `Echo` (medians; target: CPU per message ≤ 1.10)",
+        _ => "`torsion serve` echo / reactor `Echo` (medians; target: the same cost)",
+    };
+    let _ = writeln!(s, "{third}:\n");
     let _ = writeln!(s, "| case | throughput | CPU per message | p50 latency | p99 latency |");
     let _ = writeln!(s, "|---|---:|---:|---:|---:|");
     for (case, sums) in results {

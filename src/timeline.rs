@@ -42,6 +42,7 @@ const KIND_LANES: &[(u8, &str)] = &[
     (5, "descriptors"),
     (6, "deferred links"),
     (7, "loop (timers, call_soon)"),
+    (8, "async tasks"),
 ];
 
 /// Renders `rec` as an HTML page (`title` names it).

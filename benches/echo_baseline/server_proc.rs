@@ -1,4 +1,4 @@
-//! The benchmark's server processes: the `--serve reactor|mio|serve PORTFILE` entry point that
+//! The benchmark's server processes: the `--serve reactor|mio|serve|async PORTFILE` entry point that
 //! runs inside them, and the parent's side that spawns them pinned to a core, learns their
 //! port, and ends them.
 //!
@@ -31,6 +31,8 @@ pub(crate) enum Kind {
     /// `torsion serve`'s registry echo (`torsion::serve::Server`, default options): what
     /// `torsion serve tcp:0 echo` runs.
     Serve,
+    /// The same echo as an `async fn` over `AsyncConn` (`Reactor::listen_async`).
+    Async,
 }
 
 impl Kind {
@@ -39,6 +41,7 @@ impl Kind {
             Kind::Reactor => "reactor",
             Kind::Mio => "mio",
             Kind::Serve => "serve",
+            Kind::Async => "async",
         }
     }
 }
@@ -47,15 +50,16 @@ impl Kind {
 /// serve until stdin closes.
 pub(crate) fn serve(kind: Option<&str>, portfile: Option<&str>) -> ExitCode {
     let (Some(kind), Some(portfile)) = (kind, portfile) else {
-        eprintln!("usage: echo_baseline --serve reactor|mio|serve PORTFILE");
+        eprintln!("usage: echo_baseline --serve reactor|mio|serve|async PORTFILE");
         return ExitCode::from(2);
     };
     let result = match kind {
         "reactor" => serve_reactor(portfile),
         "mio" => serve_mio(portfile),
         "serve" => serve_registry(portfile),
+        "async" => serve_async(portfile),
         other => {
-            eprintln!("echo_baseline: unknown server {other:?} (reactor, mio or serve)");
+            eprintln!("echo_baseline: unknown server {other:?} (reactor, mio, serve or async)");
             return ExitCode::from(2);
         }
     };
@@ -87,6 +91,25 @@ fn serve_registry(portfile: &str) -> io::Result<()> {
     };
     announce(addr, portfile)?;
     server.run().map(|_| ())
+}
+
+/// The async echo: one task per connection, a small stack buffer (idle memory counts).
+fn serve_async(portfile: &str) -> io::Result<()> {
+    let mut reactor = Reactor::new()?;
+    let id = reactor
+        .listen_async("tcp:0:interface=127.0.0.1", |mut conn| async move {
+            let mut buf = [0u8; 256];
+            while let Ok(n) = conn.read(&mut buf).await {
+                if n == 0 || conn.write_all(&buf[..n]).await.is_err() {
+                    break;
+                }
+            }
+        })
+        .map_err(io::Error::other)?;
+    let addr = reactor.listener_address(id).map(|a| a.to_string()).unwrap_or_default();
+    let addr: SocketAddr = addr.parse().map_err(io::Error::other)?;
+    announce(addr, portfile)?;
+    reactor.run()
 }
 
 fn serve_mio(portfile: &str) -> io::Result<()> {

@@ -39,6 +39,7 @@
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 #![doc(test(attr(deny(warnings), allow(dead_code))))]
 
+pub mod aio;
 pub mod basic;
 pub mod chat;
 pub mod codec;
@@ -47,6 +48,7 @@ pub mod echo;
 #[doc(hidden)]
 pub mod fuzz_props;
 pub mod http;
+pub mod menu;
 pub mod policies;
 pub mod proxy;
 pub mod resp;

@@ -408,6 +408,11 @@ impl<T: 'static> Deferred<T> {
     }
 }
 
+/// Cancels deferred `id` (for a dropped `DeferredFuture`).
+pub(crate) fn cancel_id(ctx: &mut Ctx<'_>, id: DeferredId) {
+    cancel(ctx, id, None);
+}
+
 /// Cancels deferred `id`; with `timeout`, the failure is [`TimedOut`] instead.
 fn cancel(ctx: &mut Ctx<'_>, id: DeferredId, timeout: Option<Duration>) {
     let Some(d) = ctx.shared.deferreds.get_mut(id) else { return };

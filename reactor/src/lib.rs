@@ -15,6 +15,10 @@
 //!   after it, and `connection_lost` comes in the reap phase, exactly once.
 //! - Objects are named by IDs ([`ConnId`], [`ListenerId`]: slab slot + generation), never
 //!   by references, so an event or command for a reaped connection is dropped.
+//! - `async` code runs on the same loop: [`Ctx::spawn`] makes a task of a future (not
+//!   `Send`) and returns a [`Deferred`] of its output; a `Deferred` can be `.await`ed; the
+//!   [`aio`] module has sleeps, timeouts and [`aio::AsyncConn`] connections
+//!   ([`Reactor::listen_async`], [`aio::connect_async`]). See the [`task`] module.
 //!
 //! # Examples
 //!
@@ -62,6 +66,7 @@
 #![doc(test(attr(deny(warnings), allow(dead_code))))]
 
 mod address;
+pub mod aio;
 mod clock;
 mod conn;
 mod connector;
@@ -87,6 +92,7 @@ mod shared;
 mod signals;
 mod stats;
 mod sys;
+pub mod task;
 mod tcp;
 pub mod testing;
 mod threads;
@@ -133,6 +139,7 @@ pub use proxy_protocol::{
 pub use reactor::{panic_message, ListeningPort, Reactor, ReactorOptions, ShutdownPhase, UdpPort};
 pub use record::{Record, RecordError, RecordOptions, Recording};
 pub use stats::Stats;
+pub use task::{DeferredFuture, NotInTask, TaskPanicked};
 pub use tcp::{IntoSocketAddr, ListenOptions};
 pub use threads::{LoopClosed, ReactorHandle};
 pub use timeout::IdleTimeout;

@@ -84,6 +84,7 @@ mod lifecycle;
 mod proxy_header;
 pub(crate) use proxy_header::{Proxied, ProxyListen};
 mod process;
+mod task;
 mod tcp;
 mod timers;
 mod udp;
@@ -201,11 +202,13 @@ pub(crate) enum Who {
     Link(DeferredId),
     /// Loop-wide work: timers, `call_soon`, deferred links, shutdown triggers.
     Loop,
+    /// An async task's poll: a panic drops the future and fails its deferred.
+    Task(crate::task::TaskKey),
 }
 
 impl Who {
     /// (kind, ID) for recordings: 0 connection, 1 listener, 2 connector, 3 datagram
-    /// socket, 4 child process, 5 descriptor, 6 Deferred link, 7 the loop.
+    /// socket, 4 child process, 5 descriptor, 6 Deferred link, 7 the loop, 8 a task.
     fn code(self) -> (u8, u64) {
         match self {
             Who::Conn(id) => (0, id.as_u64()),
@@ -216,6 +219,7 @@ impl Who {
             Who::Fd(id) => (5, id.as_u64()),
             Who::Link(id) => (6, id.as_u64()),
             Who::Loop => (7, 0),
+            Who::Task(key) => (8, key.as_u64()),
         }
     }
 }
@@ -231,6 +235,7 @@ impl std::fmt::Display for Who {
             Who::Fd(id) => write!(f, "{id}"),
             Who::Link(id) => write!(f, "{id}"),
             Who::Loop => f.write_str("loop"),
+            Who::Task(key) => write!(f, "{key}"),
         }
     }
 }
@@ -719,6 +724,7 @@ impl Reactor {
                 "its chain goes on with the failure"
             }
             Who::Loop => "it is dropped",
+            Who::Task(key) => self.task_panicked(key, &msg),
         };
         error!("{who}: {what} panicked: {msg}; {consequence}");
     }

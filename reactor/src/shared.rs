@@ -102,6 +102,8 @@ pub(crate) struct Shared {
     /// the owner's generation: cancelled when the connection is reaped. Only connections
     /// that ever set a timer have an entry (looked up, never iterated).
     pub(crate) conn_timers: HashMap<usize, (u32, Vec<TimerId>)>,
+    /// Async tasks (`Ctx::spawn`) and the operations their futures queued.
+    pub(crate) tasks: crate::task::Tasks,
 }
 
 impl Shared {
@@ -128,6 +130,7 @@ impl Shared {
             lists: slab::Slab::new(),
             threads: None,
             conn_timers: HashMap::new(),
+            tasks: crate::task::Tasks::new(now),
         }
     }
 
@@ -164,6 +167,7 @@ impl Shared {
             || !self.producers.is_empty()
             || !self.reap.is_empty()
             || !self.commands.is_empty()
+            || self.tasks.has_work()
     }
 
     pub(crate) fn is_live(&self, id: ConnId) -> bool {

@@ -17,6 +17,7 @@ const DEMO: &[(u16, &str, &str)] = &[
     (17, "tcp", "qotd"),
     (80, "tcp", "http"),
     (379, "tcp", "resp"),
+    (444, "tcp", "menu"),
 ];
 
 /// The demo services on 127.0.0.1, at `port_base` plus a fixed offset each (`port_base` 0

@@ -14,9 +14,11 @@ use torsion_protocols::command::{AllowList, CommandFactory, CommandOptions};
 use torsion_protocols::echo::Echo;
 use torsion_protocols::http::{Dir, Handler, HttpServer, Response, ServerConfig, StaticDir};
 use torsion_protocols::proxy::{target_from_endpoint, PortForward, ProxyOptions};
+use torsion_protocols::menu::{serve_menu, MenuOptions, MenuProtocol};
 use torsion_protocols::resp::{MaxmemoryPolicy, RespLimits, RespOptions, RespServer};
 use torsion_protocols::upload::{Framing, UploadFactory, UploadOptions};
 use torsion_protocols::wire::{Chargen, Daytime, Discard, Qotd, Time, UdpEcho};
+use torsion_reactor::aio::AsyncFactory;
 use torsion_reactor::{Address, DatagramProtocol, DatagramTransport, Factory, Protocol};
 
 use super::Options;
@@ -358,6 +360,26 @@ fn builtin_entries() -> Vec<Entry> {
                 // One room per reactor: with --workers N, N rooms (a worker's clients see
                 // each other only).
                 Ok(Service::stream(move || ChatServer::new(opts.clone())))
+            },
+        },
+        Entry {
+            name: "menu",
+            usage: "[--operator-delay SECS] [--max-line SIZE] [--async]",
+            about: "10086-style menu: numbered choices, 0 quits (--async: the async fn version)",
+            build: |o| {
+                let defaults = MenuOptions::default();
+                let opts = MenuOptions {
+                    operator_delay: o.seconds("--operator-delay", defaults.operator_delay)?,
+                    max_line: o.size("--max-line", defaults.max_line)?,
+                    ..defaults
+                };
+                if o.flag("--async") {
+                    Ok(Service::stream(move || {
+                        AsyncFactory::new(move |conn| serve_menu(conn, opts))
+                    }))
+                } else {
+                    Ok(Service::stream(move || move || MenuProtocol::new(opts)))
+                }
             },
         },
         Entry {

@@ -84,6 +84,30 @@ impl Buffer {
     }
 }
 
+impl From<Vec<u8>> for Buffer {
+    /// A buffer holding `data` (no copy).
+    fn from(data: Vec<u8>) -> Buffer {
+        Buffer { data, start: 0 }
+    }
+}
+
+impl Buffer {
+    /// The bytes not yet consumed, as a vector (no copy when nothing was consumed).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use torsion_protocols::codec::Buffer;
+    /// let mut b = Buffer::from(b"abcd".to_vec());
+    /// b.consume(1);
+    /// assert_eq!(b.into_vec(), b"bcd");
+    /// ```
+    pub fn into_vec(mut self) -> Vec<u8> {
+        self.data.drain(..self.start);
+        self.data
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

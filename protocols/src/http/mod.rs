@@ -53,6 +53,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod async_resource;
 mod body;
 pub mod client;
 mod head;
@@ -63,6 +64,7 @@ mod static_files;
 
 use std::time::Duration;
 
+pub use async_resource::Async;
 pub use body::{
     encode_chunk, encode_last_chunk, ChunkedDecoder, ChunkedError, DEFAULT_MAX_EXTENSIONS,
     DEFAULT_MAX_SIZE_LINE,

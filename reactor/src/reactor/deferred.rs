@@ -36,6 +36,8 @@ impl Reactor {
                 });
             } else if let Some(id) = self.shared.deferreds.queue.pop_front() {
                 self.run_chain(id, &mut budget);
+            } else if self.poll_woken_task() || self.run_loose_task_ops() {
+                budget -= 1;
             } else {
                 break;
             }

@@ -90,7 +90,7 @@ pub enum Record {
     /// A callback ran (its start is the record's time).
     Callback {
         /// Whose: 0 connection, 1 listener, 2 connector, 3 datagram socket, 4 child
-        /// process, 5 descriptor, 6 Deferred link, 7 the loop.
+        /// process, 5 descriptor, 6 Deferred link, 7 the loop, 8 an async task.
         who_kind: u8,
         /// Its ID (`as_u64`; 0 for the loop).
         who: u64,
