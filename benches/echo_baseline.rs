@@ -536,8 +536,10 @@ fn render(
     }
     let _ = writeln!(s);
     let third = match kinds[2] {
-        Kind::Async => "the async echo (`listen_async`, an `async fn` per connection) / reactor \
-                        `Echo` (medians; target: CPU per message ≤ 1.10)",
+        Kind::Async => {
+            "the async echo (`listen_async`, an `async fn` per connection) / reactor \
+                        `Echo` (medians; target: CPU per message ≤ 1.10)"
+        }
         _ => "`torsion serve` echo / reactor `Echo` (medians; target: the same cost)",
     };
     let _ = writeln!(s, "{third}:\n");
