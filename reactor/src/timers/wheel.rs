@@ -105,6 +105,10 @@ pub(crate) struct WheelQueue {
     occupied: [u64; LEVELS],
     /// Nodes in the wheel, current or stale.
     in_wheel: usize,
+    /// Nodes made stale (cancels, resets to earlier) since the last compaction: far-off
+    /// slots are met rarely, so without compaction a churn of long timers (an hour-long
+    /// timeout per short connection) would grow the wheel without bound.
+    stale: usize,
     /// Timers before `elapsed`, sorted by `(deadline, seq)`.
     ready: VecDeque<Ready>,
     /// Due but scheduled in the current pass: back to the front of `ready` at the pass's end.
@@ -127,6 +131,7 @@ impl WheelQueue {
             slots: (0..LEVELS * SLOTS).map(|_| Vec::new()).collect(),
             occupied: [0; LEVELS],
             in_wheel: 0,
+            stale: 0,
             ready: VecDeque::new(),
             set_aside: Vec::new(),
             scratch: Vec::new(),
@@ -212,6 +217,7 @@ impl WheelQueue {
     pub(crate) fn cancel(&mut self, id: TimerId) -> bool {
         if self.is_active(id) {
             self.entries.remove(id.slot());
+            self.went_stale();
             true
         } else {
             false
@@ -235,8 +241,40 @@ impl WheelQueue {
             e.node = version;
             e.filed = deadline;
             self.file(Node { deadline, slot: id.slot() as u32, version }, seq);
+            self.went_stale();
         }
         true
+    }
+
+    /// One more stale node (perhaps in `ready`, where it goes soon); compacts the wheel
+    /// when they outnumber the live ones, so its memory is bounded by the pending timers.
+    fn went_stale(&mut self) {
+        self.stale += 1;
+        if self.stale > 1024 && self.stale > self.in_wheel / 2 {
+            self.compact();
+        }
+    }
+
+    /// Drops every stale node from the wheel's slots (amortised: runs after at least as
+    /// many cancels as there are nodes left), and gives back slots' spare capacity.
+    fn compact(&mut self) {
+        let entries = &self.entries;
+        let mut kept = 0;
+        for (i, list) in self.slots.iter_mut().enumerate() {
+            if list.is_empty() {
+                continue;
+            }
+            list.retain(|n| entries.get(n.slot as usize).is_some_and(|e| e.node == n.version));
+            kept += list.len();
+            if list.is_empty() {
+                self.occupied[i / SLOTS] &= !(1 << (i % SLOTS));
+            }
+            if list.capacity() > 4 * list.len() + 16 {
+                list.shrink_to(2 * list.len());
+            }
+        }
+        self.in_wheel = kept;
+        self.stale = 0;
     }
 
     /// The earliest non-empty slot: `(level, index, first tick it covers)`.

@@ -333,3 +333,30 @@ fn the_wheel_fires_what_the_heap_fires_without_resets() {
         assert_eq!(fire(&mut w, now, p, 1024), out);
     }
 }
+
+#[test]
+fn a_churn_of_cancelled_far_timers_keeps_the_wheel_small() {
+    // An hour-long timeout per short connection: each is cancelled long before its slot
+    // comes round. Compaction keeps the wheel near the live count, not the total.
+    let t0 = Instant::now();
+    let mut w = WheelQueue::new(t0);
+    let live: Vec<_> =
+        (0..100).map(|i| w.schedule(t0 + Duration::from_secs(7200 + i), call(), 0)).collect();
+    for i in 0..200_000u64 {
+        let id = w.schedule(t0 + Duration::from_secs(3600 + i % 600), call(), 0);
+        assert!(w.cancel(id));
+        if i % 1000 == 0 {
+            let far: usize = w.slots.iter().map(Vec::capacity).sum();
+            assert!(
+                w.in_wheel <= 100 + 2100,
+                "{} nodes in the wheel after {i} cancels",
+                w.in_wheel
+            );
+            assert!(far < 20_000, "slot capacity {far} after {i} cancels");
+        }
+    }
+    assert!(live.iter().all(|id| w.is_active(*id)), "live timers survive compaction");
+    let mut out = Vec::new();
+    w.pop_due(t0 + Duration::from_secs(9000), 1, usize::MAX, &mut out);
+    assert_eq!(out.len(), 100, "and fire");
+}
