@@ -69,7 +69,7 @@ kernel_bytes() {
   echo $((slab + pages * $(getconf PAGESIZE)))
 }
 rss_kib() { awk '/^VmRSS:/{print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
-fds() { ls "/proc/$1/fd" 2>/dev/null | wc -l; }
+fds() { { ls "/proc/$1/fd" 2>/dev/null || true; } | wc -l; }
 
 # run KIND PORT PID: holds N idle connections against the server PID on PORT; prints
 # "connected seconds rss_kib tcp_pages canary_p99 stop_seconds" (stop only for the reactor).
@@ -81,11 +81,12 @@ run() {
     --duration "$((hold + 600))" --warmup 0 --connect-timeout 600 --connect-batch 2048 \
     --source "$sources" >"$work/$kind-load.txt" 2>&1 &
   local gen=$!; pids+=("$gen")
-  local start now last=-1 still=0 count=0 t0
+  local start now last=-1 still=0 count=0 most=0 t0
   t0=$(date +%s.%N)
   while :; do
     sleep 1
     count=$(( $(fds "$server") - base_fds ))
+    [ "$count" -gt "$most" ] && most=$count
     now=$(date +%s.%N)
     echo "$kind: $count connections after $(python3 -c "print(f'{$now-$t0:.0f}')") s" >&2
     if [ "$count" -ge "$n" ]; then break; fi
@@ -110,6 +111,9 @@ run() {
     s1=$(date +%s.%N); stop=$(python3 -c "print(f'{$s1-$s0:.2f}')")
   fi
   kill -9 "$gen" 2>/dev/null || true; wait "$gen" 2>/dev/null || true
+  # A server that died (the thread-per-connection one runs out of threads) counts what it
+  # held at its most.
+  kill -0 "$server" 2>/dev/null || { count=$most; p99="died"; }
   echo "$count $secs $rss $tcp ${p99// /_} $stop"
 }
 
