@@ -6,7 +6,7 @@
 //! enqueues the key (from any thread; from another thread the reactor's `mio::Waker` is
 //! nudged through [`ReactorHandle`]); `reactor/task.rs` polls woken tasks in the ready phase
 //! through the dispatch path, never inside another callback. While a task is polled its
-//! futures reach the reactor through a [`LoopLink`] that only queues operations
+//! futures reach the reactor through a `LoopLink` that only queues operations
 //! (`Box<dyn FnOnce(&mut Ctx)>`), applied right after the poll returns: no borrow of the
 //! reactor is ever held across an `.await`.
 //!
