@@ -15,13 +15,14 @@ use std::sync::Once;
 use common::{client, read_n, read_to_end, write_all, KillOnDrop};
 
 /// The ladder's examples.
-const STEPS: [&str; 6] = [
+const STEPS: [&str; 7] = [
     "ladder_1_blocking",
     "ladder_2_threads",
     "ladder_3_mio",
     "ladder_4_protocol",
     "ladder_5_framing",
     "ladder_6_timers",
+    "ladder_7_async",
 ];
 
 /// Builds every step once per test run, so a test never runs a stale binary (`cargo test
@@ -141,6 +142,11 @@ fn step_2_threads_serve_two_clients_at_once() {
 #[test]
 fn step_3_the_mio_loop_serves_two_clients_at_once() {
     serves_two_clients_at_once("ladder_3_mio");
+}
+
+#[test]
+fn step_7_the_async_fn_serves_two_clients_at_once() {
+    serves_two_clients_at_once("ladder_7_async");
 }
 
 #[test]
