@@ -96,3 +96,33 @@ fn stragglers_are_aborted_at_the_grace_deadline() {
         "aborted at the deadline, then the rest of the shutdown"
     );
 }
+
+#[test]
+fn a_drain_delay_runs_before_triggers_at_once_and_keeps_accepting_until_it_ends() {
+    let clock = ManualClock::new();
+    let opts = ReactorOptions { drain_delay: Duration::from_secs(6), ..Default::default() };
+    let mut r = Reactor::with_clock(opts, clock.clone()).unwrap();
+    let log: Log = Rc::default();
+    let port = r
+        .listen_tcp("127.0.0.1:0", WorkerFactory { log: Rc::clone(&log), stubborn: false })
+        .unwrap();
+    for phase in [ShutdownPhase::Before, ShutdownPhase::During] {
+        let l = Rc::clone(&log);
+        r.add_system_event_trigger(phase, move |_| push(&l, format!("{phase:?}")));
+    }
+    r.stop();
+    common::pass(&mut r);
+    assert_eq!(log.borrow()[..], ["Before"], "listeners stay open for the drain delay");
+    // Still accepting and serving during the delay, however many passes run.
+    let mut c = common::client(port.addr);
+    common::run_until(&mut r, |r| r.stats().accepted == 1);
+    assert_eq!(log.borrow()[..], ["Before"]);
+    clock.advance(Duration::from_secs(6));
+    r.run().unwrap();
+    assert_eq!(
+        log.borrow()[..],
+        ["Before", "told stubborn=false", "During", "lost Done", "factory stopped"]
+    );
+    assert_eq!(common::read_to_end(&mut c), b"finished");
+    assert!(std::net::TcpStream::connect(port.addr).is_err(), "listener closed after the delay");
+}

@@ -102,3 +102,41 @@ fn proxy_options_on_a_unix_or_udp_endpoint_are_refused() {
     let e = Listen::new(&r, "tcp:0:proxy=v9", "echo", &[]).unwrap_err();
     assert!(e.contains("v1, v2 or any"), "{e}");
 }
+
+#[test]
+fn during_the_drain_delay_health_is_refused_while_the_services_still_accept() {
+    let health: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let opts = ServeOptions {
+        handle_signals: false,
+        health: Some(format!("tcp:{}:interface=127.0.0.1", health.port())),
+        // Longer than the test: the second stop below ends the drain.
+        drain_delay: Duration::from_secs(600),
+        ..ServeOptions::default()
+    };
+    let (handle, addr, thread) = serve("tcp:0:interface=127.0.0.1", opts);
+    // A client connected before the stop.
+    let mut before = TcpStream::connect(addr).unwrap();
+    before.set_read_timeout(Some(DEADLINE)).unwrap();
+    handle.stop().unwrap();
+    let until = Instant::now() + DEADLINE;
+    loop {
+        match probe(health) {
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => break,
+            other => assert!(Instant::now() < until, "still answering: {other:?}"),
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Health is down, yet a new client is accepted and served, and so is the old one.
+    let mut after = TcpStream::connect(addr).unwrap();
+    after.set_read_timeout(Some(DEADLINE)).unwrap();
+    for s in [&mut after, &mut before] {
+        s.write_all(b"still here").unwrap();
+        let mut buf = [0u8; 10];
+        s.read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"still here");
+    }
+    // A second stop ends the drain: the listener closes and the reactor finishes.
+    handle.stop().unwrap();
+    thread.join().unwrap();
+    assert!(TcpStream::connect(addr).is_err());
+}

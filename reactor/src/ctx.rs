@@ -469,6 +469,29 @@ impl<'a> Ctx<'a> {
         self.connect(ConnectTarget::Name(host.to_string(), port), factory, opts);
     }
 
+    /// Closes listener `id` after the current callback (Twisted's `port.stopListening()`):
+    /// its socket closes, its factory's `stopped` runs, and the connections it accepted go
+    /// on. Nothing happens if it is no longer listening.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use torsion_reactor::{Protocol, Reactor, Transport};
+    /// # struct Nop;
+    /// # impl Protocol for Nop { fn data_received(&mut self, _: &mut Transport<'_>, _: &[u8]) {} }
+    /// let mut reactor = Reactor::new()?;
+    /// let port = reactor.listen_tcp("127.0.0.1:0", || Nop)?;
+    /// reactor.ctx().call_soon(move |ctx| ctx.stop_listening(port.id));
+    /// reactor.run_once(Some(std::time::Duration::ZERO))?;
+    /// reactor.run_once(Some(std::time::Duration::ZERO))?;
+    /// // Closed while the reactor still runs: connecting is refused.
+    /// assert!(std::net::TcpStream::connect(port.addr).is_err());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn stop_listening(&mut self, id: crate::ListenerId) {
+        self.shared.commands.push(Command::StopListening(id));
+    }
+
     /// Asks the reactor to stop: `run` returns after the current pass and a graceful
     /// shutdown (see `Reactor::stop`).
     pub fn stop(&mut self) {

@@ -124,6 +124,13 @@ pub struct ReactorOptions {
     pub shutdown_grace: Duration,
     /// Worker threads for `defer_to_thread` and name resolution (started on demand).
     pub thread_pool_size: usize,
+    /// How long a graceful stop keeps serving — listeners open, new connections accepted —
+    /// after the `Before` shutdown triggers ran and before listeners close (default zero).
+    /// A load balancer needs this to notice a health check going down (e.g. HAProxy's
+    /// `inter 2s fall 3` takes up to six seconds) before the instance stops accepting:
+    /// Kubernetes users get the same effect with a `preStop` sleep. A second signal still
+    /// exits at once.
+    pub drain_delay: Duration,
 }
 
 impl Default for ReactorOptions {
@@ -134,6 +141,7 @@ impl Default for ReactorOptions {
             events_capacity: 1024,
             shutdown_grace: Duration::from_secs(5),
             thread_pool_size: 10,
+            drain_delay: Duration::ZERO,
         }
     }
 }
@@ -177,6 +185,9 @@ pub enum ShutdownPhase {
 enum State {
     /// Serving.
     Running,
+    /// A stop was asked for and the `Before` triggers ran; still serving until `until`
+    /// (`ReactorOptions::drain_delay`), then listeners close.
+    Draining { until: Instant },
     /// Graceful shutdown: listeners closed, connections flushing, abort at the deadline.
     Stopping { deadline: Instant },
     /// Shut down; `run` returned.
@@ -552,7 +563,7 @@ impl Reactor {
             || self.udp.has_work()
             || self.procs.has_work()
             || self.fds.has_work()
-            || s.stop_requested && self.state == State::Running
+            || s.stop_requested && matches!(self.state, State::Running | State::Draining { .. })
         {
             return Some(Duration::ZERO);
         }
@@ -563,7 +574,7 @@ impl Reactor {
         if let Some(d) = self.listeners.next_retry() {
             consider(d);
         }
-        if let State::Stopping { deadline } = self.state {
+        if let State::Stopping { deadline } | State::Draining { until: deadline } = self.state {
             consider(deadline);
         }
         let until = deadline.map(|d| d.saturating_duration_since(now));
@@ -786,6 +797,11 @@ impl Reactor {
             Command::Signal { id, sig } => {
                 if let Err(e) = self.signal_process(id, sig) {
                     debug!("signal {sig} to {id}: {e}");
+                }
+            }
+            Command::StopListening(id) => {
+                if !self.stop_listening(id) {
+                    debug!("stop_listening: {id:?} was not listening");
                 }
             }
         }

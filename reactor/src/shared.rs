@@ -57,6 +57,8 @@ pub(crate) enum Command {
     Spawn { proto: Box<dyn ProcessProtocol>, opts: ProcessOptions },
     /// Send a signal to a child process.
     Signal { id: ProcessId, sig: i32 },
+    /// Close a listener (`Ctx::stop_listening`).
+    StopListening(crate::ListenerId),
 }
 
 /// The reactor state that callbacks may touch, disjoint from the connection slab.

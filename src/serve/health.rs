@@ -1,9 +1,10 @@
 //! The health endpoint a load balancer probes (`torsion serve --health tcp:PORT`): every
 //! connection gets `200 OK` and is closed while the process accepts work; once a graceful
-//! stop begins the listener is closed with the others, so probes are refused and the
-//! balancer takes the instance out of its pool while its connections drain.
+//! stop begins the listener is closed first, so probes are refused and the balancer takes
+//! the instance out of its pool — during `--drain-delay` the services still accept — while
+//! its connections drain.
 
-use torsion_reactor::{Protocol, Reactor, ServerEndpoint, Transport};
+use torsion_reactor::{ListeningPort, Protocol, Reactor, ServerEndpoint, Transport};
 
 /// The answer: HTTP, so that `option httpchk` (HAProxy) and plain TCP checks both pass.
 pub const HEALTHY: &[u8] =
@@ -40,6 +41,14 @@ pub fn listen_health(
     reactor: &mut Reactor,
     endpoint: &str,
 ) -> Result<std::net::SocketAddr, String> {
+    listen_health_port(reactor, endpoint).map(|p| p.addr)
+}
+
+/// As [`listen_health`], returning the listener's ID too (to close it first on a stop).
+pub(crate) fn listen_health_port(
+    reactor: &mut Reactor,
+    endpoint: &str,
+) -> Result<ListeningPort, String> {
     let parsed: ServerEndpoint =
         endpoint.parse().map_err(|e: torsion_reactor::EndpointError| e.to_string())?;
     let ServerEndpoint::Tcp { addr, .. } = parsed else {
@@ -48,5 +57,5 @@ pub fn listen_health(
     let port = reactor.listen_tcp(addr, || Health).map_err(|e| format!("--health: {e}"));
     let port = port?;
     log::info!("health checks answered on {}", port.addr);
-    Ok(port.addr)
+    Ok(port)
 }

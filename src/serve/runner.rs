@@ -219,6 +219,10 @@ pub struct ServeOptions {
     /// A `tcp:` endpoint answering health probes until a graceful stop begins
     /// (`--health`; default none).
     pub health: Option<String>,
+    /// How long a graceful stop keeps serving after the health endpoint closed, before
+    /// the listeners close (`--drain-delay`; default zero; see
+    /// `ReactorOptions::drain_delay`).
+    pub drain_delay: Duration,
     /// Pin each worker reactor to its own core (`--pin`; default off).
     pub pin: bool,
 }
@@ -235,6 +239,7 @@ impl Default for ServeOptions {
             send_timeout: None,
             proxy_protocol: None,
             health: None,
+            drain_delay: Duration::ZERO,
             pin: false,
         }
     }
@@ -285,6 +290,7 @@ impl Server {
         let workers = opts.workers.max(1);
         let ropts = torsion_reactor::ReactorOptions {
             shutdown_grace: opts.shutdown_grace,
+            drain_delay: opts.drain_delay,
             ..Default::default()
         };
         let mut reactor = Reactor::with_options(ropts).map_err(|e| format!("reactor: {e}"))?;
@@ -333,7 +339,12 @@ impl Server {
             bound.push(b);
         }
         if let Some(h) = &opts.health {
-            super::health::listen_health(&mut reactor, h)?;
+            let port = super::health::listen_health_port(&mut reactor, h)?;
+            // Probes are refused from the moment a stop is asked for, while the services
+            // go on for the drain delay.
+            reactor.add_system_event_trigger(torsion_reactor::ShutdownPhase::Before, move |ctx| {
+                ctx.stop_listening(port.id)
+            });
         }
         let mut threads = Vec::new();
         for n in 1..workers {

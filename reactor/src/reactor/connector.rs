@@ -262,7 +262,8 @@ impl Reactor {
     pub(super) fn retry_or_forget(&mut self, slot: usize, reason: &Reason) {
         let Some(c) = self.connectors.get(slot) else { return };
         let gen = c.gen;
-        let delay = if self.state == State::Running && !c.given_up {
+        let delay = if matches!(self.state, State::Running | State::Draining { .. }) && !c.given_up
+        {
             self.dispatch(Who::Connector(slot, gen), "reconnect_delay", |r| {
                 Some(r.connectors.get_mut(slot)?.factory.reconnect_delay(reason))
             })

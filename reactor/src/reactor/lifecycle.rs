@@ -232,7 +232,20 @@ impl Reactor {
         match self.state {
             State::Running if self.shared.stop_requested => {
                 self.shared.stop_requested = false;
-                self.begin_shutdown();
+                self.run_triggers(ShutdownPhase::Before);
+                let delay = self.opts.drain_delay;
+                if delay.is_zero() {
+                    self.begin_shutdown();
+                } else {
+                    info!("stopping: still serving for the drain delay ({delay:?})");
+                    self.state = State::Draining { until: self.shared.now + delay };
+                }
+            }
+            State::Draining { until } => {
+                // Asked again while draining (`stop` once more): no need to wait longer.
+                if self.shared.now >= until || std::mem::take(&mut self.shared.stop_requested) {
+                    self.begin_shutdown();
+                }
             }
             State::Stopping { deadline } => {
                 if self.only_lingering() {
@@ -257,10 +270,10 @@ impl Reactor {
         }
     }
 
-    /// Before triggers; close listeners; tell every protocol (`reactor_stopping`, whose
-    /// default is `lose_connection`); during triggers; then wait for the connections.
+    /// Close listeners; tell every protocol (`reactor_stopping`, whose default is
+    /// `lose_connection`); during triggers; then wait for the connections. (The before
+    /// triggers ran already, when the stop was asked for.)
     pub(super) fn begin_shutdown(&mut self) {
-        self.run_triggers(ShutdownPhase::Before);
         let grace = self.opts.shutdown_grace;
         info!(
             "stopping: closing {} listener(s), flushing {} connection(s) (grace {grace:?})",

@@ -74,6 +74,11 @@ pub(crate) struct ServeArgs {
     /// Answer health probes on this tcp: endpoint until a graceful stop begins.
     #[arg(long, value_name = "ENDPOINT")]
     health: Option<String>,
+    /// Seconds a graceful stop keeps serving after the health endpoint closed, so a load
+    /// balancer marks this instance down before its listeners close (e.g. 6 for HAProxy's
+    /// `inter 2s fall 3`).
+    #[arg(long, value_name = "SECS", default_value_t = 0.0)]
+    drain_delay: f64,
     /// Pin each worker reactor to its own CPU core (with --workers).
     #[arg(long)]
     pin: bool,
@@ -175,6 +180,9 @@ pub(crate) fn run(args: ServeArgs, trace: bool) -> Result<(), String> {
     if !args.grace.is_finite() || args.grace < 0.0 {
         return Err(format!("--grace {} is not a number of seconds", args.grace));
     }
+    if !args.drain_delay.is_finite() || args.drain_delay < 0.0 {
+        return Err(format!("--drain-delay {} is not a number of seconds", args.drain_delay));
+    }
     let opts = ServeOptions {
         workers: usize::from(args.workers),
         shutdown_grace: std::time::Duration::from_secs_f64(args.grace),
@@ -216,6 +224,7 @@ pub(crate) fn run(args: ServeArgs, trace: bool) -> Result<(), String> {
             None => None,
         },
         health: args.health.clone(),
+        drain_delay: std::time::Duration::from_secs_f64(args.drain_delay),
         pin: args.pin,
     };
     let mut server = Server::bind(listens, &opts)?;
