@@ -241,11 +241,10 @@ impl Reactor {
                     self.state = State::Draining { until: self.shared.now + delay };
                 }
             }
-            State::Draining { until } => {
-                // Asked again while draining (`stop` once more): no need to wait longer.
-                if self.shared.now >= until || std::mem::take(&mut self.shared.stop_requested) {
-                    self.begin_shutdown();
-                }
+            // Over, or asked again while draining (`stop` once more): no need to wait longer.
+            State::Draining { until } if self.shared.now >= until || self.shared.stop_requested => {
+                self.shared.stop_requested = false;
+                self.begin_shutdown();
             }
             State::Stopping { deadline } => {
                 if self.only_lingering() {
