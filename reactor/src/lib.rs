@@ -80,6 +80,8 @@ pub mod fault;
 #[cfg(not(feature = "fault-injection"))]
 mod fault;
 mod fd;
+#[doc(hidden)]
+pub mod fuzz_tls;
 mod id;
 mod outbuf;
 mod process;

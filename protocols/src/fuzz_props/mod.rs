@@ -46,6 +46,8 @@ pub const TARGETS: &[Target] = &[
     ("command_wire", command_wire),
     ("endpoint", endpoint),
     ("resp", resp),
+    ("tls_server", torsion_reactor::fuzz_tls::tls_server),
+    ("tls_client", torsion_reactor::fuzz_tls::tls_client),
 ];
 
 /// Splits the fuzz input into a selector byte (variants, limits) and the payload.
