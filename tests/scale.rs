@@ -43,6 +43,18 @@ fn probe(addr: SocketAddr) -> std::io::Result<Vec<u8>> {
     Ok(out)
 }
 
+/// Probes `health` until it is refused (a graceful stop has begun), within the deadline.
+fn wait_refused(health: SocketAddr) {
+    let until = Instant::now() + DEADLINE;
+    loop {
+        match probe(health) {
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => return,
+            other => assert!(Instant::now() < until, "still answering: {other:?}"),
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 #[test]
 fn health_answers_while_serving_and_is_refused_once_a_graceful_stop_begins() {
     let health: SocketAddr = ([127, 0, 0, 1], free_port()).into();
@@ -54,14 +66,7 @@ fn health_answers_while_serving_and_is_refused_once_a_graceful_stop_begins() {
     let (handle, _, thread) = serve("tcp:0:interface=127.0.0.1", opts);
     assert_eq!(probe(health).unwrap(), HEALTHY);
     handle.stop().unwrap();
-    let until = Instant::now() + DEADLINE;
-    loop {
-        match probe(health) {
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => break,
-            other => assert!(Instant::now() < until, "still answering: {other:?}"),
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_refused(health);
     thread.join().unwrap();
 }
 
@@ -118,14 +123,7 @@ fn during_the_drain_delay_health_is_refused_while_the_services_still_accept() {
     let mut before = TcpStream::connect(addr).unwrap();
     before.set_read_timeout(Some(DEADLINE)).unwrap();
     handle.stop().unwrap();
-    let until = Instant::now() + DEADLINE;
-    loop {
-        match probe(health) {
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => break,
-            other => assert!(Instant::now() < until, "still answering: {other:?}"),
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_refused(health);
     // Health is down, yet a new client is accepted and served, and so is the old one.
     let mut after = TcpStream::connect(addr).unwrap();
     after.set_read_timeout(Some(DEADLINE)).unwrap();

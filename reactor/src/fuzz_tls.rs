@@ -123,6 +123,16 @@ fn split(data: &[u8]) -> (usize, &[u8]) {
     }
 }
 
+/// The properties both sides share, for sessions made by `session`.
+fn check(session: impl Fn() -> TlsStream, data: &[u8]) {
+    let (chunk, data) = split(data);
+    let whole = drive(session(), data, 0);
+    let chunked = drive(session(), data, chunk);
+    assert_eq!(whole, chunked, "two chunkings, two outcomes");
+    assert!(!whole.handshaken, "a handshake completed with bytes the fuzzer made");
+    assert!(whole.plaintext.is_empty(), "plaintext before any handshake");
+}
+
 /// A server session fed `data` (after its first byte, which picks the second chunking) as a
 /// client's bytes: never a panic, bounded output, the same
 /// outcome in two chunkings, and no handshake completes (a client's `Finished` cannot be
@@ -140,12 +150,7 @@ fn split(data: &[u8]) -> (usize, &[u8]) {
 pub fn tls_server(data: &[u8]) {
     let config = TlsServerConfig::from_pem(CERT, KEY).expect("the fuzz certificate loads");
     let session = || TlsStream::server(&config).expect("a server session");
-    let (chunk, data) = split(data);
-    let whole = drive(session(), data, 0);
-    let chunked = drive(session(), data, chunk);
-    assert_eq!(whole, chunked, "two chunkings, two outcomes");
-    assert!(!whole.handshaken, "a handshake completed with bytes the fuzzer made");
-    assert!(whole.plaintext.is_empty(), "plaintext before any handshake");
+    check(session, data);
 }
 
 /// A client session (its ClientHello sent) fed `data` (after its first byte, as for
@@ -170,12 +175,7 @@ pub fn tls_client(data: &[u8]) {
         assert!(err.is_none(), "the ClientHello is written");
         tls
     };
-    let (chunk, data) = split(data);
-    let whole = drive(session(), data, 0);
-    let chunked = drive(session(), data, chunk);
-    assert_eq!(whole, chunked, "two chunkings, two outcomes");
-    assert!(!whole.handshaken, "a handshake completed with bytes the fuzzer made");
-    assert!(whole.plaintext.is_empty(), "plaintext before any handshake");
+    check(session, data);
 }
 
 /// A ClientHello as a real client sends it, to seed the server target's corpus.

@@ -615,7 +615,7 @@ impl Reactor {
             return debug!("write_to {to}: connection gone, {} bytes dropped", data.len());
         };
         let mut t = Transport { io: &mut conn.io, id: to, ctx: Ctx::new(&mut self.shared) };
-        if let Err(e) = t.write(data) {
+        if let Err(e) = t.write_through(data) {
             debug!("write_to {to}: {e}");
         }
     }
