@@ -137,3 +137,44 @@ impl BindOptions {
 pub(crate) fn context(err: io::Error, what: impl fmt::Display) -> io::Error {
     io::Error::new(err.kind(), format!("{what}: {err}"))
 }
+
+/// A stream listener of the standard library as a `ServerSocket` and its connections as
+/// requests: TCP and Unix stream sockets differ only in their types.
+macro_rules! stream_server_socket {
+    ($listener:ty, $stream:ty, $addr:ty) => {
+        impl $crate::handler::RequestKind for $stream {
+            type Addr = $addr;
+
+            fn shutdown_request(self) {
+                // The client may be gone already; closing is all that is left either way.
+                let _ = self.shutdown(std::net::Shutdown::Write);
+            }
+        }
+
+        impl $crate::socket::ServerSocket for $listener {
+            type Addr = $addr;
+            type Request = $stream;
+
+            fn get_request(
+                socket: &std::sync::Arc<Self>,
+                _scratch: &mut Vec<u8>,
+                _max_packet_size: usize,
+            ) -> std::io::Result<($stream, $addr)> {
+                let (stream, addr) = socket.accept()?;
+                // Linux's accept4 does not pass the listener's O_NONBLOCK on; BSDs and macOS do.
+                #[cfg(not(any(target_os = "linux", target_os = "android")))]
+                stream.set_nonblocking(false)?;
+                Ok((stream, addr))
+            }
+
+            fn local_address(&self) -> std::io::Result<$addr> {
+                self.local_addr()
+            }
+
+            fn prepare(&self) -> std::io::Result<()> {
+                self.set_nonblocking(true)
+            }
+        }
+    };
+}
+pub(crate) use stream_server_socket;

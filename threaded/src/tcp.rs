@@ -3,53 +3,19 @@
 //! Python's `TCPServer`. Tested in `tests/tcp.rs` and `tests/forking.rs`.
 
 use std::io;
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
-use std::sync::Arc;
+use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::handler::RequestKind;
 use crate::policy::Policy;
 use crate::server::Server;
 use crate::service::Service;
-use crate::socket::{context, BindOptions, ServerSocket};
+use crate::socket::{context, BindOptions};
 
 impl crate::sealed::Sealed for TcpListener {}
 impl crate::sealed::Sealed for TcpStream {}
 
-impl RequestKind for TcpStream {
-    type Addr = SocketAddr;
-
-    fn shutdown_request(self) {
-        // The client may be gone already; closing is all that is left either way.
-        let _ = self.shutdown(Shutdown::Write);
-    }
-}
-
-impl ServerSocket for TcpListener {
-    type Addr = SocketAddr;
-    type Request = TcpStream;
-
-    fn get_request(
-        socket: &Arc<Self>,
-        _scratch: &mut Vec<u8>,
-        _max_packet_size: usize,
-    ) -> io::Result<(TcpStream, SocketAddr)> {
-        let (stream, addr) = socket.accept()?;
-        // Linux's accept4 does not pass the listener's O_NONBLOCK on; BSDs and macOS do.
-        #[cfg(not(any(target_os = "linux", target_os = "android")))]
-        stream.set_nonblocking(false)?;
-        Ok((stream, addr))
-    }
-
-    fn local_address(&self) -> io::Result<SocketAddr> {
-        self.local_addr()
-    }
-
-    fn prepare(&self) -> io::Result<()> {
-        self.set_nonblocking(true)
-    }
-}
+crate::socket::stream_server_socket!(TcpListener, TcpStream, SocketAddr);
 
 impl<S, P> Server<TcpListener, S, P>
 where

@@ -6,7 +6,6 @@
 //! Tested in `tests/unix.rs`.
 
 use std::io;
-use std::net::Shutdown;
 use std::os::fd::AsFd;
 use std::os::unix::net::{SocketAddr, UnixDatagram, UnixListener, UnixStream};
 use std::path::Path;
@@ -15,7 +14,6 @@ use std::sync::{Arc, OnceLock};
 use socket2::{Domain, SockAddr, Socket, Type};
 
 use crate::datagram::Datagram;
-use crate::handler::RequestKind;
 use crate::policy::Policy;
 use crate::server::Server;
 use crate::service::Service;
@@ -26,39 +24,7 @@ impl crate::sealed::Sealed for UnixListener {}
 impl crate::sealed::Sealed for UnixStream {}
 impl crate::sealed::Sealed for UnixDatagram {}
 
-impl RequestKind for UnixStream {
-    type Addr = SocketAddr;
-
-    fn shutdown_request(self) {
-        // The client may be gone already; closing is all that is left either way.
-        let _ = self.shutdown(Shutdown::Write);
-    }
-}
-
-impl ServerSocket for UnixListener {
-    type Addr = SocketAddr;
-    type Request = UnixStream;
-
-    fn get_request(
-        socket: &Arc<Self>,
-        _scratch: &mut Vec<u8>,
-        _max_packet_size: usize,
-    ) -> io::Result<(UnixStream, SocketAddr)> {
-        let (stream, addr) = socket.accept()?;
-        // Linux's accept4 does not pass the listener's O_NONBLOCK on; BSDs and macOS do.
-        #[cfg(not(any(target_os = "linux", target_os = "android")))]
-        stream.set_nonblocking(false)?;
-        Ok((stream, addr))
-    }
-
-    fn local_address(&self) -> io::Result<SocketAddr> {
-        self.local_addr()
-    }
-
-    fn prepare(&self) -> io::Result<()> {
-        self.set_nonblocking(true)
-    }
-}
+crate::socket::stream_server_socket!(UnixListener, UnixStream, SocketAddr);
 
 impl ServerSocket for UnixDatagram {
     type Addr = SocketAddr;
