@@ -257,6 +257,19 @@ impl Args {
         }
     }
 
+    /// What `tcp:` and `tls:` client endpoints share: host (named or first positional),
+    /// port (named or the next positional), connect timeout and bind address.
+    fn client_inet(&self) -> Result<(String, u16, Duration, Option<IpAddr>), EndpointError> {
+        let host = self.get("host", Some(0)).filter(|h| !h.is_empty());
+        let host = host.ok_or_else(|| self.err(format!("missing host; {CLIENT_FORMS}")))?;
+        let port_index = if self.get("host", None).is_some() { 0 } else { 1 };
+        let bind = match self.get("bindAddress", None) {
+            None => None,
+            Some(_) => Some(self.ip("bindAddress", IpAddr::V4(Ipv4Addr::UNSPECIFIED))?),
+        };
+        Ok((host.to_string(), self.port(Some(port_index))?, self.timeout()?, bind))
+    }
+
     fn timeout(&self) -> Result<Duration, EndpointError> {
         match self.get("timeout", None) {
             None => Ok(Duration::from_secs(30)),
@@ -371,19 +384,8 @@ impl FromStr for ClientEndpoint {
         match a.kind.as_str() {
             "tcp" | "tcp6" => {
                 a.check(&["host", "port", "timeout", "bindAddress"], 2)?;
-                let host = a.get("host", Some(0)).filter(|h| !h.is_empty());
-                let host = host.ok_or_else(|| a.err(format!("missing host; {CLIENT_FORMS}")))?;
-                let port_index = if a.get("host", None).is_some() { 0 } else { 1 };
-                let bind = match a.get("bindAddress", None) {
-                    None => None,
-                    Some(_) => Some(a.ip("bindAddress", IpAddr::V4(Ipv4Addr::UNSPECIFIED))?),
-                };
-                Ok(ClientEndpoint::Tcp {
-                    host: host.to_string(),
-                    port: a.port(Some(port_index))?,
-                    timeout: a.timeout()?,
-                    bind,
-                })
+                let (host, port, timeout, bind) = a.client_inet()?;
+                Ok(ClientEndpoint::Tcp { host, port, timeout, bind })
             }
             "unix" => {
                 a.check(&["path", "timeout"], 1)?;
@@ -393,20 +395,9 @@ impl FromStr for ClientEndpoint {
             }
             "tls" | "ssl" => {
                 a.check(&["host", "port", "timeout", "bindAddress", "ca"], 2)?;
-                let host = a.get("host", Some(0)).filter(|h| !h.is_empty());
-                let host = host.ok_or_else(|| a.err(format!("missing host; {CLIENT_FORMS}")))?;
-                let port_index = if a.get("host", None).is_some() { 0 } else { 1 };
-                let bind = match a.get("bindAddress", None) {
-                    None => None,
-                    Some(_) => Some(a.ip("bindAddress", IpAddr::V4(Ipv4Addr::UNSPECIFIED))?),
-                };
-                Ok(ClientEndpoint::Tls {
-                    host: host.to_string(),
-                    port: a.port(Some(port_index))?,
-                    timeout: a.timeout()?,
-                    bind,
-                    ca: a.get("ca", None).map(PathBuf::from),
-                })
+                let (host, port, timeout, bind) = a.client_inet()?;
+                let ca = a.get("ca", None).map(PathBuf::from);
+                Ok(ClientEndpoint::Tls { host, port, timeout, bind, ca })
             }
             "" => Err(a.err(format!("empty endpoint; {CLIENT_FORMS}"))),
             other => Err(a.err(format!("unknown endpoint type {other:?}; {CLIENT_FORMS}"))),
