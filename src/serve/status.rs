@@ -68,6 +68,18 @@ impl Rates {
 }
 
 impl Status {
+    /// The reactors' latest samples summed (open, accepted, events, bytes).
+    fn workers_total(&self) -> Sample {
+        let mut total = Sample::default();
+        for (_, s) in &self.workers {
+            total.open += s.open;
+            total.accepted += s.accepted;
+            total.events += s.events;
+            total.bytes += s.bytes;
+        }
+        total
+    }
+
     /// The figures now, for a reactor with `stats` that started `uptime` ago.
     pub fn capture(stats: Stats, uptime: Duration) -> Status {
         let worker = std::thread::current().name().unwrap_or("main").to_string();
@@ -206,7 +218,6 @@ impl Status {
             );
         }
         out.push_str("],\"workers\":[");
-        let mut total = Sample::default();
         for (i, (name, s)) in self.workers.iter().enumerate() {
             let _ = write!(
                 out,
@@ -218,11 +229,8 @@ impl Status {
                 s.events,
                 s.bytes
             );
-            total.open += s.open;
-            total.accepted += s.accepted;
-            total.events += s.events;
-            total.bytes += s.bytes;
         }
+        let total = self.workers_total();
         let _ = write!(
             out,
             "],\"total\":{{\"workers\":{},\"open\":{},\"accepted\":{},\"events\":{},\"bytes\":{}}}}}",
@@ -285,7 +293,6 @@ impl Status {
                 "<h2>Reactors</h2><table id=\"workers\"><thead><tr><th>reactor</th><th>open</th>\
                  <th>accepted</th><th>events</th><th>bytes</th></tr></thead><tbody>",
             );
-            let mut total = Sample::default();
             for (name, s) in &self.workers {
                 let _ = write!(
                     out,
@@ -296,11 +303,8 @@ impl Status {
                     s.events,
                     s.bytes
                 );
-                total.open += s.open;
-                total.accepted += s.accepted;
-                total.events += s.events;
-                total.bytes += s.bytes;
             }
+            let total = self.workers_total();
             let _ = writeln!(
                 out,
                 "<tr><th>sum</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr></tbody></table>",
