@@ -177,6 +177,13 @@ impl Bound {
     }
 }
 
+/// Listen options of a `tcp:` or `tls:` service: its endpoint's backlog and reuse_port, and
+/// the send timeout every stream service gets.
+fn inet_listen_options(backlog: u32, reuse_port: bool, wrap: &Wrap) -> ListenOptions {
+    let transport = TransportOptions { send_timeout: wrap.send_timeout, ..Default::default() };
+    ListenOptions { backlog, reuse_port, transport, ..Default::default() }
+}
+
 fn host(a: &SocketAddr) -> String {
     match a.ip() {
         ip if !ip.is_unspecified() => ip.to_string(),
@@ -502,14 +509,7 @@ fn bind_one(r: &mut Reactor, e: &ServerEndpoint, l: &Listen, wrap: &Wrap) -> Res
     let fail = |err: torsion_reactor::Error| format!("{name}: {err}");
     let (address, datagram) = match e {
         ServerEndpoint::Tcp { addr, backlog, reuse_port } => {
-            let transport =
-                TransportOptions { send_timeout: wrap.send_timeout, ..Default::default() };
-            let opts = ListenOptions {
-                backlog: *backlog,
-                reuse_port: *reuse_port,
-                transport,
-                ..Default::default()
-            };
+            let opts = inet_listen_options(*backlog, *reuse_port, wrap);
             let f = BoxedFactory(Box::new(Counted::new(name, "tcp", stream_factory(l, wrap)?)));
             let port = r.listen_tcp_with(*addr, f, opts).map_err(fail)?;
             proxied(r, port.id, l, wrap)?;
@@ -517,14 +517,7 @@ fn bind_one(r: &mut Reactor, e: &ServerEndpoint, l: &Listen, wrap: &Wrap) -> Res
             (Address::Inet(port.addr), false)
         }
         ServerEndpoint::Tls { addr, backlog, reuse_port, .. } => {
-            let transport =
-                TransportOptions { send_timeout: wrap.send_timeout, ..Default::default() };
-            let opts = ListenOptions {
-                backlog: *backlog,
-                reuse_port: *reuse_port,
-                transport,
-                ..Default::default()
-            };
+            let opts = inet_listen_options(*backlog, *reuse_port, wrap);
             let f = BoxedFactory(Box::new(Counted::new(name, "tls", stream_factory(l, wrap)?)));
             let config = TlsServerConfig::for_endpoint(e)
                 .map_err(fail)?
