@@ -4,7 +4,8 @@
 # echo backend. Each forwarder is pinned to core 0; the backend and the load generator
 # share core 1. Reports throughput and forwarder CPU per MiB; writes results/proxy_bench.md.
 #
-# Usage: benches/proxy_bench.sh [SECONDS] [CONNECTIONS]   (defaults 10 and 50)
+# Usage: benches/proxy_bench.sh [SECONDS] [CONNECTIONS] [ROUNDS]   (defaults 10, 50 and 3;
+#        the two forwarders alternate, round after round, and the table gives medians)
 #        QUICK=1 benches/proxy_bench.sh                    (1 s, 4 connections, debug build:
 #                                                           checks the script, measures nothing)
 # Needs haproxy (Debian: apt-get install haproxy; installed if missing and we are root).
@@ -12,9 +13,10 @@
 set -euo pipefail
 secs=${1:-10}
 conns=${2:-50}
+rounds=${3:-3}
 size=16384
 profile=release
-if [ "${QUICK:-0}" = 1 ]; then secs=1; conns=4; profile=debug; fi
+if [ "${QUICK:-0}" = 1 ]; then secs=1; conns=4; rounds=1; profile=debug; fi
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
 
@@ -85,18 +87,25 @@ load() {
   taskset -c 1 "$bin" load --addr "127.0.0.1:$1" --size "$size" --connections "$conns" \
     --in-flight 1 --duration "$secs" --warmup 1
 }
-echo "== torsion forward on core 0 (backend and load on core 1)"
-t0=$(ticks "$fpid"); load "$fport" | tee "$work/torsion.txt"; t1=$(ticks "$fpid")
-echo "== haproxy (tcp mode, nbthread 1) on core 0"
-h0=$(ticks "$hpid"); load "$hport" | tee "$work/haproxy.txt"; h1=$(ticks "$hpid")
-
 # Messages per second from the load generator's report (first number on its msgs/s line).
 rate() { grep -Eio '[0-9.]+ *(msg|messages)/s' "$1" | head -1 | grep -Eo '[0-9.]+' || echo 0; }
-t=$(rate "$work/torsion.txt"); h=$(rate "$work/haproxy.txt")
-mib() { python3 -c "print(f'{$1*$size*2/1048576:.1f}')"; }   # both directions
 # Forwarder CPU per MiB forwarded (ms): /proc ticks over warm-up and measured run, bytes
 # at the measured rate over both.
-cpu_ms() { python3 -c "r=$3*$size*2/1048576*($secs+1); print(f'{($2-$1)*10/r:.3f}' if r else '?')"; }
+cpu_ms() { python3 -c "r=$3*$size*2/1048576*($secs+1); print(f'{($2-$1)*10/r:.3f}' if r else 0)"; }
+median() { python3 -c "import statistics,sys; print(statistics.median(float(x) for x in sys.argv[1:]))" "$@"; }
+trates=(); hrates=(); tcpus=(); hcpus=()
+for r in $(seq "$rounds"); do
+  echo "== round $r/$rounds: torsion forward on core 0 (backend and load on core 1)"
+  t0=$(ticks "$fpid"); load "$fport" | tee "$work/torsion.txt"; t1=$(ticks "$fpid")
+  echo "== round $r/$rounds: haproxy (tcp mode, nbthread 1) on core 0"
+  h0=$(ticks "$hpid"); load "$hport" | tee "$work/haproxy.txt"; h1=$(ticks "$hpid")
+  tr=$(rate "$work/torsion.txt"); hr=$(rate "$work/haproxy.txt")
+  trates+=("$tr"); hrates+=("$hr")
+  tcpus+=("$(cpu_ms "$t0" "$t1" "$tr")"); hcpus+=("$(cpu_ms "$h0" "$h1" "$hr")")
+done
+t=$(median "${trates[@]}"); h=$(median "${hrates[@]}")
+tc=$(median "${tcpus[@]}"); hc=$(median "${hcpus[@]}")
+mib() { python3 -c "print(f'{$1*$size*2/1048576:.1f}')"; }   # both directions
 ratio=$(python3 -c "print(f'{$t/$h:.2f}' if $h else '?')")
 out=results/proxy_bench.md
 if [ "${QUICK:-0}" = 1 ]; then out="$work/proxy_bench.md"; else mkdir -p results; fi
@@ -106,14 +115,15 @@ cat >"$out" <<MD
 - when: $(date -u '+%Y-%m-%d %H:%M UTC'); commit $(git rev-parse --short HEAD 2>/dev/null || echo '?'); kernel $(uname -r); build $profile
 - forwarders pinned to core 0; the echo backend (\`torsion serve echo\`) and \`torsion load\` on core 1
 - $(haproxy -v 2>&1 | head -1), \`nbthread 1\`, \`mode tcp\`
-- command: \`benches/proxy_bench.sh $secs $conns\` ($conns connections, 1 message in flight each)
+- command: \`benches/proxy_bench.sh $secs $conns $rounds\` ($conns connections, 1 message in flight each; $rounds interleaved round(s), medians)
+- per round, torsion msg/s: ${trates[*]}; haproxy msg/s: ${hrates[*]}
 
 | forwarder | messages/s | MiB/s (both ways) | forwarder CPU ms per MiB |
 |---|---:|---:|---:|
-| torsion forward | $t | $(mib "$t") | $(cpu_ms "$t0" "$t1" "$t") |
-| haproxy | $h | $(mib "$h") | $(cpu_ms "$h0" "$h1" "$h") |
+| torsion forward | $t | $(mib "$t") | $tc |
+| haproxy | $h | $(mib "$h") | $hc |
 
-torsion / haproxy throughput: **$ratio** (target ≥ 1.0)
+torsion / haproxy throughput: **$ratio** (target ≥ 1.0); CPU per MiB: **$(python3 -c "print(f'{$tc/$hc:.2f}' if $hc else '?')")**
 MD
 echo
 cat "$out"
