@@ -16,6 +16,7 @@ status 1 when a check fails. Standard library only.
 import argparse
 import collections
 import csv
+import errno
 import json
 import os
 import random
@@ -51,7 +52,10 @@ clean = collections.Counter()    # with --faults: exchanges ended by a reset or 
 
 def record(kind, error=None):
     with lock:
-        if args.faults and isinstance(error, (ConnectionError, EOFError)):
+        # A connection the server reset may also show as ENOTCONN (shutdown after the RST).
+        ended = isinstance(error, (ConnectionError, EOFError)) or (
+            isinstance(error, OSError) and error.errno == errno.ENOTCONN)
+        if args.faults and ended:
             clean[kind] += 1
         elif error is None:
             ok[kind] += 1
