@@ -519,7 +519,8 @@ fn builtin_entries() -> Vec<Entry> {
         },
         Entry {
             name: "resp",
-            usage: "[--maxmemory SIZE] [--maxmemory-policy noeviction|allkeys-lru] [--max-bulk SIZE]",
+            usage: "[--maxmemory SIZE] [--maxmemory-policy noeviction|allkeys-lru] [--max-bulk SIZE] \
+                    [--client-output-pause SIZE] [--client-output-limit SIZE (0: none)]",
             about: "Redis-speaking key-value server (RESP2/3): redis-cli and Redis clients work as is",
             build: |o| {
                 let defaults = RespOptions::default();
@@ -534,6 +535,10 @@ fn builtin_entries() -> Vec<Entry> {
                         max_bulk: o.size("--max-bulk", defaults.limits.max_bulk)?,
                         ..defaults.limits
                     },
+                    client_output_pause: o
+                        .size("--client-output-pause", defaults.client_output_pause)?,
+                    client_output_limit: o
+                        .size("--client-output-limit", defaults.client_output_limit)?,
                     ..defaults
                 };
                 // One keyspace per reactor: with --workers N, N separate keyspaces.
