@@ -130,7 +130,10 @@ impl RespConnection {
             let args = Args::new(src, self.decoder.spans());
             let flow = {
                 let mut ex = Exec { st: &mut st, r: Reply::new(&mut self.out, resp3), t, id, now };
-                execute(&mut ex, &args)
+                let flow = execute(&mut ex, &args);
+                // HELLO and RESET switch the version through the reply writer: no lookup.
+                resp3 = ex.r.is_resp3();
+                flow
             };
             off += decoded.consumed;
             match flow {
@@ -138,8 +141,6 @@ impl RespConnection {
                 Flow::Block => self.mode = Mode::Blocked,
                 Flow::Close => self.mode = Mode::Closing,
             }
-            // HELLO may have switched the protocol version.
-            resp3 = st.clients.get(&id).is_some_and(|c| c.resp3);
             if self.out.len() >= FLUSH_AT {
                 self.flush(t);
                 if t.buffered_len() >= YIELD_AT {
