@@ -519,8 +519,9 @@ fn builtin_entries() -> Vec<Entry> {
         },
         Entry {
             name: "resp",
-            usage: "[--maxmemory SIZE] [--maxmemory-policy noeviction|allkeys-lru] [--max-bulk SIZE] \
-                    [--client-output-pause SIZE] [--client-output-limit SIZE (0: none)]",
+            // --client-output-pause SIZE, --client-output-limit SIZE (0: none): RespOptions.
+            usage: "[--maxmemory SIZE] [--maxmemory-policy noeviction|allkeys-lru] \
+                    [--max-bulk|--client-output-pause|-limit SIZE]",
             about: "Redis-speaking key-value server (RESP2/3): redis-cli and Redis clients work as is",
             build: |o| {
                 let defaults = RespOptions::default();
@@ -652,6 +653,7 @@ mod tests {
         let r = Registry::builtin();
         let w = |s: &str| s.split_whitespace().map(String::from).collect::<Vec<_>>();
         assert!(r.build("line", &w("--max-line 1K")).is_ok());
+        assert!(r.build("resp", &w("--client-output-pause 128K --client-output-limit 0")).is_ok());
         assert_eq!(
             r.build("line", &w("--max-line big")).unwrap_err(),
             "line: --max-line: \"big\" is not a size like 64K"
