@@ -489,3 +489,60 @@ fn the_redis_server_example_serves_both_the_full_server_and_the_mini_plugin() {
         child.wait().unwrap();
     }
 }
+
+/// A value of `len` bytes that is not one byte repeated, so misplaced bytes show.
+fn patterned(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i % 251) as u8 ^ (i >> 16) as u8).collect()
+}
+
+/// `INFO clients` field `name`, as a number.
+fn info_field(con: &mut Connection, name: &str) -> u64 {
+    let info: String = q(con, &["INFO", "clients"]).unwrap();
+    let line = info.lines().find(|l| l.starts_with(&format!("{name}:"))).expect(name);
+    line[name.len() + 1..].trim().parse().unwrap()
+}
+
+#[test]
+fn a_get_of_a_100_mib_value_is_answered_byte_exact() {
+    let server = serve(RespOptions::default());
+    let mut c = connect(server.addr);
+    let value = patterned(100 << 20);
+    let _: () = redis::cmd("SET").arg("huge").arg(&value).query(&mut c).unwrap();
+    let got: Vec<u8> = redis::cmd("GET").arg("huge").query(&mut c).unwrap();
+    assert!(got == value, "100 MiB value came back different ({} bytes)", got.len());
+    assert_eq!(q::<String>(&mut c, &["PING"]).unwrap(), "PONG");
+}
+
+#[test]
+fn a_client_pipelining_big_gets_without_reading_stays_bounded_then_reads_them_all() {
+    let server = serve(RespOptions::default());
+    let mut other = connect(server.addr);
+    let value = patterned(4 << 20);
+    let _: () = redis::cmd("SET").arg("v").arg(&value).query(&mut other).unwrap();
+    let mut s = client(server.addr);
+    s.write_all("GET v\r\n".repeat(1000).as_bytes()).unwrap();
+    // 4 GB of replies asked for; the server stops at about one reply plus the mark.
+    let start = Instant::now();
+    while info_field(&mut other, "clients_paused_for_output") == 0 {
+        assert!(start.elapsed() < DEADLINE, "the non-reading client was never paused");
+        // Others are served meanwhile.
+        assert_eq!(q::<String>(&mut other, &["PING"]).unwrap(), "PONG");
+    }
+    let bound = (4 << 20) + (512 << 10);
+    assert!(info_field(&mut other, "client_recent_max_output_buffer") <= bound);
+    let got: Vec<u8> = redis::cmd("GET").arg("v").query(&mut other).unwrap();
+    assert!(got == value);
+    // Now read every reply, byte-exact.
+    let mut reader = std::io::BufReader::with_capacity(1 << 20, s);
+    let mut buf = vec![0; value.len() + 2];
+    for n in 0..1000 {
+        let mut header = String::new();
+        reader.read_line(&mut header).unwrap();
+        assert_eq!(header, format!("${}\r\n", value.len()), "reply {n}");
+        reader.read_exact(&mut buf).unwrap();
+        assert!(buf[..value.len()] == value[..] && &buf[value.len()..] == b"\r\n", "reply {n}");
+    }
+    assert!(info_field(&mut other, "client_recent_max_output_buffer") <= bound);
+    let info: String = q(&mut other, &["INFO", "stats"]).unwrap();
+    assert!(info.contains("client_output_limit_disconnections:0"), "{info}");
+}

@@ -484,6 +484,31 @@ impl<'a> Transport<'a> {
         l.cap = l.cap.max(l.high);
     }
 
+    /// Sets the hard cap on buffered output exactly — lower or higher than before, but
+    /// never below the high-water mark — so a protocol can give one kind of client a
+    /// tighter bound than another (a RESP subscriber vs an ordinary client). A later
+    /// write past it meets the connection's [`OverflowPolicy`](crate::OverflowPolicy);
+    /// what is already buffered stays.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use torsion_reactor::{Protocol, Transport};
+    ///
+    /// /// May answer with replies of up to 1 GiB, written as the peer reads them.
+    /// struct Big;
+    /// impl Protocol for Big {
+    ///     fn connection_made(&mut self, t: &mut Transport<'_>) {
+    ///         t.set_write_buffer_cap(1 << 30);
+    ///     }
+    ///     fn data_received(&mut self, _t: &mut Transport<'_>, _d: &[u8]) {}
+    /// }
+    /// ```
+    pub fn set_write_buffer_cap(&mut self, cap: usize) {
+        let l = &mut self.io.limits;
+        l.cap = (cap.min(u32::MAX as usize) as u32).max(l.high);
+    }
+
     /// The remote address.
     ///
     /// # Errors

@@ -519,7 +519,9 @@ fn builtin_entries() -> Vec<Entry> {
         },
         Entry {
             name: "resp",
-            usage: "[--maxmemory SIZE] [--maxmemory-policy noeviction|allkeys-lru] [--max-bulk SIZE]",
+            // --client-output-pause SIZE, --client-output-limit SIZE (0: none): RespOptions.
+            usage: "[--maxmemory SIZE] [--maxmemory-policy noeviction|allkeys-lru] \
+                    [--max-bulk|--client-output-pause|-limit SIZE]",
             about: "Redis-speaking key-value server (RESP2/3): redis-cli and Redis clients work as is",
             build: |o| {
                 let defaults = RespOptions::default();
@@ -534,6 +536,10 @@ fn builtin_entries() -> Vec<Entry> {
                         max_bulk: o.size("--max-bulk", defaults.limits.max_bulk)?,
                         ..defaults.limits
                     },
+                    client_output_pause: o
+                        .size("--client-output-pause", defaults.client_output_pause)?,
+                    client_output_limit: o
+                        .size("--client-output-limit", defaults.client_output_limit)?,
                     ..defaults
                 };
                 // One keyspace per reactor: with --workers N, N separate keyspaces.
@@ -647,6 +653,7 @@ mod tests {
         let r = Registry::builtin();
         let w = |s: &str| s.split_whitespace().map(String::from).collect::<Vec<_>>();
         assert!(r.build("line", &w("--max-line 1K")).is_ok());
+        assert!(r.build("resp", &w("--client-output-pause 128K --client-output-limit 0")).is_ok());
         assert_eq!(
             r.build("line", &w("--max-line big")).unwrap_err(),
             "line: --max-line: \"big\" is not a size like 64K"

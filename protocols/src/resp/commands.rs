@@ -401,6 +401,30 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn an_ordinary_client_gets_a_whole_reply_past_the_pubsub_hard_limit() {
+        let mut r = Rig::new(RespOptions { pubsub_hard_limit: 1 << 20, ..RespOptions::default() });
+        let big = "x".repeat(2 << 20);
+        let set = format!("*3\r\n$3\r\nSET\r\n$3\r\nbig\r\n${}\r\n{big}\r\n", big.len());
+        assert_eq!(r.send(&set), "+OK\r\n");
+        // One 2 MiB reply, twice the subscribers' hard limit: sent whole, not aborted.
+        let out = r.send("GET big\r\n");
+        assert!(!r.tr.is_aborted());
+        assert_eq!(out.len(), big.len() + 12);
+        assert!(out.ends_with(&format!("{big}\r\n")));
+    }
+
+    #[test]
+    fn client_output_limit_restores_a_hard_cap_for_ordinary_clients() {
+        let mut r =
+            Rig::new(RespOptions { client_output_limit: 1 << 20, ..RespOptions::default() });
+        let big = "x".repeat(2 << 20);
+        let set = format!("*3\r\n$3\r\nSET\r\n$3\r\nbig\r\n${}\r\n{big}\r\n", big.len());
+        assert_eq!(r.send(&set), "+OK\r\n");
+        r.send("GET big\r\n");
+        assert!(r.tr.is_aborted(), "a reply past client_output_limit ends the connection");
+    }
+
+    #[test]
     fn hello_3_switches_replies_to_resp3() {
         let mut r = Rig::new(RespOptions::default());
         let hello = r.send("HELLO 3\r\n");

@@ -1,6 +1,7 @@
 //! One client's connection: buffers its input, decodes requests, runs them against the
 //! shared state and writes the replies in one batch; pauses while blocked (BLPOP) or while
-//! its replies are not read; enforces the slow-subscriber rule on its own output.
+//! its replies are not read (an ordinary client is never disconnected for its output);
+//! enforces the slow-subscriber rule on its own output.
 //!
 //! Tested by the unit tests in `commands.rs` (through the testing kit) and `tests/resp.rs`.
 
@@ -13,6 +14,7 @@ use super::codec::RespDecoder;
 use super::commands::{execute, Args, Exec, Flow};
 use super::reply::Reply;
 use super::state::{Client, Shared};
+use super::RespOptions;
 
 /// Timer tag: a BLPOP's timeout.
 pub(crate) const TAG_BLOCK_TIMEOUT: u64 = 1;
@@ -28,8 +30,27 @@ const FLUSH_AT: usize = 64 * 1024;
 /// Stop answering a pipeline (until the next loop pass) once this much output waits, so
 /// a pipeline of big replies neither hits the output cap nor holds the loop.
 const YIELD_AT: usize = 4 * FLUSH_AT;
-/// Water marks of a client that is not subscribed (asyncio's defaults).
-pub(crate) const NORMAL_MARKS: (usize, usize) = (64 * 1024, 16 * 1024);
+/// Replies at least this big are handed to the transport as they are, without a copy.
+const OWNED_AT: usize = FLUSH_AT;
+
+/// Sets a client's water marks and output cap: a subscriber gets Redis's pub/sub limits
+/// (high-water mark = soft limit, cap = hard limit: past it the connection is aborted);
+/// an ordinary client pauses at `client_output_pause` and, with `client_output_limit`
+/// 0, has no cap short of the transport's 4 GiB — it is never cut off for its output.
+pub(crate) fn apply_output_policy(t: &mut Transport<'_>, opts: &RespOptions, subscriber: bool) {
+    if subscriber {
+        t.set_write_buffer_limits(opts.pubsub_soft_limit, opts.pubsub_soft_limit);
+        t.set_write_buffer_cap(opts.pubsub_hard_limit);
+    } else {
+        let high = opts.client_output_pause.max(1);
+        t.set_write_buffer_limits(high, high / 4);
+        let cap = match opts.client_output_limit {
+            0 => usize::MAX,
+            n => n,
+        };
+        t.set_write_buffer_cap(cap);
+    }
+}
 
 /// Where a connection is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,6 +77,8 @@ pub struct RespConnection {
     /// A pipeline was cut short to let replies drain; a `TAG_CONTINUE` timer is pending.
     yielded: bool,
     soft_timer: Option<TimerId>,
+    /// The most output seen pending after one of our writes, not yet added to INFO.
+    peak_out: usize,
 }
 
 impl RespConnection {
@@ -71,6 +94,7 @@ impl RespConnection {
             congested: false,
             yielded: false,
             soft_timer: None,
+            peak_out: 0,
         }
     }
 
@@ -106,7 +130,10 @@ impl RespConnection {
             let args = Args::new(src, self.decoder.spans());
             let flow = {
                 let mut ex = Exec { st: &mut st, r: Reply::new(&mut self.out, resp3), t, id, now };
-                execute(&mut ex, &args)
+                let flow = execute(&mut ex, &args);
+                // HELLO and RESET switch the version through the reply writer: no lookup.
+                resp3 = ex.r.is_resp3();
+                flow
             };
             off += decoded.consumed;
             match flow {
@@ -114,8 +141,6 @@ impl RespConnection {
                 Flow::Block => self.mode = Mode::Blocked,
                 Flow::Close => self.mode = Mode::Closing,
             }
-            // HELLO may have switched the protocol version.
-            resp3 = st.clients.get(&id).is_some_and(|c| c.resp3);
             if self.out.len() >= FLUSH_AT {
                 self.flush(t);
                 if t.buffered_len() >= YIELD_AT {
@@ -133,6 +158,11 @@ impl RespConnection {
             self.input = Vec::new();
         }
         self.flush(t);
+        if self.peak_out > 0 {
+            let c = &mut self.state.borrow_mut().counters;
+            c.max_output_buffer = c.max_output_buffer.max(self.peak_out as u64);
+            self.peak_out = 0;
+        }
         match self.mode {
             Mode::Closing => t.lose_connection(),
             Mode::Blocked => t.pause_reading(),
@@ -147,16 +177,25 @@ impl RespConnection {
     }
 
     fn flush(&mut self, t: &mut Transport<'_>) {
-        if !self.out.is_empty() {
-            if let Err(e) = t.write(&self.out) {
-                log::debug!("resp: {}: reply not sent: {e}", t.id());
-            }
+        if self.out.is_empty() {
+            return;
+        }
+        let sent = if self.out.len() >= OWNED_AT {
+            // Big replies (a GET of a 100 MiB value) are not copied a second time.
+            t.write_owned(std::mem::take(&mut self.out))
+        } else {
+            let sent = t.write(&self.out);
             self.out.clear();
             // A big one-off reply should not keep its buffer for the connection's life.
             if self.out.capacity() > 4 * FLUSH_AT {
                 self.out = Vec::new();
             }
+            sent
+        };
+        if let Err(e) = sent {
+            log::debug!("resp: {}: reply not sent: {e}", t.id());
         }
+        self.peak_out = self.peak_out.max(t.buffered_len());
     }
 
     fn subscribed(&self) -> bool {
@@ -172,15 +211,8 @@ impl Protocol for RespConnection {
         let id = t.id();
         self.id = Some(id);
         let addr = t.peer_addr().map(|a| a.to_string()).unwrap_or_else(|_| "?".into());
-        let (hard, _) = {
-            let st = self.state.borrow();
-            (st.opts.pubsub_hard_limit, ())
-        };
-        // Raise the output cap to the hard limit (the cap only ever grows), then set the
-        // ordinary water marks.
-        t.set_write_buffer_limits(hard, hard);
-        t.set_write_buffer_limits(NORMAL_MARKS.0, NORMAL_MARKS.1);
         let mut st = self.state.borrow_mut();
+        apply_output_policy(t, &st.opts, false);
         let now = st.now_ms(t.ctx().now());
         let client_id = st.next_client_id;
         st.next_client_id += 1;
@@ -276,7 +308,12 @@ impl Protocol for RespConnection {
             }
         } else {
             // A client that does not read its replies gets no more of them computed.
-            self.congested = true;
+            if !self.congested {
+                self.congested = true;
+                let c = &mut self.state.borrow_mut().counters;
+                c.paused_for_output += 1;
+                c.output_pauses += 1;
+            }
             t.pause_reading();
         }
     }
@@ -287,6 +324,7 @@ impl Protocol for RespConnection {
         }
         if self.congested {
             self.congested = false;
+            self.state.borrow_mut().counters.paused_for_output -= 1;
             if self.mode == Mode::Serving {
                 t.resume_reading();
                 self.process(t);
@@ -297,6 +335,9 @@ impl Protocol for RespConnection {
     fn connection_lost(&mut self, ctx: &mut Ctx<'_>, reason: Reason) {
         let Some(id) = self.id.take() else { return };
         let mut st = self.state.borrow_mut();
+        if self.congested {
+            st.counters.paused_for_output -= 1;
+        }
         if let Some(Some(timer)) = super::collections::unblock(&mut st, id).map(|b| b.timer) {
             ctx.cancel(timer);
         }

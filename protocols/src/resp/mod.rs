@@ -12,6 +12,12 @@
 //!   samples keys with a deadline, Redis's way, looking at no more than
 //!   [`RespOptions::expire_budget`] keys per pass, so a million keys expiring at once
 //!   never stalls the loop.
+//! - **Ordinary clients are never disconnected for their output** (as Redis's
+//!   `client-output-buffer-limit normal 0 0 0`), and their memory stays bounded anyway:
+//!   while a client's pending output is over [`RespOptions::client_output_pause`], its
+//!   further commands wait (reading from it pauses) until the output drains, so a deep
+//!   pipeline costs one reply plus the mark, not the pipeline's replies. Big replies are
+//!   handed to the transport without a second copy.
 //! - **Slow subscribers** follow Redis's `client-output-buffer-limit pubsub 32mb 8mb 60`:
 //!   the hard limit is the transport's cap (past it the connection is aborted), the soft
 //!   limit its high-water mark (above it for `pubsub_soft_seconds`, it is aborted).
@@ -114,8 +120,20 @@ pub struct RespOptions {
     pub maxmemory_policy: MaxmemoryPolicy,
     /// Keys sampled per eviction (Redis's `maxmemory-samples`, 5).
     pub maxmemory_samples: usize,
+    /// Pending output of an ordinary (non-subscriber) client above which its further
+    /// commands wait — reading from it pauses — until the output drains to a quarter of
+    /// this (64 KiB). Memory per client is then bounded by about this plus one reply
+    /// (plus at most 256 KiB of a pipeline's replies batched before the check), however
+    /// deep the pipeline and however slowly the client reads.
+    pub client_output_pause: usize,
+    /// Pending output past which an ordinary client is disconnected; 0 (the default, as
+    /// Redis's `client-output-buffer-limit normal 0 0 0`) for never. With 0 the only bound
+    /// is the transport's (4 GiB), far past the largest reply (`limits.max_bulk`, 512 MiB)
+    /// plus `client_output_pause`, so an ordinary client is never cut off for its output.
+    pub client_output_limit: usize,
     /// A subscriber whose pending output passes this is disconnected at once (32 MiB).
-    /// Also the output cap of every client.
+    /// Subscribers only: ordinary clients follow `client_output_pause` and
+    /// `client_output_limit`.
     pub pubsub_hard_limit: usize,
     /// A subscriber whose pending output stays above this for `pubsub_soft_seconds` is
     /// disconnected (8 MiB).
@@ -136,6 +154,8 @@ impl Default for RespOptions {
             maxmemory: 0,
             maxmemory_policy: MaxmemoryPolicy::NoEviction,
             maxmemory_samples: 5,
+            client_output_pause: 64 << 10,
+            client_output_limit: 0,
             pubsub_hard_limit: 32 << 20,
             pubsub_soft_limit: 8 << 20,
             pubsub_soft_seconds: 60,

@@ -1,13 +1,12 @@
 //! Pub/sub: PUBLISH, SUBSCRIBE/UNSUBSCRIBE, PSUBSCRIBE/PUNSUBSCRIBE with glob patterns.
 //! Messages go to other connections through `Ctx::write_to`; a subscriber's water marks
-//! become Redis's soft limit (see `conn.rs` for the rule).
+//! and cap become Redis's soft and hard limits (see `conn.rs` for the rule).
 //!
 //! Tested below and by `tests/resp.rs` (patterns, and a subscriber that never reads).
 
 use torsion_reactor::ConnId;
 
 use super::commands::{Args, Exec, Flow};
-use super::conn::NORMAL_MARKS;
 use super::glob::glob_match;
 use super::reply::Reply;
 use super::state::State;
@@ -143,15 +142,11 @@ pub(crate) fn unsubscribe_all(st: &mut State, id: ConnId) {
     }
 }
 
-/// A subscriber's high-water mark is the soft output limit; others get the usual marks.
+/// A subscriber's high-water mark is the soft output limit and its cap the hard one;
+/// others get the ordinary client's policy.
 pub(crate) fn set_marks(ex: &mut Exec<'_, '_>) {
     let subscribed = ex.st.clients.get(&ex.id).is_some_and(|c| c.subscriptions() > 0);
-    if subscribed {
-        let soft = ex.st.opts.pubsub_soft_limit;
-        ex.t.set_write_buffer_limits(soft, soft);
-    } else {
-        ex.t.set_write_buffer_limits(NORMAL_MARKS.0, NORMAL_MARKS.1);
-    }
+    super::conn::apply_output_policy(ex.t, &ex.st.opts, subscribed);
 }
 
 #[cfg(test)]

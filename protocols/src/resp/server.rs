@@ -315,8 +315,11 @@ pub(crate) fn info(ex: &mut Exec<'_, '_>, args: &Args<'_>) -> Flow {
         let _ = write!(
             s,
             "# Clients\r\nconnected_clients:{}\r\nblocked_clients:{blocked}\r\npubsub_clients:{pubsub}\r\n\
+             client_recent_max_output_buffer:{}\r\nclients_paused_for_output:{}\r\n\
              reactor_connections_open:{}\r\n\r\n",
             st.clients.len(),
+            st.counters.max_output_buffer,
+            st.counters.paused_for_output,
             stats.open
         );
     }
@@ -340,7 +343,8 @@ pub(crate) fn info(ex: &mut Exec<'_, '_>, args: &Args<'_>) -> Flow {
              total_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\nexpired_keys:{}\r\n\
              evicted_keys:{}\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\npubsub_channels:{}\r\n\
              pubsub_patterns:{}\r\npubsub_messages_sent:{}\r\nrejected_oom:{}\r\n\
-             client_output_limit_disconnections:{}\r\nprotocol_errors:{}\r\n\
+             client_output_limit_disconnections:{}\r\nclient_output_pauses:{}\r\n\
+             protocol_errors:{}\r\n\
              reactor_iterations:{}\r\nreactor_events:{}\r\n\r\n",
             c.connections,
             c.commands,
@@ -355,6 +359,7 @@ pub(crate) fn info(ex: &mut Exec<'_, '_>, args: &Args<'_>) -> Flow {
             c.messages,
             c.rejected_oom,
             c.kicked_slow,
+            c.output_pauses,
             c.protocol_errors,
             stats.iterations,
             stats.events

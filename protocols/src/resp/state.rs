@@ -54,6 +54,12 @@ pub(crate) struct Counters {
     pub(crate) messages: u64,
     pub(crate) kicked_slow: u64,
     pub(crate) protocol_errors: u64,
+    /// The most output ever pending for one client (bytes buffered in its transport).
+    pub(crate) max_output_buffer: u64,
+    /// Clients whose commands wait now because their pending output is over the mark.
+    pub(crate) paused_for_output: u64,
+    /// Times a client's commands were held back for its output.
+    pub(crate) output_pauses: u64,
 }
 
 /// The shared state of one RESP server.
