@@ -35,12 +35,14 @@ use crate::threads::ReactorHandle;
 /// An operation a future queued for the loop; runs with a context right after the poll.
 pub(crate) type Op = Box<dyn FnOnce(&mut Ctx<'_>)>;
 
-type TaskFuture = Pin<Box<dyn Future<Output = Outcome>>>;
+pub(crate) type TaskFuture = Pin<Box<dyn Future<Output = Outcome>>>;
 
 /// Names a task: slab slot and generation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct TaskKey {
-    slot: usize,
+    /// `u32`, not `usize`: the key lives in every task's waker (a 4-billion-task slab is
+    /// far beyond any reactor).
+    slot: u32,
     gen: u32,
 }
 
@@ -53,7 +55,7 @@ impl fmt::Display for TaskKey {
 impl TaskKey {
     /// For recordings: generation in the high half, slot in the low one.
     pub(crate) fn as_u64(self) -> u64 {
-        (u64::from(self.gen) << 32) | self.slot as u64
+        (u64::from(self.gen) << 32) | u64::from(self.slot)
     }
 }
 
@@ -197,8 +199,9 @@ struct Task {
     waker: Arc<TaskWaker>,
     /// `waker` as a `Waker`, made once (a poll clones it only if the future keeps it).
     handle: Waker,
-    /// Fired with the future's output.
-    deferred: DeferredId,
+    /// Fired with the future's output (`None`: a detached task, e.g. a connection's
+    /// handler, whose output nobody awaits).
+    deferred: Option<DeferredId>,
 }
 
 /// Every task of a reactor and the queue of woken ones.
@@ -238,10 +241,11 @@ impl Tasks {
             || !self.woken.keys.lock().unwrap_or_else(|e| e.into_inner()).is_empty()
     }
 
-    fn insert(&mut self, future: TaskFuture, deferred: DeferredId) -> TaskKey {
+    fn insert(&mut self, future: TaskFuture, deferred: Option<DeferredId>) -> TaskKey {
         self.next_gen = (self.next_gen + 1) & GEN_MASK;
         let entry = self.slab.vacant_entry();
-        let key = TaskKey { slot: entry.key(), gen: self.next_gen };
+        // A slab past `u32::MAX` tasks cannot fit in memory (each holds a boxed future).
+        let key = TaskKey { slot: entry.key() as u32, gen: self.next_gen };
         let waker = Arc::new(TaskWaker {
             key,
             queued: AtomicBool::new(false),
@@ -263,9 +267,9 @@ impl Tasks {
     }
 
     /// Polls task `key` once (with `CURRENT` set); on completion removes it and returns its
-    /// deferred and outcome. `None` if it is gone or still pending.
+    /// deferred and outcome. `None` if it is gone, still pending or detached.
     pub(crate) fn poll(&mut self, key: TaskKey, now: Instant) -> Option<(DeferredId, Outcome)> {
-        let task = self.slab.get_mut(key.slot).filter(|t| t.gen == key.gen)?;
+        let task = self.slab.get_mut(key.slot as usize).filter(|t| t.gen == key.gen)?;
         task.waker.queued.store(false, Ordering::Release);
         self.link.now.set(now);
         let mut cx = Context::from_waker(&task.handle);
@@ -276,22 +280,23 @@ impl Tasks {
         match polled {
             Poll::Pending => None,
             Poll::Ready(outcome) => {
-                let task = self.slab.remove(key.slot);
-                Some((task.deferred, outcome))
+                let task = self.slab.remove(key.slot as usize);
+                task.deferred.map(|d| (d, outcome))
             }
         }
     }
 
-    /// Removes task `key` (dropping its future) and returns its deferred.
+    /// Removes task `key` (dropping its future) and returns its deferred (`None` if it is
+    /// gone or detached).
     pub(crate) fn remove(&mut self, key: TaskKey) -> Option<DeferredId> {
-        self.slab.get(key.slot).filter(|t| t.gen == key.gen)?;
-        let task = self.slab.remove(key.slot);
+        self.slab.get(key.slot as usize).filter(|t| t.gen == key.gen)?;
+        let task = self.slab.remove(key.slot as usize);
         let deferred = task.deferred;
         // The future's drop may queue operations (cancel what it awaited); with `CURRENT`
         // set they reach this reactor's link.
         let _enter = Enter::new(&self.link);
         drop(task);
-        Some(deferred)
+        deferred
     }
 
     fn set_handle(&self, handle: Option<&ReactorHandle>) {
@@ -363,7 +368,7 @@ impl<'a> Ctx<'a> {
         let boxed: TaskFuture = Box::pin(async move { future.await.map(|v| Box::new(v) as Value) });
         let tasks = &mut self.shared.tasks;
         tasks.set_handle(self.shared.threads.as_ref().map(|(h, _)| h));
-        let key = tasks.insert(boxed, id);
+        let key = tasks.insert(boxed, Some(id));
         if let Some(d) = self.shared.deferreds.get_mut(id) {
             d.canceller = Some(Box::new(move |ctx: &mut Ctx<'_>| {
                 // Dropping the future is the cancellation; the deferred then fails with
@@ -372,6 +377,15 @@ impl<'a> Ctx<'a> {
             }));
         }
         Deferred::from_parts(id, keep)
+    }
+
+    /// Runs `future` as a task whose output nobody awaits (a connection's handler): no
+    /// deferred, no canceller, one allocation for the future. It ends when the future
+    /// completes or panics (logged and counted as for [`Ctx::spawn`]).
+    pub(crate) fn spawn_detached(&mut self, future: TaskFuture) {
+        let tasks = &mut self.shared.tasks;
+        tasks.set_handle(self.shared.threads.as_ref().map(|(h, _)| h));
+        tasks.insert(future, None);
     }
 
     /// Number of tasks alive (spawned and not finished).
@@ -607,8 +621,8 @@ mod tests {
     fn waking_twice_before_the_poll_queues_the_task_once() {
         let mut tasks = Tasks::new(Instant::now());
         let (id, _) = crate::deferred::Deferreds::default().create(None);
-        let key = tasks.insert(Box::pin(std::future::pending()), id);
-        let waker = Waker::from(Arc::clone(&tasks.slab[key.slot].waker));
+        let key = tasks.insert(Box::pin(std::future::pending()), Some(id));
+        let waker = Waker::from(Arc::clone(&tasks.slab[key.slot as usize].waker));
         waker.wake_by_ref();
         waker.wake_by_ref();
         assert_eq!(tasks.next_woken(), Some(key));
