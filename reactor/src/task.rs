@@ -35,7 +35,11 @@ use crate::threads::ReactorHandle;
 /// An operation a future queued for the loop; runs with a context right after the poll.
 pub(crate) type Op = Box<dyn FnOnce(&mut Ctx<'_>)>;
 
-pub(crate) type TaskFuture = Pin<Box<dyn Future<Output = Outcome>>>;
+type TaskFuture = Pin<Box<dyn Future<Output = Outcome>>>;
+
+/// The future of a detached task (a connection's handler): boxed as it is, with no
+/// wrapper — an `async` wrapper around a future stores it twice.
+pub(crate) type DetachedFuture = Pin<Box<dyn Future<Output = ()>>>;
 
 /// Names a task: slab slot and generation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -193,15 +197,34 @@ impl Wake for TaskWaker {
     }
 }
 
+/// A task's future and where its output goes.
+enum Body {
+    /// Spawned by [`Ctx::spawn`]: fires the deferred with the future's output.
+    Awaited(TaskFuture, DeferredId),
+    /// A connection's handler, whose output nobody awaits: no deferred.
+    Detached(DetachedFuture),
+}
+
+/// A task's slot: kept small, there is one per idle connection of `listen_async`. The
+/// generation is the waker's (`waker.key.gen`).
 struct Task {
-    gen: u32,
-    future: TaskFuture,
+    body: Body,
     waker: Arc<TaskWaker>,
     /// `waker` as a `Waker`, made once (a poll clones it only if the future keeps it).
     handle: Waker,
-    /// Fired with the future's output (`None`: a detached task, e.g. a connection's
-    /// handler, whose output nobody awaits).
-    deferred: Option<DeferredId>,
+}
+
+impl Task {
+    fn gen(&self) -> u32 {
+        self.waker.key.gen
+    }
+
+    fn deferred(self) -> Option<DeferredId> {
+        match self.body {
+            Body::Awaited(_, d) => Some(d),
+            Body::Detached(_) => None,
+        }
+    }
 }
 
 /// Every task of a reactor and the queue of woken ones.
@@ -241,7 +264,7 @@ impl Tasks {
             || !self.woken.keys.lock().unwrap_or_else(|e| e.into_inner()).is_empty()
     }
 
-    fn insert(&mut self, future: TaskFuture, deferred: Option<DeferredId>) -> TaskKey {
+    fn insert(&mut self, body: Body) -> TaskKey {
         self.next_gen = (self.next_gen + 1) & GEN_MASK;
         let entry = self.slab.vacant_entry();
         // A slab past `u32::MAX` tasks cannot fit in memory (each holds a boxed future).
@@ -252,7 +275,7 @@ impl Tasks {
             queue: Arc::clone(&self.woken),
         });
         let handle = Waker::from(Arc::clone(&waker));
-        entry.insert(Task { gen: key.gen, future, waker: Arc::clone(&waker), handle, deferred });
+        entry.insert(Task { body, waker: Arc::clone(&waker), handle });
         waker.wake_by_ref();
         key
     }
@@ -269,19 +292,22 @@ impl Tasks {
     /// Polls task `key` once (with `CURRENT` set); on completion removes it and returns its
     /// deferred and outcome. `None` if it is gone, still pending or detached.
     pub(crate) fn poll(&mut self, key: TaskKey, now: Instant) -> Option<(DeferredId, Outcome)> {
-        let task = self.slab.get_mut(key.slot as usize).filter(|t| t.gen == key.gen)?;
+        let task = self.slab.get_mut(key.slot as usize).filter(|t| t.gen() == key.gen)?;
         task.waker.queued.store(false, Ordering::Release);
         self.link.now.set(now);
         let mut cx = Context::from_waker(&task.handle);
         let polled = {
             let _enter = Enter::new(&self.link);
-            task.future.as_mut().poll(&mut cx)
+            match &mut task.body {
+                Body::Awaited(future, _) => future.as_mut().poll(&mut cx).map(Some),
+                Body::Detached(future) => future.as_mut().poll(&mut cx).map(|()| None),
+            }
         };
         match polled {
             Poll::Pending => None,
             Poll::Ready(outcome) => {
                 let task = self.slab.remove(key.slot as usize);
-                task.deferred.map(|d| (d, outcome))
+                Some((task.deferred()?, outcome?))
             }
         }
     }
@@ -289,9 +315,12 @@ impl Tasks {
     /// Removes task `key` (dropping its future) and returns its deferred (`None` if it is
     /// gone or detached).
     pub(crate) fn remove(&mut self, key: TaskKey) -> Option<DeferredId> {
-        self.slab.get(key.slot as usize).filter(|t| t.gen == key.gen)?;
+        self.slab.get(key.slot as usize).filter(|t| t.gen() == key.gen)?;
         let task = self.slab.remove(key.slot as usize);
-        let deferred = task.deferred;
+        let deferred = match &task.body {
+            Body::Awaited(_, d) => Some(*d),
+            Body::Detached(_) => None,
+        };
         // The future's drop may queue operations (cancel what it awaited); with `CURRENT`
         // set they reach this reactor's link.
         let _enter = Enter::new(&self.link);
@@ -368,7 +397,7 @@ impl<'a> Ctx<'a> {
         let boxed: TaskFuture = Box::pin(async move { future.await.map(|v| Box::new(v) as Value) });
         let tasks = &mut self.shared.tasks;
         tasks.set_handle(self.shared.threads.as_ref().map(|(h, _)| h));
-        let key = tasks.insert(boxed, Some(id));
+        let key = tasks.insert(Body::Awaited(boxed, id));
         if let Some(d) = self.shared.deferreds.get_mut(id) {
             d.canceller = Some(Box::new(move |ctx: &mut Ctx<'_>| {
                 // Dropping the future is the cancellation; the deferred then fails with
@@ -382,10 +411,10 @@ impl<'a> Ctx<'a> {
     /// Runs `future` as a task whose output nobody awaits (a connection's handler): no
     /// deferred, no canceller, one allocation for the future. It ends when the future
     /// completes or panics (logged and counted as for [`Ctx::spawn`]).
-    pub(crate) fn spawn_detached(&mut self, future: TaskFuture) {
+    pub(crate) fn spawn_detached(&mut self, future: DetachedFuture) {
         let tasks = &mut self.shared.tasks;
         tasks.set_handle(self.shared.threads.as_ref().map(|(h, _)| h));
-        tasks.insert(future, None);
+        tasks.insert(Body::Detached(future));
     }
 
     /// Number of tasks alive (spawned and not finished).
@@ -621,7 +650,7 @@ mod tests {
     fn waking_twice_before_the_poll_queues_the_task_once() {
         let mut tasks = Tasks::new(Instant::now());
         let (id, _) = crate::deferred::Deferreds::default().create(None);
-        let key = tasks.insert(Box::pin(std::future::pending()), Some(id));
+        let key = tasks.insert(Body::Awaited(Box::pin(std::future::pending()), id));
         let waker = Waker::from(Arc::clone(&tasks.slab[key.slot as usize].waker));
         waker.wake_by_ref();
         waker.wake_by_ref();

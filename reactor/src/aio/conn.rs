@@ -33,8 +33,7 @@ use crate::error::{Error, Reason};
 use crate::id::{ConnId, ListenerId};
 use crate::protocol::{ClientFactory, Factory, Protocol};
 use crate::reactor::Reactor;
-use crate::deferred::Value;
-use crate::task::{current, LoopLink, NotInTask, TaskFuture};
+use crate::task::{current, DetachedFuture, LoopLink, NotInTask};
 use crate::transport::Transport;
 
 /// `timer_fired` tag: the writes so far went through a flush phase.
@@ -96,9 +95,11 @@ struct ConnState {
     waker: Option<Waker>,
     end: End,
     /// Bytes handed on since the last acknowledgement.
-    unacked: usize,
+    /// (Saturating at `u32::MAX`, far above any write window.)
+    unacked: u32,
     /// The transport's output buffer when last seen (pause / ack).
-    seen_buffered: usize,
+    /// (Saturating at `u32::MAX`, far above any high-water mark.)
+    seen_buffered: u32,
     /// `ReadLimits::input_cap`, saturated at `u32::MAX`.
     input_cap: u32,
     /// `ReadLimits::write_window`, saturated at `u32::MAX`.
@@ -118,7 +119,6 @@ struct ConnState {
 
 impl ConnState {
     fn new(limits: ReadLimits) -> Rc<RefCell<ConnState>> {
-        let small = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
         Rc::new(RefCell::new(ConnState {
             id: None,
             link: None,
@@ -129,8 +129,8 @@ impl ConnState {
             end: End::Open,
             unacked: 0,
             seen_buffered: 0,
-            input_cap: small(limits.input_cap),
-            write_window: small(limits.write_window),
+            input_cap: saturate(limits.input_cap),
+            write_window: saturate(limits.write_window),
             eof: false,
             reader_waiting: false,
             writer_waiting: false,
@@ -144,10 +144,6 @@ impl ConnState {
 
     fn input_cap(&self) -> usize {
         self.input_cap as usize
-    }
-
-    fn write_window(&self) -> usize {
-        self.write_window as usize
     }
 
     fn wake(&mut self) {
@@ -210,7 +206,7 @@ impl ConnState {
 struct AsyncProtocol {
     state: Rc<RefCell<ConnState>>,
     /// The handler's future, spawned at `connection_made` (server side).
-    start: Option<TaskFuture>,
+    start: Option<DetachedFuture>,
 }
 
 impl Protocol for AsyncProtocol {
@@ -263,13 +259,13 @@ impl Protocol for AsyncProtocol {
     fn pause_writing(&mut self, t: &mut Transport<'_>) {
         let mut st = self.state.borrow_mut();
         st.write_paused = true;
-        st.seen_buffered = t.buffered_len();
+        st.seen_buffered = saturate(t.buffered_len());
     }
 
     fn resume_writing(&mut self, t: &mut Transport<'_>) {
         let mut st = self.state.borrow_mut();
         st.write_paused = false;
-        st.seen_buffered = t.buffered_len();
+        st.seen_buffered = saturate(t.buffered_len());
         st.wake_writer();
     }
 
@@ -279,7 +275,7 @@ impl Protocol for AsyncProtocol {
             TAG_ACK => {
                 st.ack_asked = false;
                 st.unacked = 0;
-                st.seen_buffered = t.buffered_len();
+                st.seen_buffered = saturate(t.buffered_len());
                 st.wake_writer();
             }
             TAG_SHUTDOWN => t.lose_write_connection(),
@@ -337,7 +333,7 @@ impl AsyncConn {
     /// The transport's output buffer as last seen (at a pause, a resume or an
     /// acknowledgement): how much written data waits for the peer.
     pub fn write_buffered(&self) -> usize {
-        self.state.borrow().seen_buffered
+        self.state.borrow().seen_buffered as usize
     }
 
     /// Reads what is buffered into `buf` (waiting for input if nothing is); `Ok(0)` at the
@@ -509,7 +505,7 @@ impl AsyncConn {
             if !matches!(st.end, End::Open) || st.write_closed {
                 return Poll::Ready(Err(st.closed_error()));
             }
-            if st.write_paused || st.unacked >= st.write_window() {
+            if st.write_paused || st.unacked >= st.write_window {
                 st.writer_waiting = true;
                 st.waker = Some(cx.waker().clone());
                 return Poll::Pending;
@@ -518,13 +514,13 @@ impl AsyncConn {
                 return Poll::Ready(Err(io::Error::other(NotInTask)));
             };
             st.outbox.extend_from_slice(data);
-            st.unacked += data.len();
+            st.unacked = st.unacked.saturating_add(saturate(data.len()));
             if !st.flush_queued {
                 st.flush_queued = true;
                 let s = Rc::clone(&state);
                 st.queue(move |ctx| flush(ctx, &s, id));
             }
-            if st.unacked >= st.write_window() && !st.ack_asked {
+            if st.unacked >= st.write_window && !st.ack_asked {
                 st.ack_asked = true;
                 st.queue(move |ctx| {
                     ctx.call_protocol_later(id, Duration::ZERO, TAG_ACK);
@@ -621,6 +617,11 @@ fn poll_read<T>(
     Poll::Pending
 }
 
+/// A size as `u32`, saturating (the state keeps its counters small).
+fn saturate(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
 fn too_long(max: usize) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, format!("line longer than {max} bytes"))
 }
@@ -689,11 +690,7 @@ where
         let conn = AsyncConn { state: Rc::clone(&state) };
         let fut = (self.handler)(conn);
         // Boxed once, as the task itself (spawned detached at `connection_made`).
-        let task: TaskFuture = Box::pin(async move {
-            fut.await;
-            Ok(Box::new(()) as Value)
-        });
-        Some(Box::new(AsyncProtocol { state, start: Some(task) }))
+        Some(Box::new(AsyncProtocol { state, start: Some(Box::pin(fut)) }))
     }
 }
 
