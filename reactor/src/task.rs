@@ -209,9 +209,9 @@ enum Body {
 /// generation is the waker's (`waker.key.gen`).
 struct Task {
     body: Body,
+    /// Made into a `Waker` for each poll (a reference count up and down, cheaper in
+    /// memory than keeping a second handle in every slot).
     waker: Arc<TaskWaker>,
-    /// `waker` as a `Waker`, made once (a poll clones it only if the future keeps it).
-    handle: Waker,
 }
 
 impl Task {
@@ -274,8 +274,7 @@ impl Tasks {
             queued: AtomicBool::new(false),
             queue: Arc::clone(&self.woken),
         });
-        let handle = Waker::from(Arc::clone(&waker));
-        entry.insert(Task { body, waker: Arc::clone(&waker), handle });
+        entry.insert(Task { body, waker: Arc::clone(&waker) });
         waker.wake_by_ref();
         key
     }
@@ -295,7 +294,8 @@ impl Tasks {
         let task = self.slab.get_mut(key.slot as usize).filter(|t| t.gen() == key.gen)?;
         task.waker.queued.store(false, Ordering::Release);
         self.link.now.set(now);
-        let mut cx = Context::from_waker(&task.handle);
+        let waker = Waker::from(Arc::clone(&task.waker));
+        let mut cx = Context::from_waker(&waker);
         let polled = {
             let _enter = Enter::new(&self.link);
             match &mut task.body {
@@ -644,6 +644,13 @@ mod tests {
         fn check<T: Send + Sync>() {}
         check::<TaskWaker>();
         check::<Waker>();
+    }
+
+    #[test]
+    fn a_task_slot_and_its_waker_stay_small() {
+        // One of each per idle `listen_async` connection (issue #16: ≤ 512 B in all).
+        assert!(std::mem::size_of::<Task>() <= 40, "{}", std::mem::size_of::<Task>());
+        assert!(std::mem::size_of::<TaskWaker>() <= 24, "{}", std::mem::size_of::<TaskWaker>());
     }
 
     #[test]

@@ -79,16 +79,24 @@ enum End {
     Failed(io::Error),
 }
 
+/// A connection's buffers, once it has carried data.
+#[derive(Default)]
+struct Buffers {
+    /// What arrived and the task has not read yet.
+    input: Vec<u8>,
+    /// Written bytes waiting for the flush after the task's poll.
+    outbox: Vec<u8>,
+}
+
 /// What the protocol and the task share: data and IDs only. Kept small — one per
 /// connection, idle ones included.
 struct ConnState {
     id: Option<ConnId>,
     link: Option<Rc<LoopLink>>,
     peer: Option<Address>,
-    /// Empty (no allocation) until data arrives.
-    input: Vec<u8>,
-    /// Written bytes waiting for the flush after the task's poll.
-    outbox: Vec<u8>,
+    /// The input and output buffers, allocated when the first byte arrives or is written:
+    /// an idle connection has none (one word instead of two `Vec`s).
+    bufs: Option<Box<Buffers>>,
     /// The task's waker, for whichever wait it is in: the connection, its reads and its
     /// writes serve one future at a time (every method takes `&mut self`), so one waker
     /// does for all — `connect_async` uses it too, before the connection is made.
@@ -123,8 +131,7 @@ impl ConnState {
             id: None,
             link: None,
             peer: None,
-            input: Vec::new(),
-            outbox: Vec::new(),
+            bufs: None,
             waker: None,
             end: End::Open,
             unacked: 0,
@@ -140,6 +147,16 @@ impl ConnState {
             ack_asked: false,
             write_closed: false,
         }))
+    }
+
+    /// The buffers, allocated on first use.
+    fn bufs(&mut self) -> &mut Buffers {
+        self.bufs.get_or_insert_with(Box::default)
+    }
+
+    /// Bytes of input buffered.
+    fn input_len(&self) -> usize {
+        self.bufs.as_ref().map_or(0, |b| b.input.len())
     }
 
     fn input_cap(&self) -> usize {
@@ -184,11 +201,13 @@ impl ConnState {
     /// After the task consumed input: resume a paused reader once below half the cap;
     /// release a large drained buffer.
     fn consumed(&mut self) {
-        if self.reading_paused && self.input.len() < self.input_cap() / 2 {
+        if self.reading_paused && self.input_len() < self.input_cap() / 2 {
             self.resume_reading();
         }
-        if self.input.is_empty() && self.input.capacity() > KEEP_CAPACITY {
-            self.input = Vec::new();
+        if let Some(b) = self.bufs.as_deref_mut() {
+            if b.input.is_empty() && b.input.capacity() > KEEP_CAPACITY {
+                b.input = Vec::new();
+            }
         }
     }
 
@@ -226,9 +245,9 @@ impl Protocol for AsyncProtocol {
 
     fn data_received(&mut self, t: &mut Transport<'_>, data: &[u8]) {
         let mut st = self.state.borrow_mut();
-        st.input.extend_from_slice(data);
+        st.bufs().input.extend_from_slice(data);
         st.wake_reader();
-        if st.input.len() >= st.input_cap() && !st.reader_waiting && !st.reading_paused {
+        if st.input_len() >= st.input_cap() && !st.reader_waiting && !st.reading_paused {
             st.reading_paused = true;
             t.pause_reading();
         }
@@ -431,7 +450,11 @@ impl AsyncConn {
         match got {
             Some(()) => Ok(()),
             None => {
-                let had = mem::take(&mut self.state.borrow_mut().input).len();
+                let had = self.state.borrow_mut().bufs.as_deref_mut().map_or(0, |b| {
+                    let had = b.input.len();
+                    b.input = Vec::new();
+                    had
+                });
                 Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
                     format!("peer closed after {had} of {want} bytes"),
@@ -513,7 +536,7 @@ impl AsyncConn {
             let Some(id) = st.id else {
                 return Poll::Ready(Err(io::Error::other(NotInTask)));
             };
-            st.outbox.extend_from_slice(data);
+            st.bufs().outbox.extend_from_slice(data);
             st.unacked = st.unacked.saturating_add(saturate(data.len()));
             if !st.flush_queued {
                 st.flush_queued = true;
@@ -587,8 +610,13 @@ fn poll_read<T>(
         return Poll::Ready(Err(io::Error::other(NotInTask)));
     }
     let eof = st.eof;
-    if !st.input.is_empty() || eof {
-        match decode(&mut st.input, eof) {
+    if st.input_len() > 0 || eof {
+        let mut none = Vec::new();
+        let input = match st.bufs.as_deref_mut() {
+            Some(b) => &mut b.input,
+            None => &mut none,
+        };
+        match decode(input, eof) {
             Ok(Some(v)) => {
                 st.reader_waiting = false;
                 st.consumed();
@@ -631,15 +659,20 @@ fn flush(ctx: &mut Ctx<'_>, state: &Rc<RefCell<ConnState>>, id: ConnId) {
     let out = {
         let mut st = state.borrow_mut();
         st.flush_queued = false;
-        mem::take(&mut st.outbox)
+        match st.bufs.as_deref_mut() {
+            Some(b) => mem::take(&mut b.outbox),
+            None => return,
+        }
     };
     if !out.is_empty() {
         let _ = ctx.write_to(id, &out);
     }
     let mut st = state.borrow_mut();
-    if st.outbox.is_empty() && out.capacity() <= KEEP_CAPACITY {
-        st.outbox = out;
-        st.outbox.clear();
+    if let Some(b) = st.bufs.as_deref_mut() {
+        if b.outbox.is_empty() && out.capacity() <= KEEP_CAPACITY {
+            b.outbox = out;
+            b.outbox.clear();
+        }
     }
 }
 
