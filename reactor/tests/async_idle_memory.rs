@@ -53,7 +53,7 @@ struct Echo;
 
 impl Protocol for Echo {
     fn data_received(&mut self, t: &mut Transport<'_>, data: &[u8]) {
-        t.write(data);
+        let _ = t.write(data);
     }
 }
 
