@@ -741,10 +741,16 @@ impl Reactor {
         self.applying = true;
         loop {
             while !self.shared.commands.is_empty() {
-                let commands = std::mem::take(&mut self.shared.commands);
+                let mut commands = std::mem::take(&mut self.shared.commands);
                 let bytes = std::mem::take(&mut self.shared.cmd_bytes);
-                for cmd in commands {
+                for cmd in commands.drain(..) {
                     self.apply(cmd, &bytes);
+                }
+                // Keep the queue's allocation too (one less allocation per pass that
+                // queues commands) unless a command queued more meanwhile or a burst
+                // made it large.
+                if self.shared.commands.is_empty() && commands.capacity() <= 1024 {
+                    self.shared.commands = commands;
                 }
                 // Keep the arena's allocation unless a command appended to a new one.
                 if self.shared.cmd_bytes.is_empty() {
