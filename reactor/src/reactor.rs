@@ -767,6 +767,7 @@ impl Reactor {
     fn apply(&mut self, cmd: Command, bytes: &[u8]) {
         match cmd {
             Command::Write { to, start, len } => self.write_to(to, &bytes[start..start + len]),
+            Command::WriteOwned { to, data } => self.write_owned_to(to, data),
             Command::Lose(id) => self.with_transport(id, |t| t.lose_connection()),
             Command::Abort(id) => self.with_transport(id, |t| t.abort_connection()),
             Command::LoseWrite(id) => self.with_transport(id, |t| t.lose_write_connection()),

@@ -664,6 +664,11 @@ fn flush(ctx: &mut Ctx<'_>, state: &Rc<RefCell<ConnState>>, id: ConnId) {
             None => return,
         }
     };
+    if out.len() > KEEP_CAPACITY {
+        // Large: handed over without a copy (the transport queues it as it is).
+        let _ = ctx.write_owned_to(id, out);
+        return;
+    }
     if !out.is_empty() {
         let _ = ctx.write_to(id, &out);
     }

@@ -646,6 +646,19 @@ impl Reactor {
         }
     }
 
+    /// `Ctx::write_owned_to`: an owned buffer queued without a copy.
+    pub(super) fn write_owned_to(&mut self, to: ConnId, data: Vec<u8>) {
+        let len = data.len();
+        self.with_transport(to, |t| {
+            if let Err(e) = t.write_owned(data) {
+                debug!("write_owned_to {to}: {e}");
+            }
+        });
+        if live_conn(&mut self.conns, to).is_none() {
+            debug!("write_owned_to {to}: connection gone, {len} bytes dropped");
+        }
+    }
+
     /// `Ctx::lose` / `Ctx::abort`: the transport operation on another live connection.
     pub(super) fn with_transport(&mut self, id: ConnId, f: impl FnOnce(&mut Transport<'_>)) {
         if let Some(conn) = live_conn(&mut self.conns, id) {
