@@ -5,7 +5,8 @@
 //! The protocol appends what arrives to the connection's input buffer and wakes the reading
 //! task; past the buffer cap (with no read waiting) it pauses reading, and the task's next
 //! read resumes it (`Ctx::resume_reading`, right after the task's poll). Writes gather
-//! in an output box handed to `Ctx::write_to` after the task's poll; every high-water mark
+//! in an output box handed to `Ctx::write_to` after the task's poll (`Ctx::write_owned_to`,
+//! without a copy, when it is large); every high-water mark
 //! of bytes waits for an acknowledgement from the protocol (one pass later, after the
 //! flush phase), and `pause_writing` holds writers until `resume_writing`, so a writer
 //! facing a peer that never reads holds at most about two high-water marks in memory.
