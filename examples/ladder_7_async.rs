@@ -44,11 +44,14 @@ fn serve(listen: &str) -> Result<(), Box<dyn std::error::Error>> {
     let id =
         reactor.listen_async(&format!("tcp:{}", endpoint(listen)?), |mut conn| async move {
             // Reads until EOF; `write_all` waits while the peer is not reading (backpressure).
-            let mut buf = vec![0u8; 16 * 1024];
-            while let Ok(n) = conn.read(&mut buf).await {
-                if n == 0 || conn.write_all(&buf[..n]).await.is_err() {
+            // `read_buf` hands over what arrived (no copy into a fixed buffer); the buffer
+            // takes no memory until data arrives, so idle connections stay small.
+            let mut buf = Vec::new();
+            while let Ok(n) = conn.read_buf(&mut buf).await {
+                if n == 0 || conn.write_all(&buf).await.is_err() {
                     break;
                 }
+                buf.clear();
             }
         })?;
     let addr = reactor.listener_address(id).map(|a| a.to_string()).unwrap_or_default();

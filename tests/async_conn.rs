@@ -222,3 +222,68 @@ fn reading_pauses_when_the_task_lags_and_resumes_when_it_reads() {
     drive(&mut r, t);
     run_until(&mut r, |_| total.get() == size);
 }
+
+#[test]
+fn a_read_buf_echo_reads_what_arrived_in_one_go_and_echoes_it_all() {
+    let mut r = Reactor::new().unwrap();
+    let largest = Rc::new(Cell::new(0usize));
+    let l = Rc::clone(&largest);
+    let addr = listen(&mut r, move |mut conn| {
+        let l = Rc::clone(&l);
+        Box::pin(async move {
+            let mut buf = Vec::new();
+            while let Ok(n) = conn.read_buf(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                l.set(l.get().max(n));
+                conn.write_all(&buf).await.unwrap();
+                buf.clear();
+            }
+        })
+    });
+    let payload = common::pattern(1 << 20, 3);
+    let sent = payload.clone();
+    let t = std::thread::spawn(move || {
+        let mut s = client(addr);
+        let mut reader = s.try_clone().unwrap();
+        let back = std::thread::spawn(move || read_to_end(&mut reader));
+        for piece in sent.chunks(16 * 1024) {
+            s.write_all(piece).unwrap();
+        }
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        back.join().unwrap()
+    });
+    assert_eq!(drive(&mut r, t), payload);
+    // Whole transport reads, not a small fixed buffer's worth.
+    assert!(largest.get() > 4096, "largest read {} B", largest.get());
+}
+
+#[test]
+fn a_handler_that_panics_closes_its_own_connection_and_no_other() {
+    let mut r = Reactor::new().unwrap();
+    let addr = listen(&mut r, |mut conn| {
+        Box::pin(async move {
+            let line = conn.read_line(64).await.unwrap().unwrap_or_default();
+            if line == b"panic" {
+                panic!("asked to");
+            }
+            conn.write_all(&line).await.unwrap();
+            conn.write_all(b"\r\n").await.unwrap();
+        })
+    });
+    let t = std::thread::spawn(move || {
+        let mut calm = client(addr);
+        let mut doomed = client(addr);
+        doomed.write_all(b"panic\n").unwrap();
+        let cut = read_to_end(&mut doomed);
+        calm.write_all(b"still here\n").unwrap();
+        (cut, read_to_end(&mut calm))
+    });
+    let (cut, calm) = drive(&mut r, t);
+    assert_eq!(cut, b"");
+    assert_eq!(calm, b"still here\r\n");
+    assert_eq!(r.stats().panics, 1);
+    run_until(&mut r, |r| r.connection_count() == 0);
+    assert_eq!(r.ctx().task_count(), 0);
+}

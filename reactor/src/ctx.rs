@@ -108,6 +108,30 @@ impl<'a> Ctx<'a> {
         Ok(())
     }
 
+    /// As [`Ctx::write_to`] for an owned buffer, queued without copying it (large
+    /// payloads: what `Transport::write_owned` is to `Transport::write`).
+    ///
+    /// # Errors
+    ///
+    /// As [`Ctx::write_to`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use torsion_reactor::{ConnId, Ctx};
+    ///
+    /// fn send_file_chunk(ctx: &mut Ctx<'_>, to: ConnId, chunk: Vec<u8>) {
+    ///     let _ = ctx.write_owned_to(to, chunk);
+    /// }
+    /// ```
+    pub fn write_owned_to(&mut self, id: ConnId, data: Vec<u8>) -> Result<(), WriteError> {
+        if !self.shared.is_live(id) {
+            return Err(WriteError::Closed);
+        }
+        self.shared.commands.push(Command::WriteOwned { to: id, data });
+        Ok(())
+    }
+
     /// `lose_connection` on connection `id` (flush, then close) after this callback.
     /// Harmless for an ID that is already gone.
     pub fn lose(&mut self, id: ConnId) {

@@ -752,10 +752,16 @@ impl Reactor {
         self.applying = true;
         loop {
             while !self.shared.commands.is_empty() {
-                let commands = std::mem::take(&mut self.shared.commands);
+                let mut commands = std::mem::take(&mut self.shared.commands);
                 let bytes = std::mem::take(&mut self.shared.cmd_bytes);
-                for cmd in commands {
+                for cmd in commands.drain(..) {
                     self.apply(cmd, &bytes);
+                }
+                // Keep the queue's allocation too (one less allocation per pass that
+                // queues commands) unless a command queued more meanwhile or a burst
+                // made it large.
+                if self.shared.commands.is_empty() && commands.capacity() <= 1024 {
+                    self.shared.commands = commands;
                 }
                 // Keep the arena's allocation unless a command appended to a new one.
                 if self.shared.cmd_bytes.is_empty() {
@@ -772,6 +778,7 @@ impl Reactor {
     fn apply(&mut self, cmd: Command, bytes: &[u8]) {
         match cmd {
             Command::Write { to, start, len } => self.write_to(to, &bytes[start..start + len]),
+            Command::WriteOwned { to, data } => self.write_owned_to(to, data),
             Command::Lose(id) => self.with_transport(id, |t| t.lose_connection()),
             Command::Abort(id) => self.with_transport(id, |t| t.abort_connection()),
             Command::LoseWrite(id) => self.with_transport(id, |t| t.lose_write_connection()),

@@ -29,6 +29,8 @@ pub(crate) const VACANT: u32 = u32::MAX;
 pub(crate) enum Command {
     /// Append `cmd_bytes[start..start+len]` to another connection's output.
     Write { to: ConnId, start: usize, len: usize },
+    /// Queue an owned buffer on another connection's output without copying it.
+    WriteOwned { to: ConnId, data: Vec<u8> },
     /// `lose_connection` on another connection.
     Lose(ConnId),
     /// `abort_connection` on another connection.

@@ -37,10 +37,16 @@ pub(crate) type Op = Box<dyn FnOnce(&mut Ctx<'_>)>;
 
 type TaskFuture = Pin<Box<dyn Future<Output = Outcome>>>;
 
+/// The future of a detached task (a connection's handler): boxed as it is, with no
+/// wrapper — an `async` wrapper around a future stores it twice.
+pub(crate) type DetachedFuture = Pin<Box<dyn Future<Output = ()>>>;
+
 /// Names a task: slab slot and generation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct TaskKey {
-    slot: usize,
+    /// `u32`, not `usize`: the key lives in every task's waker (a 4-billion-task slab is
+    /// far beyond any reactor).
+    slot: u32,
     gen: u32,
 }
 
@@ -53,7 +59,7 @@ impl fmt::Display for TaskKey {
 impl TaskKey {
     /// For recordings: generation in the high half, slot in the low one.
     pub(crate) fn as_u64(self) -> u64 {
-        (u64::from(self.gen) << 32) | self.slot as u64
+        (u64::from(self.gen) << 32) | u64::from(self.slot)
     }
 }
 
@@ -191,14 +197,34 @@ impl Wake for TaskWaker {
     }
 }
 
+/// A task's future and where its output goes.
+enum Body {
+    /// Spawned by [`Ctx::spawn`]: fires the deferred with the future's output.
+    Awaited(TaskFuture, DeferredId),
+    /// A connection's handler, whose output nobody awaits: no deferred.
+    Detached(DetachedFuture),
+}
+
+/// A task's slot: kept small, there is one per idle connection of `listen_async`. The
+/// generation is the waker's (`waker.key.gen`).
 struct Task {
-    gen: u32,
-    future: TaskFuture,
+    body: Body,
+    /// Made into a `Waker` for each poll (a reference count up and down, cheaper in
+    /// memory than keeping a second handle in every slot).
     waker: Arc<TaskWaker>,
-    /// `waker` as a `Waker`, made once (a poll clones it only if the future keeps it).
-    handle: Waker,
-    /// Fired with the future's output.
-    deferred: DeferredId,
+}
+
+impl Task {
+    fn gen(&self) -> u32 {
+        self.waker.key.gen
+    }
+
+    fn deferred(self) -> Option<DeferredId> {
+        match self.body {
+            Body::Awaited(_, d) => Some(d),
+            Body::Detached(_) => None,
+        }
+    }
 }
 
 /// Every task of a reactor and the queue of woken ones.
@@ -238,17 +264,17 @@ impl Tasks {
             || !self.woken.keys.lock().unwrap_or_else(|e| e.into_inner()).is_empty()
     }
 
-    fn insert(&mut self, future: TaskFuture, deferred: DeferredId) -> TaskKey {
+    fn insert(&mut self, body: Body) -> TaskKey {
         self.next_gen = (self.next_gen + 1) & GEN_MASK;
         let entry = self.slab.vacant_entry();
-        let key = TaskKey { slot: entry.key(), gen: self.next_gen };
+        // A slab past `u32::MAX` tasks cannot fit in memory (each holds a boxed future).
+        let key = TaskKey { slot: entry.key() as u32, gen: self.next_gen };
         let waker = Arc::new(TaskWaker {
             key,
             queued: AtomicBool::new(false),
             queue: Arc::clone(&self.woken),
         });
-        let handle = Waker::from(Arc::clone(&waker));
-        entry.insert(Task { gen: key.gen, future, waker: Arc::clone(&waker), handle, deferred });
+        entry.insert(Task { body, waker: Arc::clone(&waker) });
         waker.wake_by_ref();
         key
     }
@@ -263,35 +289,43 @@ impl Tasks {
     }
 
     /// Polls task `key` once (with `CURRENT` set); on completion removes it and returns its
-    /// deferred and outcome. `None` if it is gone or still pending.
+    /// deferred and outcome. `None` if it is gone, still pending or detached.
     pub(crate) fn poll(&mut self, key: TaskKey, now: Instant) -> Option<(DeferredId, Outcome)> {
-        let task = self.slab.get_mut(key.slot).filter(|t| t.gen == key.gen)?;
+        let task = self.slab.get_mut(key.slot as usize).filter(|t| t.gen() == key.gen)?;
         task.waker.queued.store(false, Ordering::Release);
         self.link.now.set(now);
-        let mut cx = Context::from_waker(&task.handle);
+        let waker = Waker::from(Arc::clone(&task.waker));
+        let mut cx = Context::from_waker(&waker);
         let polled = {
             let _enter = Enter::new(&self.link);
-            task.future.as_mut().poll(&mut cx)
+            match &mut task.body {
+                Body::Awaited(future, _) => future.as_mut().poll(&mut cx).map(Some),
+                Body::Detached(future) => future.as_mut().poll(&mut cx).map(|()| None),
+            }
         };
         match polled {
             Poll::Pending => None,
             Poll::Ready(outcome) => {
-                let task = self.slab.remove(key.slot);
-                Some((task.deferred, outcome))
+                let task = self.slab.remove(key.slot as usize);
+                Some((task.deferred()?, outcome?))
             }
         }
     }
 
-    /// Removes task `key` (dropping its future) and returns its deferred.
+    /// Removes task `key` (dropping its future) and returns its deferred (`None` if it is
+    /// gone or detached).
     pub(crate) fn remove(&mut self, key: TaskKey) -> Option<DeferredId> {
-        self.slab.get(key.slot).filter(|t| t.gen == key.gen)?;
-        let task = self.slab.remove(key.slot);
-        let deferred = task.deferred;
+        self.slab.get(key.slot as usize).filter(|t| t.gen() == key.gen)?;
+        let task = self.slab.remove(key.slot as usize);
+        let deferred = match &task.body {
+            Body::Awaited(_, d) => Some(*d),
+            Body::Detached(_) => None,
+        };
         // The future's drop may queue operations (cancel what it awaited); with `CURRENT`
         // set they reach this reactor's link.
         let _enter = Enter::new(&self.link);
         drop(task);
-        Some(deferred)
+        deferred
     }
 
     fn set_handle(&self, handle: Option<&ReactorHandle>) {
@@ -363,7 +397,7 @@ impl<'a> Ctx<'a> {
         let boxed: TaskFuture = Box::pin(async move { future.await.map(|v| Box::new(v) as Value) });
         let tasks = &mut self.shared.tasks;
         tasks.set_handle(self.shared.threads.as_ref().map(|(h, _)| h));
-        let key = tasks.insert(boxed, id);
+        let key = tasks.insert(Body::Awaited(boxed, id));
         if let Some(d) = self.shared.deferreds.get_mut(id) {
             d.canceller = Some(Box::new(move |ctx: &mut Ctx<'_>| {
                 // Dropping the future is the cancellation; the deferred then fails with
@@ -372,6 +406,15 @@ impl<'a> Ctx<'a> {
             }));
         }
         Deferred::from_parts(id, keep)
+    }
+
+    /// Runs `future` as a task whose output nobody awaits (a connection's handler): no
+    /// deferred, no canceller, one allocation for the future. It ends when the future
+    /// completes or panics (logged and counted as for [`Ctx::spawn`]).
+    pub(crate) fn spawn_detached(&mut self, future: DetachedFuture) {
+        let tasks = &mut self.shared.tasks;
+        tasks.set_handle(self.shared.threads.as_ref().map(|(h, _)| h));
+        tasks.insert(Body::Detached(future));
     }
 
     /// Number of tasks alive (spawned and not finished).
@@ -604,11 +647,18 @@ mod tests {
     }
 
     #[test]
+    fn a_task_slot_and_its_waker_stay_small() {
+        // One of each per idle `listen_async` connection (issue #16: ≤ 512 B in all).
+        assert!(std::mem::size_of::<Task>() <= 40, "{}", std::mem::size_of::<Task>());
+        assert!(std::mem::size_of::<TaskWaker>() <= 24, "{}", std::mem::size_of::<TaskWaker>());
+    }
+
+    #[test]
     fn waking_twice_before_the_poll_queues_the_task_once() {
         let mut tasks = Tasks::new(Instant::now());
         let (id, _) = crate::deferred::Deferreds::default().create(None);
-        let key = tasks.insert(Box::pin(std::future::pending()), id);
-        let waker = Waker::from(Arc::clone(&tasks.slab[key.slot].waker));
+        let key = tasks.insert(Body::Awaited(Box::pin(std::future::pending()), id));
+        let waker = Waker::from(Arc::clone(&tasks.slab[key.slot as usize].waker));
         waker.wake_by_ref();
         waker.wake_by_ref();
         assert_eq!(tasks.next_woken(), Some(key));

@@ -4,11 +4,17 @@
 //!
 //! The protocol appends what arrives to the connection's input buffer and wakes the reading
 //! task; past the buffer cap (with no read waiting) it pauses reading, and the task's next
-//! read resumes it (through `timer_fired`, the protocol's own way back in). Writes gather
-//! in an output box handed to `Ctx::write_to` after the task's poll; every high-water mark
+//! read resumes it (`Ctx::resume_reading`, right after the task's poll). Writes gather
+//! in an output box handed to `Ctx::write_to` after the task's poll (`Ctx::write_owned_to`,
+//! without a copy, when it is large); every high-water mark
 //! of bytes waits for an acknowledgement from the protocol (one pass later, after the
 //! flush phase), and `pause_writing` holds writers until `resume_writing`, so a writer
 //! facing a peer that never reads holds at most about two high-water marks in memory.
+//!
+//! An idle connection costs little: its handler's future (boxed once, as a detached task
+//! with no deferred), the task's waker, the protocol box and the shared state below; the
+//! buffers take no memory until data arrives and large ones are released once drained
+//! (`tests/async_idle_memory.rs` of the reactor crate counts the bytes).
 //!
 //! Tested by `tests/async_conn.rs`.
 
@@ -16,7 +22,6 @@ use std::cell::RefCell;
 use std::future::Future;
 use std::io;
 use std::mem;
-use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Poll, Waker};
 use std::time::Duration;
@@ -29,11 +34,9 @@ use crate::error::{Error, Reason};
 use crate::id::{ConnId, ListenerId};
 use crate::protocol::{ClientFactory, Factory, Protocol};
 use crate::reactor::Reactor;
-use crate::task::{current, LoopLink, NotInTask};
+use crate::task::{current, DetachedFuture, LoopLink, NotInTask};
 use crate::transport::Transport;
 
-/// `timer_fired` tag: the task consumed input, resume reading.
-const TAG_RESUME: u64 = 1;
 /// `timer_fired` tag: the writes so far went through a flush phase.
 const TAG_ACK: u64 = 2;
 /// `timer_fired` tag: half-close after the writes queued before it.
@@ -62,44 +65,65 @@ impl Default for ReadLimits {
     }
 }
 
+/// Buffers up to this capacity are kept for the next read or write once drained; larger
+/// ones are released, so a connection that goes idle after a burst holds little.
+const KEEP_CAPACITY: usize = 4096;
+
 /// How the connection ended, as seen by the task.
 enum End {
     /// Still open.
     Open,
     /// Closed cleanly (either side).
     Clean,
-    /// Failed, reset or aborted.
-    Failed(io::ErrorKind, String),
+    /// Failed, reset or aborted (or, for `connect_async`, never connected).
+    /// (An `io::Error` is one word; the task gets a copy of kind and message.)
+    Failed(io::Error),
 }
 
-/// What the protocol and the task share: data and IDs only.
+/// A connection's buffers, once it has carried data.
+#[derive(Default)]
+struct Buffers {
+    /// What arrived and the task has not read yet.
+    input: Vec<u8>,
+    /// Written bytes waiting for the flush after the task's poll.
+    outbox: Vec<u8>,
+}
+
+/// What the protocol and the task share: data and IDs only. Kept small — one per
+/// connection, idle ones included.
 struct ConnState {
     id: Option<ConnId>,
     link: Option<Rc<LoopLink>>,
     peer: Option<Address>,
-    limits: ReadLimits,
-    input: Vec<u8>,
-    eof: bool,
+    /// The input and output buffers, allocated when the first byte arrives or is written:
+    /// an idle connection has none (one word instead of two `Vec`s).
+    bufs: Option<Box<Buffers>>,
+    /// The task's waker, for whichever wait it is in: the connection, its reads and its
+    /// writes serve one future at a time (every method takes `&mut self`), so one waker
+    /// does for all — `connect_async` uses it too, before the connection is made.
+    waker: Option<Waker>,
     end: End,
-    reader: Option<Waker>,
+    /// Bytes handed on since the last acknowledgement.
+    /// (Saturating at `u32::MAX`, far above any write window.)
+    unacked: u32,
+    /// The transport's output buffer when last seen (pause / ack).
+    /// (Saturating at `u32::MAX`, far above any high-water mark.)
+    seen_buffered: u32,
+    /// `ReadLimits::input_cap`, saturated at `u32::MAX`.
+    input_cap: u32,
+    /// `ReadLimits::write_window`, saturated at `u32::MAX`.
+    write_window: u32,
+    eof: bool,
     /// A read is pending for more input: do not pause reading however full the buffer.
     reader_waiting: bool,
+    /// A write waits for an acknowledgement or for `resume_writing`.
+    writer_waiting: bool,
     reading_paused: bool,
-    resume_asked: bool,
-    writer: Option<Waker>,
     write_paused: bool,
-    outbox: Vec<u8>,
     flush_queued: bool,
-    /// Bytes handed on since the last acknowledgement.
-    unacked: usize,
     ack_asked: bool,
-    /// The transport's output buffer when last seen (pause / ack).
-    seen_buffered: usize,
     /// `close` / `shutdown_write` was called: no more writes.
     write_closed: bool,
-    /// `connect_async` waits here for `connection_made` or the failure.
-    connect_waiter: Option<Waker>,
-    connect_failed: Option<String>,
 }
 
 impl ConnState {
@@ -108,39 +132,62 @@ impl ConnState {
             id: None,
             link: None,
             peer: None,
-            limits,
-            input: Vec::new(),
-            eof: false,
+            bufs: None,
+            waker: None,
             end: End::Open,
-            reader: None,
-            reader_waiting: false,
-            reading_paused: false,
-            resume_asked: false,
-            writer: None,
-            write_paused: false,
-            outbox: Vec::new(),
-            flush_queued: false,
             unacked: 0,
-            ack_asked: false,
             seen_buffered: 0,
+            input_cap: saturate(limits.input_cap),
+            write_window: saturate(limits.write_window),
+            eof: false,
+            reader_waiting: false,
+            writer_waiting: false,
+            reading_paused: false,
+            write_paused: false,
+            flush_queued: false,
+            ack_asked: false,
             write_closed: false,
-            connect_waiter: None,
-            connect_failed: None,
         }))
     }
 
-    fn wake_all(&mut self) {
-        for w in [self.reader.take(), self.writer.take(), self.connect_waiter.take()]
-            .into_iter()
-            .flatten()
-        {
+    /// The buffers, allocated on first use.
+    fn bufs(&mut self) -> &mut Buffers {
+        self.bufs.get_or_insert_with(Box::default)
+    }
+
+    /// Bytes of input buffered.
+    fn input_len(&self) -> usize {
+        self.bufs.as_ref().map_or(0, |b| b.input.len())
+    }
+
+    fn input_cap(&self) -> usize {
+        self.input_cap as usize
+    }
+
+    fn wake(&mut self) {
+        if let Some(w) = self.waker.take() {
             w.wake();
+        }
+    }
+
+    /// Wakes a read waiting for input.
+    fn wake_reader(&mut self) {
+        if self.reader_waiting {
+            self.wake();
+        }
+    }
+
+    /// Wakes a write waiting for room.
+    fn wake_writer(&mut self) {
+        if self.writer_waiting {
+            self.writer_waiting = false;
+            self.wake();
         }
     }
 
     fn closed_error(&self) -> io::Error {
         match &self.end {
-            End::Failed(kind, msg) => io::Error::new(*kind, msg.clone()),
+            End::Failed(e) => io::Error::new(e.kind(), e.to_string()),
             _ => io::Error::new(io::ErrorKind::BrokenPipe, "connection closed"),
         }
     }
@@ -152,19 +199,25 @@ impl ConnState {
         }
     }
 
-    /// After the task consumed input: resume a paused reader once below half the cap.
+    /// After the task consumed input: resume a paused reader once below half the cap;
+    /// release a large drained buffer.
     fn consumed(&mut self) {
-        if self.reading_paused && !self.resume_asked && self.input.len() < self.limits.input_cap / 2
-        {
-            if let Some(id) = self.id {
-                self.resume_asked = true;
-                self.queue(move |ctx| {
-                    ctx.call_protocol_later(id, Duration::ZERO, TAG_RESUME);
-                });
+        if self.reading_paused && self.input_len() < self.input_cap() / 2 {
+            self.resume_reading();
+        }
+        if let Some(b) = self.bufs.as_deref_mut() {
+            if b.input.is_empty() && b.input.capacity() > KEEP_CAPACITY {
+                b.input = Vec::new();
             }
         }
-        if self.input.is_empty() && self.input.capacity() > self.limits.input_cap {
-            self.input = Vec::new();
+    }
+
+    /// Resumes reading right after the task's poll (`Ctx::resume_reading`); the flag
+    /// clears now, as nothing can arrive before that operation runs.
+    fn resume_reading(&mut self) {
+        if let Some(id) = self.id {
+            self.reading_paused = false;
+            self.queue(move |ctx| ctx.resume_reading(id));
         }
     }
 }
@@ -173,7 +226,7 @@ impl ConnState {
 struct AsyncProtocol {
     state: Rc<RefCell<ConnState>>,
     /// The handler's future, spawned at `connection_made` (server side).
-    start: Option<Pin<Box<dyn Future<Output = ()>>>>,
+    start: Option<DetachedFuture>,
 }
 
 impl Protocol for AsyncProtocol {
@@ -183,22 +236,19 @@ impl Protocol for AsyncProtocol {
             st.id = Some(t.id());
             st.peer = t.peer_addr().ok();
             st.link = Some(Rc::clone(&t.ctx().shared.tasks.link));
-            if let Some(w) = st.connect_waiter.take() {
-                w.wake();
-            }
+            // `connect_async` waits for this.
+            st.wake();
         }
         if let Some(fut) = self.start.take() {
-            let _ = t.ctx().spawn(fut);
+            t.ctx().spawn_detached(fut);
         }
     }
 
     fn data_received(&mut self, t: &mut Transport<'_>, data: &[u8]) {
         let mut st = self.state.borrow_mut();
-        st.input.extend_from_slice(data);
-        if let Some(w) = st.reader.take() {
-            w.wake();
-        }
-        if st.input.len() >= st.limits.input_cap && !st.reader_waiting && !st.reading_paused {
+        st.bufs().input.extend_from_slice(data);
+        st.wake_reader();
+        if st.input_len() >= st.input_cap() && !st.reader_waiting && !st.reading_paused {
             st.reading_paused = true;
             t.pause_reading();
         }
@@ -207,9 +257,7 @@ impl Protocol for AsyncProtocol {
     fn eof_received(&mut self, _t: &mut Transport<'_>) -> bool {
         let mut st = self.state.borrow_mut();
         st.eof = true;
-        if let Some(w) = st.reader.take() {
-            w.wake();
-        }
+        st.wake_reader();
         // Keep our side open: the task may still answer, then closes.
         true
     }
@@ -218,46 +266,37 @@ impl Protocol for AsyncProtocol {
         let mut st = self.state.borrow_mut();
         st.end = match &reason {
             r if r.is_clean() => End::Clean,
-            Reason::Lost(e) => End::Failed(e.kind(), reason.to_string()),
-            Reason::TimedOut => End::Failed(io::ErrorKind::TimedOut, reason.to_string()),
-            _ => End::Failed(io::ErrorKind::ConnectionAborted, reason.to_string()),
+            Reason::Lost(e) => End::Failed(io::Error::new(e.kind(), reason.to_string())),
+            Reason::TimedOut => {
+                End::Failed(io::Error::new(io::ErrorKind::TimedOut, reason.to_string()))
+            }
+            _ => End::Failed(io::Error::new(io::ErrorKind::ConnectionAborted, reason.to_string())),
         };
         st.eof = true;
-        st.wake_all();
+        st.wake();
     }
 
     fn pause_writing(&mut self, t: &mut Transport<'_>) {
         let mut st = self.state.borrow_mut();
         st.write_paused = true;
-        st.seen_buffered = t.buffered_len();
+        st.seen_buffered = saturate(t.buffered_len());
     }
 
     fn resume_writing(&mut self, t: &mut Transport<'_>) {
         let mut st = self.state.borrow_mut();
         st.write_paused = false;
-        st.seen_buffered = t.buffered_len();
-        if let Some(w) = st.writer.take() {
-            w.wake();
-        }
+        st.seen_buffered = saturate(t.buffered_len());
+        st.wake_writer();
     }
 
     fn timer_fired(&mut self, t: &mut Transport<'_>, tag: u64) {
         let mut st = self.state.borrow_mut();
         match tag {
-            TAG_RESUME => {
-                st.resume_asked = false;
-                if st.reading_paused {
-                    st.reading_paused = false;
-                    t.resume_reading();
-                }
-            }
             TAG_ACK => {
                 st.ack_asked = false;
                 st.unacked = 0;
-                st.seen_buffered = t.buffered_len();
-                if let Some(w) = st.writer.take() {
-                    w.wake();
-                }
+                st.seen_buffered = saturate(t.buffered_len());
+                st.wake_writer();
             }
             TAG_SHUTDOWN => t.lose_write_connection(),
             _ => {}
@@ -314,7 +353,7 @@ impl AsyncConn {
     /// The transport's output buffer as last seen (at a pause, a resume or an
     /// acknowledgement): how much written data waits for the peer.
     pub fn write_buffered(&self) -> usize {
-        self.state.borrow().seen_buffered
+        self.state.borrow().seen_buffered as usize
     }
 
     /// Reads what is buffered into `buf` (waiting for input if nothing is); `Ok(0)` at the
@@ -328,6 +367,10 @@ impl AsyncConn {
             return Ok(0);
         }
         self.read_with(|input, _eof| {
+            if input.is_empty() {
+                // The end of input: a failure is reported, a clean end reads 0.
+                return Ok(None);
+            }
             let n = input.len().min(buf.len());
             buf[..n].copy_from_slice(&input[..n]);
             input.drain(..n);
@@ -335,6 +378,56 @@ impl AsyncConn {
         })
         .await
         .map(|n| n.unwrap_or(0))
+    }
+
+    /// Appends what is buffered to `buf` (waiting for input if nothing is) and returns how
+    /// many bytes that was; `Ok(0)` at the end of input. Reads everything that arrived, up
+    /// to what the transport read in one go — the read size of a `Protocol`'s
+    /// `data_received` — without copying when `buf` is empty (the buffers are swapped, so
+    /// a loop that clears `buf` reuses two allocations and allocates nothing per read).
+    ///
+    /// # Errors
+    ///
+    /// If the connection failed (reset, aborted, timed out).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use torsion_reactor::aio::AsyncConn;
+    ///
+    /// /// Echoes everything back, in reads as large as what arrives.
+    /// async fn echo(mut conn: AsyncConn) -> std::io::Result<()> {
+    ///     let mut buf = Vec::new();
+    ///     while conn.read_buf(&mut buf).await? > 0 {
+    ///         conn.write_all(&buf).await?;
+    ///         buf.clear();
+    ///     }
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn read_buf<'a>(
+        &'a mut self,
+        buf: &'a mut Vec<u8>,
+    ) -> impl Future<Output = io::Result<usize>> + 'a {
+        let state = &self.state;
+        let mut decode = move |input: &mut Vec<u8>, _eof: bool| {
+            // Also called with nothing at the end of input: `None` then reports a
+            // failure, or 0 for a clean end.
+            let n = input.len();
+            if n == 0 {
+                return Ok(None);
+            }
+            if buf.is_empty() {
+                mem::swap(buf, input);
+            } else {
+                buf.extend_from_slice(input);
+                input.clear();
+            }
+            Ok(Some(n))
+        };
+        std::future::poll_fn(move |cx| {
+            poll_read(state, cx, &mut decode).map(|r| r.map(|n| n.unwrap_or(0)))
+        })
     }
 
     /// Fills `buf` exactly.
@@ -358,7 +451,11 @@ impl AsyncConn {
         match got {
             Some(()) => Ok(()),
             None => {
-                let had = mem::take(&mut self.state.borrow_mut().input).len();
+                let had = self.state.borrow_mut().bufs.as_deref_mut().map_or(0, |b| {
+                    let had = b.input.len();
+                    b.input = Vec::new();
+                    had
+                });
                 Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
                     format!("peer closed after {had} of {want} bytes"),
@@ -409,48 +506,14 @@ impl AsyncConn {
     /// # Errors
     ///
     /// What `decode` returns, or the connection's failure.
-    pub async fn read_with<T>(
-        &mut self,
-        mut decode: impl FnMut(&mut Vec<u8>, bool) -> io::Result<Option<T>>,
-    ) -> io::Result<Option<T>> {
-        let state = Rc::clone(&self.state);
-        std::future::poll_fn(move |cx| {
-            let mut st = state.borrow_mut();
-            let st = &mut *st;
-            if st.link.is_none() {
-                return Poll::Ready(Err(io::Error::other(NotInTask)));
-            }
-            let eof = st.eof;
-            if !st.input.is_empty() || eof {
-                match decode(&mut st.input, eof) {
-                    Ok(Some(v)) => {
-                        st.reader_waiting = false;
-                        st.consumed();
-                        return Poll::Ready(Ok(Some(v)));
-                    }
-                    Err(e) => {
-                        st.reader_waiting = false;
-                        return Poll::Ready(Err(e));
-                    }
-                    Ok(None) => {}
-                }
-            }
-            if eof {
-                st.reader_waiting = false;
-                return match st.end {
-                    End::Failed(..) => Poll::Ready(Err(st.closed_error())),
-                    _ => Poll::Ready(Ok(None)),
-                };
-            }
-            st.reader_waiting = true;
-            st.reader = Some(cx.waker().clone());
-            // A full buffer paused reading, and the decoder needs more.
-            if st.reading_paused {
-                st.reading_paused_needs_resume();
-            }
-            Poll::Pending
-        })
-        .await
+    pub fn read_with<'a, T>(
+        &'a mut self,
+        mut decode: impl FnMut(&mut Vec<u8>, bool) -> io::Result<Option<T>> + 'a,
+    ) -> impl Future<Output = io::Result<Option<T>>> + 'a {
+        // A plain `poll_fn` borrowing the state (no `async` wrapper): the smallest future,
+        // which counts for idle connections whose task waits here.
+        let state = &self.state;
+        std::future::poll_fn(move |cx| poll_read(state, cx, &mut decode))
     }
 
     /// Writes all of `data`, waiting while the transport is above its high-water mark
@@ -466,21 +529,22 @@ impl AsyncConn {
             if !matches!(st.end, End::Open) || st.write_closed {
                 return Poll::Ready(Err(st.closed_error()));
             }
-            if st.write_paused || st.unacked >= st.limits.write_window {
-                st.writer = Some(cx.waker().clone());
+            if st.write_paused || st.unacked >= st.write_window {
+                st.writer_waiting = true;
+                st.waker = Some(cx.waker().clone());
                 return Poll::Pending;
             }
             let Some(id) = st.id else {
                 return Poll::Ready(Err(io::Error::other(NotInTask)));
             };
-            st.outbox.extend_from_slice(data);
-            st.unacked += data.len();
+            st.bufs().outbox.extend_from_slice(data);
+            st.unacked = st.unacked.saturating_add(saturate(data.len()));
             if !st.flush_queued {
                 st.flush_queued = true;
                 let s = Rc::clone(&state);
                 st.queue(move |ctx| flush(ctx, &s, id));
             }
-            if st.unacked >= st.limits.write_window && !st.ack_asked {
+            if st.unacked >= st.write_window && !st.ack_asked {
                 st.ack_asked = true;
                 st.queue(move |ctx| {
                     ctx.call_protocol_later(id, Duration::ZERO, TAG_ACK);
@@ -522,21 +586,8 @@ impl AsyncConn {
         let mut st = self.state.borrow_mut();
         st.write_closed = true;
         if let Some(id) = st.id {
-            st.end = End::Failed(io::ErrorKind::ConnectionAborted, "aborted".into());
+            st.end = End::Failed(io::Error::new(io::ErrorKind::ConnectionAborted, "aborted"));
             st.queue(move |ctx| ctx.abort(id));
-        }
-    }
-}
-
-impl ConnState {
-    fn reading_paused_needs_resume(&mut self) {
-        if !self.resume_asked {
-            if let Some(id) = self.id {
-                self.resume_asked = true;
-                self.queue(move |ctx| {
-                    ctx.call_protocol_later(id, Duration::ZERO, TAG_RESUME);
-                });
-            }
         }
     }
 }
@@ -545,6 +596,59 @@ impl Drop for AsyncConn {
     fn drop(&mut self) {
         self.close();
     }
+}
+
+/// One poll of a read: decode what is buffered, or wait for more (resuming a reader that a
+/// full buffer paused).
+fn poll_read<T>(
+    state: &RefCell<ConnState>,
+    cx: &mut std::task::Context<'_>,
+    decode: &mut impl FnMut(&mut Vec<u8>, bool) -> io::Result<Option<T>>,
+) -> Poll<io::Result<Option<T>>> {
+    let mut st = state.borrow_mut();
+    let st = &mut *st;
+    if st.link.is_none() {
+        return Poll::Ready(Err(io::Error::other(NotInTask)));
+    }
+    let eof = st.eof;
+    if st.input_len() > 0 || eof {
+        let mut none = Vec::new();
+        let input = match st.bufs.as_deref_mut() {
+            Some(b) => &mut b.input,
+            None => &mut none,
+        };
+        match decode(input, eof) {
+            Ok(Some(v)) => {
+                st.reader_waiting = false;
+                st.consumed();
+                return Poll::Ready(Ok(Some(v)));
+            }
+            Err(e) => {
+                st.reader_waiting = false;
+                return Poll::Ready(Err(e));
+            }
+            Ok(None) => {}
+        }
+    }
+    if eof {
+        st.reader_waiting = false;
+        return match st.end {
+            End::Failed(..) => Poll::Ready(Err(st.closed_error())),
+            _ => Poll::Ready(Ok(None)),
+        };
+    }
+    st.reader_waiting = true;
+    st.waker = Some(cx.waker().clone());
+    // A full buffer paused reading, and the decoder needs more.
+    if st.reading_paused {
+        st.resume_reading();
+    }
+    Poll::Pending
+}
+
+/// A size as `u32`, saturating (the state keeps its counters small).
+fn saturate(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
 }
 
 fn too_long(max: usize) -> io::Error {
@@ -556,15 +660,25 @@ fn flush(ctx: &mut Ctx<'_>, state: &Rc<RefCell<ConnState>>, id: ConnId) {
     let out = {
         let mut st = state.borrow_mut();
         st.flush_queued = false;
-        mem::take(&mut st.outbox)
+        match st.bufs.as_deref_mut() {
+            Some(b) => mem::take(&mut b.outbox),
+            None => return,
+        }
     };
+    if out.len() > KEEP_CAPACITY {
+        // Large: handed over without a copy (the transport queues it as it is).
+        let _ = ctx.write_owned_to(id, out);
+        return;
+    }
     if !out.is_empty() {
         let _ = ctx.write_to(id, &out);
     }
     let mut st = state.borrow_mut();
-    if st.outbox.is_empty() && out.capacity() <= st.limits.write_window {
-        st.outbox = out;
-        st.outbox.clear();
+    if let Some(b) = st.bufs.as_deref_mut() {
+        if b.outbox.is_empty() && out.capacity() <= KEEP_CAPACITY {
+            b.outbox = out;
+            b.outbox.clear();
+        }
     }
 }
 
@@ -614,6 +728,7 @@ where
         let state = ConnState::new(self.limits);
         let conn = AsyncConn { state: Rc::clone(&state) };
         let fut = (self.handler)(conn);
+        // Boxed once, as the task itself (spawned detached at `connection_made`).
         Some(Box::new(AsyncProtocol { state, start: Some(Box::pin(fut)) }))
     }
 }
@@ -677,10 +792,8 @@ impl ClientFactory for ConnectFactory {
 
     fn client_connection_failed(&mut self, _ctx: &mut Ctx<'_>, reason: Reason) {
         let mut st = self.state.borrow_mut();
-        st.connect_failed = Some(reason.to_string());
-        if let Some(w) = st.connect_waiter.take() {
-            w.wake();
-        }
+        st.end = End::Failed(io::Error::new(io::ErrorKind::ConnectionRefused, reason.to_string()));
+        st.wake();
     }
 }
 
@@ -749,10 +862,10 @@ async fn connect_target(target: ConnectTarget, opts: ConnectOptions) -> io::Resu
         if st.id.is_some() {
             return Poll::Ready(Ok(()));
         }
-        if let Some(why) = st.connect_failed.take() {
-            return Poll::Ready(Err(io::Error::new(io::ErrorKind::ConnectionRefused, why)));
+        if matches!(st.end, End::Failed(_)) {
+            return Poll::Ready(Err(st.closed_error()));
         }
-        st.connect_waiter = Some(cx.waker().clone());
+        st.waker = Some(cx.waker().clone());
         Poll::Pending
     })
     .await?;
