@@ -614,35 +614,11 @@ impl Reactor {
         let Some(conn) = live_conn(&mut self.conns, to) else {
             return debug!("write_to {to}: connection gone, {} bytes dropped", data.len());
         };
-        // Nothing queued before it (and no callback's scratch in use): straight to the
-        // socket through the scratch buffer, as a callback's own writes go (`enter_conn`),
-        // instead of a buffer allocated and freed per write. What the socket does not
-        // take, or a failure, goes through the connection's buffer and the flush phase.
-        let direct = conn.io.out.is_empty()
-            && self.shared.scratch_owner.is_none()
-            && self.shared.scratch.is_empty();
-        if direct {
-            self.shared.scratch_owner = Some(to);
-        }
+        // Nothing queued before it: straight to the socket, as a callback's own writes go
+        // (`Transport::write_through`); what the socket does not take is queued.
         let mut t = Transport { io: &mut conn.io, id: to, ctx: Ctx::new(&mut self.shared) };
         if let Err(e) = t.write_through(data) {
             debug!("write_to {to}: {e}");
-        }
-        if !direct {
-            return;
-        }
-        self.shared.scratch_owner = None;
-        if !self.shared.scratch.is_empty() {
-            match conn.io.write_through(&self.shared.scratch) {
-                Ok(n) => self.shared.stats.bytes_out += n as u64,
-                // The flush phase meets the failure again and ends the connection.
-                Err(_) => conn.io.out.push(&self.shared.scratch),
-            }
-            self.shared.scratch.clear();
-            if !conn.io.out.is_empty() && !conn.io.has(flag::DIRTY_QUEUED) {
-                conn.io.set(flag::DIRTY_QUEUED);
-                self.shared.dirty.push(to);
-            }
         }
     }
 
