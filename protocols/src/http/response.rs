@@ -6,7 +6,6 @@ use std::cell::RefCell;
 use std::fmt;
 use std::fs::File;
 use std::io;
-use std::io::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use torsion_reactor::Deferred;
@@ -160,7 +159,11 @@ impl Response {
         close: bool,
         now: SystemTime,
     ) {
-        let _ = write!(out, "HTTP/1.1 {} {}\r\n", self.status, reason(self.status));
+        out.extend_from_slice(b"HTTP/1.1 ");
+        push_decimal(out, u64::from(self.status));
+        out.push(b' ');
+        out.extend_from_slice(reason(self.status).as_bytes());
+        out.extend_from_slice(b"\r\n");
         for (n, v) in &self.headers {
             let owned = ["content-length", "transfer-encoding", "connection", "date"];
             if owned.iter().any(|o| n.eq_ignore_ascii_case(o)) {
@@ -181,7 +184,9 @@ impl Response {
         match framing {
             Framing::None => {}
             Framing::Length(n) => {
-                let _ = write!(out, "Content-Length: {n}\r\n");
+                out.extend_from_slice(b"Content-Length: ");
+                push_decimal(out, n);
+                out.extend_from_slice(b"\r\n");
             }
             Framing::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
         }
@@ -190,6 +195,21 @@ impl Response {
         }
         out.extend_from_slice(b"\r\n");
     }
+}
+
+/// Appends `n` in decimal without going through `core::fmt` (a per-response cost).
+fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
 }
 
 /// The `Date` field, formatted once per second (per thread: one per reactor), from the
@@ -277,5 +297,14 @@ mod tests {
         let line = String::from_utf8(out).unwrap();
         let value = line.strip_prefix("Date: ").unwrap().trim_end();
         assert!(httpdate::parse_http_date(value).is_ok(), "{value}");
+    }
+
+    #[test]
+    fn decimals_are_written_like_display_does() {
+        for n in [0u64, 7, 10, 99, 200, 404, 1000, 65_535, u64::from(u32::MAX), u64::MAX] {
+            let mut out = b"x".to_vec();
+            push_decimal(&mut out, n);
+            assert_eq!(out, format!("x{n}").into_bytes());
+        }
     }
 }
