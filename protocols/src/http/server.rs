@@ -19,6 +19,17 @@ use super::ServerConfig;
 use crate::codec::Buffer;
 use crate::policies::RateLimitedLog;
 
+/// Responses up to this size are copied to the transport from the reused buffer below;
+/// larger ones are handed over whole (`write_owned`), without a copy.
+const COPY_OUT_MAX: usize = 16 * 1024;
+
+thread_local! {
+    /// The buffer a response's head (and a small body) is built in, reused from response to
+    /// response on this thread instead of a vector allocated and freed each time. The
+    /// transport sends what it is given at once when nothing is queued before it.
+    static OUT: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(1024));
+}
+
 /// Bytes of a streamed body written per turn (a file piece, a stream piece).
 const PIECE: usize = 64 * 1024;
 /// The protocol timer tag of the connection's deadlines; what it means is in `Timer`.
@@ -423,7 +434,7 @@ impl HttpConnection {
         let mut close = close || self.last_before_stop();
         let status = resp.status();
         let bodyless = status == 204 || status == 304 || (100..200).contains(&status);
-        let mut out = Vec::with_capacity(512);
+        let mut out = OUT.with(|b| std::mem::take(&mut *b.borrow_mut()));
         match std::mem::replace(&mut resp.body, Body::Empty) {
             Body::Empty => {
                 let framing = if bodyless { Framing::None } else { Framing::Length(0) };
@@ -470,7 +481,13 @@ impl HttpConnection {
                 }
             }
         }
-        let _ = t.write_owned(out);
+        if out.len() <= COPY_OUT_MAX {
+            let _ = t.write(&out);
+            out.clear();
+            OUT.with(|b| *b.borrow_mut() = out);
+        } else {
+            let _ = t.write_owned(out);
+        }
         self.after_response(t, close);
     }
 
