@@ -710,7 +710,10 @@ impl Reactor {
                 rec.callback(started, took, kind, id, what);
             }
         }
-        self.apply_commands();
+        // Most callbacks queue nothing: skip the call (apply_commands would do no work).
+        if !self.shared.commands.is_empty() || !self.reports.is_empty() {
+            self.apply_commands();
+        }
         result
     }
 
@@ -744,7 +747,7 @@ impl Reactor {
     /// what they reported, one report at a time (each report's own commands are applied
     /// before the next report). Runs no user code itself.
     pub(crate) fn apply_commands(&mut self) {
-        if self.applying {
+        if self.applying || (self.shared.commands.is_empty() && self.reports.is_empty()) {
             // Called from a report's dispatch: the outer loop below applies this work
             // next, in order.
             return;
