@@ -1,6 +1,7 @@
-//! UDP echo benchmark: 64-byte datagrams from 64 senders against the reactor reading in
-//! batches (`recvmmsg`, `UdpOptions::batch(32)`), the reactor reading one datagram per call
-//! (`batch(1)`), and a hand-written mio UDP loop; datagrams/s and server CPU per datagram.
+//! UDP echo benchmark: 64-byte datagrams from 64 senders against the reactor in batches
+//! (`UdpOptions::batch(32)`: `recvmmsg` reads, the replies of each batch sent with one
+//! `sendmmsg`), the reactor with one `recvfrom` and one `sendto` per datagram (`batch(1)`),
+//! and a hand-written mio UDP loop; datagrams/s and server CPU per datagram.
 //!
 //! Run: `cargo bench --bench udp_echo` (5 rounds of 2 s per server) or
 //! `cargo bench --bench udp_echo -- --quick` (1 round of 0.5 s: a smoke run).

@@ -191,3 +191,142 @@ fn under_a_flood_every_datagram_is_received_or_counted_as_dropped() {
         "the well-behaved sender's datagrams are received or counted as dropped"
     );
 }
+
+/// Replies to each datagram with `fan_out` numbered datagrams, or closes after replying
+/// to a datagram that says `bye`.
+struct Replier {
+    fan_out: u32,
+    errors: Rc<RefCell<Vec<std::io::Error>>>,
+}
+
+impl DatagramProtocol for Replier {
+    fn datagram_received(&mut self, t: &mut DatagramTransport<'_>, data: &[u8], from: &Address) {
+        if data == b"big" {
+            // Errors about the datagram alone come back from the call, batch or not.
+            let too_long = t.write_to(&vec![0u8; 70_000], from).unwrap_err();
+            let wrong = t.write_to(b"x", &Address::Unix(Some("/nowhere".into()))).unwrap_err();
+            self.errors.borrow_mut().extend([too_long, wrong]);
+        }
+        for k in 0..self.fan_out {
+            let mut reply = data[..4.min(data.len())].to_vec();
+            reply.extend_from_slice(&k.to_be_bytes());
+            t.write_to(&reply, from).unwrap();
+        }
+        if data == b"bye" {
+            t.close();
+        }
+    }
+}
+
+fn replier(reactor: &mut Reactor, fan_out: u32) -> (SocketAddr, Rc<RefCell<Vec<std::io::Error>>>) {
+    let errors = Rc::new(RefCell::new(Vec::new()));
+    let proto = Replier { fan_out, errors: errors.clone() };
+    // Room for every datagram the tests queue before the loop runs.
+    let opts = UdpOptions::default().recv_buffer(4 << 20);
+    let port = reactor.listen_udp_options("127.0.0.1:0", proto, opts).unwrap();
+    (port.addr, errors)
+}
+
+/// Reads datagrams from `s` while the reactor runs, until `n` arrived.
+fn collect(reactor: &mut Reactor, s: &UdpSocket, n: usize) -> Vec<Vec<u8>> {
+    s.set_nonblocking(true).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 2048];
+    run_until(reactor, |_| {
+        while let Ok(k) = s.recv(&mut buf) {
+            got.push(buf[..k].to_vec());
+        }
+        got.len() >= n
+    });
+    got
+}
+
+#[test]
+fn replies_made_while_a_batch_is_delivered_reach_every_sender_in_order() {
+    let mut reactor = Reactor::new().unwrap();
+    let (addr, _) = replier(&mut reactor, 1);
+    let clients = senders(8);
+    // Everything is queued before the loop runs: the server reads full batches.
+    for k in 0..40u32 {
+        for c in &clients {
+            // 320 datagrams of 4 bytes: well inside the server's 4 MiB buffer.
+            c.send_to(&k.to_be_bytes(), addr).unwrap();
+        }
+    }
+    for c in &clients {
+        let got = collect(&mut reactor, c, 40);
+        let seq: Vec<u32> =
+            got.iter().map(|d| u32::from_be_bytes(d[..4].try_into().unwrap())).collect();
+        assert_eq!(seq, (0..40).collect::<Vec<_>>());
+    }
+}
+
+#[test]
+fn more_replies_than_one_send_batch_holds_arrive_whole_and_in_order() {
+    let mut reactor = Reactor::new().unwrap();
+    let (addr, _) = replier(&mut reactor, 150);
+    let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+    c.send_to(&7u32.to_be_bytes(), addr).unwrap();
+    let got = collect(&mut reactor, &c, 150);
+    let seq: Vec<u32> =
+        got.iter().map(|d| u32::from_be_bytes(d[4..8].try_into().unwrap())).collect();
+    assert_eq!(seq, (0..150).collect::<Vec<_>>());
+    assert!(got.iter().all(|d| d[..4] == 7u32.to_be_bytes()));
+}
+
+#[test]
+fn a_datagrams_own_errors_come_back_from_the_call_during_a_batch() {
+    let mut reactor = Reactor::new().unwrap();
+    let (addr, errors) = replier(&mut reactor, 1);
+    let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+    c.send_to(b"big", addr).unwrap();
+    let got = collect(&mut reactor, &c, 1);
+    assert_eq!(got[0][..3], *b"big");
+    let errors = errors.borrow();
+    assert_eq!(errors.len(), 2);
+    // The kernel's own words for a datagram past 65,507 bytes (EMSGSIZE).
+    assert!(errors[0].to_string().contains("Message too long"), "{}", errors[0]);
+    assert_eq!(errors[1].kind(), std::io::ErrorKind::InvalidInput);
+}
+
+#[test]
+fn replies_made_before_a_close_in_the_same_batch_are_sent() {
+    let mut reactor = Reactor::new().unwrap();
+    let (addr, _) = replier(&mut reactor, 3);
+    let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+    c.send_to(b"hi!!", addr).unwrap();
+    c.send_to(b"bye", addr).unwrap();
+    let got = collect(&mut reactor, &c, 6);
+    assert_eq!(got.len(), 6);
+    assert_eq!(got[5][..3], *b"bye");
+    assert_eq!(u32::from_be_bytes(got[5][3..7].try_into().unwrap()), 2);
+}
+
+/// A socket connected to one peer answers with `write` (no address): batched too.
+struct ConnectedEcho {
+    peer: SocketAddr,
+}
+
+impl DatagramProtocol for ConnectedEcho {
+    fn started(&mut self, t: &mut DatagramTransport<'_>) {
+        t.connect(self.peer).unwrap();
+    }
+    fn datagram_received(&mut self, t: &mut DatagramTransport<'_>, data: &[u8], _from: &Address) {
+        t.write(data).unwrap();
+    }
+}
+
+#[test]
+fn a_connected_sockets_replies_are_batched_and_arrive_in_order() {
+    let mut reactor = Reactor::new().unwrap();
+    let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let proto = ConnectedEcho { peer: c.local_addr().unwrap() };
+    let port = reactor.listen_udp_options("127.0.0.1:0", proto, UdpOptions::default()).unwrap();
+    for k in 0..100u32 {
+        c.send_to(&k.to_be_bytes(), port.addr).unwrap();
+    }
+    let got = collect(&mut reactor, &c, 100);
+    let seq: Vec<u32> =
+        got.iter().map(|d| u32::from_be_bytes(d[..4].try_into().unwrap())).collect();
+    assert_eq!(seq, (0..100).collect::<Vec<_>>());
+}

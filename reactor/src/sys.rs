@@ -1,9 +1,10 @@
 //! The crate's only unsafe code: batched datagram receive (`recvmmsg(2)`) with the
-//! kernel's drop counter (`SO_RXQ_OVFL`).
+//! kernel's drop counter (`SO_RXQ_OVFL`), and batched send (`sendmmsg(2)`).
 //!
 //! # Why unsafe is needed
 //!
-//! Neither std, mio nor socket2 wraps `recvmmsg(2)` (many datagrams per system call) or
+//! Neither std, mio nor socket2 wraps `recvmmsg(2)` / `sendmmsg(2)` (many datagrams per
+//! system call) or
 //! ancillary data (`SO_RXQ_OVFL` reports, with each datagram, how many the kernel dropped
 //! at the socket's full receive buffer). This module wraps both in safe functions; the
 //! rest of the crate stays free of `unsafe` (the crate denies `unsafe_code`, only this
@@ -26,10 +27,15 @@
 //! - **control messages**: walked only with the libc `CMSG_*` helpers inside the
 //!   `msg_controllen` the kernel wrote back; the 4-byte counter is read unaligned after its
 //!   level, type and length are checked.
+//! - **sendmmsg**: the `mmsghdr`, `iovec` and address arrays of a [`SendBatch`] are rebuilt
+//!   right before each call from the batch's own buffers, borrowed mutably for the call and
+//!   not resized during it; every `iovec` lies inside `data` (checked when the datagram was
+//!   added), and each address is a `sockaddr_in` / `sockaddr_in6` written in full with its
+//!   true length (a connected socket's datagrams carry none: null name, length 0).
 //! - **setsockopt**: the option value is a local `c_int` with its true size.
 //!
 //! Tested through the public API by `tests/udp_batch.rs` (order, addresses, partial batches,
-//! drops under a flood).
+//! drops under a flood, replies sent in batches, connected sockets, a full batch mid-pass).
 
 #![allow(unsafe_code)]
 
@@ -193,6 +199,133 @@ fn drop_counter(h: &libc::msghdr) -> Option<u32> {
         }
     }
     None
+}
+
+/// Most datagrams one [`SendBatch`] collects before it is sent.
+pub(crate) const SEND_BATCH: usize = 64;
+/// Most payload bytes one [`SendBatch`] holds before it is sent.
+const SEND_BATCH_BYTES: usize = 256 * 1024;
+
+/// Datagrams collected for one `sendmmsg` call: payloads back to back in one buffer, each
+/// with its destination (`None`: the connected peer).
+#[derive(Default)]
+pub(crate) struct SendBatch {
+    data: Vec<u8>,
+    /// Per datagram: where it starts in `data`, its length, its destination.
+    items: Vec<(usize, usize, Option<SocketAddr>)>,
+    names: Vec<libc::sockaddr_storage>,
+    iovs: Vec<libc::iovec>,
+    msgs: Vec<libc::mmsghdr>,
+}
+
+impl SendBatch {
+    /// Datagrams waiting.
+    pub(crate) fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// The batch should be sent before it takes more.
+    pub(crate) fn is_full(&self) -> bool {
+        self.items.len() >= SEND_BATCH || self.data.len() >= SEND_BATCH_BYTES
+    }
+
+    /// Adds one datagram for `to` (`None`: the connected peer).
+    pub(crate) fn push(&mut self, data: &[u8], to: Option<SocketAddr>) {
+        self.items.push((self.data.len(), data.len(), to));
+        self.data.extend_from_slice(data);
+    }
+
+    /// Datagram `i` and its destination.
+    pub(crate) fn item(&self, i: usize) -> (&[u8], Option<SocketAddr>) {
+        let (start, len, to) = self.items[i];
+        (&self.data[start..start + len], to)
+    }
+
+    /// Forgets every datagram; the buffers keep their capacity (bounded by the limits above).
+    pub(crate) fn clear(&mut self) {
+        self.data.clear();
+        self.items.clear();
+    }
+}
+
+/// Sends datagrams `from..` of `batch` in one `sendmmsg` call without blocking; returns
+/// how many the kernel took (the first error when it took none: `WouldBlock` when the
+/// socket's buffer is full, or the first datagram's own error).
+pub(crate) fn send_batch(
+    fd: BorrowedFd<'_>,
+    batch: &mut SendBatch,
+    from: usize,
+) -> io::Result<usize> {
+    let n = batch.items.len().saturating_sub(from);
+    if n == 0 {
+        return Ok(0);
+    }
+    let SendBatch { data, items, names, iovs, msgs } = batch;
+    names.clear();
+    iovs.clear();
+    msgs.clear();
+    for &(start, len, to) in &items[from..] {
+        // SAFETY: sockaddr_storage is plain old data; all-zero is a valid value.
+        let mut s: libc::sockaddr_storage = unsafe { zeroed() };
+        let namelen = to.map_or(0, |a| write_sockaddr(&mut s, a));
+        names.push(s);
+        let slot = &mut data[start..start + len];
+        iovs.push(libc::iovec { iov_base: slot.as_mut_ptr().cast(), iov_len: slot.len() });
+        // SAFETY: mmsghdr is plain old data; all-zero is a valid (empty) value.
+        let mut m: libc::mmsghdr = unsafe { zeroed() };
+        m.msg_hdr.msg_namelen = namelen;
+        msgs.push(m);
+    }
+    // The arrays are complete (no more pushes): their elements stay put for the call.
+    for (i, m) in msgs.iter_mut().enumerate() {
+        if m.msg_hdr.msg_namelen > 0 {
+            m.msg_hdr.msg_name = (&mut names[i] as *mut libc::sockaddr_storage).cast();
+        }
+        m.msg_hdr.msg_iov = &mut iovs[i];
+        m.msg_hdr.msg_iovlen = 1;
+    }
+    // SAFETY: see the module's invariants: `msgs` points into `names`, `iovs` and `data`,
+    // all borrowed mutably from `batch` for this call and not resized during it; `fd` is
+    // open.
+    let sent = unsafe {
+        libc::sendmmsg(fd.as_raw_fd(), msgs.as_mut_ptr(), n as libc::c_uint, libc::MSG_DONTWAIT)
+    };
+    if sent < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(sent as usize)
+}
+
+/// Writes `a` into `s` as a `sockaddr_in` / `sockaddr_in6`; returns its length.
+fn write_sockaddr(s: &mut libc::sockaddr_storage, a: SocketAddr) -> libc::socklen_t {
+    match a {
+        SocketAddr::V4(a) => {
+            // SAFETY: sockaddr_in is plain old data; all-zero is a valid value.
+            let mut sin: libc::sockaddr_in = unsafe { zeroed() };
+            sin.sin_family = libc::AF_INET as libc::sa_family_t;
+            sin.sin_port = a.port().to_be();
+            sin.sin_addr = libc::in_addr { s_addr: u32::from(*a.ip()).to_be() };
+            // SAFETY: sockaddr_storage is larger than sockaddr_in; written unaligned.
+            unsafe {
+                std::ptr::write_unaligned((s as *mut libc::sockaddr_storage).cast(), sin);
+            }
+            size_of::<libc::sockaddr_in>() as libc::socklen_t
+        }
+        SocketAddr::V6(a) => {
+            // SAFETY: as above, for sockaddr_in6.
+            let mut sin6: libc::sockaddr_in6 = unsafe { zeroed() };
+            sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+            sin6.sin6_port = a.port().to_be();
+            sin6.sin6_addr = libc::in6_addr { s6_addr: a.ip().octets() };
+            sin6.sin6_flowinfo = a.flowinfo();
+            sin6.sin6_scope_id = a.scope_id();
+            // SAFETY: as above.
+            unsafe {
+                std::ptr::write_unaligned((s as *mut libc::sockaddr_storage).cast(), sin6);
+            }
+            size_of::<libc::sockaddr_in6>() as libc::socklen_t
+        }
+    }
 }
 
 /// Asks the kernel to attach its drop counter to received datagrams (`SO_RXQ_OVFL`).

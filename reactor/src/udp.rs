@@ -6,7 +6,7 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 
 use crate::address::Address;
@@ -156,6 +156,9 @@ pub(crate) struct UdpSocket {
     pub(crate) batch: usize,
     /// The kernel's drop counter as last seen (`SO_RXQ_OVFL`).
     pub(crate) drops_seen: u32,
+    /// While the loop delivers a batch of received datagrams: the replies, collected and
+    /// sent together (`sendmmsg`) when the batch's callbacks are done or it fills.
+    pub(crate) out: Option<crate::sys::SendBatch>,
 }
 
 impl UdpSocket {
@@ -169,6 +172,7 @@ impl UdpSocket {
             queued_ready: false,
             batch: 1,
             drops_seen: 0,
+            out: None,
         }
     }
 
@@ -190,13 +194,61 @@ impl UdpSocket {
         }
         sent
     }
+
+    /// Sends the collected datagrams, as many per `sendmmsg` call as the kernel takes; what
+    /// it cannot take now joins the queue, in order, for the next writable event. A
+    /// datagram the kernel refuses (e.g. no route) is logged and skipped, as a failed
+    /// `send_to` of the queue is. Returns the bytes sent; collecting goes on.
+    pub(crate) fn flush_out(&mut self) -> usize {
+        let Some(mut out) = self.out.take() else { return 0 };
+        let mut sent = 0;
+        let mut i = 0;
+        while i < out.len() {
+            let Some(fd) = self.sock.raw_fd() else { break };
+            match crate::sys::send_batch(fd, &mut out, i) {
+                Ok(k) if k > 0 => {
+                    sent += (i..i + k).map(|j| out.item(j).0.len()).sum::<usize>();
+                    i += k;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Ok(_) => break,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    log::debug!("datagram send failed: {e}");
+                    i += 1;
+                }
+            }
+        }
+        for j in i..out.len() {
+            let (data, to) = out.item(j);
+            self.queue.push_back((data.to_vec(), to.map(Address::Inet)));
+        }
+        out.clear();
+        self.out = Some(out);
+        sent
+    }
+}
+
+/// The largest UDP payload to `to`: 65,507 bytes over IPv4, 65,527 over IPv6.
+fn max_payload(to: &SocketAddr) -> usize {
+    if to.is_ipv4() {
+        65_507
+    } else {
+        65_527
+    }
 }
 
 /// One datagram socket's capabilities, handed to its protocol's callbacks.
 ///
-/// Writes are sent at once; a datagram the kernel cannot take right now waits in a short
-/// queue (up to 1024) flushed when the socket drains, and past that `write_to` fails
-/// rather than growing memory.
+/// Writes are sent at once, with one exception: on a UDP socket that reads in batches
+/// (`UdpOptions::batch` above 1, the default), what a protocol sends while the loop delivers
+/// one batch of received datagrams is collected and sent together, one `sendmmsg(2)` for up
+/// to 64 datagrams, as soon as that batch's callbacks return (a request/reply server's
+/// replies cost one system call per batch, not one each). Errors that concern a datagram
+/// alone (wrong address family, too long) are still returned by the call; a later refusal
+/// by the kernel (no route) is logged and the datagram dropped, as UDP may. A datagram the
+/// kernel cannot take right now waits in a short queue (up to 1024) flushed when the socket
+/// drains, and past that `write_to` fails rather than growing memory.
 pub struct DatagramTransport<'a> {
     pub(crate) udp: &'a mut UdpSocket,
     pub(crate) id: UdpId,
@@ -217,6 +269,12 @@ impl<'a> DatagramTransport<'a> {
     fn send(&mut self, data: &[u8], to: Option<&Address>) -> io::Result<()> {
         if self.udp.closing {
             return Err(io::Error::new(io::ErrorKind::NotConnected, "socket is closing"));
+        }
+        if self.udp.queue.is_empty() && self.udp.out.is_some() {
+            if let Some(sent) = self.collect(data, to)? {
+                self.ctx.shared.stats.bytes_out += sent as u64;
+                return Ok(());
+            }
         }
         if self.udp.queue.is_empty() {
             let r = match to {
@@ -240,6 +298,33 @@ impl<'a> DatagramTransport<'a> {
         }
         self.udp.queue.push_back((data.to_vec(), to.cloned()));
         Ok(())
+    }
+
+    /// While a received batch is delivered, adds a UDP datagram to the batch of replies
+    /// (`Some(bytes sent)` if that filled the batch and sent it). `None`: not batched (a
+    /// Unix datagram socket), send it the ordinary way. Errors the kernel would give at
+    /// once for this datagram alone (wrong family, too long) are given here.
+    fn collect(&mut self, data: &[u8], to: Option<&Address>) -> io::Result<Option<usize>> {
+        if !matches!(self.udp.sock, DgramSock::Udp(_)) {
+            return Ok(None);
+        }
+        let dest = match (to, &self.udp.connected) {
+            (Some(Address::Inet(a)), _) => Some(*a),
+            (None, Some(Address::Inet(a))) => {
+                if data.len() > max_payload(a) {
+                    return Err(io::Error::from_raw_os_error(libc::EMSGSIZE));
+                }
+                None
+            }
+            (Some(other), _) => return Err(wrong_family(other)),
+            (None, _) => return Ok(None),
+        };
+        if dest.is_some_and(|a| data.len() > max_payload(&a)) {
+            return Err(io::Error::from_raw_os_error(libc::EMSGSIZE));
+        }
+        let Some(out) = self.udp.out.as_mut() else { return Ok(None) };
+        out.push(data, dest);
+        Ok(Some(if out.is_full() { self.udp.flush_out() } else { 0 }))
     }
 
     /// Sends one datagram to `addr` (an `Address::Inet` on UDP, an `Address::Unix` path on

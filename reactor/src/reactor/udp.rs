@@ -64,6 +64,8 @@ pub(super) struct Udps {
     pub(super) ready: Vec<usize>,
     /// Buffers for batched reads, shared by every socket (made on first use).
     pub(super) batch: Option<crate::sys::RecvBatch>,
+    /// The batch of replies, lent to the socket whose received batch is being delivered.
+    pub(super) send: Option<crate::sys::SendBatch>,
 }
 
 impl Udps {
@@ -295,6 +297,9 @@ impl Reactor {
             let result = match got {
                 Ok(n) => {
                     read += n;
+                    // Replies made while this batch is delivered go out together.
+                    let out = self.udp.send.take().unwrap_or_default();
+                    self.udp.slab[slot].udp.out = Some(out);
                     for i in 0..n {
                         let (data, from) = batch.get(i);
                         self.shared.stats.bytes_in += data.len() as u64;
@@ -303,6 +308,11 @@ impl Reactor {
                         self.call_udp(slot, "datagram_received", |p, t, _| {
                             p.datagram_received(t, batch.get(i).0, &from)
                         });
+                    }
+                    if let Some(entry) = self.udp.get_mut(slot) {
+                        let sent = entry.udp.flush_out();
+                        self.udp.send = entry.udp.out.take();
+                        self.shared.stats.bytes_out += sent as u64;
                     }
                     Ok(n < want)
                 }
@@ -378,6 +388,8 @@ impl Reactor {
             entry.udp.sock.local_addr().map_or("?".into(), |a| a.to_string())
         );
         let id = UdpId::new(slot, entry.udp.gen);
+        // Replies collected before the close still go out (as far as the kernel takes them).
+        self.shared.stats.bytes_out += entry.udp.flush_out() as u64;
         drop(entry.udp);
         let mut proto = entry.proto;
         self.dispatch(Who::Udp(id), "stopped", |r| {
