@@ -330,3 +330,41 @@ fn a_connected_sockets_replies_are_batched_and_arrive_in_order() {
         got.iter().map(|d| u32::from_be_bytes(d[..4].try_into().unwrap())).collect();
     assert_eq!(seq, (0..100).collect::<Vec<_>>());
 }
+
+/// Answers each datagram with replies of the sizes listed, each filled with its index.
+struct Sizes(Vec<usize>);
+
+impl DatagramProtocol for Sizes {
+    fn datagram_received(&mut self, t: &mut DatagramTransport<'_>, _data: &[u8], from: &Address) {
+        for (k, &n) in self.0.iter().enumerate() {
+            t.write_to(&vec![k as u8; n], from).unwrap();
+        }
+    }
+}
+
+#[test]
+fn runs_of_equal_sized_replies_to_one_peer_arrive_as_the_datagrams_sent() {
+    // Runs the sender may coalesce into segmented sends (UDP GSO): equal sizes with a
+    // shorter last one, sizes that change, a size too large to coalesce, empty datagrams,
+    // and more than 64 of one size.
+    let mut sizes = vec![100, 100, 100, 50, 100, 100, 0, 0, 1452, 1452, 1453, 1453, 7];
+    sizes.extend(std::iter::repeat_n(64, 70));
+    sizes.extend([200, 300, 300]);
+    let mut reactor = Reactor::new().unwrap();
+    let opts = UdpOptions::default().recv_buffer(4 << 20);
+    let port = reactor.listen_udp_options("127.0.0.1:0", Sizes(sizes.clone()), opts).unwrap();
+    let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket_buffer(&c);
+    c.send_to(b"go", port.addr).unwrap();
+    let got = collect(&mut reactor, &c, sizes.len());
+    assert_eq!(got.iter().map(Vec::len).collect::<Vec<_>>(), sizes);
+    for (k, d) in got.iter().enumerate() {
+        assert!(d.iter().all(|&b| b == k as u8), "datagram {k} holds its own bytes");
+    }
+}
+
+/// A receive buffer large enough for a burst of replies (4 MiB; as root past rmem_max).
+fn socket_buffer(s: &UdpSocket) {
+    let sock = socket2::SockRef::from(s);
+    let _ = sock.set_recv_buffer_size(4 << 20);
+}

@@ -27,11 +27,14 @@
 //! - **control messages**: walked only with the libc `CMSG_*` helpers inside the
 //!   `msg_controllen` the kernel wrote back; the 4-byte counter is read unaligned after its
 //!   level, type and length are checked.
-//! - **sendmmsg**: the `mmsghdr`, `iovec` and address arrays of a [`SendBatch`] are rebuilt
-//!   right before each call from the batch's own buffers, borrowed mutably for the call and
-//!   not resized during it; every `iovec` lies inside `data` (checked when the datagram was
-//!   added), and each address is a `sockaddr_in` / `sockaddr_in6` written in full with its
-//!   true length (a connected socket's datagrams carry none: null name, length 0).
+//! - **sendmmsg**: the `mmsghdr`, `iovec`, address and control arrays of a [`SendBatch`]
+//!   are rebuilt right before each call from the batch's own buffers, borrowed mutably for
+//!   the call and not resized during it; every `iovec` is a slice of `data` (a GSO run's
+//!   payloads lie back to back in it), each address is a `sockaddr_in` / `sockaddr_in6`
+//!   written in full with its true length (a connected socket's datagrams carry none: null
+//!   name, length 0), and each control buffer is an 8-aligned `[u64; 4]` holding one
+//!   `UDP_SEGMENT` message written through the `CMSG_*` helpers within its
+//!   `CMSG_SPACE`.
 //! - **setsockopt**: the option value is a local `c_int` with its true size.
 //!
 //! Tested through the public API by `tests/udp_batch.rs` (order, addresses, partial batches,
@@ -216,6 +219,13 @@ pub(crate) struct SendBatch {
     names: Vec<libc::sockaddr_storage>,
     iovs: Vec<libc::iovec>,
     msgs: Vec<libc::mmsghdr>,
+    /// One `UDP_SEGMENT` control message per message of the last call (8-aligned).
+    controls: Vec<[u64; 4]>,
+    /// Datagrams per message of the last call.
+    spans: Vec<usize>,
+    /// Of the last call's first message: how many datagrams it carried, and whether it
+    /// was a GSO run (more than one).
+    pub(crate) first: (usize, bool),
 }
 
 impl SendBatch {
@@ -248,52 +258,130 @@ impl SendBatch {
     }
 }
 
+/// `UDP_SEGMENT` (linux/udp.h): the segment size of a GSO send, as a control message.
+const UDP_SEGMENT: libc::c_int = 103;
+/// Most segments in one GSO send (the kernel's `UDP_MAX_SEGMENTS` is 64 or more).
+const GSO_MAX_SEGMENTS: usize = 64;
+/// Segments larger than this are not coalesced: a 1,500-byte MTU path carries a datagram
+/// this size unfragmented over IPv4 and IPv6, so the kernel never refuses the GSO send for
+/// its size; larger ones go one per message, as they would without GSO.
+const GSO_MAX_SEGMENT: usize = 1452;
+/// Most payload bytes in one GSO send (one IPv4 datagram's limit).
+const GSO_MAX_BYTES: usize = 65_507;
+
 /// Sends datagrams `from..` of `batch` in one `sendmmsg` call without blocking; returns
-/// how many the kernel took (the first error when it took none: `WouldBlock` when the
-/// socket's buffer is full, or the first datagram's own error).
+/// how many datagrams the kernel took (the first error when it took none: `WouldBlock`
+/// when the socket's buffer is full, or the first message's own error).
+///
+/// With `gso`, a run of datagrams to one destination, all of one size (the last may be
+/// shorter), goes as one message the kernel splits (`UDP_SEGMENT`, Linux 4.18+): the
+/// receiver still gets each datagram on its own. After an error, [`SendBatch::first`]
+/// tells how many datagrams the failed first message carried and whether it was such a
+/// run.
 pub(crate) fn send_batch(
     fd: BorrowedFd<'_>,
     batch: &mut SendBatch,
     from: usize,
+    gso: bool,
 ) -> io::Result<usize> {
-    let n = batch.items.len().saturating_sub(from);
-    if n == 0 {
+    if from >= batch.items.len() {
         return Ok(0);
     }
-    let SendBatch { data, items, names, iovs, msgs } = batch;
+    let SendBatch { data, items, names, iovs, msgs, controls, spans, .. } = batch;
     names.clear();
     iovs.clear();
     msgs.clear();
-    for &(start, len, to) in &items[from..] {
+    controls.clear();
+    spans.clear();
+    let mut i = from;
+    while i < items.len() {
+        let (start, len, to) = items[i];
+        let mut j = i + 1;
+        let mut total = len;
+        if gso && len > 0 && len <= GSO_MAX_SEGMENT {
+            let limit = to.map_or(GSO_MAX_BYTES, |a| if a.is_ipv4() { 65_507 } else { 65_527 });
+            while j < items.len() && j - i < GSO_MAX_SEGMENTS {
+                let (_, next, next_to) = items[j];
+                if next_to != to || next > len || next == 0 || total + next > limit {
+                    break;
+                }
+                total += next;
+                j += 1;
+                if next < len {
+                    break; // only the last segment may be shorter
+                }
+            }
+        }
         // SAFETY: sockaddr_storage is plain old data; all-zero is a valid value.
-        let mut s: libc::sockaddr_storage = unsafe { zeroed() };
-        let namelen = to.map_or(0, |a| write_sockaddr(&mut s, a));
-        names.push(s);
-        let slot = &mut data[start..start + len];
+        let mut name: libc::sockaddr_storage = unsafe { zeroed() };
+        let namelen = to.map_or(0, |a| write_sockaddr(&mut name, a));
+        names.push(name);
+        // The run's payloads lie back to back in `data` (pushed in order).
+        let slot = &mut data[start..start + total];
         iovs.push(libc::iovec { iov_base: slot.as_mut_ptr().cast(), iov_len: slot.len() });
+        let mut control = [0u64; 4];
+        let controllen = if j - i > 1 { write_segment_size(&mut control, len as u16) } else { 0 };
+        controls.push(control);
         // SAFETY: mmsghdr is plain old data; all-zero is a valid (empty) value.
         let mut m: libc::mmsghdr = unsafe { zeroed() };
         m.msg_hdr.msg_namelen = namelen;
+        m.msg_hdr.msg_controllen = controllen as _;
         msgs.push(m);
+        spans.push(j - i);
+        i = j;
     }
     // The arrays are complete (no more pushes): their elements stay put for the call.
-    for (i, m) in msgs.iter_mut().enumerate() {
+    for (k, m) in msgs.iter_mut().enumerate() {
         if m.msg_hdr.msg_namelen > 0 {
-            m.msg_hdr.msg_name = (&mut names[i] as *mut libc::sockaddr_storage).cast();
+            m.msg_hdr.msg_name = (&mut names[k] as *mut libc::sockaddr_storage).cast();
         }
-        m.msg_hdr.msg_iov = &mut iovs[i];
+        if m.msg_hdr.msg_controllen > 0 {
+            m.msg_hdr.msg_control = controls[k].as_mut_ptr().cast();
+        }
+        m.msg_hdr.msg_iov = &mut iovs[k];
         m.msg_hdr.msg_iovlen = 1;
     }
-    // SAFETY: see the module's invariants: `msgs` points into `names`, `iovs` and `data`,
-    // all borrowed mutably from `batch` for this call and not resized during it; `fd` is
-    // open.
+    batch.first = (batch.spans[0], batch.spans[0] > 1);
+    // SAFETY: see the module's invariants: `msgs` points into `names`, `iovs`, `controls`
+    // and `data`, all borrowed mutably from `batch` for this call and not resized during
+    // it; `fd` is open.
     let sent = unsafe {
-        libc::sendmmsg(fd.as_raw_fd(), msgs.as_mut_ptr(), n as libc::c_uint, libc::MSG_DONTWAIT)
+        libc::sendmmsg(
+            fd.as_raw_fd(),
+            batch.msgs.as_mut_ptr(),
+            batch.msgs.len() as libc::c_uint,
+            libc::MSG_DONTWAIT,
+        )
     };
     if sent < 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(sent as usize)
+    Ok(batch.spans[..sent as usize].iter().sum())
+}
+
+/// Writes one `UDP_SEGMENT` control message (the segment size) into `buf`; returns its
+/// length. `buf` is 32 bytes, 8-aligned: room for `CMSG_SPACE(2)`.
+fn write_segment_size(buf: &mut [u64; 4], size: u16) -> usize {
+    // SAFETY: CMSG_SPACE / CMSG_LEN are pure arithmetic.
+    let (space, len) = unsafe {
+        (libc::CMSG_SPACE(size_of::<u16>() as u32), libc::CMSG_LEN(size_of::<u16>() as u32))
+    };
+    debug_assert!(space as usize <= size_of::<[u64; 4]>());
+    // SAFETY: a msghdr naming `buf` (8-aligned, `space` bytes, checked above) lets the
+    // CMSG_* helpers find its first header inside `buf`; the header and the two data bytes
+    // are written unaligned-safe within `space`.
+    unsafe {
+        let mut h: libc::msghdr = zeroed();
+        h.msg_control = buf.as_mut_ptr().cast();
+        h.msg_controllen = space as _;
+        let c = libc::CMSG_FIRSTHDR(&h);
+        std::ptr::write_unaligned(
+            c,
+            libc::cmsghdr { cmsg_len: len as _, cmsg_level: libc::SOL_UDP, cmsg_type: UDP_SEGMENT },
+        );
+        std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<u16>(), size);
+    }
+    space as usize
 }
 
 /// Writes `a` into `s` as a `sockaddr_in` / `sockaddr_in6`; returns its length.

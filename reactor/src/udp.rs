@@ -159,6 +159,9 @@ pub(crate) struct UdpSocket {
     /// While the loop delivers a batch of received datagrams: the replies, collected and
     /// sent together (`sendmmsg`) when the batch's callbacks are done or it fills.
     pub(crate) out: Option<crate::sys::SendBatch>,
+    /// Runs of equal-sized datagrams to one peer go as one segmented send (UDP GSO); off
+    /// for good once the kernel refuses it.
+    pub(crate) gso: bool,
 }
 
 impl UdpSocket {
@@ -173,6 +176,7 @@ impl UdpSocket {
             batch: 1,
             drops_seen: 0,
             out: None,
+            gso: true,
         }
     }
 
@@ -205,7 +209,7 @@ impl UdpSocket {
         let mut i = 0;
         while i < out.len() {
             let Some(fd) = self.sock.raw_fd() else { break };
-            match crate::sys::send_batch(fd, &mut out, i) {
+            match crate::sys::send_batch(fd, &mut out, i, self.gso) {
                 Ok(k) if k > 0 => {
                     sent += (i..i + k).map(|j| out.item(j).0.len()).sum::<usize>();
                     i += k;
@@ -213,9 +217,18 @@ impl UdpSocket {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Ok(_) => break,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e)
+                    if out.first.1
+                        && matches!(e.raw_os_error(), Some(libc::EINVAL | libc::EIO)) =>
+                {
+                    // The kernel or the device cannot segment (no GSO, no checksum
+                    // offload): this socket sends one datagram per message from now on.
+                    log::info!("udp: segmentation offload refused ({e}); sending without it");
+                    self.gso = false;
+                }
                 Err(e) => {
                     log::debug!("datagram send failed: {e}");
-                    i += 1;
+                    i += out.first.0;
                 }
             }
         }
@@ -244,7 +257,9 @@ fn max_payload(to: &SocketAddr) -> usize {
 /// (`UdpOptions::batch` above 1, the default), what a protocol sends while the loop delivers
 /// one batch of received datagrams is collected and sent together, one `sendmmsg(2)` for up
 /// to 64 datagrams, as soon as that batch's callbacks return (a request/reply server's
-/// replies cost one system call per batch, not one each). Errors that concern a datagram
+/// replies cost one system call per batch, not one each); consecutive datagrams to one
+/// peer of one size (up to 1,452 bytes, the last may be shorter) go as one segmented send
+/// the kernel splits (UDP GSO), so a burst to one client is one message. Errors that concern a datagram
 /// alone (wrong address family, too long) are still returned by the call; a later refusal
 /// by the kernel (no route) is logged and the datagram dropped, as UDP may. A datagram the
 /// kernel cannot take right now waits in a short queue (up to 1024) flushed when the socket
