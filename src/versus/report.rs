@@ -21,10 +21,19 @@ impl VersusReport {
         let secs = self.started.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let _ = writeln!(
             out,
-            "- run: {} point(s) in {:.0} s, started at {secs} (Unix time); {} message(s) in \
+            "- run: {} point(s) in {:.0} s, started at {secs} (Unix time); {}; {} message(s) in \
              flight per connection, {:.1} s warm-up, {:.1} s measured per point",
             self.points.len(),
             self.took.as_secs_f64(),
+            if c.rounds > 1 {
+                format!(
+                    "{} rounds, the servers taking turns within each round; every figure is \
+                     the median over the rounds (errors: the sum)",
+                    c.rounds
+                )
+            } else {
+                "one round (a single measurement per point, not a median)".to_string()
+            },
             c.in_flight,
             c.warmup.as_secs_f64(),
             c.duration.as_secs_f64()

@@ -29,6 +29,10 @@ pub struct VersusConfig {
     pub duration: Duration,
     /// Pin each server to core 0 with `taskset` (the generator should run on another).
     pub pin: bool,
+    /// Rounds: each point is measured this many times, the servers taking turns round by
+    /// round (interleaved, so a disturbance hits them alike), and the report gives each
+    /// figure's median over the rounds.
+    pub rounds: usize,
 }
 
 impl VersusConfig {
@@ -44,22 +48,24 @@ impl VersusConfig {
             warmup: Duration::from_millis(300),
             duration: Duration::from_secs(1),
             pin: true,
+            rounds: 1,
         }
     }
 
     /// The whole sweep: 1, 10, 100, 1,000 and 5,000 connections, 64 B and 4 KiB
-    /// messages, three-second windows (a few minutes).
+    /// messages, three-second windows, three interleaved rounds (about ten minutes).
     pub fn full() -> VersusConfig {
         VersusConfig {
             connections: vec![1, 10, 100, 1000, 5000],
             sizes: vec![64, 4096],
             warmup: Duration::from_secs(1),
             duration: Duration::from_secs(3),
+            rounds: 3,
             ..VersusConfig::quick()
         }
     }
 
-    /// Points the sweep will measure.
+    /// Points the sweep will report (each measured `rounds` times).
     pub fn points(&self) -> usize {
         self.servers.len() * self.connections.len() * self.sizes.len()
     }
@@ -199,23 +205,73 @@ pub fn run(config: &VersusConfig, progress: &mut dyn FnMut(&str)) -> Result<Vers
     let core = pinned.then_some(0);
     let started = SystemTime::now();
     let start = Instant::now();
-    let total = config.points();
-    let mut points = Vec::with_capacity(total);
+    let total = config.points() * config.rounds.max(1);
+    let mut done = 0;
+    let mut points = Vec::with_capacity(config.points());
     for &size in &config.sizes {
         for &connections in &config.connections {
-            for spec in &config.servers {
-                progress(&format!(
-                    "[{}/{total}] {} · {connections} connection(s) · {size} B ...",
-                    points.len() + 1,
-                    spec.name
-                ));
-                let p = measure(spec, connections, size, config, core);
-                progress(&summary_line(&p));
-                points.push(p);
+            let mut runs: Vec<Vec<Point>> = vec![Vec::new(); config.servers.len()];
+            for round in 0..config.rounds.max(1) {
+                for (i, spec) in config.servers.iter().enumerate() {
+                    done += 1;
+                    progress(&format!(
+                        "[{done}/{total}] {} · {connections} connection(s) · {size} B · round {} ...",
+                        spec.name,
+                        round + 1
+                    ));
+                    let p = measure(spec, connections, size, config, core);
+                    progress(&summary_line(&p));
+                    runs[i].push(p);
+                }
             }
+            points.extend(runs.into_iter().map(median_point));
         }
     }
     Ok(VersusReport { config: config.clone(), points, started, took: start.elapsed(), pinned })
+}
+
+/// One point from a server's rounds at one setting: each figure's median over the rounds
+/// that measured (a failure only if every round failed); errors are summed.
+fn median_point(mut rounds: Vec<Point>) -> Point {
+    let errors: u64 = rounds.iter().map(|p| p.errors).sum();
+    let ok: Vec<Point> = rounds.iter().filter(|p| p.failure.is_none()).cloned().collect();
+    if ok.is_empty() {
+        let mut p = rounds.swap_remove(0);
+        p.errors = errors;
+        return p;
+    }
+    fn med<T: Copy + PartialOrd>(mut v: Vec<T>) -> T {
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+        v[v.len() / 2]
+    }
+    let f = |get: fn(&Point) -> f64| med(ok.iter().map(get).collect());
+    let d = |get: fn(&Point) -> Duration| med(ok.iter().map(get).collect());
+    let u = |get: fn(&Point) -> u64| med(ok.iter().map(get).collect());
+    let n = |get: fn(&Point) -> usize| med(ok.iter().map(get).collect());
+    let others: Vec<f64> = ok.iter().filter_map(|p| p.core_others).collect();
+    Point {
+        server: ok[0].server.clone(),
+        connections: ok[0].connections,
+        size: ok[0].size,
+        messages_per_sec: f(|p| p.messages_per_sec),
+        p50: d(|p| p.p50),
+        p99: d(|p| p.p99),
+        p999: d(|p| p.p999),
+        memory_idle: u(|p| p.memory_idle),
+        memory_held: u(|p| p.memory_held),
+        held: n(|p| p.held),
+        memory_loaded: u(|p| p.memory_loaded),
+        accepted: n(|p| p.accepted),
+        threads: u(|p| p.threads),
+        processes: u(|p| p.processes),
+        server_cpu: f(|p| p.server_cpu),
+        cpu_per_message: d(|p| p.cpu_per_message),
+        core_others: (!others.is_empty()).then(|| med(others)),
+        generator_load: f(|p| p.generator_load),
+        established: n(|p| p.established),
+        errors,
+        failure: None,
+    }
 }
 
 fn summary_line(p: &Point) -> String {
@@ -415,5 +471,40 @@ fn sample_peak(pid: u32, peak: &Mutex<TreeUsage>, stop: &AtomicBool) {
         while Instant::now() < until && !stop.load(Ordering::Relaxed) {
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round(msgs: f64, p99_us: u64, errors: u64) -> Point {
+        let mut p = Point::failed("reactor", 100, 64, String::new());
+        p.failure = None;
+        p.messages_per_sec = msgs;
+        p.p99 = Duration::from_micros(p99_us);
+        p.core_others = Some(msgs / 1e6);
+        p.errors = errors;
+        p
+    }
+
+    #[test]
+    fn a_servers_rounds_give_each_figures_median_and_the_sum_of_errors() {
+        let p = median_point(vec![round(100.0, 9, 1), round(300.0, 1, 0), round(200.0, 5, 2)]);
+        assert_eq!(p.messages_per_sec, 200.0);
+        assert_eq!(p.p99, Duration::from_micros(5));
+        assert_eq!(p.core_others, Some(200.0 / 1e6));
+        assert_eq!(p.errors, 3);
+        assert!(p.failure.is_none());
+    }
+
+    #[test]
+    fn failed_rounds_are_left_out_and_only_all_failed_is_a_failure() {
+        let failed = Point::failed("reactor", 100, 64, "no port".into());
+        let p = median_point(vec![failed.clone(), round(100.0, 9, 0), round(300.0, 1, 0)]);
+        assert!(p.failure.is_none());
+        assert_eq!(p.messages_per_sec, 300.0, "the upper median of the two that measured");
+        let p = median_point(vec![failed.clone(), failed]);
+        assert_eq!(p.failure.as_deref(), Some("no port"));
     }
 }

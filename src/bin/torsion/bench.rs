@@ -51,6 +51,10 @@ pub(crate) struct BenchArgs {
     /// Messages in flight per connection.
     #[arg(long, default_value_t = 1)]
     in_flight: usize,
+    /// Rounds per point, the servers taking turns (medians reported; overrides the
+    /// sweep's: quick 1, full 3).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=100))]
+    rounds: Option<u16>,
     /// What the servers speak: echo (bytes as they come) or line (whole lines).
     #[arg(long, default_value = "echo", value_name = "echo|line")]
     protocol: EchoProtocol,
@@ -108,6 +112,9 @@ fn config(args: &BenchArgs) -> Result<VersusConfig, String> {
         c.warmup = seconds("warmup", s)?;
     }
     c.in_flight = args.in_flight;
+    if let Some(n) = args.rounds {
+        c.rounds = usize::from(n);
+    }
     c.protocol = args.protocol;
     c.pin = !args.no_pin;
     Ok(c)
