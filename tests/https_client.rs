@@ -31,7 +31,7 @@ fn site() -> Dir {
     root.put_child(
         "echo",
         Handler::methods(&["GET", "POST"], |req| {
-            Reply::text(200, format!("{} {}\n", req.head.method, req.body.len()))
+            Reply::text(200, format!("{} {}\n", req.head.method(), req.body.len()))
         }),
     );
     root

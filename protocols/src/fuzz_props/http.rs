@@ -70,8 +70,9 @@ pub fn http_head(data: &[u8]) {
         Ok(Some((head, _))) => {
             let _ = body_framing(&head);
             let mut raw =
-                format!("{} {} HTTP/1.{}\r\n", head.method, head.target, head.version).into_bytes();
-            for (name, value) in &head.headers {
+                format!("{} {} HTTP/1.{}\r\n", head.method(), head.target(), head.version())
+                    .into_bytes();
+            for (name, value) in head.headers() {
                 raw.extend_from_slice(name.as_bytes());
                 raw.extend_from_slice(b": ");
                 raw.extend_from_slice(value);

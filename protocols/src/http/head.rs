@@ -7,27 +7,116 @@ use std::fmt;
 use super::Limits;
 
 /// A parsed request head.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// Its text lives in one buffer (method, target, then each field's name and value back to
+/// back) with one list of where each field ends: two allocations per request, however many
+/// fields it has, instead of one per string.
+///
+/// # Examples
+///
+/// ```
+/// use torsion_protocols::http::RequestHead;
+/// let head = RequestHead::new("GET", "/a?b", 1, [("Host", &b"x"[..]), ("Accept", b"*/*")]);
+/// assert_eq!((head.method(), head.target(), head.version()), ("GET", "/a?b", 1));
+/// assert_eq!(head.header("HOST"), Some(&b"x"[..]));
+/// assert_eq!(head.headers().map(|(n, _)| n).collect::<Vec<_>>(), ["Host", "Accept"]);
+/// ```
+#[derive(Clone, PartialEq, Eq)]
 pub struct RequestHead {
-    /// The method, as sent (`GET`, `POST`, ...).
-    pub method: String,
-    /// The request target, as sent (`/path?query`).
-    pub target: String,
-    /// The minor version: 1 for HTTP/1.1, 0 for HTTP/1.0.
-    pub version: u8,
-    /// Header fields in order, names as sent.
-    pub headers: Vec<(String, Vec<u8>)>,
+    /// Method, target, then each field's name and value, back to back.
+    text: Vec<u8>,
+    /// Where the method ends in `text` (the target follows it).
+    method_end: u32,
+    /// Where the target ends (the first field follows it).
+    target_end: u32,
+    /// Per field: where its name ends and where its value ends.
+    fields: Vec<(u32, u32)>,
+    version: u8,
 }
 
 impl RequestHead {
+    /// A head from its parts (the parser builds them the same way): for tests, and for
+    /// requests made up by a program.
+    pub fn new<'a>(
+        method: &str,
+        target: &str,
+        version: u8,
+        headers: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+    ) -> RequestHead {
+        let mut head = RequestHead::start(method, target, version, 0);
+        for (name, value) in headers {
+            head.push(name, value);
+        }
+        head
+    }
+
+    fn start(method: &str, target: &str, version: u8, fields: usize) -> RequestHead {
+        let mut text = Vec::with_capacity(method.len() + target.len() + 32 * fields);
+        text.extend_from_slice(method.as_bytes());
+        let method_end = text.len() as u32;
+        text.extend_from_slice(target.as_bytes());
+        let target_end = text.len() as u32;
+        RequestHead { text, method_end, target_end, fields: Vec::with_capacity(fields), version }
+    }
+
+    fn push(&mut self, name: &str, value: &[u8]) {
+        self.text.extend_from_slice(name.as_bytes());
+        let name_end = self.text.len() as u32;
+        self.text.extend_from_slice(value);
+        self.fields.push((name_end, self.text.len() as u32));
+    }
+
+    /// The method, as sent (`GET`, `POST`, ...).
+    pub fn method(&self) -> &str {
+        self.str(0, self.method_end)
+    }
+
+    /// The request target, as sent (`/path?query`).
+    pub fn target(&self) -> &str {
+        self.str(self.method_end, self.target_end)
+    }
+
+    /// The minor version: 1 for HTTP/1.1, 0 for HTTP/1.0.
+    pub fn version(&self) -> u8 {
+        self.version
+    }
+
+    /// Header fields in order: names as sent, values as bytes.
+    pub fn headers(&self) -> impl ExactSizeIterator<Item = (&str, &[u8])> + '_ {
+        let mut start = self.target_end;
+        self.fields.iter().map(move |&(name_end, value_end)| {
+            let field =
+                (self.str(start, name_end), &self.text[name_end as usize..value_end as usize]);
+            start = value_end;
+            field
+        })
+    }
+
+    /// How many header fields there are.
+    pub fn header_count(&self) -> usize {
+        self.fields.len()
+    }
+
+    /// A stretch of `text` known to be UTF-8: the method, target and names came from
+    /// `&str`s, so this never falls back to the empty string.
+    fn str(&self, from: u32, to: u32) -> &str {
+        std::str::from_utf8(&self.text[from as usize..to as usize]).unwrap_or_default()
+    }
+
     /// The first field called `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| &v[..])
+        self.headers().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v)
     }
 
     /// Every field called `name`.
     pub fn headers_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
-        self.headers.iter().filter(move |(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| &v[..])
+        let mut start = self.target_end as usize;
+        self.fields.iter().filter_map(move |&(name_end, value_end)| {
+            let (name_end, value_end) = (name_end as usize, value_end as usize);
+            let this = &self.text[start..name_end];
+            start = value_end;
+            this.eq_ignore_ascii_case(name.as_bytes()).then(|| &self.text[name_end..value_end])
+        })
     }
 
     /// Whether a `Connection` field lists `token` (case-insensitive).
@@ -41,6 +130,19 @@ impl RequestHead {
     pub fn keep_alive(&self) -> bool {
         // `close` wins over `keep-alive`, in any order and any version.
         !self.connection_has("close") && (self.version >= 1 || self.connection_has("keep-alive"))
+    }
+}
+
+impl fmt::Debug for RequestHead {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let fields: Vec<(&str, String)> =
+            self.headers().map(|(n, v)| (n, String::from_utf8_lossy(v).into_owned())).collect();
+        f.debug_struct("RequestHead")
+            .field("method", &self.method())
+            .field("target", &self.target())
+            .field("version", &self.version)
+            .field("headers", &fields)
+            .finish()
     }
 }
 
@@ -93,7 +195,7 @@ impl std::error::Error for HeadError {}
 /// let limits = Limits::default();
 /// assert_eq!(parse_head(b"GET / HTTP/1.1\r\nHo", &limits)?, None);
 /// let (head, n) = parse_head(b"GET /a?b HTTP/1.1\r\nHost: x\r\n\r\nrest", &limits)?.unwrap();
-/// assert_eq!((head.method.as_str(), head.target.as_str(), n), ("GET", "/a?b", 30));
+/// assert_eq!((head.method(), head.target(), n), ("GET", "/a?b", 30));
 /// assert_eq!(head.header("host"), Some(&b"x"[..]));
 /// # Ok::<(), torsion_protocols::http::HeadError>(())
 /// ```
@@ -151,12 +253,15 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<(RequestHead, us
     if n - line > limits.max_header_bytes {
         return Err(HeadError::new(431, format!("header over {} bytes", limits.max_header_bytes)));
     }
-    let head = RequestHead {
-        method: req.method.unwrap_or_default().to_string(),
-        target: req.path.unwrap_or_default().to_string(),
-        version: req.version.unwrap_or(1),
-        headers: req.headers.iter().map(|h| (h.name.to_string(), h.value.to_vec())).collect(),
-    };
+    let mut head = RequestHead::start(
+        req.method.unwrap_or_default(),
+        req.path.unwrap_or_default(),
+        req.version.unwrap_or(1),
+        req.headers.len(),
+    );
+    for h in req.headers.iter() {
+        head.push(h.name, h.value);
+    }
     if head.version == 1 && head.header("host").is_none() {
         return Err(HeadError::new(400, "HTTP/1.1 request without Host"));
     }
@@ -258,9 +363,11 @@ mod tests {
         let raw = b"\r\nPOST /up?x=1 HTTP/1.1\r\nHost: a\r\nX-Two: b\r\nx-two: c\r\n\r\nBODY";
         let (head, n) = sweep(raw, &Limits::default()).unwrap().unwrap();
         assert_eq!(n, raw.len() - 4);
-        assert_eq!(head.method, "POST");
-        assert_eq!(head.target, "/up?x=1");
-        assert_eq!(head.version, 1);
+        assert_eq!(head.method(), "POST");
+        assert_eq!(head.target(), "/up?x=1");
+        assert_eq!(head.version(), 1);
+        let names: Vec<&str> = head.headers().map(|(n, _)| n).collect();
+        assert_eq!(names, ["Host", "X-Two", "x-two"]);
         assert_eq!(head.headers_named("X-TWO").collect::<Vec<_>>(), [&b"b"[..], b"c"]);
         assert!(head.keep_alive());
     }
@@ -311,7 +418,7 @@ mod tests {
         let head =
             |n: usize| format!("GET / HTTP/1.1\r\nHost: a\r\n{}\r\n", "X-F: v\r\n".repeat(n));
         assert_eq!(
-            parse_head(head(149).as_bytes(), &limits).unwrap().unwrap().0.headers.len(),
+            parse_head(head(149).as_bytes(), &limits).unwrap().unwrap().0.header_count(),
             150
         );
         assert_eq!(parse_head(head(150).as_bytes(), &limits).unwrap_err().status, 431);

@@ -34,7 +34,7 @@ pub struct Request {
 impl Request {
     /// The method.
     pub fn method(&self) -> &str {
-        &self.head.method
+        self.head.method()
     }
 
     /// The first field called `name` (case-insensitive), if it is valid UTF-8.
@@ -290,12 +290,7 @@ mod tests {
     fn request(method: &str, target: &str) -> Request {
         let (path, query) = Request::split_target(target).unwrap();
         Request {
-            head: RequestHead {
-                method: method.into(),
-                target: target.into(),
-                version: 1,
-                headers: Vec::new(),
-            },
+            head: RequestHead::new(method, target, 1, []),
             body: Vec::new(),
             peer: None,
             path,

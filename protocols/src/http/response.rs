@@ -70,6 +70,10 @@ impl fmt::Debug for Body {
 pub struct Response {
     status: u16,
     headers: Vec<(Cow<'static, str>, Cow<'static, str>)>,
+    /// The `Content-Type` the constructors set (`text`, `html`, `json`), kept out of
+    /// `headers` so such a response costs no header list; a `Content-Type` added with
+    /// [`Response::header`] replaces it.
+    content_type: Option<&'static str>,
     pub(crate) body: Body,
 }
 
@@ -87,28 +91,26 @@ pub(crate) enum Framing {
 impl Response {
     /// A response with `status` and no body.
     pub fn new(status: u16) -> Response {
-        Response { status, headers: Vec::new(), body: Body::Empty }
+        Response { status, headers: Vec::new(), content_type: None, body: Body::Empty }
     }
 
     /// A `text/plain` response.
     pub fn text(status: u16, body: impl Into<String>) -> Response {
         Response::new(status)
-            .header("Content-Type", "text/plain; charset=utf-8")
+            .typed("text/plain; charset=utf-8")
             .body(Body::Bytes(body.into().into_bytes()))
     }
 
     /// A `text/html` response.
     pub fn html(status: u16, body: impl Into<String>) -> Response {
         Response::new(status)
-            .header("Content-Type", "text/html; charset=utf-8")
+            .typed("text/html; charset=utf-8")
             .body(Body::Bytes(body.into().into_bytes()))
     }
 
     /// An `application/json` response of already-encoded JSON.
     pub fn json(status: u16, body: impl Into<Vec<u8>>) -> Response {
-        Response::new(status)
-            .header("Content-Type", "application/json")
-            .body(Body::Bytes(body.into()))
+        Response::new(status).typed("application/json").body(Body::Bytes(body.into()))
     }
 
     /// A response that arrives when `d` fires (from a resource's
@@ -133,6 +135,11 @@ impl Response {
         self
     }
 
+    fn typed(mut self, content_type: &'static str) -> Response {
+        self.content_type = Some(content_type);
+        self
+    }
+
     /// Sets the body.
     pub fn body(mut self, body: Body) -> Response {
         self.body = body;
@@ -146,7 +153,12 @@ impl Response {
 
     /// The first field called `name` (case-insensitive).
     pub fn header_value(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| &**v)
+        let explicit =
+            self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| &**v);
+        match (explicit, self.content_type) {
+            (None, Some(t)) if name.eq_ignore_ascii_case("content-type") => Some(t),
+            _ => explicit,
+        }
     }
 
     /// Appends the head to `out`: status line, the response's fields (minus any framing
@@ -164,6 +176,13 @@ impl Response {
         out.push(b' ');
         out.extend_from_slice(reason(self.status).as_bytes());
         out.extend_from_slice(b"\r\n");
+        if let Some(t) = self.content_type {
+            if !self.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("content-type")) {
+                out.extend_from_slice(b"Content-Type: ");
+                out.extend_from_slice(t.as_bytes());
+                out.extend_from_slice(b"\r\n");
+            }
+        }
         for (n, v) in &self.headers {
             let owned = ["content-length", "transfer-encoding", "connection", "date"];
             if owned.iter().any(|o| n.eq_ignore_ascii_case(o)) {
@@ -288,6 +307,28 @@ mod tests {
             "{head}"
         );
         assert!(!head.contains("Evil") && !head.contains("999"));
+    }
+
+    #[test]
+    fn a_content_type_added_by_hand_replaces_the_constructors_once() {
+        let head = |r: &Response| {
+            let mut out = Vec::new();
+            r.write_head(&mut out, Framing::Length(1), false, SystemTime::now());
+            String::from_utf8(out).unwrap()
+        };
+        let plain = Response::text(200, "x");
+        assert_eq!(plain.header_value("content-type"), Some("text/plain; charset=utf-8"));
+        assert_eq!(head(&plain).matches("Content-Type: text/plain").count(), 1);
+        let csv = Response::text(200, "x").header("content-type", "text/csv");
+        assert_eq!(csv.header_value("Content-Type"), Some("text/csv"));
+        let h = head(&csv);
+        assert_eq!(h.to_ascii_lowercase().matches("content-type").count(), 1, "{h}");
+        assert!(h.contains("content-type: text/csv\r\n"), "{h}");
+        assert_eq!(
+            Response::json(200, "{}").header_value("content-type"),
+            Some("application/json")
+        );
+        assert_eq!(Response::new(204).header_value("content-type"), None);
     }
 
     #[test]

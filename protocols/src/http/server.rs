@@ -375,7 +375,7 @@ impl HttpConnection {
                 )
             }
         };
-        if expects == Some(true) && head.version >= 1 {
+        if expects == Some(true) && head.version() >= 1 {
             let _ = t.write(b"HTTP/1.1 100 Continue\r\n\r\n");
         }
         let capacity = match state {
@@ -387,13 +387,13 @@ impl HttpConnection {
 
     /// Renders one complete request and writes (or starts streaming) its response.
     fn respond(&mut self, t: &mut Transport<'_>, head: RequestHead, body: Vec<u8>) {
-        let Some((path, query)) = Request::split_target(&head.target) else {
+        let Some((path, query)) = Request::split_target(head.target()) else {
             return self.refuse(t, 400, "undecodable path");
         };
         self.requests += 1;
         self.stats.borrow_mut().requests += 1;
-        let is_head = head.method == "HEAD";
-        let version = head.version;
+        let is_head = head.method() == "HEAD";
+        let version = head.version();
         let mut close = !head.keep_alive()
             || self.last_before_stop()
             || self.requests >= self.config.max_requests_per_connection;
@@ -414,7 +414,7 @@ impl HttpConnection {
                     .map(|s| s.to_string())
                     .or_else(|| panic.downcast_ref::<String>().cloned())
                     .unwrap_or_default();
-                log::error!("http {}: resource panicked on {}: {what}", t.id(), req.head.target);
+                log::error!("http {}: resource panicked on {}: {what}", t.id(), req.head.target());
                 close = true;
                 Response::error(500, "the resource failed")
             }
