@@ -3,6 +3,7 @@
 //! request smuggling feeds on).
 
 use std::fmt;
+use std::mem::MaybeUninit;
 
 use super::Limits;
 
@@ -105,17 +106,22 @@ impl RequestHead {
 
     /// The first field called `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v)
+        self.raw_fields().find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes())).map(|(_, v)| v)
     }
 
     /// Every field called `name`.
     pub fn headers_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.raw_fields().filter(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes())).map(|(_, v)| v)
+    }
+
+    /// Fields as bytes (names compared without turning them into `&str` first).
+    fn raw_fields(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
         let mut start = self.target_end as usize;
-        self.fields.iter().filter_map(move |&(name_end, value_end)| {
+        self.fields.iter().map(move |&(name_end, value_end)| {
             let (name_end, value_end) = (name_end as usize, value_end as usize);
-            let this = &self.text[start..name_end];
+            let field = (&self.text[start..name_end], &self.text[name_end..value_end]);
             start = value_end;
-            this.eq_ignore_ascii_case(name.as_bytes()).then(|| &self.text[name_end..value_end])
+            field
         })
     }
 
@@ -217,16 +223,18 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<(RequestHead, us
     }
     // The field slots live on the stack for the usual limits; only a limit past that
     // pays for a heap array on every parse.
-    let mut on_stack = [httparse::EMPTY_HEADER; STACK_FIELDS];
+    // Left uninitialised: httparse writes only the slots it fills (initialising 128 empty
+    // fields cost more than parsing a small request).
+    let mut on_stack = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; STACK_FIELDS];
     let mut on_heap = Vec::new();
     let fields = if limits.max_headers <= STACK_FIELDS {
         &mut on_stack[..limits.max_headers]
     } else {
-        on_heap.resize(limits.max_headers, httparse::EMPTY_HEADER);
+        on_heap.resize_with(limits.max_headers, MaybeUninit::uninit);
         &mut on_heap[..]
     };
-    let mut req = httparse::Request::new(fields);
-    let status = match req.parse(buf) {
+    let mut req = httparse::Request::new(&mut []);
+    let status = match req.parse_with_uninit_headers(buf, fields) {
         Ok(s) => s,
         Err(httparse::Error::TooManyHeaders) => {
             return Err(HeadError::new(
