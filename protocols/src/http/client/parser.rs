@@ -5,6 +5,7 @@
 //! Tested below, every case fed in chunks of every size from one byte up.
 
 use std::fmt;
+use std::mem::MaybeUninit;
 
 use crate::codec::Buffer;
 
@@ -346,11 +347,20 @@ impl ResponseParser {
         if self.interim + end > self.limits.max_head {
             return Err(ParseError::HeadTooLarge { limit: self.limits.max_head });
         }
-        let mut fields = vec![httparse::EMPTY_HEADER; self.limits.max_headers];
-        let mut parsed = httparse::Response::new(&mut fields);
+        // Field slots left uninitialised (httparse fills what it uses), on the stack for
+        // the usual limits.
+        let mut on_stack = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; 128];
+        let mut on_heap = Vec::new();
+        let fields = if self.limits.max_headers <= on_stack.len() {
+            &mut on_stack[..self.limits.max_headers]
+        } else {
+            on_heap.resize_with(self.limits.max_headers, MaybeUninit::uninit);
+            &mut on_heap[..]
+        };
+        let mut parsed = httparse::Response::new(&mut []);
         let status = httparse::ParserConfig::default()
             .allow_spaces_after_header_name_in_responses(true)
-            .parse_response(&mut parsed, &self.buf.as_slice()[..end]);
+            .parse_response_with_uninit_headers(&mut parsed, &self.buf.as_slice()[..end], fields);
         match status {
             Ok(httparse::Status::Complete(_)) => {}
             // Leading blank lines ended our search early: look for the next one.
