@@ -44,6 +44,7 @@ pub mod basic;
 pub mod chat;
 pub mod codec;
 pub mod command;
+mod decimal;
 pub mod echo;
 #[doc(hidden)]
 pub mod fuzz_props;

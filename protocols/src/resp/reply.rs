@@ -144,26 +144,7 @@ impl<'b> Reply<'b> {
 /// Appends the decimal form of `n`.
 pub(crate) fn push_int(buf: &mut Vec<u8>, n: i64) {
     let mut tmp = [0u8; 20];
-    buf.extend_from_slice(format_int(n, &mut tmp));
-}
-
-/// The decimal form of `n`, written into `tmp`, without allocating.
-pub(crate) fn format_int(n: i64, tmp: &mut [u8; 20]) -> &[u8] {
-    let mut i = tmp.len();
-    let mut v = n.unsigned_abs();
-    loop {
-        i -= 1;
-        tmp[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    if n < 0 {
-        i -= 1;
-        tmp[i] = b'-';
-    }
-    &tmp[i..]
+    buf.extend_from_slice(crate::decimal::format_i64(n, &mut tmp));
 }
 
 #[cfg(test)]

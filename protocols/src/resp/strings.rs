@@ -7,7 +7,7 @@
 use super::codec::parse_int;
 use super::commands::{int_arg, Args, Exec, Flow, NOT_INT, SYNTAX, WRONGTYPE};
 use super::keyspace::{Str, Value};
-use super::reply::format_int;
+use crate::decimal::format_i64;
 
 pub(crate) fn get(ex: &mut Exec<'_, '_>, args: &Args<'_>) -> Flow {
     match ex.st.db.read(args.get(1), ex.now) {
@@ -269,7 +269,7 @@ pub(crate) fn incr(ex: &mut Exec<'_, '_>, args: &Args<'_>) -> Flow {
     // One lookup: the number is parsed and replaced in place (it always fits inline).
     let new = match ex.st.db.get(key, now).map(|e| &mut e.value) {
         None => {
-            ex.st.db.set(key, Value::Str(Str::new(format_int(by, &mut tmp))), 0, now);
+            ex.st.db.set(key, Value::Str(Str::new(format_i64(by, &mut tmp))), 0, now);
             by
         }
         Some(Value::Str(s)) => {
@@ -282,7 +282,7 @@ pub(crate) fn incr(ex: &mut Exec<'_, '_>, args: &Args<'_>) -> Flow {
                 return Flow::Continue;
             };
             let freed = s.heap_bytes();
-            *s = Str::new(format_int(new, &mut tmp));
+            *s = Str::new(format_i64(new, &mut tmp));
             ex.st.db.charge(-(freed as isize));
             new
         }
