@@ -82,7 +82,7 @@ mod endpoints;
 mod fd;
 mod lifecycle;
 mod memory;
-pub(crate) use memory::MemoryLog;
+pub(crate) use memory::{MemoryLog, MADE_UP_PID};
 mod proxy_header;
 pub(crate) use proxy_header::{Proxied, ProxyListen};
 mod process;

@@ -26,8 +26,11 @@ use crate::udp::{DgramSock, MemoryDgram};
 
 /// The first made-up port handed out for port 0.
 const FIRST_PORT: u16 = 40000;
+/// Made-up process IDs start here: above any Linux `pid_max` (at most 2^22), so code
+/// under test that signals one through the OS (`kill(2)`) reaches no real process.
+pub(crate) const MADE_UP_PID: u32 = 0x7fff_0000;
 /// The first made-up process ID.
-const FIRST_PID: u32 = 10000;
+const FIRST_PID: u32 = MADE_UP_PID;
 
 /// What a reactor in memory mode recorded.
 #[derive(Default)]

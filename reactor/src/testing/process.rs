@@ -56,7 +56,7 @@ impl Default for StringProcessTransport {
 }
 
 impl StringProcessTransport {
-    /// A made-up child with pid 10000, its time from the system clock.
+    /// A made-up child (its pid above any real one), its time from the system clock.
     pub fn new() -> StringProcessTransport {
         StringProcessTransport::with_now(SystemClock.now())
     }
@@ -64,7 +64,7 @@ impl StringProcessTransport {
     /// A made-up child whose context reports `now`.
     pub fn with_now(now: Instant) -> StringProcessTransport {
         StringProcessTransport {
-            st: ChildState::memory(10_000, 1),
+            st: ChildState::memory(crate::reactor::MADE_UP_PID, 1),
             shared: Shared::new(now),
             id: ProcessId::new(0, 1),
         }
@@ -104,7 +104,7 @@ mod tests {
     fn writes_after_close_stdin_are_refused() {
         let mut tr = StringProcessTransport::new();
         let mut t = tr.transport();
-        assert_eq!(t.pid(), 10_000);
+        assert_eq!(t.pid(), crate::reactor::MADE_UP_PID);
         t.write(b"a").unwrap();
         t.close_stdin();
         assert_eq!(t.write(b"b").unwrap_err().kind(), std::io::ErrorKind::BrokenPipe);
