@@ -229,3 +229,105 @@ fn resp_keys_expire_and_blpop_times_out_through_the_clock() {
     r.advance(Duration::from_millis(1));
     assert_eq!(r.take_written(c), b"*-1\r\n");
 }
+
+#[test]
+fn menu_the_operator_hold_ends_when_the_clock_says() {
+    use torsion_protocols::menu::{MenuOptions, MenuProtocol, HOLD, MENU, OPERATOR, WELCOME};
+    let mut r = MemoryReactor::new();
+    let port =
+        r.listen_tcp("127.0.0.1:10086", || MenuProtocol::new(MenuOptions::default())).unwrap();
+    let c = r.accept(port.id, peer(1)).unwrap();
+    assert_eq!(text(r.take_written(c)), format!("{WELCOME}{MENU}"));
+    r.feed(c, b"3\r\n");
+    assert_eq!(text(r.take_written(c)), HOLD);
+    r.advance(Duration::from_millis(1999));
+    assert!(r.written(c).is_empty(), "on hold");
+    r.advance(Duration::from_millis(1));
+    assert_eq!(text(r.take_written(c)), format!("{OPERATOR}{MENU}"));
+}
+
+#[test]
+fn throttle_reading_pauses_for_the_debt_and_resumes_through_the_clock() {
+    use torsion_protocols::policies::{Throttle, Throttled};
+    let mut r = MemoryReactor::new();
+    let rates =
+        Throttle { read_rate: Some(10), burst: Duration::from_secs(1), ..Throttle::default() };
+    let port = r.listen_tcp("127.0.0.1:0", move || Throttled::new(Echo::new(), rates)).unwrap();
+    let c = r.accept(port.id, peer(1)).unwrap();
+    r.feed(c, &[b'a'; 30]); // 10 in the bucket: 20 bytes of debt, two seconds at 10 B/s
+    assert_eq!(r.take_written(c).len(), 30);
+    r.feed(c, b"next");
+    r.advance(Duration::from_secs(1));
+    assert!(r.written(c).is_empty(), "reading is paused while in debt");
+    r.advance(Duration::from_millis(1500));
+    assert_eq!(r.take_written(c), b"next", "read once the debt is paid");
+}
+
+fn scratch(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("torsion-memkit-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn upload_a_pause_ends_a_tutorial_upload_and_silence_ends_a_partial_one() {
+    use torsion_protocols::upload::{UploadFactory, UploadOptions};
+    let dir = scratch("upload");
+    let factory = UploadFactory::new(&dir, UploadOptions::default()).unwrap();
+    let mut r = MemoryReactor::new();
+    let port = r.listen_tcp("127.0.0.1:0", factory).unwrap();
+    let c = r.accept(port.id, peer(1)).unwrap();
+    r.feed(c, b"post|5|hello.txt"); // the tutorial client's header sendall
+    r.feed(c, b"hello"); // then the file's
+    r.advance(Duration::from_millis(199));
+    assert!(r.written(c).is_empty(), "the upload ends at a pause, not before");
+    r.advance(Duration::from_millis(1));
+    assert_eq!(r.take_written(c), b"ok 5 hello.txt\n");
+    assert_eq!(std::fs::read(dir.join("hello.txt")).unwrap(), b"hello");
+
+    let c = r.accept(port.id, peer(2)).unwrap();
+    r.feed(c, b"post|10|part.txt\n");
+    r.feed(c, b"abc");
+    r.advance(Duration::from_secs(60));
+    let out = text(r.take_written(c));
+    assert!(out.contains("idle timeout"), "{out}");
+    assert!(r.is_closed(c));
+    assert!(!dir.join("part.txt").exists(), "a partial upload is removed");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn line_receiver_a_deferred_answer_fires_through_the_clock() {
+    use torsion_protocols::basic::{LineHandler, LineReceiver, LineTransport};
+    /// Answers "later" after a second, through a Deferred fired by a timer.
+    struct Later;
+    impl LineHandler for Later {
+        fn line_received(&mut self, t: &mut LineTransport<'_, '_>, line: &[u8]) {
+            if line != b"later" {
+                let _ = t.send_line(b"now");
+                return;
+            }
+            let id = t.transport().id();
+            let ctx = t.transport().ctx();
+            let d = ctx.deferred::<&'static str>();
+            let fire = d.clone();
+            ctx.call_later(Duration::from_secs(1), move |ctx| {
+                fire.callback(ctx, "done");
+            });
+            d.map(ctx, move |ctx, word| {
+                let _ = ctx.write_to(id, format!("{word}\r\n").as_bytes());
+            });
+        }
+    }
+    let mut r = MemoryReactor::new();
+    let port = r.listen_tcp("127.0.0.1:0", || LineReceiver::new(Later)).unwrap();
+    let c = r.accept(port.id, peer(1)).unwrap();
+    r.feed(c, b"lat");
+    r.feed(c, b"er\r\nx\r\n");
+    assert_eq!(r.take_written(c), b"now\r\n");
+    r.advance(Duration::from_millis(999));
+    assert!(r.written(c).is_empty());
+    r.advance(Duration::from_millis(1));
+    assert_eq!(r.take_written(c), b"done\r\n");
+}
