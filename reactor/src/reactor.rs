@@ -51,7 +51,10 @@
 //! Each resource kind keeps its state in one struct beside its loop code, named like its
 //! data module: `conn` (stream connections), `tcp` (listeners and accepting), `connector`
 //! (outgoing connects), `udp`, `process`, `fd`, `timers` and `deferred` (the ready phase),
-//! `lifecycle` (reaping, signals, shutdown), `endpoints` (endpoint strings).
+//! `lifecycle` (reaping, signals, shutdown), `endpoints` (endpoint strings). `memory` is
+//! the memory mode of `testing::MemoryReactor`: on the cold paths that would create OS
+//! objects (listen, connect, bind, spawn) the reactor records instead; reads, writes and
+//! dispatch stay the real ones.
 //!
 //! Tested by `tests/tcp.rs`, `tests/reentrancy.rs`, `tests/scenario.rs`, `tests/emfile.rs`
 //! and `tests/signals.rs`.

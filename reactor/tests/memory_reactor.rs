@@ -328,3 +328,69 @@ fn a_child_is_recorded_fed_and_ended_by_the_test() {
         vec![format!("pid {pid}"), "out INPUT".into(), "err oops".into(), "ended Some(3)".into()]
     );
 }
+
+#[test]
+fn a_listener_opened_from_a_callback_is_recorded_accepts_and_stops() {
+    let log: Log = Rc::default();
+    let mut r = MemoryReactor::new();
+    let l = log.clone();
+    r.ctx().call_soon(move |ctx| {
+        let bound = ctx.listen_tcp("0.0.0.0:0", move || Echo(l.clone())).unwrap();
+        assert_ne!(bound.port(), 0);
+    });
+    r.advance(Duration::ZERO);
+    let listeners = r.tcp_listeners();
+    assert_eq!(listeners.len(), 1);
+    let conn = r.accept(listeners[0].0, addr("10.0.0.3:3")).unwrap();
+    r.feed(conn, b"x");
+    assert_eq!(r.take_written(conn), b"x");
+    assert!(r.stop_listening(listeners[0].0));
+    assert!(r.tcp_listeners().is_empty());
+    assert!(r.accept(listeners[0].0, addr("10.0.0.3:4")).is_none(), "no longer listening");
+    assert_eq!(log.borrow().len(), 1, "the accepted connection goes on");
+}
+
+#[test]
+fn pause_reading_holds_fed_bytes_until_a_timer_resumes_reading() {
+    /// Pauses after the first chunk; resumes a second later.
+    struct Slow(Log);
+    impl Protocol for Slow {
+        fn data_received(&mut self, t: &mut Transport<'_>, data: &[u8]) {
+            self.0.borrow_mut().push(String::from_utf8_lossy(data).into_owned());
+            t.pause_reading();
+            t.call_later(Duration::from_secs(1), 1);
+        }
+        fn timer_fired(&mut self, t: &mut Transport<'_>, _tag: u64) {
+            t.resume_reading();
+        }
+    }
+    let log: Log = Rc::default();
+    let mut r = MemoryReactor::new();
+    let l = log.clone();
+    let port = r.listen_tcp("127.0.0.1:0", move || Slow(l.clone())).unwrap();
+    let conn = r.accept(port.id, addr("10.0.0.1:1")).unwrap();
+    r.feed(conn, b"one");
+    r.feed(conn, b"two");
+    assert_eq!(*log.borrow(), vec!["one"]);
+    r.advance(Duration::from_secs(1));
+    assert_eq!(*log.borrow(), vec!["one", "two"]);
+}
+
+#[test]
+fn unix_listeners_and_datagram_sockets_are_recorded_without_files() {
+    struct Sink;
+    impl DatagramProtocol for Sink {
+        fn datagram_received(&mut self, t: &mut DatagramTransport<'_>, d: &[u8], _f: &Address) {
+            let _ = t.write_to(d, &Address::Unix(Some("/nonexistent/peer.sock".into())));
+        }
+    }
+    let path = std::path::PathBuf::from("/nonexistent/dir/app.sock");
+    let mut r = MemoryReactor::new();
+    let id = r.listen_unix(&path, || Echo(Rc::default()), Default::default()).unwrap();
+    assert_eq!(r.tcp_listeners(), vec![(id, Address::Unix(Some(path.clone())))]);
+    let dgram =
+        r.listen_unix_datagram("/nonexistent/dir/d.sock", Sink, Default::default()).unwrap();
+    r.deliver_datagram(dgram, Address::Unix(None), b"log line");
+    assert_eq!(r.sent_datagrams(dgram).len(), 1);
+    assert!(!path.exists());
+}

@@ -104,7 +104,7 @@ impl Reactor {
                     // Close the socket before telling the protocol: it is gone when it hears.
                     let stream = std::mem::replace(&mut conn.io.stream, Stream::Memory(None));
                     if let Stream::Memory(Some(pipe)) = stream {
-                        self.memory_closed(id, pipe, &reason);
+                        self.memory_closed(id, *pipe, &reason);
                     }
                     freed = true;
                     (conn.proto, conn.connector)

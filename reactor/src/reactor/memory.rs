@@ -24,6 +24,9 @@ use crate::reactor::ListeningPort;
 use crate::tcp::{ListenOptions, ListenSocket};
 use crate::udp::{DgramSock, MemoryDgram};
 
+/// Datagrams a socket sent, with their destinations.
+type Sent = Vec<(Vec<u8>, Option<Address>)>;
+
 /// The first made-up port handed out for port 0.
 const FIRST_PORT: u16 = 40000;
 /// Made-up process IDs start here: above any Linux `pid_max` (at most 2^22), so code
@@ -42,7 +45,7 @@ pub(crate) struct MemoryLog {
     /// Connections reaped: what they wrote that was not taken, and how they ended.
     pub(crate) closed: HashMap<ConnId, (Vec<u8>, String)>,
     /// Datagram sockets closed: what they sent.
-    pub(crate) udp_closed: HashMap<UdpId, Vec<(Vec<u8>, Option<Address>)>>,
+    pub(crate) udp_closed: HashMap<UdpId, Sent>,
     next_pid: u32,
 }
 
@@ -167,7 +170,7 @@ impl Reactor {
     }
 
     /// A memory connection was reaped: keep what it wrote and why it ended.
-    pub(super) fn memory_closed(&mut self, id: ConnId, pipe: Box<MemoryPipe>, reason: &Reason) {
+    pub(super) fn memory_closed(&mut self, id: ConnId, pipe: MemoryPipe, reason: &Reason) {
         if let Some(m) = self.memory.as_deref_mut() {
             m.closed.insert(id, (pipe.output, reason.to_string()));
         }

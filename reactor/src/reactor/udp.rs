@@ -184,6 +184,14 @@ impl Reactor {
         let path = path.as_ref();
         let fail =
             |e: io::Error| Error::new(format!("cannot bind unix datagram {}", path.display()), e);
+        if self.memory.is_some() {
+            // Memory mode: recorded, not bound; no file is made.
+            let local = Some(Address::Unix(Some(path.to_path_buf())));
+            let mem = crate::udp::MemoryDgram { local, ..Default::default() };
+            return self
+                .add_datagram(DgramSock::Memory(Box::new(mem)), Box::new(proto))
+                .map_err(fail);
+        }
         crate::unix::clear_stale(path, |p| {
             let probe = std::os::unix::net::UnixDatagram::unbound()?;
             probe.connect(p)

@@ -39,7 +39,11 @@ const MAX_PASSES: usize = 100_000;
 /// phases, in the same order, as on a real loop — a timer never fires in the pass that
 /// scheduled it.
 ///
-/// Limits: memory mode speaks no TLS (a `listen_tls` listener and a `connect_tls`
+/// Made-up child process IDs are above any Linux `pid_max`, so code under test that
+/// signals one through the OS reaches no real process.
+///
+/// Limits: the memory peer takes every byte at once, so output never backs up and
+/// `pause_writing` never fires (test backpressure with `StringTransport`); memory mode speaks no TLS (a `listen_tls` listener and a `connect_tls`
 /// connection carry plaintext, as after the handshake); host names are not resolved
 /// (the connect is recorded with its name); never call `run` (use `advance`), it
 /// would wait for OS events that never come.
@@ -188,7 +192,8 @@ impl MemoryReactor {
 
     /// A client from `peer` connects to `listener`: the factory builds the protocol and it
     /// hears `connection_made` (the loop runs until quiet). `None` if the listener is not
-    /// listening or its factory refused the client.
+    /// listening or its factory refused the client — or if the listener expects a PROXY
+    /// header (`set_proxy_protocol`): that connection waits for its header, unnamed.
     pub fn accept(&mut self, listener: ListenerId, peer: impl Into<Address>) -> Option<ConnId> {
         let id = self.reactor.memory_accept(listener, peer.into());
         self.run_now();
