@@ -331,3 +331,80 @@ fn line_receiver_a_deferred_answer_fires_through_the_clock() {
     r.advance(Duration::from_millis(1));
     assert_eq!(r.take_written(c), b"done\r\n");
 }
+
+type Outcome = std::rc::Rc<std::cell::RefCell<Option<Result<(u16, Vec<u8>), String>>>>;
+
+/// Starts `get_page(url)` on `r` and returns where its outcome lands.
+fn fetch(
+    r: &mut MemoryReactor,
+    url: &str,
+    opts: torsion_protocols::http::client::ClientOptions,
+) -> Outcome {
+    let out: Outcome = Default::default();
+    let slot = out.clone();
+    let mut ctx = r.ctx();
+    torsion_protocols::http::client::request(&mut ctx, "GET", url, &[], Vec::new(), &opts)
+        .add_both(&mut ctx, move |_ctx, res| {
+            *slot.borrow_mut() = Some(res.map(|p| (p.status, p.body)).map_err(|f| f.to_string()));
+            Ok(())
+        });
+    r.advance(Duration::ZERO);
+    out
+}
+
+#[test]
+fn http_client_a_get_fires_its_deferred_when_the_response_is_complete() {
+    let mut r = MemoryReactor::new();
+    let got = fetch(&mut r, "http://192.0.2.5:8080/x", Default::default());
+    let connects = r.connects();
+    assert_eq!(connects.len(), 1);
+    assert_eq!(connects[0].target, ConnectTarget::Tcp("192.0.2.5:8080".parse().unwrap()));
+    let c = r.complete_connect(0).unwrap();
+    let request = text(r.take_written(c));
+    assert!(request.starts_with("GET /x HTTP/1.1\r\n"), "{request}");
+    r.feed(c, b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhel");
+    assert!(got.borrow().is_none(), "not before the body is complete");
+    r.feed(c, b"lo");
+    assert_eq!(*got.borrow(), Some(Ok((200, b"hello".to_vec()))));
+}
+
+#[test]
+fn http_client_a_trickling_server_fails_the_deferred_at_the_response_timeout() {
+    let mut r = MemoryReactor::new();
+    let opts = torsion_protocols::http::client::ClientOptions {
+        response_timeout: Duration::from_secs(5),
+        ..Default::default()
+    };
+    let got = fetch(&mut r, "http://192.0.2.5/slow", opts);
+    let c = r.complete_connect(0).unwrap();
+    r.feed(c, b"HTTP/1.1 200 OK\r\n");
+    r.advance(Duration::from_millis(4999));
+    assert!(got.borrow().is_none());
+    r.advance(Duration::from_millis(1));
+    let outcome = got.borrow().clone();
+    assert!(
+        matches!(&outcome, Some(Err(e)) if e.contains("timed out") || e.contains("timeout")),
+        "{outcome:?}"
+    );
+    assert!(r.is_closed(c));
+}
+
+#[test]
+fn netstring_frames_split_across_feeds_are_answered_once_whole() {
+    use torsion_protocols::codec::{FrameHandler, Framed, NetstringCodec, Sink};
+    struct Shout;
+    impl FrameHandler<NetstringCodec> for Shout {
+        fn frame_received(&mut self, out: &mut Sink<'_, '_, NetstringCodec>, frame: Vec<u8>) {
+            let _ = out.send(&frame.to_ascii_uppercase()[..]);
+        }
+    }
+    let mut r = MemoryReactor::new();
+    let port = r.listen_tcp("127.0.0.1:0", || Framed::new(NetstringCodec::new(), Shout)).unwrap();
+    let c = r.accept(port.id, peer(1)).unwrap();
+    for piece in [&b"5:he"[..], b"llo,5", b":world,"] {
+        r.feed(c, piece);
+    }
+    assert_eq!(r.take_written(c), b"5:HELLO,5:WORLD,");
+    r.feed(c, b"x:bad,");
+    assert!(r.is_closed(c), "a corrupt stream closes the connection");
+}
