@@ -201,6 +201,32 @@ impl MemoryReactor {
     }
 
     /// Every connect asked for so far, in order (retries are new entries).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use torsion_reactor::testing::MemoryReactor;
+    /// use torsion_reactor::{ConnectTarget, Protocol, ReconnectingClientFactory, Transport};
+    ///
+    /// struct Hello;
+    /// impl Protocol for Hello {
+    ///     fn connection_made(&mut self, t: &mut Transport<'_>) {
+    ///         let _ = t.write(b"hello");
+    ///     }
+    ///     fn data_received(&mut self, _t: &mut Transport<'_>, _d: &[u8]) {}
+    /// }
+    ///
+    /// let mut r = MemoryReactor::new();
+    /// let factory = ReconnectingClientFactory::new(|| Hello).with_jitter(0.0);
+    /// r.connect(ConnectTarget::Name("cache.internal".into(), 6379), factory, Default::default());
+    /// assert!(r.connects()[0].pending);
+    /// r.fail_connect(0, std::io::ErrorKind::ConnectionRefused.into());
+    /// r.advance(Duration::from_secs(1)); // the factory's first back-off
+    /// assert_eq!(r.connects().len(), 2);
+    /// let conn = r.complete_connect(1).unwrap();
+    /// assert_eq!(r.take_written(conn), b"hello");
+    /// ```
     pub fn connects(&mut self) -> Vec<ConnectRequest> {
         let log = self.reactor.memory_log().map(|m| m.connects.clone()).unwrap_or_default();
         log.into_iter()
@@ -357,6 +383,28 @@ impl MemoryReactor {
 
     /// A datagram from `from` arrives at socket `port`: `datagram_received` in the read
     /// phase. Ignored if the socket is closed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::net::SocketAddr;
+    /// use torsion_reactor::testing::MemoryReactor;
+    /// use torsion_reactor::{Address, DatagramProtocol, DatagramTransport};
+    ///
+    /// struct Echo;
+    /// impl DatagramProtocol for Echo {
+    ///     fn datagram_received(&mut self, t: &mut DatagramTransport<'_>, d: &[u8], from: &Address) {
+    ///         let _ = t.write_to(d, from);
+    ///     }
+    /// }
+    ///
+    /// let mut r = MemoryReactor::new();
+    /// let port = r.listen_udp("127.0.0.1:0", Echo)?;
+    /// let from = SocketAddr::from(([10, 0, 0, 1], 53));
+    /// r.deliver_datagram(port.id, from, b"ping");
+    /// assert_eq!(r.sent_datagrams(port.id), vec![(b"ping".to_vec(), Some(from.into()))]);
+    /// # Ok::<(), torsion_reactor::Error>(())
+    /// ```
     pub fn deliver_datagram(&mut self, port: UdpId, from: impl Into<Address>, data: &[u8]) {
         if let Some(m) = self.reactor.memory_udp(port) {
             m.inbox.push_back((data.to_vec(), from.into()));
@@ -377,6 +425,36 @@ impl MemoryReactor {
     // ---- child processes --------------------------------------------------------------
 
     /// Every child started so far, in order.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::os::unix::process::ExitStatusExt;
+    /// use std::process::ExitStatus;
+    /// use torsion_reactor::testing::MemoryReactor;
+    /// use torsion_reactor::{Ctx, ProcessOptions, ProcessProtocol, ProcessTransport};
+    ///
+    /// #[derive(Default)]
+    /// struct Collect(std::rc::Rc<std::cell::RefCell<Vec<u8>>>);
+    /// impl ProcessProtocol for Collect {
+    ///     fn out_received(&mut self, _t: &mut ProcessTransport<'_>, data: &[u8]) {
+    ///         self.0.borrow_mut().extend_from_slice(data);
+    ///     }
+    ///     fn process_ended(&mut self, _ctx: &mut Ctx<'_>, status: ExitStatus) {
+    ///         self.0.borrow_mut().extend_from_slice(format!(" [{:?}]", status.code()).as_bytes());
+    ///     }
+    /// }
+    ///
+    /// let mut r = MemoryReactor::new();
+    /// let out = Collect::default();
+    /// let seen = out.0.clone();
+    /// let id = r.spawn_process(out, ProcessOptions::new("uname").arg("-s"))?;
+    /// assert_eq!(r.spawned()[0].options.args, vec!["-s"]);
+    /// r.child_output(id, 1, b"Linux");
+    /// r.child_exit(id, ExitStatus::from_raw(0));
+    /// assert_eq!(*seen.borrow(), b"Linux [Some(0)]");
+    /// # Ok::<(), torsion_reactor::Error>(())
+    /// ```
     pub fn spawned(&self) -> Vec<Spawned> {
         let Some(log) = self.reactor.memory_log() else { return Vec::new() };
         log.spawns
