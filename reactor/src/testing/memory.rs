@@ -45,7 +45,9 @@ const MAX_PASSES: usize = 100_000;
 /// Limits: the memory peer takes every byte at once, so output never backs up and
 /// `pause_writing` never fires (test backpressure with `StringTransport`); memory mode speaks no TLS (a `listen_tls` listener and a `connect_tls`
 /// connection carry plaintext, as after the handshake); host names are not resolved
-/// (the connect is recorded with its name); never call `run` (use `advance`), it
+/// (the connect is recorded with its name); `defer_to_thread` still runs on real
+/// threads, so its result arrives whenever a later pass polls after the thread finished
+/// (keep thread-pool work out of clock-driven tests); never call `run` (use `advance`), it
 /// would wait for OS events that never come.
 ///
 /// # Examples
