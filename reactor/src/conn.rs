@@ -139,21 +139,72 @@ impl Limits {
 pub(crate) enum Stream {
     Tcp(mio::net::TcpStream),
     Unix(mio::net::UnixStream),
-    /// The in-memory stream of the testing kit: nothing is ever flushed.
-    Memory,
+    /// The in-memory streams of the testing kit: `None` (a `StringTransport`) never
+    /// flushes; `Some` (a `MemoryReactor` connection) is a pipe the test feeds and drains.
+    Memory(Option<Box<MemoryPipe>>),
+}
+
+/// Both directions of a `MemoryReactor` connection: what the test fed and has not been
+/// read yet, what the connection wrote, and the peer's close.
+#[derive(Debug)]
+pub(crate) struct MemoryPipe {
+    pub(crate) local: Address,
+    pub(crate) peer: Address,
+    /// Bytes fed by the test, read by the loop like a socket's.
+    pub(crate) input: std::collections::VecDeque<u8>,
+    /// The peer half-closed (read returns EOF once `input` is drained).
+    pub(crate) eof: bool,
+    /// The peer reset the connection (the next read fails).
+    pub(crate) reset: bool,
+    /// Everything the connection flushed, not yet taken by the test.
+    pub(crate) output: Vec<u8>,
+    /// Our write side was shut (`lose_write_connection`, or the close).
+    pub(crate) write_shut: bool,
+}
+
+impl MemoryPipe {
+    pub(crate) fn new(local: Address, peer: Address) -> MemoryPipe {
+        MemoryPipe {
+            local,
+            peer,
+            input: Default::default(),
+            eof: false,
+            reset: false,
+            output: Vec::new(),
+            write_shut: false,
+        }
+    }
+
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.reset {
+            return Err(io::ErrorKind::ConnectionReset.into());
+        }
+        if self.input.is_empty() {
+            return if self.eof { Ok(0) } else { Err(io::ErrorKind::WouldBlock.into()) };
+        }
+        self.input.read(buf)
+    }
+
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if self.write_shut {
+            return Err(io::ErrorKind::BrokenPipe.into());
+        }
+        self.output.extend_from_slice(data);
+        Ok(data.len())
+    }
 }
 
 impl Stream {
     /// A real socket (not the testing kit's memory stream).
     pub(crate) fn is_socket(&self) -> bool {
-        !matches!(self, Stream::Memory)
+        !matches!(self, Stream::Memory(_))
     }
 
     pub(crate) fn source(&mut self) -> Option<&mut dyn mio::event::Source> {
         match self {
             Stream::Tcp(s) => Some(s),
             Stream::Unix(s) => Some(s),
-            Stream::Memory => None,
+            Stream::Memory(_) => None,
         }
     }
 }
@@ -370,7 +421,8 @@ impl ConnIo {
         let r = match &mut self.stream {
             Stream::Tcp(s) => s.read(buf),
             Stream::Unix(s) => s.read(buf),
-            Stream::Memory => return ReadOutcome::WouldBlock,
+            Stream::Memory(Some(p)) => p.read(buf),
+            Stream::Memory(None) => return ReadOutcome::WouldBlock,
         };
         match r {
             Ok(0) => ReadOutcome::Eof,
@@ -560,10 +612,16 @@ impl ConnIo {
     }
 
     pub(crate) fn shutdown(&mut self, how: Shutdown) -> io::Result<()> {
-        let r = match &self.stream {
+        let r = match &mut self.stream {
             Stream::Tcp(s) => s.shutdown(how),
             Stream::Unix(s) => s.shutdown(how),
-            Stream::Memory => Ok(()),
+            Stream::Memory(Some(p)) => {
+                if how != Shutdown::Read {
+                    p.write_shut = true;
+                }
+                Ok(())
+            }
+            Stream::Memory(None) => Ok(()),
         };
         match r {
             Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(()),
@@ -589,7 +647,8 @@ impl ConnIo {
             Stream::Unix(s) => {
                 s.peer_addr().map(|a| Address::Unix(a.as_pathname().map(|p| p.to_path_buf())))
             }
-            Stream::Memory => Ok(Address::Inet(([192, 0, 2, 2], 2).into())),
+            Stream::Memory(Some(p)) => Ok(p.peer.clone()),
+            Stream::Memory(None) => Ok(Address::Inet(([192, 0, 2, 2], 2).into())),
         }
     }
 
@@ -599,14 +658,15 @@ impl ConnIo {
             Stream::Unix(s) => {
                 s.local_addr().map(|a| Address::Unix(a.as_pathname().map(|p| p.to_path_buf())))
             }
-            Stream::Memory => Ok(Address::Inet(([192, 0, 2, 1], 1).into())),
+            Stream::Memory(Some(p)) => Ok(p.local.clone()),
+            Stream::Memory(None) => Ok(Address::Inet(([192, 0, 2, 1], 1).into())),
         }
     }
 
     pub(crate) fn set_nodelay(&self, on: bool) -> io::Result<()> {
         match &self.stream {
             Stream::Tcp(s) => s.set_nodelay(on),
-            Stream::Unix(_) | Stream::Memory => Ok(()),
+            Stream::Unix(_) | Stream::Memory(_) => Ok(()),
         }
     }
 
@@ -628,7 +688,7 @@ impl Read for StreamIo<'_> {
         match self.0 {
             Stream::Tcp(s) => s.read(buf),
             Stream::Unix(s) => s.read(buf),
-            Stream::Memory => Err(io::ErrorKind::WouldBlock.into()),
+            Stream::Memory(_) => Err(io::ErrorKind::WouldBlock.into()),
         }
     }
 }
@@ -650,7 +710,8 @@ fn write_stream(s: &mut Stream, data: &[u8]) -> io::Result<usize> {
     match s {
         Stream::Tcp(s) => s.write(data),
         Stream::Unix(s) => s.write(data),
-        Stream::Memory => Err(io::ErrorKind::WouldBlock.into()),
+        Stream::Memory(Some(p)) => p.write(data),
+        Stream::Memory(None) => Err(io::ErrorKind::WouldBlock.into()),
     }
 }
 
@@ -659,6 +720,13 @@ fn writev_stream(s: &mut Stream, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
     match s {
         Stream::Tcp(s) => s.write_vectored(bufs),
         Stream::Unix(s) => s.write_vectored(bufs),
-        Stream::Memory => Err(io::ErrorKind::WouldBlock.into()),
+        Stream::Memory(Some(p)) => {
+            let mut n = 0;
+            for b in bufs {
+                n += p.write(b)?;
+            }
+            Ok(n)
+        }
+        Stream::Memory(None) => Err(io::ErrorKind::WouldBlock.into()),
     }
 }

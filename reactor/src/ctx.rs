@@ -247,9 +247,18 @@ impl<'a> Ctx<'a> {
         factory: impl Factory,
     ) -> Result<SocketAddr, Error> {
         let opts = ListenOptions::default();
-        let listener = tcp::bind(addr.into_socket_addr()?, &opts)?;
+        let addr = addr.into_socket_addr()?;
+        let factory = Box::new(factory);
+        // A `MemoryReactor` records the listener instead of binding it.
+        if let Some(bound) = self.shared.memory_addr(addr) {
+            let listener = None;
+            self.shared.commands.push(Command::Listen { listener, addr: bound, factory, opts });
+            return Ok(bound);
+        }
+        let listener = tcp::bind(addr, &opts)?;
         let bound = listener.local_addr().map_err(|e| Error::new("local address", e))?;
-        self.shared.commands.push(Command::Listen { listener, factory: Box::new(factory), opts });
+        let listener = Some(listener);
+        self.shared.commands.push(Command::Listen { listener, addr: bound, factory, opts });
         Ok(bound)
     }
 

@@ -132,7 +132,10 @@ impl ProcessOptions {
 
 /// A child's pipes and exit state.
 pub(crate) struct ChildState {
-    pub(crate) child: Child,
+    /// The OS child (`None` for a `MemoryReactor`'s made-up child).
+    pub(crate) child: Option<Child>,
+    /// A `MemoryReactor`'s made-up child: what the test feeds it and what it was sent.
+    pub(crate) mem: Option<Box<MemoryChild>>,
     pub(crate) gen: u32,
     pub(crate) stdin: Option<mio::unix::pipe::Sender>,
     pub(crate) stdout: Option<mio::unix::pipe::Receiver>,
@@ -146,9 +149,66 @@ pub(crate) struct ChildState {
     pub(crate) pipe_queued: [bool; 4],
 }
 
+/// A made-up child of a `MemoryReactor` (or a `StringProcessTransport`): its output
+/// waiting to be read, and what the protocol did to it.
+#[derive(Debug, Default)]
+pub(crate) struct MemoryChild {
+    pub(crate) pid: u32,
+    /// Output the test fed and the loop has not delivered: (1 stdout / 2 stderr, bytes).
+    pub(crate) output: std::collections::VecDeque<(usize, Vec<u8>)>,
+    /// Everything written to its stdin.
+    pub(crate) stdin: Vec<u8>,
+    pub(crate) stdin_closed: bool,
+    /// Signals sent to it (or to its group), in order.
+    pub(crate) signals: Vec<i32>,
+}
+
 impl ChildState {
+    /// A made-up child with no pipes and no OS process.
+    pub(crate) fn memory(pid: u32, gen: u32) -> ChildState {
+        ChildState {
+            child: None,
+            mem: Some(Box::new(MemoryChild { pid, ..MemoryChild::default() })),
+            gen,
+            stdin: None,
+            stdout: None,
+            stderr: None,
+            pending: Vec::new(),
+            close_stdin: false,
+            status: None,
+            pipe_queued: [false; 4],
+        }
+    }
+
+    /// The OS process ID (a made-up one for a memory child).
+    pub(crate) fn pid(&self) -> u32 {
+        match (&self.child, &self.mem) {
+            (Some(c), _) => c.id(),
+            (None, Some(m)) => m.pid,
+            (None, None) => 0,
+        }
+    }
+
+    /// Sends `sig` to the child, or to its group; a memory child records it.
+    pub(crate) fn signal(&mut self, sig: i32, group: bool) -> io::Result<()> {
+        match (&self.child, &mut self.mem) {
+            (Some(c), _) if group => signal_child_group(c, sig),
+            (Some(c), _) => signal_child(c, sig),
+            (None, Some(m)) => {
+                m.signals.push(sig);
+                Ok(())
+            }
+            (None, None) => Err(io::Error::new(io::ErrorKind::NotFound, "no child")),
+        }
+    }
+
     /// Writes pending stdin bytes; closes stdin when asked and drained.
     pub(crate) fn flush_stdin(&mut self) {
+        if let Some(m) = &mut self.mem {
+            m.stdin.append(&mut self.pending);
+            m.stdin_closed |= self.close_stdin;
+            return;
+        }
         if let Some(pipe) = &mut self.stdin {
             while !self.pending.is_empty() {
                 match pipe.write(&self.pending) {
@@ -188,7 +248,7 @@ impl<'a> ProcessTransport<'a> {
 
     /// The child's OS process ID.
     pub fn pid(&self) -> u32 {
-        self.proc.child.id()
+        self.proc.pid()
     }
 
     /// The reactor-wide context.
@@ -202,7 +262,7 @@ impl<'a> ProcessTransport<'a> {
     ///
     /// `BrokenPipe` once stdin is closed (by us or by the child).
     pub fn write(&mut self, data: &[u8]) -> io::Result<()> {
-        if self.proc.stdin.is_none() || self.proc.close_stdin {
+        if (self.proc.stdin.is_none() && self.proc.mem.is_none()) || self.proc.close_stdin {
             return Err(io::Error::new(io::ErrorKind::BrokenPipe, "child stdin is closed"));
         }
         self.proc.pending.extend_from_slice(data);
@@ -222,7 +282,7 @@ impl<'a> ProcessTransport<'a> {
     ///
     /// An unknown signal number, or the OS error (the child already exited and was reaped).
     pub fn signal(&mut self, sig: i32) -> io::Result<()> {
-        signal_child(&self.proc.child, sig)
+        self.proc.signal(sig, false)
     }
 
     /// Sends `sig` to the child's whole process group — the child and everything it
@@ -232,7 +292,7 @@ impl<'a> ProcessTransport<'a> {
     ///
     /// An unknown signal number, or the OS error (no such group).
     pub fn signal_group(&mut self, sig: i32) -> io::Result<()> {
-        signal_child_group(&self.proc.child, sig)
+        self.proc.signal(sig, true)
     }
 }
 

@@ -51,7 +51,10 @@
 //! Each resource kind keeps its state in one struct beside its loop code, named like its
 //! data module: `conn` (stream connections), `tcp` (listeners and accepting), `connector`
 //! (outgoing connects), `udp`, `process`, `fd`, `timers` and `deferred` (the ready phase),
-//! `lifecycle` (reaping, signals, shutdown), `endpoints` (endpoint strings).
+//! `lifecycle` (reaping, signals, shutdown), `endpoints` (endpoint strings). `memory` is
+//! the memory mode of `testing::MemoryReactor`: on the cold paths that would create OS
+//! objects (listen, connect, bind, spawn) the reactor records instead; reads, writes and
+//! dispatch stay the real ones.
 //!
 //! Tested by `tests/tcp.rs`, `tests/reentrancy.rs`, `tests/scenario.rs`, `tests/emfile.rs`
 //! and `tests/signals.rs`.
@@ -81,6 +84,8 @@ mod deferred;
 mod endpoints;
 mod fd;
 mod lifecycle;
+mod memory;
+pub(crate) use memory::{MemoryLog, MADE_UP_PID};
 mod proxy_header;
 pub(crate) use proxy_header::{Proxied, ProxyListen};
 mod process;
@@ -334,6 +339,8 @@ pub struct Reactor {
     in_callback: bool,
     /// The message of the last panic of a deferred link, for its chain's failure.
     last_panic: Option<String>,
+    /// Memory mode (`testing::MemoryReactor`): what would create OS objects is recorded.
+    memory: Option<Box<MemoryLog>>,
 }
 
 impl Reactor {
@@ -389,6 +396,7 @@ impl Reactor {
             applying: false,
             in_callback: false,
             last_panic: None,
+            memory: None,
         })
     }
 
@@ -555,7 +563,11 @@ impl Reactor {
         Ok(end)
     }
 
-    fn poll_timeout(&mut self, now: Instant, max_wait: Option<Duration>) -> Option<Duration> {
+    pub(crate) fn poll_timeout(
+        &mut self,
+        now: Instant,
+        max_wait: Option<Duration>,
+    ) -> Option<Duration> {
         let s = &self.shared;
         if s.has_work()
             || !self.reports.is_empty()
@@ -797,8 +809,12 @@ impl Reactor {
                 self.start_connect(slot);
             }
             Command::Resolved { slot, gen, result } => self.resolved(slot, gen, result),
-            Command::Listen { listener, factory, opts } => {
-                match self.add_tcp_listener(listener, factory, opts, false) {
+            Command::Listen { listener, addr, factory, opts } => {
+                let added = match listener {
+                    Some(l) => self.add_tcp_listener(l, factory, opts, false),
+                    None => self.add_memory_listener(addr, factory, opts, false),
+                };
+                match added {
                     Ok(port) => self.reports.push_back(Report::ListenerStarted(port.id)),
                     Err(e) => error!("{e}"),
                 }

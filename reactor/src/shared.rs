@@ -53,8 +53,13 @@ pub(crate) enum Command {
     },
     /// A name resolved on the thread pool (or failed to) for connector `slot`.
     Resolved { slot: usize, gen: u32, result: std::io::Result<std::net::SocketAddr> },
-    /// Register a bound listener.
-    Listen { listener: std::net::TcpListener, factory: Box<dyn Factory>, opts: ListenOptions },
+    /// Register a bound listener (`None`: a `MemoryReactor` listener on `addr`).
+    Listen {
+        listener: Option<std::net::TcpListener>,
+        addr: std::net::SocketAddr,
+        factory: Box<dyn Factory>,
+        opts: ListenOptions,
+    },
     /// Start a child process.
     Spawn { proto: Box<dyn ProcessProtocol>, opts: ProcessOptions },
     /// Send a signal to a child process.
@@ -108,6 +113,9 @@ pub(crate) struct Shared {
     pub(crate) conn_timers: HashMap<usize, (u32, Vec<TimerId>)>,
     /// Async tasks (`Ctx::spawn`) and the operations their futures queued.
     pub(crate) tasks: crate::task::Tasks,
+    /// Memory mode (`testing::MemoryReactor`): nothing is bound; the next made-up port
+    /// for an address asked with port 0.
+    pub(crate) memory_port: Option<u16>,
 }
 
 impl Shared {
@@ -135,6 +143,7 @@ impl Shared {
             threads: None,
             conn_timers: HashMap::new(),
             tasks: crate::task::Tasks::new(now),
+            memory_port: None,
         }
     }
 
@@ -172,6 +181,20 @@ impl Shared {
             || !self.reap.is_empty()
             || !self.commands.is_empty()
             || self.tasks.has_work()
+    }
+
+    /// In memory mode, `addr` with a made-up port if it asks for port 0; `None` otherwise.
+    pub(crate) fn memory_addr(
+        &mut self,
+        addr: std::net::SocketAddr,
+    ) -> Option<std::net::SocketAddr> {
+        let next = self.memory_port.as_mut()?;
+        let mut addr = addr;
+        if addr.port() == 0 {
+            addr.set_port(*next);
+            *next = next.wrapping_add(1).max(1024);
+        }
+        Some(addr)
     }
 
     pub(crate) fn is_live(&self, id: ConnId) -> bool {

@@ -58,13 +58,16 @@ impl Default for ListenOptions {
 pub(crate) enum ListenSocket {
     Tcp(mio::net::TcpListener),
     Unix(crate::unix::UnixListener),
+    /// A `MemoryReactor` listener: nothing is bound; the test accepts connections.
+    Memory,
 }
 
 impl ListenSocket {
-    pub(crate) fn source(&mut self) -> &mut dyn mio::event::Source {
+    pub(crate) fn source(&mut self) -> Option<&mut dyn mio::event::Source> {
         match self {
-            ListenSocket::Tcp(l) => l,
-            ListenSocket::Unix(l) => &mut l.sock,
+            ListenSocket::Tcp(l) => Some(l),
+            ListenSocket::Unix(l) => Some(&mut l.sock),
+            ListenSocket::Memory => None,
         }
     }
 
@@ -75,6 +78,7 @@ impl ListenSocket {
             ListenSocket::Unix(l) => l.sock.accept().map(|(s, a)| {
                 (Stream::Unix(s), Address::Unix(a.as_pathname().map(|p| p.to_path_buf())))
             }),
+            ListenSocket::Memory => Err(std::io::ErrorKind::WouldBlock.into()),
         }
     }
 }

@@ -59,6 +59,17 @@ pub(crate) enum DgramSock {
     Udp(mio::net::UdpSocket),
     /// A Unix datagram socket, and the file it is bound to (removed on close).
     Unix(mio::net::UnixDatagram, Option<PathBuf>),
+    /// A `MemoryReactor` socket or a `StringDatagramTransport`: nothing is bound.
+    Memory(Box<MemoryDgram>),
+}
+
+/// The datagrams of an in-memory socket: delivered by the test and not yet read, and
+/// sent by the protocol (with their destination; `None`: the connected peer).
+#[derive(Debug, Default)]
+pub(crate) struct MemoryDgram {
+    pub(crate) local: Option<Address>,
+    pub(crate) inbox: VecDeque<(Vec<u8>, Address)>,
+    pub(crate) sent: Vec<(Vec<u8>, Option<Address>)>,
 }
 
 fn unix_addr(a: std::os::unix::net::SocketAddr) -> Address {
@@ -73,25 +84,34 @@ fn wrong_family(to: &Address) -> io::Error {
 }
 
 impl DgramSock {
-    pub(crate) fn source(&mut self) -> &mut dyn mio::event::Source {
+    pub(crate) fn source(&mut self) -> Option<&mut dyn mio::event::Source> {
         match self {
-            DgramSock::Udp(s) => s,
-            DgramSock::Unix(s, _) => s,
+            DgramSock::Udp(s) => Some(s),
+            DgramSock::Unix(s, _) => Some(s),
+            DgramSock::Memory(_) => None,
         }
     }
 
-    fn send_to(&self, data: &[u8], to: &Address) -> io::Result<usize> {
+    fn send_to(&mut self, data: &[u8], to: &Address) -> io::Result<usize> {
         match (self, to) {
             (DgramSock::Udp(s), Address::Inet(a)) => s.send_to(data, *a),
             (DgramSock::Unix(s, _), Address::Unix(Some(p))) => s.send_to(data, p),
+            (DgramSock::Memory(m), to) => {
+                m.sent.push((data.to_vec(), Some(to.clone())));
+                Ok(data.len())
+            }
             _ => Err(wrong_family(to)),
         }
     }
 
-    fn send(&self, data: &[u8]) -> io::Result<usize> {
+    fn send(&mut self, data: &[u8]) -> io::Result<usize> {
         match self {
             DgramSock::Udp(s) => s.send(data),
             DgramSock::Unix(s, _) => s.send(data),
+            DgramSock::Memory(m) => {
+                m.sent.push((data.to_vec(), None));
+                Ok(data.len())
+            }
         }
     }
 
@@ -99,14 +119,23 @@ impl DgramSock {
     pub(crate) fn raw_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
         match self {
             DgramSock::Udp(s) => Some(std::os::fd::AsFd::as_fd(s)),
-            DgramSock::Unix(..) => None,
+            DgramSock::Unix(..) | DgramSock::Memory(_) => None,
         }
     }
 
-    pub(crate) fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, Address)> {
+    pub(crate) fn recv_from(&mut self, buf: &mut [u8]) -> io::Result<(usize, Address)> {
         match self {
             DgramSock::Udp(s) => s.recv_from(buf).map(|(n, a)| (n, Address::Inet(a))),
             DgramSock::Unix(s, _) => s.recv_from(buf).map(|(n, a)| (n, unix_addr(a))),
+            DgramSock::Memory(m) => match m.inbox.pop_front() {
+                Some((data, from)) => {
+                    // Longer than the buffer: truncated, as the kernel does.
+                    let n = data.len().min(buf.len());
+                    buf[..n].copy_from_slice(&data[..n]);
+                    Ok((n, from))
+                }
+                None => Err(io::ErrorKind::WouldBlock.into()),
+            },
         }
     }
 
@@ -114,6 +143,7 @@ impl DgramSock {
         match (self, to) {
             (DgramSock::Udp(s), Address::Inet(a)) => s.connect(*a),
             (DgramSock::Unix(s, _), Address::Unix(Some(p))) => s.connect(p),
+            (DgramSock::Memory(_), _) => Ok(()),
             _ => Err(wrong_family(to)),
         }
     }
@@ -122,13 +152,16 @@ impl DgramSock {
         match self {
             DgramSock::Udp(s) => s.local_addr().map(Address::Inet),
             DgramSock::Unix(s, _) => s.local_addr().map(unix_addr),
+            DgramSock::Memory(m) => {
+                m.local.clone().ok_or_else(|| io::Error::from(io::ErrorKind::NotConnected))
+            }
         }
     }
 
     fn udp(&self) -> io::Result<&mio::net::UdpSocket> {
         match self {
             DgramSock::Udp(s) => Ok(s),
-            DgramSock::Unix(..) => Err(io::Error::new(
+            DgramSock::Unix(..) | DgramSock::Memory(_) => Err(io::Error::new(
                 io::ErrorKind::Unsupported,
                 "only UDP sockets have broadcast and multicast options",
             )),

@@ -196,7 +196,7 @@ impl Reactor {
     }
 
     /// Puts connection `slot` on the ready-again list if it may still have input.
-    fn read_again(&mut self, slot: usize) {
+    pub(super) fn read_again(&mut self, slot: usize) {
         if let Some(conn) = self.conns.get_mut(slot) {
             let io = &mut conn.io;
             let lingering = io.state == ConnState::Lingering && io.has(flag::READABLE);
@@ -712,7 +712,7 @@ impl Reactor {
                 s.take_error(),
                 s.peer_addr().map(|a| Address::Unix(a.as_pathname().map(|p| p.to_path_buf()))),
             ),
-            Stream::Memory => return,
+            Stream::Memory(_) => return,
         };
         let result = match pending {
             Ok(Some(e)) | Err(e) => Err(e),
@@ -723,6 +723,19 @@ impl Reactor {
                 Err(e) => Err(e),
             },
         };
+        self.connect_done(slot, result, readable);
+    }
+
+    /// The connect of connection `slot` ended (`result`: the server's address, or why it
+    /// failed): build the protocol and call `connection_made`, or tell the client factory.
+    /// A `MemoryReactor` completes or fails its connects through here too.
+    pub(super) fn connect_done(
+        &mut self,
+        slot: usize,
+        result: io::Result<Address>,
+        readable: bool,
+    ) {
+        let conn = &mut self.conns[slot];
         let id = ConnId::new(slot, conn.io.gen);
         let cslot = conn.connector as usize;
         match result {

@@ -144,6 +144,10 @@ impl Reactor {
         match c.target.clone() {
             ConnectTarget::Tcp(addr) => self.connect_to(slot, ConnectTarget::Tcp(addr)),
             ConnectTarget::Unix(path) => self.connect_to(slot, ConnectTarget::Unix(path)),
+            // Memory mode: the request is recorded as it is; nothing resolves.
+            target @ ConnectTarget::Name(..) if self.memory.is_some() => {
+                self.connect_to(slot, target)
+            }
             ConnectTarget::Name(host, port) => {
                 debug!("resolving {host}:{port} for connector#{slot}.{gen}");
                 let mut ctx = Ctx::new(&mut self.shared);
@@ -189,6 +193,7 @@ impl Reactor {
         let c = &self.connectors[slot];
         let opts = c.opts;
         let started = match &target {
+            _ if self.memory.is_some() => Ok(self.memory_connect_stream(&target)),
             ConnectTarget::Tcp(addr) => crate::tcp::connect(*addr, opts.bind).map(Stream::Tcp),
             ConnectTarget::Unix(path) => mio::net::UnixStream::connect(path).map(Stream::Unix),
             ConnectTarget::Name(..) => {
@@ -215,6 +220,9 @@ impl Reactor {
                 );
                 self.connectors[slot].timer = Some(timer);
                 debug!("{id}: connecting to {target}");
+                if let Some(m) = self.memory.as_deref_mut() {
+                    m.connects.push((target, id));
+                }
                 Some(id)
             }
             Err(e) => {

@@ -102,7 +102,10 @@ impl Reactor {
                         let _ = self.poll.registry().deregister(src);
                     }
                     // Close the socket before telling the protocol: it is gone when it hears.
-                    conn.io.stream = Stream::Memory;
+                    let stream = std::mem::replace(&mut conn.io.stream, Stream::Memory(None));
+                    if let Stream::Memory(Some(pipe)) = stream {
+                        self.memory_closed(id, *pipe, &reason);
+                    }
                     freed = true;
                     (conn.proto, conn.connector)
                 };

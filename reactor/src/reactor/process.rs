@@ -54,7 +54,7 @@ impl Procs {
 
     /// The children still running, for the reaper thread when the reactor is dropped.
     pub(super) fn take_children(&mut self) -> Vec<std::process::Child> {
-        std::mem::take(&mut self.slab).into_iter().map(|(_, p)| p.st.child).collect()
+        std::mem::take(&mut self.slab).into_iter().filter_map(|(_, p)| p.st.child).collect()
     }
 }
 
@@ -146,6 +146,9 @@ impl Reactor {
         proto: Box<dyn ProcessProtocol>,
         opts: ProcessOptions,
     ) -> Result<ProcessId, (Box<dyn ProcessProtocol>, Error)> {
+        if self.memory.is_some() {
+            return Ok(self.memory_spawn(proto, opts));
+        }
         let name = opts.program.to_string_lossy().into_owned();
         let fail = |e: io::Error| Error::new(format!("cannot run {name:?}"), e);
         if let Err(e) = self.ensure_child_pipe() {
@@ -172,7 +175,8 @@ impl Reactor {
         let gen = self.bump_gen();
         let slot = self.procs.slab.vacant_entry().key();
         let mut st = ChildState {
-            child,
+            child: Some(child),
+            mem: None,
             gen,
             stdin,
             stdout,
@@ -200,11 +204,13 @@ impl Reactor {
             Ok(())
         })();
         if let Err(e) = registered {
-            let _ = st.child.kill();
-            let _ = st.child.wait();
+            if let Some(c) = &mut st.child {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
             return Err((proto, fail(e)));
         }
-        debug!("spawned {name:?} as pid {}", st.child.id());
+        debug!("spawned {name:?} as pid {}", st.pid());
         self.procs.slab.insert(ProcEntry { st, proto, broken: false });
         self.shared.stats.processes += 1;
         Ok(ProcessId::new(slot, gen))
@@ -216,8 +222,8 @@ impl Reactor {
     ///
     /// `NotFound` if `id` has ended, an unknown signal, or the OS error.
     pub fn signal_process(&mut self, id: ProcessId, sig: i32) -> io::Result<()> {
-        match self.procs.get(id.slot()).filter(|p| p.st.gen == id.gen) {
-            Some(p) => crate::process::signal_child(&p.st.child, sig),
+        match self.procs.get_mut(id.slot()).filter(|p| p.st.gen == id.gen) {
+            Some(p) => p.st.signal(sig, false),
             None => Err(io::Error::new(io::ErrorKind::NotFound, format!("{id} has ended"))),
         }
     }
@@ -243,10 +249,11 @@ impl Reactor {
         let slots: Vec<usize> = self.procs.iter().map(|(k, _)| k).collect();
         for slot in slots {
             let st = &mut self.procs[slot].st;
+            let Some(child) = &mut st.child else { continue };
             if st.status.is_none() {
-                match st.child.try_wait() {
+                match child.try_wait() {
                     Ok(Some(status)) => {
-                        debug!("pid {} exited: {status}", st.child.id());
+                        debug!("pid {} exited: {status}", child.id());
                         st.status = Some(status);
                         self.maybe_ended(slot);
                     }
@@ -290,6 +297,9 @@ impl Reactor {
     /// Reads a child's stdout or stderr until it would block, ends, or spends its read
     /// budget (then it is read again next pass, after everyone else had a turn).
     fn read_pipe(&mut self, slot: usize, pipe: usize) {
+        if self.procs.get(slot).is_some_and(|p| p.st.mem.is_some()) {
+            return self.read_memory_child(slot);
+        }
         for _ in 0..PIPE_BUDGET {
             let Some(entry) = self.procs.get_mut(slot) else { return };
             let rx = if pipe == STDOUT { &mut entry.st.stdout } else { &mut entry.st.stderr };
@@ -322,7 +332,7 @@ impl Reactor {
         }
     }
 
-    fn deliver_output(&mut self, slot: usize, pipe: usize, n: usize) {
+    pub(super) fn deliver_output(&mut self, slot: usize, pipe: usize, n: usize) {
         if self.procs.get(slot).is_none_or(|p| p.broken) {
             return;
         }
@@ -359,7 +369,7 @@ impl Reactor {
                 p.st.pending.clear();
                 p.st.stdin = None;
                 if p.st.status.is_none() {
-                    let _ = p.st.child.kill();
+                    let _ = p.st.signal(9, false);
                 }
                 "killing the child"
             }
@@ -368,7 +378,7 @@ impl Reactor {
     }
 
     /// Once the child exited and both outputs ended: remove it, then `process_ended`.
-    fn maybe_ended(&mut self, slot: usize) {
+    pub(super) fn maybe_ended(&mut self, slot: usize) {
         let Some(entry) = self.procs.get(slot) else { return };
         let st = &entry.st;
         let Some(status) = st.status else { return };

@@ -120,7 +120,11 @@ impl Reactor {
         factory: impl Factory,
         opts: ListenOptions,
     ) -> Result<ListeningPort, Error> {
-        let listener = tcp::bind(addr.into_socket_addr()?, &opts)?;
+        let addr = addr.into_socket_addr()?;
+        if self.memory.is_some() {
+            return self.add_memory_listener(addr, Box::new(factory), opts, true);
+        }
+        let listener = tcp::bind(addr, &opts)?;
         self.add_tcp_listener(listener, Box::new(factory), opts, true)
     }
 
@@ -189,7 +193,12 @@ impl Reactor {
     ) -> Result<ListeningPort, Error> {
         // Built now, so a bad configuration fails here and not at the first client.
         config.rustls()?;
-        let listener = tcp::bind(addr.into_socket_addr()?, &opts)?;
+        let addr = addr.into_socket_addr()?;
+        if self.memory.is_some() {
+            // Memory mode: no handshake (see `testing::MemoryReactor`'s limitations).
+            return self.add_memory_listener(addr, Box::new(factory), opts, true);
+        }
+        let listener = tcp::bind(addr, &opts)?;
         let addr = listener.local_addr().map_err(|e| Error::new("listener address", e))?;
         let sock = ListenSocket::Tcp(mio::net::TcpListener::from_std(listener));
         let id = self.add_listener(sock, Address::Inet(addr), Box::new(factory), opts)?;
@@ -229,15 +238,17 @@ impl Reactor {
         opts: UnixListenOptions,
     ) -> Result<ListenerId, Error> {
         let path = path.as_ref();
-        let listener = crate::unix::bind(path, &opts)?;
         let addr = Address::Unix(Some(path.to_path_buf()));
         let listen = ListenOptions {
             backlog: opts.backlog,
             transport: opts.transport,
             ..ListenOptions::default()
         };
-        let id =
-            self.add_listener(ListenSocket::Unix(listener), addr, Box::new(factory), listen)?;
+        let sock = match self.memory {
+            Some(_) => ListenSocket::Memory,
+            None => ListenSocket::Unix(crate::unix::bind(path, &opts)?),
+        };
+        let id = self.add_listener(sock, addr, Box::new(factory), listen)?;
         self.listener_started(id);
         Ok(id)
     }
@@ -266,10 +277,12 @@ impl Reactor {
         let gen = self.bump_gen();
         let entry = self.listeners.vacant_entry();
         let slot = entry.key();
-        self.poll
-            .registry()
-            .register(sock.source(), id::token(Kind::Listener, slot, gen), Interest::READABLE)
-            .map_err(|e| Error::new(format!("cannot register listener on {addr}"), e))?;
+        if let Some(src) = sock.source() {
+            self.poll
+                .registry()
+                .register(src, id::token(Kind::Listener, slot, gen), Interest::READABLE)
+                .map_err(|e| Error::new(format!("cannot register listener on {addr}"), e))?;
+        }
         trace!("register listener#{slot}.{gen} on {addr}");
         info!("listening on {addr}");
         entry.insert(Listener {
@@ -314,7 +327,9 @@ impl Reactor {
     /// `stopped` only once the connections are gone).
     pub(super) fn close_listener(&mut self, id: ListenerId) -> Box<dyn Factory> {
         let mut l = self.listeners.slab.remove(id.slot());
-        let _ = self.poll.registry().deregister(l.sock.source());
+        if let Some(src) = l.sock.source() {
+            let _ = self.poll.registry().deregister(src);
+        }
         self.listeners.ready.retain(|&s| s != id.slot());
         info!("stopped listening on {}", l.addr);
         l.factory
@@ -369,7 +384,9 @@ impl Reactor {
                 return;
             }
             match crate::fault::accept().map_or_else(|| l.sock.accept(), Err) {
-                Ok((stream, peer)) => self.accepted(lslot, stream, peer),
+                Ok((stream, peer)) => {
+                    self.accepted(lslot, stream, peer);
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if tcp::is_resource_exhaustion(&e) => {
                     return self.out_of_descriptors(lslot, e)
@@ -388,9 +405,18 @@ impl Reactor {
         }
     }
 
-    fn accepted(&mut self, lslot: usize, stream: Stream, peer: Address) {
+    /// A connection was accepted on listener `lslot`: its protocol, then `connection_made`
+    /// (or a TLS handshake or a PROXY header first). Returns its ID unless it was refused
+    /// or waits for a PROXY header.
+    pub(super) fn accepted(
+        &mut self,
+        lslot: usize,
+        stream: Stream,
+        peer: Address,
+    ) -> Option<ConnId> {
         if self.listeners[lslot].proxy.is_some() {
-            return self.accepted_behind_proxy(lslot, stream, peer);
+            self.accepted_behind_proxy(lslot, stream, peer);
+            return None;
         }
         let l = &self.listeners[lslot];
         let (limits, nodelay) = (l.limits, l.nodelay);
@@ -400,7 +426,8 @@ impl Reactor {
         });
         let Some(Some(proto)) = built else {
             self.shared.stats.refused += 1;
-            return debug!("connection from {peer} refused by the factory");
+            debug!("connection from {peer} refused by the factory");
+            return None;
         };
         if let (true, Stream::Tcp(s)) = (nodelay, &stream) {
             let _ = s.set_nodelay(true);
@@ -412,7 +439,10 @@ impl Reactor {
         {
             None => None,
             Some((Ok(tls), deadline)) => Some((tls, deadline)),
-            Some((Err(e), _)) => return error!("TLS session for {peer}: {e}"),
+            Some((Err(e), _)) => {
+                error!("TLS session for {peer}: {e}");
+                return None;
+            }
         };
         match self.insert_conn(stream, Some(proto), limits, NO_CONNECTOR) {
             Ok(id) => {
@@ -424,8 +454,12 @@ impl Reactor {
                     Some((tls, deadline)) => self.start_handshake(id.slot(), tls, Some(deadline)),
                     None => self.made(id.slot()),
                 }
+                Some(id)
             }
-            Err(e) => error!("cannot register connection from {peer}: {e}"),
+            Err(e) => {
+                error!("cannot register connection from {peer}: {e}");
+                None
+            }
         }
     }
 

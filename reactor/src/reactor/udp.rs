@@ -132,6 +132,13 @@ impl Reactor {
     ) -> Result<UdpPort, Error> {
         let addr = addr.into_socket_addr()?;
         let fail = |e: io::Error| Error::new(format!("cannot bind udp {addr}"), e);
+        if let Some(bound) = self.shared.memory_addr(addr) {
+            // Memory mode: recorded, not bound; the test delivers the datagrams.
+            let mem =
+                crate::udp::MemoryDgram { local: Some(Address::Inet(bound)), ..Default::default() };
+            let id = self.add_datagram(DgramSock::Memory(Box::new(mem)), Box::new(proto));
+            return Ok(UdpPort { id: id.map_err(fail)?, addr: bound });
+        }
         let sock = socket2::Socket::new(
             socket2::Domain::for_address(addr),
             socket2::Type::DGRAM,
@@ -179,6 +186,14 @@ impl Reactor {
         let path = path.as_ref();
         let fail =
             |e: io::Error| Error::new(format!("cannot bind unix datagram {}", path.display()), e);
+        if self.memory.is_some() {
+            // Memory mode: recorded, not bound; no file is made.
+            let local = Some(Address::Unix(Some(path.to_path_buf())));
+            let mem = crate::udp::MemoryDgram { local, ..Default::default() };
+            return self
+                .add_datagram(DgramSock::Memory(Box::new(mem)), Box::new(proto))
+                .map_err(fail);
+        }
         crate::unix::clear_stale(path, |p| {
             let probe = std::os::unix::net::UnixDatagram::unbound()?;
             probe.connect(p)
@@ -200,11 +215,13 @@ impl Reactor {
         let gen = self.bump_gen();
         let entry = self.udp.vacant_entry();
         let slot = entry.key();
-        self.poll.registry().register(
-            sock.source(),
-            id::token(Kind::Udp, slot, gen),
-            Interest::READABLE | Interest::WRITABLE,
-        )?;
+        if let Some(src) = sock.source() {
+            self.poll.registry().register(
+                src,
+                id::token(Kind::Udp, slot, gen),
+                Interest::READABLE | Interest::WRITABLE,
+            )?;
+        }
         entry.insert(UdpEntry { udp: UdpSocket::new(sock, gen), proto });
         self.call_udp(slot, "started", |p, t, _| p.started(t));
         Ok(UdpId::new(slot, gen))
@@ -382,7 +399,12 @@ impl Reactor {
     /// Removes a closing UDP socket and tells its protocol.
     pub(super) fn finish_udp(&mut self, slot: usize) {
         let mut entry = self.udp.slab.remove(slot);
-        let _ = self.poll.registry().deregister(entry.udp.sock.source());
+        if let Some(src) = entry.udp.sock.source() {
+            let _ = self.poll.registry().deregister(src);
+        }
+        if let crate::udp::DgramSock::Memory(m) = &mut entry.udp.sock {
+            self.memory_udp_closed(UdpId::new(slot, entry.udp.gen), m);
+        }
         info!(
             "udp socket {} closed",
             entry.udp.sock.local_addr().map_or("?".into(), |a| a.to_string())

@@ -220,7 +220,8 @@ impl World {
         self.next_slot += 1;
         shared.set_gen(slot, 1);
         let id = ConnId::new(slot, 1);
-        let mut io = ConnIo::new(Stream::Memory, 1, Limits::new(&TransportOptions::default()));
+        let mut io =
+            ConnIo::new(Stream::Memory(None), 1, Limits::new(&TransportOptions::default()));
         io.set(flag::READABLE);
         io.set(flag::MADE);
         self.by_new.insert(recorded, id);

@@ -1,7 +1,20 @@
-//! The public testing kit: `StringTransport` (the real `Transport` over memory) and `Pump`
-//! (two protocols wired together in memory). Protocol tests need no socket and no sleep.
+//! The public testing kit: Twisted's test doubles in Rust. Protocol tests need no socket
+//! and no sleep.
 //!
-//! Tested by its own unit tests below and used by every protocol test in the workspace.
+//! - [`StringTransport`]: the real stream `Transport` over memory, handed to a protocol's
+//!   callbacks by the test (Twisted's `StringTransport`).
+//! - [`Pump`]: two protocols wired together in memory, pumped until quiet (`IOPump`).
+//! - [`MemoryReactor`]: the whole reactor over memory and a [`ManualClock`](crate::ManualClock)
+//!   (`MemoryReactor` + `task.Clock`): listens, connects, datagram sockets and children are
+//!   recorded and completed by the test; advancing the clock runs timers, `call_soon`
+//!   work and Deferred chains in the loop's own phases.
+//! - [`StringDatagramTransport`]: the real `DatagramTransport` over memory, for
+//!   `DatagramProtocol`s alone.
+//! - [`StringProcessTransport`]: the real `ProcessTransport` over a made-up child, for
+//!   `ProcessProtocol`s alone.
+//!
+//! Tested by its own unit tests below, by `tests/memory_reactor.rs`, and used by every
+//! protocol test in the workspace.
 
 use std::time::Instant;
 
@@ -13,6 +26,14 @@ use crate::id::ConnId;
 use crate::protocol::Protocol;
 use crate::shared::{Command, Shared};
 use crate::transport::Transport;
+
+mod datagram;
+mod memory;
+mod process;
+
+pub use datagram::StringDatagramTransport;
+pub use memory::{ConnectRequest, MemoryReactor, Spawned};
+pub use process::StringProcessTransport;
 
 /// A [`Transport`] whose output goes to memory: Twisted's `StringTransport`.
 ///
@@ -67,7 +88,7 @@ impl StringTransport {
         let mut shared = Shared::new(now);
         let id = ConnId::new(0, 1);
         shared.set_gen(0, 1);
-        let mut io = ConnIo::new(Stream::Memory, 1, Limits::new(&opts));
+        let mut io = ConnIo::new(Stream::Memory(None), 1, Limits::new(&opts));
         // Memory never blocks a flush because nothing is ever flushed.
         io.set(flag::READABLE);
         StringTransport { io, shared, id, next_slot: 1 }
