@@ -143,6 +143,23 @@ for conns in sorted({c for c, _ in med}):
     t, n = med.get((conns, "torsion")), med.get((conns, "nginx"))
     if t and n:
         print(f"| {conns} | {t[0]/n[0]:.2f} | {t[1]/n[1]:.2f} | {t[2]/n[2]:.2f} |")
+# The machine drifts over minutes by more than the gap measured: each round's pair ran
+# back to back, so the ratio within a round is the steadier figure.
+rounds = {}
+for server, conns, rnd, rps, p99, cpu, errs in rows:
+    rounds.setdefault((int(conns), int(rnd)), {})[server] = (float(rps), float(p99), float(cpu))
+print()
+print("torsion / nginx within each round (the pair ran back to back), median over the rounds:")
+print()
+print("| connections | requests/s | p99 | CPU per request | CPU per request, each round |")
+print("|---:|---:|---:|---:|---|")
+for conns in sorted({c for c, _ in rounds}):
+    pairs = [v for (c, _), v in sorted(rounds.items()) if c == conns and len(v) == 2]
+    if not pairs:
+        continue
+    r = [[p["torsion"][i] / p["nginx"][i] for p in pairs] for i in range(3)]
+    each = " ".join(f"{x:.2f}" for x in r[2])
+    print(f"| {conns} | {statistics.median(r[0]):.2f} | {statistics.median(r[1]):.2f} | {statistics.median(r[2]):.2f} | {each} |")
 PY
 )
 mkdir -p results
@@ -151,7 +168,7 @@ cat >"results/$name.md" <<MD
 
 - when: $(date -u '+%Y-%m-%d %H:%M UTC'); commit $(git rev-parse --short HEAD 2>/dev/null || echo '?'); kernel $(uname -r)
 - servers pinned to core 0 (\`taskset -c 0\`), wrk to core 1; nginx $(nginx -v 2>&1 | sed 's/.*nginx\///'), \`worker_processes 1\`, access log off, the same 14-byte body
-- each round runs torsion then nginx at each connection count; every figure is the median over the rounds; server CPU from /proc ticks (1/100 s) of the server process and its children over each wrk run
+- each round runs torsion then nginx at each connection count; every figure is the median over the rounds (the last table: the median of each round's own ratio); server CPU from /proc ticks (1/100 s) of the server process and its children over each wrk run
 - targets: $( [ "$tls" = 1 ] && echo "requests/s ≥ 1.0× nginx, CPU per request ≤ 1.1× nginx" || echo "CPU per request ≤ 0.85× nginx" )
 - command: \`benches/http_wrk.sh $( [ "$tls" = 1 ] && echo "--tls " )$( [ "$close" = 1 ] && echo "--close " )$secs "$conn_list" $rounds\`
 
