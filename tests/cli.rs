@@ -450,9 +450,17 @@ fn forward_joins_each_client_to_the_backend_given_with_to() {
     let to = format!("tcp:host=127.0.0.1:port={}", backend.local_addr().unwrap().port());
     let echo = std::thread::spawn(move || {
         let (mut s, _) = backend.accept().unwrap();
+        // The forwarder may pass the bytes on in pieces (CI injects partial writes).
+        let mut got = Vec::new();
         let mut buf = [0u8; 64];
-        let n = s.read(&mut buf).unwrap();
-        s.write_all(&buf[..n].to_ascii_uppercase()).unwrap();
+        while got.len() < b"through the forwarder".len() {
+            let n = s.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        s.write_all(&got.to_ascii_uppercase()).unwrap();
     });
     let t = Running::start(&[
         "serve",
